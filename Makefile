@@ -1,0 +1,170 @@
+# envhub - curated Python environments and sandboxed execution.
+#
+#   make run        install what is missing, start the engine, build, serve on 127.0.0.1:8000
+#   make test       the same set-up, then every test suite
+#   make unit       the hermetic unit tests alone (no engine, no network)
+#   make sanitize   every suite with AddressSanitizer + UBSan
+#   make bench      latency of POST /execute against `docker run --rm`
+#   make lint       clang-format check, headers compiled alone, cppcheck
+
+CFLAGS     ?= -O2 -g
+WARNINGS   := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+              -Wvla -Wwrite-strings -Wpointer-arith -Wundef
+PKGS       := sqlite3 libcurl jansson libarchive libcrypto
+BUILD      ?= build
+ifdef SANITIZE
+SAN        := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+BUILD      := build-san
+endif
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)/gen -MMD -MP $(WARNINGS) $(SAN) $(CFLAGS) $(PKG_CFLAGS)
+LIBS        = $(PKG_LIBS) -lcivetweb -lpthread -lm
+
+BIN        := $(BUILD)/envhub
+STATE      ?= var
+IMAGE      ?= envhub/python:bookworm
+SOCKET     ?= /var/run/docker.sock
+PYTHON     := /usr/bin/python3
+export ENVHUB_BIN := $(abspath $(BIN))
+
+MODULES    := core engine catalog builder executor web
+LIB_SRC    := $(filter-out core/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+GEN_SRC    := $(BUILD)/gen/migrations_embedded.c
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_SRC  := $(wildcard tests/integration/test_*.c)
+INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+
+# Debian packages: to build and run, and to test.
+DEB_BUILD  := build-essential pkg-config curl ca-certificates libsqlite3-dev libcurl4-openssl-dev \
+              libjansson-dev libarchive-dev libcivetweb-dev libssl-dev docker.io debootstrap
+DEB_TEST   := libcmocka-dev valgrind sqlite3 python3 python3-pytest python3-requests
+
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench lint clean \
+        deps test-deps engine base-image check-engine
+
+all: build
+build: $(BIN)
+
+$(BIN): $(BUILD)/core/main.o $(BUILD)/libenvhub.a
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/libenvhub.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/migrations_embedded.c: $(MIGRATIONS) core/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/embed.sh migrations_embedded $@ $(MIGRATIONS)
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libenvhub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libenvhub.a $(LIBS) -lcmocka
+
+$(BUILD)/tests/%: tests/integration/%.c $(BUILD)/libenvhub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libenvhub.a $(LIBS) -lcmocka
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- set-up: packages, engine, base image ----
+
+# Installs only what is missing; needs root (or sudo) for apt-get.
+define apt_install
+	@missing=""; for p in $(1); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing$$missing"; \
+	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	    else echo "deps: missing Debian packages:$$missing; install them as root" >&2; exit 1; fi; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { echo "deps: apt-get install$$missing failed" >&2; exit 1; }; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_BUILD))
+
+test-deps: deps
+	$(call apt_install,$(DEB_TEST))
+
+# Start dockerd when its socket does not answer (root only); its log goes to $(STATE)/dockerd.log.
+engine: deps
+	@mkdir -p $(STATE)
+	@if curl -sf --max-time 5 --unix-socket $(SOCKET) http://localhost/_ping >/dev/null 2>&1; then \
+	    echo "engine: the Docker engine answers on $(SOCKET)"; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "engine: no Docker engine answers on $(SOCKET); start it (sudo dockerd &) or run make as root" >&2; exit 1; \
+	else \
+	    echo "engine: starting dockerd (log: $(STATE)/dockerd.log)"; \
+	    nohup dockerd >$(STATE)/dockerd.log 2>&1 </dev/null & \
+	    for i in $$(seq 1 60); do \
+	        curl -sf --max-time 2 --unix-socket $(SOCKET) http://localhost/_ping >/dev/null 2>&1 && { echo "engine: ready after $${i}s"; exit 0; }; \
+	        sleep 1; \
+	    done; \
+	    echo "engine: dockerd did not answer within 60 s; the end of $(STATE)/dockerd.log:" >&2; tail -20 $(STATE)/dockerd.log >&2; exit 1; \
+	fi
+
+# The default image, bootstrapped from the Debian mirror when it is not in the engine.
+base-image: engine $(BIN)
+	@if $(BIN) image exists $(IMAGE); then \
+	    echo "base-image: $(IMAGE) is present"; \
+	else \
+	    echo "base-image: building $(IMAGE) with debootstrap (about a minute, once)"; \
+	    mkdir -p $(STATE) && \
+	    bash environments/bootstrap-base.sh $(STATE)/base-rootfs.tar bookworm && \
+	    $(BIN) image import $(IMAGE) $(STATE)/base-rootfs.tar && rm -f $(STATE)/base-rootfs.tar; \
+	fi
+
+run: deps engine build base-image
+	$(BIN) migrate
+	exec $(BIN) serve
+
+# ---- tests ----
+
+test: test-deps engine build base-image
+	$(MAKE) unit unit-valgrind
+	$(MAKE) integration
+	$(MAKE) api
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+unit-valgrind: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
+	    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect $$t >/dev/null; done
+
+integration: $(INTEG_BIN)
+	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; CI=$${CI:-true} $$t; done
+
+api: $(BIN)
+	cd tests/api && ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x -p no:cacheprovider .
+
+sanitize: test-deps engine base-image
+	$(MAKE) SANITIZE=address,undefined build unit integration
+	$(MAKE) SANITIZE=address,undefined api
+
+bench: test-deps engine build base-image
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_execute.py
+
+lint:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	@for h in $$(git ls-files '*.h'); do \
+	    echo "#include \"$$h\"" | $(CC) $(ALL_CFLAGS) -x c -fsyntax-only - || exit 1; done
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr -I. $(MODULES)
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,33 @@
+/* core/buf.h - growable bytes with a hard limit.
+ *
+ * buf_str() is never NULL and always NUL-terminated. An append that would
+ * pass `limit` returns -1 and leaves the buffer as it was; the caller reports
+ * ERR_TOO_LARGE naming its limit. Not thread-safe: one owner at a time. */
+#ifndef ENVHUB_BUF_H
+#define ENVHUB_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *data;
+    size_t len, cap, limit;
+};
+
+#define BUF_INIT(max) { .data = NULL, .len = 0, .cap = 0, .limit = (max) }
+#define BUF_UNLIMITED ((size_t)-1)
+
+int buf_append(struct buf *b, const void *p, size_t n) __attribute__((warn_unused_result));
+int buf_appends(struct buf *b, const char *s) __attribute__((warn_unused_result));
+int buf_appendf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), warn_unused_result));
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((warn_unused_result));
+/* Append at most what still fits under the limit; returns the bytes taken. */
+size_t buf_append_upto(struct buf *b, const void *p, size_t n);
+const char *buf_str(const struct buf *b);
+/* The caller frees the result (never NULL); b is empty again. */
+char *buf_detach(struct buf *b, size_t *ret_len);
+void buf_reset(struct buf *b);   /* len = 0, memory kept */
+void buf_release(struct buf *b); /* free; back to BUF_INIT with the same limit */
+
+#endif

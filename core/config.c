@@ -1,0 +1,223 @@
+/* core/config.c - one table of settings; each knows its flag, variable, default and bounds. */
+#include "core/config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+
+#include "core/banned.h"
+
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_CPU };
+
+struct opt {
+    const char *flag; /* without the leading "--" */
+    const char *env;
+    enum opt_type type;
+    size_t offset;
+    const char *def;
+    int64_t min, max;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define KIB 1024LL
+#define MIB (1024LL * 1024)
+#define GIB (1024LL * 1024 * 1024)
+
+static const struct opt opts[] = {
+    {"listen", "ENVHUB_LISTEN", OPT_STR, OFF(listen), "127.0.0.1:8000", 0, 0,
+     "address the HTTP server listens on (host:port)"},
+    {"db", "ENVHUB_DB", OPT_STR, OFF(db_path), "envhub.db", 0, 0, "the SQLite catalog file"},
+    {"docker-host", "DOCKER_HOST", OPT_STR, OFF(docker_host), "unix:///var/run/docker.sock", 0, 0,
+     "the Docker engine's socket"},
+    {"image", "DOCKER_IMAGE", OPT_STR, OFF(default_image), "envhub/python:bookworm", 0, 0,
+     "image of jobs that name no environment"},
+    {"network-mode", "NETWORK_MODE", OPT_STR, OFF(network_mode), "none", 0, 0,
+     "network of jobs: none or bridge"},
+    {"work-dir", "WORK_DIR", OPT_STR, OFF(work_dir), "/workspace", 0, 0,
+     "working directory of jobs inside the sandbox"},
+    {"cors-origins", "ENVHUB_CORS_ORIGINS", OPT_STR, OFF(cors_origins), "", 0, 0,
+     "comma-separated origins allowed to call the API from a browser (none by default)"},
+    {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
+     "extra labels on every container envhub creates (k=v,k=v)"},
+    {"log-level", "ENVHUB_LOG_LEVEL", OPT_STR, OFF(log_level), "info", 0, 0,
+     "error, warn, info or debug"},
+    {"timeout", "SANDBOX_TIMEOUT", OPT_INT, OFF(default_timeout), "30", 1, 86400,
+     "seconds a job may run when the request names no timeout"},
+    {"max-timeout", "ENVHUB_MAX_TIMEOUT", OPT_INT, OFF(max_timeout), "300", 1, 86400,
+     "the largest timeout a request may ask for (seconds)"},
+    {"max-code-length", "MAX_CODE_LENGTH", OPT_INT, OFF(max_code_length), "50000", 1, 16 * MIB,
+     "bytes of code per request"},
+    {"max-file-size", "MAX_FILE_SIZE", OPT_SIZE, OFF(max_file_size), "10485760", 1, GIB,
+     "bytes of one input or output file"},
+    {"max-files", "ENVHUB_MAX_FILES", OPT_INT, OFF(max_files), "100", 0, 10000,
+     "input files per request"},
+    {"max-body", "ENVHUB_MAX_BODY", OPT_SIZE, OFF(max_body), "64m", 64 * KIB, 4 * GIB,
+     "bytes of a request body"},
+    {"memory-limit", "MEMORY_LIMIT", OPT_SIZE, OFF(memory_limit), "512m", 6 * MIB, 1024 * GIB,
+     "memory of one job"},
+    {"cpu-limit", "CPU_LIMIT", OPT_CPU, OFF(cpu_millis), "1.0", 10, 1024000,
+     "CPUs of one job"},
+    {"pids-limit", "ENVHUB_PIDS_LIMIT", OPT_INT, OFF(pids_limit), "128", 8, 1000000,
+     "processes and threads of one job"},
+    {"workspace-size", "ENVHUB_WORKSPACE_SIZE", OPT_SIZE, OFF(workspace_size), "128m", MIB,
+     1024 * GIB, "size of a job's /workspace (tmpfs)"},
+    {"tmp-size", "ENVHUB_TMP_SIZE", OPT_SIZE, OFF(tmp_size), "64m", MIB, 1024 * GIB,
+     "size of a job's /tmp (tmpfs)"},
+    {"tmpfs-inodes", "ENVHUB_TMPFS_INODES", OPT_INT, OFF(tmpfs_inodes), "8192", 64, 100000000,
+     "files and folders a job may create in each tmpfs"},
+    {"output-limit", "ENVHUB_OUTPUT_LIMIT", OPT_SIZE, OFF(output_limit), "1m", 1 * KIB, GIB,
+     "bytes kept of a job's stdout and of its stderr"},
+    {"output-files-limit", "ENVHUB_OUTPUT_FILES_LIMIT", OPT_SIZE, OFF(output_files_limit), "64m",
+     KIB, 16 * GIB, "bytes of all output files of one job"},
+    {"concurrent-limit", "CONCURRENT_LIMIT", OPT_INT, OFF(concurrent_limit), "10", 1, 1000,
+     "jobs running at once"},
+    {"queue-limit", "ENVHUB_QUEUE_LIMIT", OPT_INT, OFF(queue_limit), "50", 0, 10000,
+     "jobs waiting for a slot before 429"},
+    {"threads", "ENVHUB_THREADS", OPT_INT, OFF(server_threads), "0", 0, 10000,
+     "HTTP worker threads (0: concurrent + queue limits + 16)"},
+};
+
+static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,
+                   struct err *err)
+{
+    char *base = (char *)cfg + o->offset;
+    int64_t v;
+
+    switch (o->type) {
+    case OPT_STR:
+        free(*(char **)base);
+        *(char **)base = xstrdup(value);
+        return 0;
+    case OPT_INT:
+        if (parse_int(value, o->min, o->max, &v) < 0)
+            return err_set(err, ERR_INVALID, "%s '%s' must be an integer from %lld to %lld", source,
+                           value, (long long)o->min, (long long)o->max);
+        break;
+    case OPT_SIZE:
+        if (parse_size(value, &v) < 0 || v < o->min || v > o->max)
+            return err_set(err, ERR_INVALID,
+                           "%s '%s' must be a size (bytes, or with k, m, g) from %lld to %lld bytes",
+                           source, value, (long long)o->min, (long long)o->max);
+        break;
+    case OPT_CPU: {
+        char *end;
+        double d = strtod(value, &end);
+        if (end == value || *end || d * 1000 < (double)o->min || d * 1000 > (double)o->max)
+            return err_set(err, ERR_INVALID, "%s '%s' must be a number of CPUs from %.2f to %.0f",
+                           source, value, (double)o->min / 1000, (double)o->max / 1000);
+        v = (int64_t)(d * 1000 + 0.5);
+        break;
+    }
+    default:
+        return err_set(err, ERR_INTERNAL, "unknown option type");
+    }
+    *(int64_t *)base = v;
+    return 0;
+}
+
+static const struct opt *opt_by_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static int config_check(const struct config *cfg, struct err *err)
+{
+    if (strcmp(cfg->network_mode, "none") != 0 && strcmp(cfg->network_mode, "bridge") != 0)
+        return err_set(err, ERR_INVALID, "NETWORK_MODE '%s' must be none or bridge",
+                       cfg->network_mode);
+    if (log_level_parse(cfg->log_level) < 0)
+        return err_set(err, ERR_INVALID, "ENVHUB_LOG_LEVEL '%s' must be error, warn, info or debug",
+                       cfg->log_level);
+    if (cfg->default_timeout > cfg->max_timeout)
+        return err_set(err, ERR_INVALID, "SANDBOX_TIMEOUT %lld exceeds ENVHUB_MAX_TIMEOUT %lld",
+                       (long long)cfg->default_timeout, (long long)cfg->max_timeout);
+    if (cfg->work_dir[0] != '/')
+        return err_set(err, ERR_INVALID, "WORK_DIR '%s' must be an absolute path", cfg->work_dir);
+    if (strncmp(cfg->docker_host, "unix://", 7) != 0)
+        return err_set(err, ERR_INVALID, "DOCKER_HOST '%s' must be unix:///path/to/docker.sock",
+                       cfg->docker_host);
+    return 0;
+}
+
+int config_load(struct config *cfg, int *argc, char **argv, struct err *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (opt_set(cfg, &opts[i], opts[i].def, "default", err) < 0)
+            return -1;
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        const char *v = getenv(opts[i].env);
+        if (v && opt_set(cfg, &opts[i], v, opts[i].env, err) < 0)
+            return -1;
+    }
+
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        const struct opt *o = opt_by_flag(name, eq ? (size_t)(eq - name) : strlen(name));
+        if (!o) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= *argc)
+                return err_set(err, ERR_INVALID, "option '--%s' needs a value", o->flag);
+            value = argv[++i];
+        }
+        char source[64];
+        snprintf(source, sizeof(source), "--%s", o->flag);
+        if (opt_set(cfg, o, value, source, err) < 0)
+            return -1;
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return config_check(cfg, err);
+}
+
+void config_release(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (opts[i].type == OPT_STR) {
+            char **p = (char **)((char *)cfg + opts[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+    fprintf(out, "| flag | variable | default | current | meaning |\n| --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        const struct opt *o = &opts[i];
+        const char *base = (const char *)cfg + o->offset;
+        fprintf(out, "| `--%s` | `%s` | `%s` | ", o->flag, o->env, o->def);
+        if (o->type == OPT_STR)
+            fprintf(out, "`%s`", *(char *const *)base);
+        else if (o->type == OPT_CPU)
+            fprintf(out, "`%.3g`", (double)*(const int64_t *)base / 1000);
+        else
+            fprintf(out, "`%lld`", (long long)*(const int64_t *)base);
+        fprintf(out, " | %s |\n", o->help);
+    }
+}

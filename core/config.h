@@ -1,0 +1,51 @@
+/* core/config.h - envhub's settings: flags override environment variables,
+ * which override defaults. Names follow SimplePySandbox where it has one
+ * (SANDBOX_TIMEOUT, MAX_CODE_LENGTH, ...), ENVHUB_* otherwise. The table in
+ * config.c is the single list; `envhub config` prints it with current values. */
+#ifndef ENVHUB_CONFIG_H
+#define ENVHUB_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/err.h"
+
+struct config {
+    char *listen;              /* ENVHUB_LISTEN: host:port (loopback by default) */
+    char *db_path;             /* ENVHUB_DB: the SQLite catalog file */
+    char *docker_host;         /* DOCKER_HOST: unix:///path of the engine socket */
+    char *default_image;       /* DOCKER_IMAGE: image of jobs that name no environment */
+    char *network_mode;        /* NETWORK_MODE: none or bridge for jobs */
+    char *work_dir;            /* WORK_DIR: the job's working directory in the sandbox */
+    char *cors_origins;        /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
+    char *labels;              /* ENVHUB_LABELS: extra container labels k=v,k=v */
+    char *log_level;           /* ENVHUB_LOG_LEVEL */
+    int64_t default_timeout;   /* SANDBOX_TIMEOUT: seconds when a request names none */
+    int64_t max_timeout;       /* ENVHUB_MAX_TIMEOUT: the largest timeout a request may ask */
+    int64_t max_code_length;   /* MAX_CODE_LENGTH: bytes of code */
+    int64_t max_file_size;     /* MAX_FILE_SIZE: bytes of one input or output file */
+    int64_t max_files;         /* ENVHUB_MAX_FILES: input files per request */
+    int64_t max_body;          /* ENVHUB_MAX_BODY: bytes of a request body */
+    int64_t memory_limit;      /* MEMORY_LIMIT: bytes of memory per job */
+    int64_t cpu_millis;        /* CPU_LIMIT: thousandths of a CPU per job */
+    int64_t pids_limit;        /* ENVHUB_PIDS_LIMIT: processes per job */
+    int64_t workspace_size;    /* ENVHUB_WORKSPACE_SIZE: bytes of the /workspace tmpfs */
+    int64_t tmp_size;          /* ENVHUB_TMP_SIZE: bytes of the /tmp tmpfs */
+    int64_t tmpfs_inodes;      /* ENVHUB_TMPFS_INODES: inodes of each tmpfs */
+    int64_t output_limit;      /* ENVHUB_OUTPUT_LIMIT: bytes kept of stdout and of stderr */
+    int64_t output_files_limit;/* ENVHUB_OUTPUT_FILES_LIMIT: bytes of all output files of a job */
+    int64_t concurrent_limit;  /* CONCURRENT_LIMIT: jobs running at once */
+    int64_t queue_limit;       /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
+    int64_t server_threads;    /* ENVHUB_THREADS: HTTP worker threads (0: derived) */
+};
+
+/* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or
+ * --flag=VALUE pairs. Arguments that are not known flags are left in place:
+ * *ret_argc/argv are rewritten to hold only them (argv[0] kept). ERR_INVALID
+ * names the flag or variable and the accepted range. */
+int config_load(struct config *cfg, int *argc, char **argv, struct err *err);
+void config_release(struct config *cfg);
+/* The settings table, Markdown, with the current values (for `envhub config`). */
+void config_print(const struct config *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,200 @@
+/* core/main.c - the envhub command: opens the modules a command needs, runs
+ * it, closes them in reverse order. The only place that sees every module
+ * and the only place that exits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog/catalog.h"
+#include "core/cleanup.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "engine/engine.h"
+#include "executor/executor.h"
+#include "web/web.h"
+
+#include "core/banned.h"
+
+#define ENVHUB_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "envhub %s - curated Python environments and sandboxed execution\n"
+            "\n"
+            "usage: envhub [--flag VALUE]... COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  serve                    serve the API on ENVHUB_LISTEN (127.0.0.1:8000)\n"
+            "  migrate                  create or upgrade the catalog (ENVHUB_DB) and exit\n"
+            "  config                   print every setting with its current value\n"
+            "  image exists REF         exit 0 when the engine has image REF, 1 when not\n"
+            "  image import REF TAR     import a root filesystem tar as image REF\n"
+            "  version                  print the version\n"
+            "\n"
+            "Every setting is a flag (--listen 127.0.0.1:9000) or an environment variable\n"
+            "(ENVHUB_LISTEN); `envhub config` lists them.\n",
+            ENVHUB_VERSION);
+}
+
+static int fail(const struct err *err)
+{
+    fprintf(stderr, "envhub: %s\n", err->msg);
+    return 1;
+}
+
+static int cmd_migrate(const struct config *cfg)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(catalog_closep) struct catalog *cat = NULL;
+    int version = 0;
+
+    if (catalog_open(cfg->db_path, &cat, &err) < 0 ||
+        catalog_schema_version(cat, &version, &err) < 0)
+        return fail(&err);
+    printf("catalog '%s' is at schema version %d\n", cfg->db_path, version);
+    return 0;
+}
+
+static int cmd_image(const struct config *cfg, int argc, char **argv)
+{
+    struct err err = ERR_INIT;
+    struct engine *e = NULL;
+    int rc = 1;
+
+    if (argc < 2 || (strcmp(argv[0], "exists") == 0 && argc != 2) ||
+        (strcmp(argv[0], "import") == 0 && argc != 3)) {
+        fprintf(stderr, "usage: envhub image exists REF | envhub image import REF TAR\n");
+        return 2;
+    }
+    if (engine_open(cfg->docker_host, &e, &err) < 0)
+        return fail(&err);
+    if (strcmp(argv[0], "exists") == 0) {
+        struct engine_image_info info = {0};
+        if (engine_image_inspect(e, argv[1], &info, &err) == 0) {
+            printf("%s %s\n", argv[1], info.id);
+            rc = 0;
+        } else if (err.code != ERR_NOT_FOUND) {
+            fail(&err);
+            rc = 2;
+        }
+        engine_image_info_release(&info);
+    } else if (strcmp(argv[0], "import") == 0) {
+        static const char *const changes[] = {"CMD [\"python3\"]", "WORKDIR /workspace",
+                                              "ENV LANG=C.UTF-8", NULL};
+        _cleanup_close_ int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            err_errno(&err, ERR_INVALID, errno, "cannot open '%s'", argv[2]);
+            rc = fail(&err);
+        } else if (engine_image_import(e, fd, argv[1], changes, &err) < 0) {
+            rc = fail(&err);
+        } else {
+            printf("imported %s\n", argv[1]);
+            rc = 0;
+        }
+    } else {
+        fprintf(stderr, "envhub image: unknown subcommand '%s'\n", argv[0]);
+        rc = 2;
+    }
+    engine_close(e);
+    return rc;
+}
+
+static int cmd_serve(const struct config *cfg)
+{
+    struct err err = ERR_INIT;
+    struct catalog *cat = NULL;
+    struct engine *e = NULL;
+    struct executor *x = NULL;
+    struct web *w = NULL;
+    sigset_t stop_signals;
+    int sig = 0, rc = 1;
+
+    /* Every thread started below inherits the blocked set; only sigwait sees them. */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (catalog_open(cfg->db_path, &cat, &err) < 0) {
+        fail(&err);
+        goto out;
+    }
+    if (engine_open(cfg->docker_host, &e, &err) < 0) {
+        fprintf(stderr, "envhub: %s\nenvhub: is dockerd running? `make engine` starts it.\n",
+                err.msg);
+        goto out;
+    }
+    if (executor_open(cfg, e, cat, &x, &err) < 0) {
+        fail(&err);
+        goto out;
+    }
+    struct web_deps deps = {.cfg = cfg, .catalog = cat, .engine = e, .executor = x};
+    if (web_start(&deps, &w, &err) < 0) {
+        fail(&err);
+        goto out;
+    }
+    log_info("envhub: serving on http://%s (catalog %s, engine API %s, instance %s)", cfg->listen,
+             cfg->db_path, engine_api_version(e), catalog_instance_id(cat));
+
+    sigwait(&stop_signals, &sig);
+    log_info("envhub: %s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rc = 0;
+out:
+    if (x)
+        executor_shutdown(x); /* ends running jobs so the server can stop */
+    web_stop(w);
+    executor_close(x);
+    engine_close(e);
+    catalog_close(cat);
+    if (rc == 0)
+        log_info("envhub: stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    struct err err = ERR_INIT;
+    int rc;
+
+    if (config_load(&cfg, &argc, argv, &err) < 0) {
+        config_release(&cfg);
+        return fail(&err);
+    }
+    log_set_level((enum log_level)log_level_parse(cfg.log_level));
+    if (argc < 2) {
+        usage(stderr);
+        config_release(&cfg);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        rc = cmd_serve(&cfg);
+    else if (strcmp(cmd, "migrate") == 0)
+        rc = cmd_migrate(&cfg);
+    else if (strcmp(cmd, "config") == 0) {
+        config_print(&cfg, stdout);
+        rc = 0;
+    } else if (strcmp(cmd, "image") == 0)
+        rc = cmd_image(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("envhub %s\n", ENVHUB_VERSION);
+        rc = 0;
+    } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "envhub: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        rc = 2;
+    }
+    config_release(&cfg);
+    return rc;
+}

@@ -1,0 +1,384 @@
+/* core/util.c - time, ids, hashing, base64, UTF-8 repair, path and number parsing. */
+#include "core/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "core/xalloc.h"
+
+#include "core/banned.h"
+
+int64_t time_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t time_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void time_format_iso(int64_t ms, char out[TIME_ISO_MAX])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, TIME_ISO_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, TIME_ISO_MAX - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static int parse_digits(const char **s, int n, int *ret)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*s)[i]))
+            return -1;
+        v = v * 10 + ((*s)[i] - '0');
+    }
+    *s += n;
+    *ret = v;
+    return 0;
+}
+
+int time_parse_iso(const char *s, int64_t *ret_ms)
+{
+    struct tm tm = {0};
+    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
+
+    if (parse_digits(&s, 4, &y) < 0 || *s++ != '-' || parse_digits(&s, 2, &mo) < 0 ||
+        *s++ != '-' || parse_digits(&s, 2, &d) < 0)
+        return -1;
+    if (*s == 'T' || *s == 't' || *s == ' ') {
+        s++;
+        if (parse_digits(&s, 2, &h) < 0 || *s++ != ':' || parse_digits(&s, 2, &mi) < 0)
+            return -1;
+        if (*s == ':') {
+            s++;
+            if (parse_digits(&s, 2, &sec) < 0)
+                return -1;
+            if (*s == '.') {
+                s++;
+                int digits = 0;
+                while (isdigit((unsigned char)*s)) {
+                    if (digits < 3)
+                        ms = ms * 10 + (*s - '0');
+                    digits++;
+                    s++;
+                }
+                if (digits == 0)
+                    return -1;
+                for (; digits < 3; digits++)
+                    ms *= 10;
+            }
+        }
+        if (*s == 'Z' || *s == 'z') {
+            s++;
+        } else if (*s == '+' || *s == '-') {
+            int sign = *s++ == '-' ? -1 : 1, oh, om;
+            if (parse_digits(&s, 2, &oh) < 0 || *s++ != ':' || parse_digits(&s, 2, &om) < 0)
+                return -1;
+            if (oh > 23 || om > 59)
+                return -1;
+            off = sign * (oh * 60 + om);
+        } else {
+            return -1; /* a time without a zone is ambiguous */
+        }
+    }
+    if (*s != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *ret_ms = ((int64_t)t - (int64_t)off * 60) * 1000 + ms;
+    return 0;
+}
+
+void id_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[64];
+
+    if (nbytes > sizeof(raw))
+        nbytes = sizeof(raw);
+    size_t got = 0;
+    while (got < nbytes) {
+        ssize_t r = getrandom(raw + got, nbytes - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            abort(); /* the kernel's random source cannot fail on Linux >= 3.17 */
+        }
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+}
+
+void sha256_raw(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 32;
+    if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+        abort();
+}
+
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[32];
+
+    sha256_raw(data, len, md);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[SHA256_HEX_LEN] = '\0';
+}
+
+char *base64_encode(const void *data, size_t len, size_t *ret_len)
+{
+    size_t out_len = 4 * ((len + 2) / 3);
+    char *out = xmalloc(out_len + 1);
+    const unsigned char *in = data;
+    size_t done = 0, o = 0;
+
+    /* EVP_EncodeBlock takes an int length: feed it in chunks of whole triples. */
+    while (done < len) {
+        size_t chunk = len - done;
+        if (chunk > (size_t)3 * 1024 * 1024)
+            chunk = (size_t)3 * 1024 * 1024;
+        o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, in + done, (int)chunk);
+        done += chunk;
+    }
+    out[o] = '\0';
+    if (ret_len)
+        *ret_len = o;
+    return out;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int base64_decode(const char *in, size_t len, struct buf *out, bool *ret_too_large)
+{
+    size_t start = out->len;
+
+    if (ret_too_large)
+        *ret_too_large = false;
+    if (len % 4 != 0)
+        return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + k];
+            if (c == '=' && i + 4 == len && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) /* data after padding */
+                goto bad;
+            v[k] = b64_value(c);
+            if (v[k] < 0)
+                goto bad;
+        }
+        unsigned char bytes[3] = {
+            (unsigned char)(v[0] << 2 | v[1] >> 4),
+            (unsigned char)((v[1] & 15) << 4 | v[2] >> 2),
+            (unsigned char)((v[2] & 3) << 6 | v[3]),
+        };
+        if (buf_append(out, bytes, (size_t)(3 - pad)) < 0) {
+            if (ret_too_large)
+                *ret_too_large = true;
+            goto bad;
+        }
+    }
+    return 0;
+bad:
+    out->len = start;
+    if (out->data)
+        out->data[start] = '\0';
+    return -1;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is invalid. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned int cp;
+
+    if (c < 0x80)
+        return c == 0 ? 0 : 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+bool utf8_valid(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(s + i, n - i);
+        if (!l)
+            return false;
+        i += l;
+    }
+    return true;
+}
+
+char *utf8_sanitize(const char *p, size_t n, size_t *ret_len)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    char *out = xmalloc(n * 3 + 1); /* each bad byte becomes 3 bytes at most */
+    size_t o = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(s + i, n - i);
+        if (l) {
+            memcpy(out + o, s + i, l);
+            o += l;
+            i += l;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    if (ret_len)
+        *ret_len = o;
+    return out;
+}
+
+bool path_is_safe_relative(const char *p, size_t len, const char **ret_why)
+{
+    const char *why = NULL;
+
+    if (len == 0)
+        why = "is empty";
+    else if (len > PATH_NAME_MAX)
+        why = "is longer than 255 bytes";
+    else if (p[0] == '/')
+        why = "is absolute";
+    else {
+        size_t start = 0;
+        for (size_t i = 0; i <= len && !why; i++) {
+            if (i < len && (unsigned char)p[i] < 0x20)
+                why = p[i] == '\0' ? "contains a NUL byte" : "contains a control character";
+            else if (i < len && p[i] == 0x7f)
+                why = "contains a control character";
+            else if (i == len || p[i] == '/') {
+                size_t cl = i - start;
+                if (cl == 0)
+                    why = "has an empty path component";
+                else if (cl == 1 && p[start] == '.')
+                    why = "has a '.' component";
+                else if (cl == 2 && p[start] == '.' && p[start + 1] == '.')
+                    why = "has a '..' component";
+                start = i + 1;
+            }
+        }
+    }
+    if (why && ret_why)
+        *ret_why = why;
+    return why == NULL;
+}
+
+int parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+    char *end;
+    long long v;
+
+    if (!s || !*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *ret = v;
+    return 0;
+}
+
+int parse_size(const char *s, int64_t *ret)
+{
+    char *end;
+    double v;
+    int64_t mult = 1;
+
+    if (!s || !*s || !(isdigit((unsigned char)*s) || *s == '.'))
+        return -1;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || v < 0)
+        return -1;
+    switch (tolower((unsigned char)*end)) {
+    case '\0': break;
+    case 'b': end++; break;
+    case 'k': mult = 1024; end++; break;
+    case 'm': mult = 1024 * 1024; end++; break;
+    case 'g': mult = 1024LL * 1024 * 1024; end++; break;
+    default: return -1;
+    }
+    if (*end == 'b' || *end == 'B' || *end == 'i')
+        end++;
+    if ((*end == 'b' || *end == 'B') && end[-1] == 'i')
+        end++;
+    if (*end)
+        return -1;
+    if (v * (double)mult > 9.0e18)
+        return -1;
+    *ret = (int64_t)(v * (double)mult);
+    return 0;
+}

@@ -1,0 +1,53 @@
+/* core/util.h - small pure helpers shared by every module: time, ids,
+ * sha256 and base64 (OpenSSL libcrypto), UTF-8 repair and path checks.
+ * All functions are thread-safe. */
+#ifndef ENVHUB_UTIL_H
+#define ENVHUB_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* Wall clock and monotonic clock in milliseconds. */
+int64_t time_now_ms(void);
+int64_t time_mono_ms(void);
+#define TIME_ISO_MAX 32
+/* Milliseconds since the epoch -> "2026-11-23T18:38:15.361Z" (UTC, always with its zone). */
+void time_format_iso(int64_t ms, char out[TIME_ISO_MAX]);
+/* RFC 3339 ("2026-11-01", "2026-11-01T10:00:00Z", "...+02:00", fractions) -> ms; -1 if malformed. */
+int time_parse_iso(const char *s, int64_t *ret_ms);
+
+/* n random bytes from the kernel as 2n lower-case hex characters plus NUL. */
+void id_random_hex(char *out, size_t nbytes);
+
+#define SHA256_HEX_LEN 64
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
+/* Raw 32-byte digest. */
+void sha256_raw(const void *data, size_t len, unsigned char out[32]);
+
+/* Standard base64 with padding; the caller frees the NUL-terminated result. */
+char *base64_encode(const void *data, size_t len, size_t *ret_len);
+/* Strict decode (standard alphabet, padding required, no whitespace) appended
+ * to out; -1 when the input is not valid base64 or out's limit is passed
+ * (*ret_too_large tells which). */
+int base64_decode(const char *in, size_t len, struct buf *out, bool *ret_too_large);
+
+/* Copy of p[0..n) with every invalid UTF-8 sequence and NUL replaced by U+FFFD;
+ * the caller frees the NUL-terminated result. */
+char *utf8_sanitize(const char *p, size_t n, size_t *ret_len);
+bool utf8_valid(const char *p, size_t n);
+
+#define PATH_NAME_MAX 255
+/* A file name a client may give: relative, '/'-separated, no empty, '.' or
+ * '..' component, no NUL or control character, at most PATH_NAME_MAX bytes.
+ * On false, *ret_why says what is wrong (a static string). */
+bool path_is_safe_relative(const char *p, size_t len, const char **ret_why);
+
+/* "512m", "64k", "1g", "1048576" -> bytes; -1 when malformed or negative. */
+int parse_size(const char *s, int64_t *ret);
+/* Decimal integer in [min, max]; -1 when malformed or out of range. */
+int parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+#endif

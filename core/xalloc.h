@@ -1,0 +1,27 @@
+/* core/xalloc.h - allocation that cannot fail: out of memory prints and aborts.
+ * Running out of memory is not an error path in envhub; every limit a client
+ * controls is enforced before allocating. */
+#ifndef ENVHUB_XALLOC_H
+#define ENVHUB_XALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
+void *xcalloc(size_t nmemb, size_t size) __attribute__((malloc, returns_nonnull));
+void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
+char *xstrdup(const char *s) __attribute__((malloc, returns_nonnull));
+char *xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnull));
+void *xmemdup(const void *p, size_t n) __attribute__((malloc, returns_nonnull));
+/* printf into a new string; the caller frees it. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), malloc, returns_nonnull));
+
+/* Free a NULL-terminated array of strings and the array itself; NULL is fine. */
+void strv_free(char **v);
+/* Append @s (taking it) to the NULL-terminated array *v (NULL is empty). */
+void strv_push(char ***v, char *s);
+static inline void strv_freep(char ***v)
+{
+    strv_free(*v);
+}
+
+#endif

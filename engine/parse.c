@@ -1,0 +1,147 @@
+/* engine/parse.c - the pure parts of the engine client: the multiplexed
+ * stdout/stderr stream, the engine's JSON answers and version strings. No I/O
+ * here, so every function is fed by fixtures in tests/unit/test_engine.c. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/xalloc.h"
+#include "engine/engine.h"
+
+#include "core/banned.h"
+
+void engine_demux_init(struct engine_demux *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+int engine_demux_feed(struct engine_demux *d, const char *data, size_t len, engine_output_fn fn,
+                      void *ctx, const char **ret_why)
+{
+    while (len > 0) {
+        if (d->remaining == 0) {
+            size_t take = sizeof(d->header) - d->header_len;
+            if (take > len)
+                take = len;
+            memcpy(d->header + d->header_len, data, take);
+            d->header_len += take;
+            data += take;
+            len -= take;
+            if (d->header_len < sizeof(d->header))
+                return 0;
+            d->header_len = 0;
+            if ((d->header[0] != ENGINE_STDOUT && d->header[0] != ENGINE_STDERR &&
+                 d->header[0] != ENGINE_STDIN) ||
+                d->header[1] || d->header[2] || d->header[3]) {
+                if (ret_why)
+                    *ret_why = "bad frame header in the exec stream";
+                return -1;
+            }
+            d->stream = (enum engine_stream)d->header[0];
+            d->remaining = (uint32_t)d->header[4] << 24 | (uint32_t)d->header[5] << 16 |
+                           (uint32_t)d->header[6] << 8 | (uint32_t)d->header[7];
+            continue;
+        }
+        size_t take = len < d->remaining ? len : d->remaining;
+        /* stdin frames only appear with a TTY; treat them as stdout */
+        enum engine_stream s = d->stream == ENGINE_STDERR ? ENGINE_STDERR : ENGINE_STDOUT;
+        if (fn && fn(ctx, s, data, take) < 0) {
+            if (ret_why)
+                *ret_why = NULL;
+            return -1;
+        }
+        d->remaining -= (uint32_t)take;
+        data += take;
+        len -= take;
+    }
+    return 0;
+}
+
+char *engine_parse_error_message(const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_auto_t *doc = json_loadb(body, len, 0, &jerr);
+    const char *msg = NULL;
+
+    if (doc && json_is_object(doc)) {
+        msg = json_string_value(json_object_get(doc, "message"));
+        if (!msg)
+            msg = json_string_value(json_object_get(doc, "error"));
+    }
+    if (msg)
+        return xstrdup(msg);
+    if (len == 0)
+        return xstrdup("no message");
+    /* not JSON: keep the first line of the raw body */
+    size_t n = 0;
+    while (n < len && n < 200 && body[n] != '\n' && body[n] != '\r')
+        n++;
+    return xstrndup(body, n);
+}
+
+int engine_parse_container_state(const char *json, struct engine_container_state *ret,
+                                 struct err *err)
+{
+    json_error_t jerr;
+    json_auto_t *doc = json_loads(json, 0, &jerr);
+    json_t *state;
+    const char *status;
+
+    if (!doc)
+        return err_set(err, ERR_ENGINE, "cannot parse container state: %s", jerr.text);
+    state = json_object_get(doc, "State");
+    if (!json_is_object(state))
+        return err_set(err, ERR_ENGINE, "container inspect answer has no State");
+    memset(ret, 0, sizeof(*ret));
+    ret->running = json_is_true(json_object_get(state, "Running"));
+    ret->oom_killed = json_is_true(json_object_get(state, "OOMKilled"));
+    ret->exit_code = (int)json_integer_value(json_object_get(state, "ExitCode"));
+    status = json_string_value(json_object_get(state, "Status"));
+    snprintf(ret->status, sizeof(ret->status), "%s", status ? status : "unknown");
+    const char *image = json_string_value(json_object_get(doc, "Image"));
+    snprintf(ret->image_id, sizeof(ret->image_id), "%s", image ? image : "");
+    return 0;
+}
+
+void engine_image_info_release(struct engine_image_info *info)
+{
+    if (!info)
+        return;
+    free(info->id);
+    free(info->created);
+    memset(info, 0, sizeof(*info));
+}
+
+int engine_parse_image_info(const char *json, struct engine_image_info *ret, struct err *err)
+{
+    json_error_t jerr;
+    json_auto_t *doc = json_loads(json, 0, &jerr);
+    const char *id, *created;
+
+    if (!doc)
+        return err_set(err, ERR_ENGINE, "cannot parse image inspect answer: %s", jerr.text);
+    id = json_string_value(json_object_get(doc, "Id"));
+    if (!id)
+        return err_set(err, ERR_ENGINE, "image inspect answer has no Id");
+    created = json_string_value(json_object_get(doc, "Created"));
+    ret->id = xstrdup(id);
+    ret->created = xstrdup(created ? created : "");
+    ret->size = json_integer_value(json_object_get(doc, "Size"));
+    return 0;
+}
+
+int engine_version_compare(const char *a, const char *b)
+{
+    for (int part = 0; part < 4; part++) {
+        char *ea, *eb;
+        long x = strtol(a, &ea, 10), y = strtol(b, &eb, 10);
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (*ea != '.' && *eb != '.')
+            return 0;
+        a = *ea == '.' ? ea + 1 : ea;
+        b = *eb == '.' ? eb + 1 : eb;
+    }
+    return 0;
+}

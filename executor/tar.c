@@ -1,0 +1,193 @@
+/* executor/tar.c - the tar streams between envhub and a sandbox: inputs in,
+ * workspace out. Reading is defensive: the tar comes from untrusted code, so
+ * only whole regular files with safe names and within the caps come out,
+ * whatever the headers claim. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor_internal.h"
+
+#include "core/banned.h"
+
+static void archive_write_freep(struct archive **a)
+{
+    if (*a)
+        archive_write_free(*a);
+}
+
+static void archive_read_freep(struct archive **a)
+{
+    if (*a)
+        archive_read_free(*a);
+}
+
+static void archive_entry_freep(struct archive_entry **e)
+{
+    if (*e)
+        archive_entry_free(*e);
+}
+
+struct tar_sink {
+    struct buf *out;
+    bool too_large;
+};
+
+static la_ssize_t tar_write_cb(struct archive *a, void *ctx, const void *data, size_t len)
+{
+    struct tar_sink *s = ctx;
+    (void)a;
+    if (buf_append(s->out, data, len) < 0) {
+        s->too_large = true;
+        return -1;
+    }
+    return (la_ssize_t)len;
+}
+
+static int tar_add(struct archive *a, const char *path, const char *data, size_t len,
+                   time_t mtime, struct err *err)
+{
+    _cleanup_(archive_entry_freep) struct archive_entry *e = archive_entry_new();
+
+    archive_entry_set_pathname(e, path);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_uid(e, 1000);
+    archive_entry_set_gid(e, 1000);
+    archive_entry_set_size(e, (la_int64_t)len);
+    archive_entry_set_mtime(e, mtime, 0);
+    if (archive_write_header(a, e) != ARCHIVE_OK)
+        return err_set(err, ERR_INTERNAL, "cannot add '%s' to the input tar: %s", path,
+                       archive_error_string(a));
+    if (len && archive_write_data(a, data, len) != (la_ssize_t)len)
+        return err_set(err, ERR_INTERNAL, "cannot write '%s' into the input tar: %s", path,
+                       archive_error_string(a));
+    return 0;
+}
+
+int exec_tar_inputs(const char *code, size_t code_len, const struct job_file *files, size_t n,
+                    struct buf *out, struct err *err)
+{
+    _cleanup_(archive_write_freep) struct archive *a = archive_write_new();
+    struct tar_sink sink = {.out = out};
+    time_t now = time(NULL);
+
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    if (archive_write_open(a, &sink, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
+        return err_set(err, ERR_INTERNAL, "cannot start the input tar: %s",
+                       archive_error_string(a));
+    for (size_t i = 0; i < n; i++)
+        if (tar_add(a, files[i].path, files[i].data, files[i].len, now, err) < 0)
+            goto fail;
+    if (tar_add(a, EXEC_CODE_NAME, code, code_len, now, err) < 0)
+        goto fail;
+    if (archive_write_close(a) != ARCHIVE_OK) {
+        err_set(err, ERR_INTERNAL, "cannot finish the input tar: %s", archive_error_string(a));
+        goto fail;
+    }
+    return 0;
+fail:
+    if (sink.too_large)
+        return err_set(err, ERR_TOO_LARGE, "the input files are larger than %zu bytes in all",
+                       out->limit);
+    return -1;
+}
+
+/* Paths in the workspace tar are "./x/y"; give "x/y" (NULL for "." itself). */
+static const char *strip_dot(const char *p)
+{
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    return p[0] ? p : NULL;
+}
+
+int exec_tar_outputs(const char *data, size_t len, bool truncated,
+                     const struct tar_out_limits *limits, struct job_file **ret_files,
+                     size_t *ret_n, char ***skipped, struct err *err)
+{
+    _cleanup_(archive_read_freep) struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    struct job_file *files = NULL;
+    size_t n = 0, total = 0;
+    (void)err;
+
+    *ret_files = NULL;
+    *ret_n = 0;
+    if (len == 0)
+        return 0;
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
+        strv_push(skipped, xasprintf("*: unreadable workspace archive: %s",
+                                     archive_error_string(a)));
+        return 0;
+    }
+    for (;;) {
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            if (truncated)
+                strv_push(skipped, xstrdup("*: the rest of the workspace passed the output "
+                                           "files limit"));
+            break;
+        }
+        const char *raw = archive_entry_pathname(e);
+        const char *path = raw ? strip_dot(raw) : NULL;
+        const char *why = NULL;
+        if (!path)
+            continue;
+        if (strcmp(path, EXEC_CODE_NAME) == 0)
+            continue;
+        if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e)) {
+            if (archive_entry_filetype(e) != AE_IFDIR)
+                strv_push(skipped, xasprintf("%s: not a regular file", path));
+            continue;
+        }
+        if (!path_is_safe_relative(path, strlen(path), &why)) {
+            strv_push(skipped, xasprintf("%s: unsafe name (%s)", path, why));
+            continue;
+        }
+        la_int64_t size = archive_entry_size(e);
+        if (size < 0 || (uint64_t)size > limits->max_file_size) {
+            strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)", path,
+                                         limits->max_file_size));
+            continue;
+        }
+        if (total + (size_t)size > limits->max_total) {
+            strv_push(skipped, xasprintf("%s: past the output files limit (%zu bytes in all)",
+                                         path, limits->max_total));
+            continue;
+        }
+        char *content = xmalloc((size_t)size + 1);
+        size_t got = 0;
+        while (got < (size_t)size) {
+            la_ssize_t k = archive_read_data(a, content + got, (size_t)size - got);
+            if (k <= 0)
+                break;
+            got += (size_t)k;
+        }
+        if (got != (size_t)size) {
+            free(content);
+            strv_push(skipped, xasprintf("%s: %s", path,
+                                         truncated ? "past the output files limit"
+                                                   : "incomplete in the workspace archive"));
+            break;
+        }
+        content[got] = '\0';
+        files = xrealloc(files, (n + 1) * sizeof(*files));
+        files[n].path = xstrdup(path);
+        files[n].data = content;
+        files[n].len = got;
+        n++;
+        total += got;
+    }
+    *ret_files = files;
+    *ret_n = n;
+    return 0;
+}

@@ -1,0 +1,119 @@
+"""Fixtures: the envhub binary, a session server, a factory for servers with their own
+flags, and the removal of every container this run labelled.
+
+    cd tests/api && ENVHUB_BIN=/abs/build/envhub /usr/bin/python3 -m pytest -q -x -p no:cacheprovider .
+
+Without a Docker engine the tests are skipped with the reason (a failure under CI=true)."""
+
+import os
+import secrets
+import shutil
+
+import pytest
+
+import helpers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test shows the end of each running server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in list(helpers.LIVE_SERVERS):
+            report.sections.append((f"envhub log tail ({server.url}, {server.log_path})", server.log_tail()))
+
+
+@pytest.fixture(scope="session")
+def envhub_bin():
+    path = os.environ.get("ENVHUB_BIN") or os.path.join(HERE, "..", "..", "build", "envhub")
+    path = os.path.abspath(path)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"no envhub binary at {path}: run `make build` (or set ENVHUB_BIN)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    if not helpers.engine_answers():
+        reason = f"no Docker engine answers on {helpers.docker_socket_path()} (make engine starts one)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return helpers.docker_socket_path()
+
+
+@pytest.fixture(scope="session")
+def run_id():
+    return secrets.token_hex(6)
+
+
+@pytest.fixture(scope="session")
+def run_label(run_id, docker_engine):
+    """`envhub.test=<run id>`; at session end every container with it is removed."""
+    label = f"envhub.test={run_id}"
+    yield label
+    removed = helpers.remove_labelled_containers(label)
+    if removed:
+        print(f"\nremoved containers left with {label}: {removed}")
+
+
+_tmpdirs = []
+
+
+def _stop(server):
+    _status, killed = server.stop()
+    log = server.log_text()
+    if killed:
+        return f"envhub (pid {server.pid}) ignored SIGTERM for 10 s and was killed"
+    for mark in SANITIZER_MARKS:
+        if mark in log:
+            return f"the sanitizer reported in {server.log_path}:\n{server.log_tail(80)}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def envhub(envhub_bin, run_id, run_label, request):
+    """The shared server (default limits): .url, .db_path, .pid, .log_path."""
+    server = helpers.EnvhubServer(envhub_bin, run_id)
+    _tmpdirs.append(server.tmpdir)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    problem = _stop(server)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def envhub_factory(envhub_bin, run_id, run_label):
+    """start(*flags, env=None) -> a server of its own, stopped at the end of the test."""
+    servers = []
+
+    def start(*flags, env=None):
+        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env)
+        _tmpdirs.append(server.tmpdir)
+        servers.append(server)
+        try:
+            return server.start()
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
+
+    yield start
+    problems = [p for p in (_stop(s) for s in servers) if p]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Temp dirs (catalog + log) go when everything passed; kept for a look otherwise."""
+    if exitstatus == 0:
+        for d in _tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+    elif _tmpdirs:
+        print("\nenvhub logs and catalogs kept in: " + " ".join(_tmpdirs))

@@ -1,0 +1,391 @@
+/* web/server.c - civetweb set-up, request hygiene, routing and replies.
+ *
+ * Every request passes the same gate before its handler: an X-Request-Id,
+ * the Origin check (browsers on other sites may not drive a loopback
+ * envhub), JSON-only bodies on POST/PUT/PATCH, and the body size limit taken
+ * from Content-Length before anything is read. civetweb's own file serving,
+ * directory listing and CORS defaults are off. */
+#include <civetweb.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "web/web.h"
+#include "web/web_internal.h"
+
+#include "core/banned.h"
+
+#define WEB_MAX_HEADERS_SIZE "16384"
+#define WEB_REQUEST_TIMEOUT_MS "660000" /* longer than the longest job */
+
+struct web {
+    struct web_deps deps;
+    struct mg_context *ctx;
+};
+
+int web_status_for_err(enum err_code code)
+{
+    switch (code) {
+    case ERR_OK: return 200;
+    case ERR_INVALID: return 400;
+    case ERR_UNPROCESSABLE: return 422;
+    case ERR_NOT_FOUND: return 404;
+    case ERR_CONFLICT: return 409;
+    case ERR_TOO_LARGE: return 413;
+    case ERR_BUSY: return 429;
+    case ERR_TIMEOUT: return 504;
+    case ERR_ENGINE: return 502;
+    case ERR_UNAVAILABLE: return 503;
+    case ERR_FORBIDDEN: return 403;
+    case ERR_UNSUPPORTED: return 415;
+    case ERR_GONE: return 410;
+    case ERR_CANCELLED: return 409;
+    case ERR_INTERNAL: return 500;
+    }
+    return 500;
+}
+
+static const char *status_text(int status)
+{
+    const char *t = mg_get_response_code_text(NULL, status);
+    return t ? t : "";
+}
+
+/* ---- replies ---- */
+
+static void send_bytes(struct web_request *rq, int status, const char *content_type,
+                       const char *extra_headers, const char *body, size_t len)
+{
+    rq->status = status;
+    mg_printf(rq->conn,
+              "HTTP/1.1 %d %s\r\n"
+              "Content-Type: %s\r\n"
+              "Content-Length: %zu\r\n"
+              "X-Request-Id: %s\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "%s"
+              "\r\n",
+              status, status_text(status), content_type, len, rq->request_id,
+              extra_headers ? extra_headers : "");
+    if (len && strcmp(rq->method, "HEAD") != 0)
+        mg_write(rq->conn, body, len);
+}
+
+void web_reply_json(struct web_request *rq, int status, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(doc);
+    if (!text) {
+        static const char fallback[] = "{\"detail\":\"internal error\"}";
+        log_error("web: cannot serialise the answer to %s %s", rq->method, rq->path);
+        send_bytes(rq, 500, "application/json", NULL, fallback, sizeof(fallback) - 1);
+        return;
+    }
+    send_bytes(rq, status, "application/json", NULL, text, strlen(text));
+    free(text);
+}
+
+static void reply_detail_status(struct web_request *rq, int status, const char *extra_headers,
+                                const char *detail)
+{
+    json_t *doc = json_pack("{s:s}", "detail", detail);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    send_bytes(rq, status, "application/json", extra_headers, text, strlen(text));
+    free(text);
+}
+
+void web_reply_detail(struct web_request *rq, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    _cleanup_free_ char *clean = utf8_sanitize(msg, strlen(msg), NULL);
+    reply_detail_status(rq, status, NULL, clean);
+}
+
+void web_reply_err(struct web_request *rq, const struct err *err)
+{
+    int status = web_status_for_err(err->code);
+    if (err->code == ERR_INTERNAL) {
+        log_error("web: request_id=%s %s %s: %s", rq->request_id, rq->method, rq->path, err->msg);
+        reply_detail_status(rq, 500, NULL, "internal error");
+        return;
+    }
+    if (status >= 500)
+        log_warn("web: request_id=%s %s %s: %s", rq->request_id, rq->method, rq->path, err->msg);
+    _cleanup_free_ char *clean = utf8_sanitize(err->msg, strlen(err->msg), NULL);
+    reply_detail_status(rq, status, err->code == ERR_BUSY ? "Retry-After: 1\r\n" : NULL, clean);
+}
+
+int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err)
+{
+    const struct mg_request_info *ri = mg_get_request_info(rq->conn);
+    int64_t max = rq->deps->cfg->max_body;
+    struct buf body = BUF_INIT((size_t)max);
+    char chunk[65536];
+
+    if (ri->content_length > max)
+        return err_set(err, ERR_TOO_LARGE,
+                       "body: %lld bytes is over the limit of %lld bytes (ENVHUB_MAX_BODY)",
+                       ri->content_length, (long long)max);
+    for (;;) {
+        int n = mg_read(rq->conn, chunk, sizeof(chunk));
+        if (n < 0) {
+            buf_release(&body);
+            return err_set(err, ERR_INVALID, "body: the connection failed while reading it");
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&body, chunk, (size_t)n) < 0) {
+            buf_release(&body);
+            return err_set(err, ERR_TOO_LARGE,
+                           "body: over the limit of %lld bytes (ENVHUB_MAX_BODY)", (long long)max);
+        }
+    }
+    *ret = buf_detach(&body, ret_len);
+    return 0;
+}
+
+/* ---- the gate ---- */
+
+/* An Origin is allowed when it is the server's own (same host) or listed in
+ * ENVHUB_CORS_ORIGINS. */
+static bool origin_allowed(struct web_request *rq, const char *origin)
+{
+    const char *host = mg_get_header(rq->conn, "Host");
+    const char *list = rq->deps->cfg->cors_origins;
+
+    if (host) {
+        _cleanup_free_ char *self = xasprintf("http://%s", host);
+        _cleanup_free_ char *self_tls = xasprintf("https://%s", host);
+        if (strcmp(origin, self) == 0 || strcmp(origin, self_tls) == 0)
+            return true;
+    }
+    size_t olen = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && p[0] == ' ') {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ')
+            len--;
+        if ((len == olen && strncmp(p, origin, len) == 0) || (len == 1 && p[0] == '*'))
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+static bool method_has_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Returns true when the request may go on to its handler. */
+static bool gate(struct web_request *rq)
+{
+    const struct mg_request_info *ri = mg_get_request_info(rq->conn);
+    const char *origin = mg_get_header(rq->conn, "Origin");
+
+    if (origin && !origin_allowed(rq, origin)) {
+        web_reply_detail(rq, 403,
+                         "origin '%.200s' is not allowed to call envhub (set ENVHUB_CORS_ORIGINS "
+                         "to allow it)",
+                         origin);
+        return false;
+    }
+    if (method_has_body(rq->method)) {
+        const char *ct = mg_get_header(rq->conn, "Content-Type");
+        size_t n = ct ? strcspn(ct, "; ") : 0;
+        bool has_body = ri->content_length > 0 || mg_get_header(rq->conn, "Transfer-Encoding");
+        if (has_body && (!ct || n != strlen("application/json") ||
+                         strncasecmp(ct, "application/json", n) != 0)) {
+            web_reply_detail(rq, 415,
+                             "Content-Type: '%.100s' is not accepted; send application/json",
+                             ct ? ct : "(none)");
+            return false;
+        }
+        if (ri->content_length > rq->deps->cfg->max_body) {
+            web_reply_detail(rq, 413,
+                             "body: %lld bytes is over the limit of %lld bytes (ENVHUB_MAX_BODY)",
+                             ri->content_length, (long long)rq->deps->cfg->max_body);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- routing ---- */
+
+struct route {
+    const char *method;
+    const char *pattern; /* "/environments/{}": {} matches one segment */
+    void (*handler)(struct web_request *rq);
+};
+
+static const struct route routes[] = {
+    {"POST", "/execute", api_execute},
+    {"POST", "/execute-with-environment", api_execute_with_environment},
+    {"GET", "/health", api_health},
+};
+
+#define WEB_MAX_PARAMS 4
+
+/* Does @path match @pattern ({} matches one non-empty segment)? */
+static bool route_match(const char *pattern, const char *path)
+{
+    size_t n_params = 0;
+
+    while (*pattern && *path) {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            size_t seg = strcspn(path, "/");
+            if (seg == 0 || ++n_params > WEB_MAX_PARAMS)
+                return false;
+            pattern += 2;
+            path += seg;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return !*pattern && !*path;
+}
+
+/* Copies of the {} segments of a matching @path (freed by the caller). */
+static void route_capture(const char *pattern, const char *path, char **storage, size_t *n)
+{
+    *n = 0;
+    while (*pattern && *path) {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            size_t seg = strcspn(path, "/");
+            storage[(*n)++] = xstrndup(path, seg);
+            pattern += 2;
+            path += seg;
+            continue;
+        }
+        pattern++;
+        path++;
+    }
+}
+
+static int handle(struct mg_connection *conn, void *cbdata)
+{
+    struct web *w = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    struct web_request rq = {
+        .conn = conn,
+        .deps = &w->deps,
+        .method = ri->request_method,
+        .path = ri->local_uri ? ri->local_uri : "/",
+        .query = ri->query_string,
+        .client_addr = ri->remote_addr,
+    };
+    char *params[WEB_MAX_PARAMS] = {0};
+    size_t n_params = 0;
+    int64_t t0 = time_mono_ms();
+    bool path_known = false;
+
+    id_random_hex(rq.request_id, 8);
+    if (gate(&rq)) {
+        const struct route *found = NULL;
+        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+            if (!route_match(routes[i].pattern, rq.path))
+                continue;
+            path_known = true;
+            if (strcmp(routes[i].method, rq.method) == 0 ||
+                (strcmp(rq.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+                found = &routes[i];
+                break;
+            }
+        }
+        if (found) {
+            route_capture(found->pattern, rq.path, params, &n_params);
+            for (size_t i = 0; i < n_params; i++)
+                rq.params[i] = params[i];
+            rq.n_params = n_params;
+            found->handler(&rq);
+        } else if (path_known) {
+            web_reply_detail(&rq, 405, "method %s is not allowed on %s", rq.method, rq.path);
+        } else {
+            web_reply_detail(&rq, 404, "not found: %s", rq.path);
+        }
+    }
+    for (size_t i = 0; i < n_params; i++)
+        free(params[i]);
+    log_info("web: request id=%s method=%s path=%s status=%d ms=%lld client=%s", rq.request_id,
+             rq.method, rq.path, rq.status, (long long)(time_mono_ms() - t0), rq.client_addr);
+    return rq.status ? rq.status : 500;
+}
+
+static int log_civetweb(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    log_warn("web: civetweb: %s", message);
+    return 1;
+}
+
+int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
+{
+    struct web *w = xcalloc(1, sizeof(*w));
+    struct mg_callbacks callbacks = {0};
+    const struct config *cfg = deps->cfg;
+    int64_t threads = cfg->server_threads;
+    char threads_s[32];
+
+    if (threads <= 0)
+        threads = cfg->concurrent_limit + cfg->queue_limit + 16;
+    snprintf(threads_s, sizeof(threads_s), "%lld", (long long)threads);
+    const char *options[] = {
+        "listening_ports", cfg->listen,
+        "num_threads", threads_s,
+        "request_timeout_ms", WEB_REQUEST_TIMEOUT_MS,
+        "max_request_size", WEB_MAX_HEADERS_SIZE,
+        "enable_keep_alive", "yes",
+        "enable_directory_listing", "no",
+        "access_control_allow_origin", "",
+        "decode_url", "yes",
+        NULL, NULL,
+    };
+
+    w->deps = *deps;
+    callbacks.log_message = log_civetweb;
+    mg_init_library(0);
+    w->ctx = mg_start(&callbacks, w, options);
+    if (!w->ctx) {
+        free(w);
+        mg_exit_library();
+        return err_set(err, ERR_UNAVAILABLE,
+                       "cannot listen on '%s': the address is in use or not valid", cfg->listen);
+    }
+    mg_set_request_handler(w->ctx, "/", handle, w);
+    *ret = w;
+    return 0;
+}
+
+void web_stop(struct web *w)
+{
+    if (!w)
+        return;
+    mg_stop(w->ctx);
+    mg_exit_library();
+    free(w);
+}

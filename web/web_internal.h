@@ -1,0 +1,76 @@
+/* web/web_internal.h - shared by the web/ sources and the web unit tests only. */
+#ifndef ENVHUB_WEB_INTERNAL_H
+#define ENVHUB_WEB_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "executor/executor.h"
+#include "web/web.h"
+
+struct mg_connection;
+
+/* One request being served. */
+struct web_request {
+    struct mg_connection *conn;
+    const struct web_deps *deps;
+    const char *method;
+    const char *path;          /* URL-decoded, without the query */
+    const char *query;         /* raw, may be NULL */
+    const char *client_addr;
+    char request_id[17];
+    const char *params[4];     /* path parameters captured by the route */
+    size_t n_params;
+    int status;                /* what was answered, for the log */
+};
+
+/* Limits of request bodies (from the configuration). */
+struct request_limits {
+    int64_t max_code_length;
+    int64_t max_file_size;
+    int64_t max_files;
+    int64_t default_timeout;
+    int64_t max_timeout;
+};
+
+/* A validated POST /execute body. */
+struct execute_request {
+    char *code;
+    size_t code_len;
+    int64_t timeout_s;
+    struct job_file *files;
+    size_t n_files;
+    char *environment; /* NULL when absent */
+};
+void execute_request_release(struct execute_request *r);
+
+/* Parse and validate an /execute body exactly as the SimplePySandbox contract
+ * says: ERR_UNPROCESSABLE (422) for malformed JSON, missing fields, wrong
+ * types and timeout out of range; ERR_INVALID (400) for empty or too long
+ * code and bad files. The message names the field and the limit. */
+int web_parse_execute(const char *body, size_t len, const struct request_limits *lim,
+                      bool environment_required, struct execute_request *ret, struct err *err);
+
+/* ---- answering (server.c) ---- */
+
+/* Send @doc (stolen) as JSON with @status. */
+void web_reply_json(struct web_request *rq, int status, json_t *doc);
+/* {"detail": msg} with the status of err->code (ERR_INTERNAL is logged and
+ * answered "internal error"). */
+void web_reply_err(struct web_request *rq, const struct err *err);
+/* {"detail": ...} with an explicit status. */
+void web_reply_detail(struct web_request *rq, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Read the whole body within cfg->max_body; refuses from Content-Length
+ * before reading. ERR_TOO_LARGE / ERR_INVALID. The caller frees *ret. */
+int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err);
+
+/* ---- handlers ---- */
+void api_execute(struct web_request *rq);
+void api_execute_with_environment(struct web_request *rq);
+void api_health(struct web_request *rq);
+
+#endif
