@@ -237,11 +237,15 @@ static int collect_output(void *ctx, enum engine_stream stream, const char *data
     return 0;
 }
 
-/* find's report of files over the size limit: "envhub-skip SIZE PATH\0"... */
-static void parse_skipped(const struct buf *b, size_t max_file_size, char ***skipped)
+/* The collect script's reports on stderr, each ended by NUL: "envhub-oom N"
+ * (the memory cgroup's OOM kills) and "envhub-skip SIZE PATH" (files over the
+ * size limit). Returns N. */
+static int64_t parse_skipped(const struct buf *b, size_t max_file_size, char ***skipped)
 {
     const char *p = buf_str(b), *end = p + b->len;
     static const char tag[] = "envhub-skip ";
+    static const char oom_tag[] = "envhub-oom ";
+    int64_t oom_kills = 0;
 
     while (p < end) {
         size_t len = strnlen(p, (size_t)(end - p));
@@ -254,9 +258,14 @@ static void parse_skipped(const struct buf *b, size_t max_file_size, char ***ski
                 strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)",
                                              clean, max_file_size));
             }
+        } else if (len > sizeof(oom_tag) - 1 && strncmp(p, oom_tag, sizeof(oom_tag) - 1) == 0) {
+            _cleanup_free_ char *num = xstrndup(p + sizeof(oom_tag) - 1, len - sizeof(oom_tag) + 1);
+            if (parse_int(num, 0, INT64_MAX, &oom_kills) < 0)
+                oom_kills = 0;
         }
         p += len + 1;
     }
+    return oom_kills;
 }
 
 /* ---- one job ---- */
@@ -314,7 +323,7 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
     struct engine_exec_result run = {0};
     struct engine_container_state state = {0};
     struct err err = ERR_INIT;
-    int64_t t0, t1;
+    int64_t t0, t1, oom_kills = 0;
 
     if (engine_container_start(x->engine, cid, &err) < 0)
         goto engine_failed;
@@ -346,28 +355,11 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
         res->error = xasprintf("代码执行超时(%lld秒)", (long long)req->timeout_s);
     } else {
         res->exit_code = run.exit_code;
-        /* The OOM flag can trail the exit of the killed process by a moment. */
-        for (int tries = 0;; tries++) {
-            if (engine_container_inspect(x->engine, cid, &state, &err) < 0)
-                goto engine_failed;
-            if (state.oom_killed || run.exit_code != 137 || tries >= 10)
-                break;
-            struct timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        if (engine_container_inspect(x->engine, cid, &state, &err) < 0)
+            goto engine_failed;
         if (state.image_id[0])
             rec->image_id = xstrdup(state.image_id);
-        if (state.oom_killed) {
-            res->status = EXEC_OOM;
-            res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
-                                   "memory limit of %lld bytes)",
-                                   run.exit_code, (long long)x->cfg->memory_limit);
-        } else if (run.exit_code == 0) {
-            res->status = EXEC_SUCCEEDED;
-        } else {
-            res->status = EXEC_FAILED;
-            res->error = xasprintf("代码执行失败，退出码: %d", run.exit_code);
-        }
+        res->status = run.exit_code == 0 ? EXEC_SUCCEEDED : EXEC_FAILED;
     }
     if (executor_stopping(x) && res->status != EXEC_SUCCEEDED) {
         res->status = EXEC_INTERRUPTED;
@@ -377,7 +369,12 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
 
     /* Output files, unless the container is gone (timeout, shutdown). */
     if (res->status != EXEC_TIMEOUT && res->status != EXEC_INTERRUPTED && state.running) {
+        /* The engine's OOMKilled flag is not set on every kernel (cgroup v1 events), so
+         * the memory cgroup's own oom_kill counter, read from inside, decides. */
         _cleanup_free_ char *script = xasprintf(
+            "n=$(sed -n 's/^oom_kill //p' /sys/fs/cgroup/memory/memory.oom_control "
+            "/sys/fs/cgroup/memory.events 2>/dev/null | head -n 1); "
+            "printf 'envhub-oom %%s\\0' \"${n:-0}\" >&2; "
             "find . -path ./" EXEC_CODE_NAME " -prune -o -type f \\( -size -%lldc -print0 -o "
             "-fprintf /dev/stderr 'envhub-skip %%s %%P\\0' \\) | "
             "tar --null --no-recursion -T - -c -f -",
@@ -403,12 +400,22 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
             log_warn("executor: cannot collect the output files of %s: %s", res->id, err.msg);
             strv_push(&res->files_skipped, xasprintf("*: cannot read the workspace: %s", err.msg));
         } else {
-            parse_skipped(&col.skipped, limits.max_file_size, &res->files_skipped);
+            oom_kills = parse_skipped(&col.skipped, limits.max_file_size, &res->files_skipped);
             exec_tar_outputs(col.tar.data, col.tar.len, col.truncated || cres.timed_out, &limits,
                              &res->files, &res->n_files, &res->files_skipped, &err);
         }
         buf_release(&col.tar);
         buf_release(&col.skipped);
+    }
+    if (res->status != EXEC_TIMEOUT && res->status != EXEC_INTERRUPTED &&
+        (state.oom_killed || oom_kills > 0)) {
+        res->status = EXEC_OOM;
+        free(res->error);
+        res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
+                               "memory limit of %lld bytes)",
+                               res->exit_code, (long long)x->cfg->memory_limit);
+    } else if (res->status == EXEC_FAILED) {
+        res->error = xasprintf("代码执行失败，退出码: %d", res->exit_code);
     }
     goto done;
 

@@ -225,7 +225,8 @@ static void open_applies_every_migration_to_a_new_file(void **state)
     assert_int_equal(version, embedded_last_version());
 
     sqlite3 *db = raw_open(fx->path);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"), (int64_t)embedded_count());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"),
+                     (int64_t)embedded_count());
     sqlite3_close(db);
 }
 
@@ -237,9 +238,9 @@ static void reopen_applies_nothing_and_keeps_the_version(void **state)
     sqlite3 *db;
 
     db = raw_open(fx->path);
-    assert_int_equal(sqlite3_exec(db, "UPDATE schema_migrations SET applied_at = 42", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE schema_migrations SET applied_at = 42", NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
 
     reopen(fx);
@@ -247,7 +248,8 @@ static void reopen_applies_nothing_and_keeps_the_version(void **state)
     assert_int_equal(catalog_schema_version(fx->cat, &version, &err), 0);
     assert_int_equal(version, embedded_last_version());
     db = raw_open(fx->path);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"), (int64_t)embedded_count());
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"),
+                     (int64_t)embedded_count());
     assert_int_equal(raw_int(db, "SELECT max(applied_at) FROM schema_migrations"), 42);
     sqlite3_close(db);
 }
@@ -279,8 +281,7 @@ static void open_refuses_a_file_from_a_newer_build(void **state)
     sqlite3 *db;
 
     db = raw_open(fx->path);
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO schema_migrations VALUES (9999, 'future', 1)",
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (9999, 'future', 1)",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);

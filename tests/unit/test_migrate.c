@@ -15,8 +15,14 @@
 
 #include "core/banned.h"
 
-#define MIG(p, sql) {(p), (const unsigned char *)(sql), sizeof(sql) - 1}
-#define MIG_END {NULL, NULL, 0}
+#define MIG(p, sql)                                                                                \
+    {                                                                                              \
+        (p), (const unsigned char *)(sql), sizeof(sql) - 1                                         \
+    }
+#define MIG_END                                                                                    \
+    {                                                                                              \
+        NULL, NULL, 0                                                                              \
+    }
 
 static const struct embedded_file two_first[] = {
     MIG("migrations/0001_first.sql", "CREATE TABLE t1 (x INTEGER);"),
@@ -136,7 +142,8 @@ static void migrate_records_version_name_and_time(void **state)
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations"), 2);
     assert_int_equal(
-        query_int(db, "SELECT count(*) FROM schema_migrations WHERE version = 2 AND name = 'second'"),
+        query_int(db,
+                  "SELECT count(*) FROM schema_migrations WHERE version = 2 AND name = 'second'"),
         1);
     assert_true(query_int64(db, "SELECT min(applied_at) FROM schema_migrations") >= before);
     assert_true(query_int64(db, "SELECT max(applied_at) FROM schema_migrations") <= time_now_ms());
@@ -151,9 +158,9 @@ static void migrate_twice_applies_nothing_the_second_time(void **state)
 
     (void)state;
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
-    assert_int_equal(sqlite3_exec(db, "UPDATE schema_migrations SET applied_at = 42", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "UPDATE schema_migrations SET applied_at = 42", NULL, NULL, NULL),
+        SQLITE_OK);
     /* Re-running 0001 would fail: CREATE TABLE t1 exists already. */
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
     assert_int_equal(version_of(db), 2);
@@ -172,7 +179,8 @@ static void migrate_upgrades_a_database_left_at_an_older_version(void **state)
     assert_int_equal(catalog_migrate_db(db, two_first, &err), 0);
     assert_int_equal(version_of(db), 1);
     assert_false(table_exists(db, "t2"));
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO t1 (x) VALUES (7)", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO t1 (x) VALUES (7)", NULL, NULL, NULL),
+                     SQLITE_OK);
 
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
     assert_int_equal(version_of(db), 2);
@@ -186,8 +194,8 @@ static void migrate_failing_migration_rolls_back_and_keeps_the_version(void **st
 {
     static const struct embedded_file broken[] = {
         MIG("migrations/0001_first.sql", "CREATE TABLE t1 (x INTEGER);"),
-        MIG("migrations/0002_broken.sql",
-            "CREATE TABLE t2 (y TEXT); INSERT INTO t1 (x) VALUES (1); INSERT INTO nope VALUES (1);"),
+        MIG("migrations/0002_broken.sql", "CREATE TABLE t2 (y TEXT); INSERT INTO t1 (x) VALUES "
+                                          "(1); INSERT INTO nope VALUES (1);"),
         MIG("migrations/0003_never.sql", "CREATE TABLE t3 (z TEXT);"),
         MIG_END,
     };
@@ -394,18 +402,22 @@ static void sqlite_errors_translate_to_err_codes(void **state)
         int rc;
         enum err_code code;
     } cases[] = {
-        {SQLITE_CONSTRAINT_UNIQUE, ERR_CONFLICT},   {SQLITE_CONSTRAINT_PRIMARYKEY, ERR_CONFLICT},
-        {SQLITE_CONSTRAINT_NOTNULL, ERR_INTERNAL},  {SQLITE_CONSTRAINT_CHECK, ERR_INTERNAL},
-        {SQLITE_BUSY, ERR_UNAVAILABLE},             {SQLITE_BUSY_SNAPSHOT, ERR_UNAVAILABLE},
-        {SQLITE_LOCKED, ERR_UNAVAILABLE},           {SQLITE_LOCKED_SHAREDCACHE, ERR_UNAVAILABLE},
-        {SQLITE_ERROR, ERR_INTERNAL},               {SQLITE_CORRUPT, ERR_INTERNAL},
+        {SQLITE_CONSTRAINT_UNIQUE, ERR_CONFLICT},
+        {SQLITE_CONSTRAINT_PRIMARYKEY, ERR_CONFLICT},
+        {SQLITE_CONSTRAINT_NOTNULL, ERR_INTERNAL},
+        {SQLITE_CONSTRAINT_CHECK, ERR_INTERNAL},
+        {SQLITE_BUSY, ERR_UNAVAILABLE},
+        {SQLITE_BUSY_SNAPSHOT, ERR_UNAVAILABLE},
+        {SQLITE_LOCKED, ERR_UNAVAILABLE},
+        {SQLITE_LOCKED_SHAREDCACHE, ERR_UNAVAILABLE},
+        {SQLITE_ERROR, ERR_INTERNAL},
+        {SQLITE_CORRUPT, ERR_INTERNAL},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct err err = ERR_INIT;
-        assert_int_equal(catalog_sqlite_err(NULL, cases[i].rc, ERR_OK, &err, "cannot %s", "x"),
-                         -1);
+        assert_int_equal(catalog_sqlite_err(NULL, cases[i].rc, ERR_OK, &err, "cannot %s", "x"), -1);
         assert_int_equal(err.code, cases[i].code);
     }
 
