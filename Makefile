@@ -130,8 +130,9 @@ base-image: engine $(BIN)
 	fi
 
 run: deps engine build base-image
-	$(BIN) migrate
-	exec $(BIN) serve
+	@mkdir -p $(STATE)
+	ENVHUB_DB=$${ENVHUB_DB:-$(STATE)/envhub.db} $(BIN) migrate
+	ENVHUB_DB=$${ENVHUB_DB:-$(STATE)/envhub.db} exec $(BIN) serve
 
 # ---- tests ----
 

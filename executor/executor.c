@@ -325,6 +325,7 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
     struct err err = ERR_INIT;
     int64_t t0, t1, oom_kills = 0;
 
+    int64_t t_start = time_mono_ms(), t_collect = 0;
     if (engine_container_start(x->engine, cid, &err) < 0)
         goto engine_failed;
 
@@ -372,9 +373,9 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
         /* The engine's OOMKilled flag is not set on every kernel (cgroup v1 events), so
          * the memory cgroup's own oom_kill counter, read from inside, decides. */
         _cleanup_free_ char *script = xasprintf(
-            "n=$(sed -n 's/^oom_kill //p' /sys/fs/cgroup/memory/memory.oom_control "
-            "/sys/fs/cgroup/memory.events 2>/dev/null | head -n 1); "
-            "printf 'envhub-oom %%s\\0' \"${n:-0}\" >&2; "
+            "n=0; for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; "
+            "do [ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && n=$v; done < $f; done; "
+            "printf 'envhub-oom %%s\\0' \"$n\" >&2; "
             "find . -path ./" EXEC_CODE_NAME " -prune -o -type f \\( -size -%lldc -print0 -o "
             "-fprintf /dev/stderr 'envhub-skip %%s %%P\\0' \\) | "
             "tar --null --no-recursion -T - -c -f -",
@@ -394,6 +395,7 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
             .deadline_ms = time_mono_ms() + 30000,
         };
         struct engine_exec_result cres = {0};
+        t_collect = time_mono_ms();
         struct tar_out_limits limits = {.max_file_size = (size_t)x->cfg->max_file_size,
                                         .max_total = (size_t)x->cfg->output_files_limit};
         if (engine_exec(x->engine, cid, &cspec, &cres, &err) < 0) {
@@ -407,6 +409,9 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
         buf_release(&col.tar);
         buf_release(&col.skipped);
     }
+    log_debug("executor: job %s start=%lldms run=%lldms collect=%lldms", res->id,
+              (long long)(t0 - t_start), (long long)(t1 - t0),
+              (long long)(t_collect ? time_mono_ms() - t_collect : 0));
     if (res->status != EXEC_TIMEOUT && res->status != EXEC_INTERRUPTED &&
         (state.oom_killed || oom_kills > 0)) {
         res->status = EXEC_OOM;

@@ -138,6 +138,12 @@ int web_parse_execute(const char *body, size_t len, const struct request_limits 
     struct execute_request r = {0};
     json_t *code, *timeout, *files, *env;
 
+    /* jansson cannot hold a NUL in an object key; the only keys that matter
+     * are file names, and a NUL there is an unsafe name (400), not bad JSON */
+    if (!doc && strstr(jerr.text, "NUL byte in object key"))
+        return err_set(err, ERR_INVALID,
+                       "files: a file name contains a NUL byte (names are relative paths "
+                       "without control characters)");
     if (!doc)
         return err_set(err, ERR_UNPROCESSABLE, "body: invalid JSON at line %d column %d: %s",
                        jerr.line, jerr.column, jerr.text);

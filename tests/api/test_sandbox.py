@@ -2,12 +2,13 @@
 inodes, output flood; and no container outlives its job."""
 
 import json
+import threading
 import time
 
 import requests
 
-from helpers import (OUTPUT_LIMIT, catalog_row, describe_containers, execute, is_sanitizer_build, short,
-                     wait_no_container_left)
+from helpers import (OUTPUT_LIMIT, catalog_row, describe_containers, docker_api, execute, is_sanitizer_build,
+                     labelled_containers, short, unb64, wait_no_container_left)
 
 TIMEOUT_SLACK_S = 3.0  # container start + kill + removal on top of the job's timeout
 
@@ -150,7 +151,8 @@ def test_200_mb_of_stdout_is_truncated_and_server_memory_stays_bounded(envhub_fa
     warm = execute(server, "print('warm-up')", timeout=10)
     assert warm["success"] is True, short(warm)
     hwm_before = server.status_kb("VmHWM")
-    code = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\nsys.stdout.flush()\n"
+    code = ("import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(200):\n    sys.stdout.write(chunk)\n"
+            "sys.stdout.flush()\nsys.stderr.write('wrote 200 MB')\n")
     t0 = time.monotonic()
     res = execute(server, code, timeout=120, http_timeout=180)
     elapsed = time.monotonic() - t0
@@ -163,7 +165,113 @@ def test_200_mb_of_stdout_is_truncated_and_server_memory_stays_bounded(envhub_fa
     assert grew_mb < 64, f"server VmHWM grew by {grew_mb:.0f} MB for 200 MB of output"
     row = catalog_row(server.db_path, res["id"])
     assert row["stdout_truncated"] == 1 and len(row["stdout"].encode()) <= OUTPUT_LIMIT
-    print(f"200 MB flood answered in {elapsed:.1f} s, VmHWM +{grew_mb:.1f} MB")
+    print(f"200 MB flood answered in {elapsed:.1f} s, VmHWM +{grew_mb:.1f} MB, status {res['status']}, "
+          f"stderr {res['stderr'][-200:]!r}")
+
+
+def test_dev_shm_is_capped(envhub):
+    code = r'''
+n = 0
+try:
+    with open("/dev/shm/fill", "wb") as f:
+        while n < 256:
+            f.write(b"\0" * (1 << 20))
+            f.flush()
+            n += 1
+    print("WROTE", n)
+except OSError as e:
+    print("STOPPED", n, e.errno)
+'''
+    res = execute(envhub, code, timeout=30)
+    assert res["stdout"].startswith("STOPPED"), f"/dev/shm took 256 MB: {short(res)}"
+    assert int(res["stdout"].split()[1]) <= 64, res["stdout"]
+
+
+def test_limits_follow_the_memory_and_pids_flags(envhub_factory):
+    server = envhub_factory("--memory-limit", "256m", "--pids-limit", "64")
+    code = r'''
+import os
+def first(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            return open(p).read().strip()
+    return "?"
+print(first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"))
+print(first("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"))
+'''
+    res = execute(server, code, timeout=10)
+    assert res["success"] is True, short(res)
+    mem, pids = res["stdout"].split()
+    assert mem == str(256 * 1024 * 1024), res["stdout"]
+    assert pids == "64", res["stdout"]
+
+
+def test_sandbox_container_is_locked_down_in_its_engine_config(envhub, run_label):
+    result = {}
+    job = threading.Thread(target=lambda: result.update(
+        res=execute(envhub, "import time\ntime.sleep(3)\nprint('done')", timeout=20)))
+    job.start()
+    try:
+        deadline = time.monotonic() + 10
+        containers = []
+        while not containers and time.monotonic() < deadline:
+            containers = [c for c in labelled_containers(run_label) if c.get("State") == "running"]
+            time.sleep(0.1)
+        assert containers, "no running container with the run label during the job"
+        status, info = docker_api("GET", f"/v1.41/containers/{containers[0]['Id']}/json")
+        assert status == 200, info
+    finally:
+        job.join(60)
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert "ALL" in [c.upper() for c in host.get("CapDrop") or []], host.get("CapDrop")
+    assert any("no-new-privileges" in s for s in host.get("SecurityOpt") or []), host.get("SecurityOpt")
+    assert host["LogConfig"]["Type"] == "none", host["LogConfig"]
+    assert host["Memory"] == 512 * 1024 * 1024, host["Memory"]
+    assert host["PidsLimit"] == 128, host["PidsLimit"]
+    assert 0 < host["ShmSize"] <= 64 * 1024 * 1024, host["ShmSize"]
+    assert info["Config"]["User"].split(":")[0] in ("1000", "sandbox"), info["Config"]["User"]
+    assert info["Config"]["Labels"].get("envhub.managed") == "1", info["Config"]["Labels"]
+    assert info["Config"].get("NetworkDisabled") is True or host.get("NetworkMode") == "none", \
+        (info["Config"].get("NetworkDisabled"), host.get("NetworkMode"))
+    assert result["res"]["stdout"] == "done\n", short(result["res"])
+
+
+def test_huge_sparse_output_file_is_skipped_and_answered_promptly(envhub_factory):
+    server = envhub_factory()
+    code = r'''
+with open("sparse.bin", "wb") as f:
+    f.truncate(100 << 30)
+with open("big.bin", "wb") as f:
+    f.write(b"\1" * (11 << 20))
+open("ok.txt", "w").write("fine\n")
+print("made")
+'''
+    t0 = time.monotonic()
+    res = execute(server, code, timeout=30, http_timeout=90)
+    elapsed = time.monotonic() - t0
+    assert res["success"] is True, short(res)
+    assert elapsed < 20, f"answered after {elapsed:.1f} s"
+    assert "sparse.bin" not in res["files"] and "big.bin" not in res["files"], sorted(res["files"])
+    assert unb64(res["files"]["ok.txt"]) == b"fine\n"
+    skipped = json.dumps(res["files_skipped"])
+    assert "sparse.bin" in skipped and "big.bin" in skipped, res["files_skipped"]
+    assert server.status_kb("VmHWM") < 256 * 1024, "the server read the sparse file into memory"
+
+
+def test_stderr_over_the_output_limit_is_truncated(envhub):
+    code = "import sys\nfor _ in range(3):\n    sys.stderr.write('e' * (1 << 20))\nprint('out ok')\n"
+    res = execute(envhub, code, timeout=30)
+    assert res["stderr_truncated"] is True, short(res)
+    assert res["stdout_truncated"] is False
+    assert res["stdout"] == "out ok\n"
+    assert 0 < len(res["stderr"].encode()) <= OUTPUT_LIMIT
+
+
+def test_execution_time_measures_the_run(envhub):
+    res = execute(envhub, "import time\ntime.sleep(1)", timeout=10)
+    assert res["success"] is True, short(res)
+    assert 1.0 <= res["execution_time"] < 10, res["execution_time"]
 
 
 def test_no_container_left_behind(envhub, run_label):
