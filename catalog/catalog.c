@@ -24,13 +24,6 @@
 #define INSTANCE_ID_BYTES 8 /* 16 hex characters */
 #define SHA256_HEX_MAX 64
 
-struct catalog {
-    pthread_mutex_t lock;
-    bool lock_ready;
-    sqlite3 *db;
-    char *instance_id;
-};
-
 static const char *const status_names[] = {
     [EXEC_QUEUED] = "queued", [EXEC_RUNNING] = "running",         [EXEC_SUCCEEDED] = "succeeded",
     [EXEC_FAILED] = "failed", [EXEC_TIMEOUT] = "timeout",         [EXEC_OOM] = "oom",
@@ -40,83 +33,6 @@ static const char *const status_names[] = {
 static const char *const direction_names[] = {[FILE_IN] = "in", [FILE_OUT] = "out"};
 
 /* ---- small helpers ---- */
-
-static void stmt_finalizep(sqlite3_stmt **st)
-{
-    sqlite3_finalize(*st); /* NULL is a no-op */
-}
-
-static struct catalog *catalog_lock(struct catalog *cat)
-{
-    pthread_mutex_lock(&cat->lock);
-    return cat;
-}
-
-static void catalog_unlockp(struct catalog **cat)
-{
-    if (*cat)
-        pthread_mutex_unlock(&(*cat)->lock);
-}
-
-/* Hold cat->lock until the end of the enclosing block. Declare it before any
- * _cleanup_ statement so those are finalized while the lock is still held. */
-#define CATALOG_LOCK(cat)                                                                          \
-    _cleanup_(catalog_unlockp) __attribute__((unused)) struct catalog *catalog_locked_ =           \
-        catalog_lock(cat)
-
-/* Binds parameters 1, 2, 3, ... in call order and keeps the first failure,
- * so a statement's binds read as one list checked once. */
-struct binder {
-    sqlite3_stmt *st;
-    int n;
-    int rc;
-};
-
-static struct binder binder_of(sqlite3_stmt *st)
-{
-    return (struct binder){.st = st, .n = 0, .rc = SQLITE_OK};
-}
-
-/* NULL binds SQL NULL; the text must outlive the step (SQLITE_STATIC). */
-static void bind_text(struct binder *b, const char *s)
-{
-    if (b->rc != SQLITE_OK)
-        return;
-    b->n++;
-    b->rc =
-        s ? sqlite3_bind_text(b->st, b->n, s, -1, SQLITE_STATIC) : sqlite3_bind_null(b->st, b->n);
-}
-
-static void bind_text_n(struct binder *b, const char *s, size_t len)
-{
-    if (b->rc != SQLITE_OK)
-        return;
-    b->n++;
-    b->rc = sqlite3_bind_text(b->st, b->n, s, (int)len, SQLITE_STATIC);
-}
-
-static void bind_int64(struct binder *b, int64_t v)
-{
-    if (b->rc != SQLITE_OK)
-        return;
-    b->n++;
-    b->rc = sqlite3_bind_int64(b->st, b->n, v);
-}
-
-static void bind_int64_or_null(struct binder *b, int64_t v, bool null)
-{
-    if (b->rc != SQLITE_OK)
-        return;
-    b->n++;
-    b->rc = null ? sqlite3_bind_null(b->st, b->n) : sqlite3_bind_int64(b->st, b->n, v);
-}
-
-/* Column text is borrowed until the next step: copy it. NULL stays NULL. */
-static char *column_strdup(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t ? xstrdup((const char *)t) : NULL;
-}
 
 static void column_hex(sqlite3_stmt *st, int col, char out[SHA256_HEX_MAX + 1])
 {
@@ -133,32 +49,6 @@ static void column_hex(sqlite3_stmt *st, int col, char out[SHA256_HEX_MAX + 1])
 static bool status_valid(enum exec_status s)
 {
     return (unsigned)s < ARRAY_SIZE(status_names);
-}
-
-static int tx_begin(struct catalog *cat, struct err *err)
-{
-    int rc = sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot begin a catalog transaction");
-    return 0;
-}
-
-static void tx_rollback(struct catalog *cat)
-{
-    /* Some errors (SQLITE_FULL, SQLITE_IOERR, ...) have rolled back already. */
-    if (!sqlite3_get_autocommit(cat->db))
-        sqlite3_exec(cat->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-static int tx_commit(struct catalog *cat, struct err *err)
-{
-    int rc = sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot commit a catalog transaction");
-        tx_rollback(cat);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- status names ---- */

@@ -108,4 +108,189 @@ int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
 /* Number of executions (all statuses). */
 int catalog_execution_count(struct catalog *cat, int64_t *ret, struct err *err);
 
+/* ---- environments ---- */
+
+/* An environment is a name with a definition (base image, setup script,
+ * Python version) and a version in service; every build of it is a numbered
+ * version (1, 2, ...). A build that fails never takes a ready version out of
+ * service: the environment keeps serving it and records the error. */
+
+enum env_status { ENV_BUILDING = 0, ENV_READY, ENV_FAILED };
+/* "building", "ready", "failed"; "unknown" for anything else. */
+const char *env_status_name(enum env_status s);
+
+struct env_record {
+    char *name;
+    char *description;
+    char *base_image;
+    char *setup_script;
+    char *python_version;
+    enum env_status status; /* building and failed only while no version is ready */
+    int64_t version;        /* in service; 0 when none is ready yet */
+    char *image;            /* docker image of that version, NULL when none */
+    char *image_id;         /* NULL when none */
+    char *definition;       /* sha256 of that version's definition, NULL when none */
+    char *error;            /* the last failed build's error, NULL when none */
+    int64_t created_at, updated_at;
+    int64_t last_used; /* 0: never */
+    char *created_by;
+    /* Filled by the get/list calls: the newest build, whatever its status;
+     * 0 and NULL when the environment has no build. */
+    int64_t latest_version;
+    char *latest_status; /* "queued", "building", "ready", "failed", "cancelled" */
+};
+/* Free the strings and zero *env; NULL and a zeroed record are fine. */
+void env_record_release(struct env_record *env);
+/* Release @n records and free the array; NULL is fine. */
+void env_records_free(struct env_record *envs, size_t n);
+
+enum build_status { BUILD_QUEUED = 0, BUILD_BUILDING, BUILD_READY, BUILD_FAILED, BUILD_CANCELLED };
+/* "queued", "building", "ready", "failed", "cancelled"; "unknown" for anything else. */
+const char *build_status_name(enum build_status s);
+/* -1 when @name is not a status. */
+int build_status_parse(const char *name);
+
+struct build_record {
+    int64_t id;
+    char *environment;
+    int64_t version;
+    enum build_status status;
+    char *base_image;
+    char *setup_script;
+    char *python_version;
+    char *definition;    /* sha256 of base image + script (+ python version) */
+    char *image;         /* the tag this version gets */
+    char *image_id;      /* NULL until built */
+    char *base_image_id; /* NULL until built */
+    char *python_found;  /* "Python 3.11.2" from the verification run, NULL until built */
+    bool cache_hit;      /* the image of an identical definition was reused */
+    char *error;         /* NULL unless failed or cancelled */
+    int64_t queued_at, started_at, finished_at; /* 0 when not yet */
+    char *created_by;
+    int64_t log_lines; /* filled by the get/list calls: lines in its log */
+};
+/* Free the strings and zero *b; NULL and a zeroed record are fine. */
+void build_record_release(struct build_record *b);
+/* Release @n records and free the array; NULL is fine. */
+void build_records_free(struct build_record *b, size_t n);
+
+/* One installed package of a build, from the verification run. */
+struct package_entry {
+    char *manager; /* "pip" or "dpkg" */
+    char *name;
+    char *version;
+};
+/* Free @n entries' strings and the array; NULL is fine. */
+void package_entries_free(struct package_entry *p, size_t n);
+
+/* Create environment @env->name (status building, version 0, no image,
+ * created_at = updated_at = env->created_at; description, base_image,
+ * setup_script, python_version and created_by from @env, its other fields
+ * ignored) and its first build (version 1, status queued, base_image,
+ * setup_script, python_version, definition, image, queued_at and created_by
+ * from @build, which belongs to @env whatever build->environment says), in
+ * one transaction. Sets build->id and build->version (1).
+ * ERR_CONFLICT when the name exists, whatever its case; ERR_INVALID when a
+ * required field (a name, base_image, setup_script, python_version,
+ * definition, image) is NULL. */
+int catalog_env_create(struct catalog *cat, const struct env_record *env,
+                       struct build_record *build, struct err *err);
+/* Queue the next version (the highest of its builds + 1) of environment
+ * build->environment, with @build's base_image, setup_script,
+ * python_version, definition, image, queued_at and created_by; sets
+ * build->id and build->version. The environment's status becomes building
+ * when no version is ready (a ready one keeps serving); updated_at =
+ * build->queued_at. ERR_NOT_FOUND when the environment does not exist (exact
+ * case); ERR_CONFLICT when a build of it is already queued or building;
+ * ERR_INVALID as for catalog_env_create. */
+int catalog_env_queue_build(struct catalog *cat, struct build_record *build, struct err *err);
+/* Fill *ret with environment @name (exact case); ERR_NOT_FOUND. */
+int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret,
+                    struct err *err);
+/* All environments, ordered by name; *ret (NULL when there is none) belongs
+ * to the caller: env_records_free(*ret, *ret_n). */
+int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n,
+                     struct err *err);
+/* Delete environment @name with its builds, their logs and package
+ * inventories; executions keep their rows. ERR_NOT_FOUND. */
+int catalog_env_delete(struct catalog *cat, const char *name, struct err *err);
+/* last_used = @at. ERR_NOT_FOUND. */
+int catalog_env_touch(struct catalog *cat, const char *name, int64_t at, struct err *err);
+
+/* ---- builds ---- */
+
+/* Fill *ret with version @version of @environment; ERR_NOT_FOUND. */
+int catalog_build_get(struct catalog *cat, const char *environment, int64_t version,
+                      struct build_record *ret, struct err *err);
+/* Fill *ret with build @id; ERR_NOT_FOUND. */
+int catalog_build_get_by_id(struct catalog *cat, int64_t id, struct build_record *ret,
+                            struct err *err);
+/* Builds of @environment, newest version first; none (*ret NULL, *ret_n 0)
+ * when the environment has no build or does not exist. The caller frees them
+ * with build_records_free(*ret, *ret_n). */
+int catalog_build_list(struct catalog *cat, const char *environment, struct build_record **ret,
+                       size_t *ret_n, struct err *err);
+/* Builds in status queued or building, oldest first (by id), for start-up
+ * recovery and the build queue. As catalog_build_list. */
+int catalog_build_list_unfinished(struct catalog *cat, struct build_record **ret, size_t *ret_n,
+                                  struct err *err);
+/* queued -> building, started_at = @at. ERR_NOT_FOUND; ERR_CONFLICT when
+ * the build is not queued. */
+int catalog_build_start(struct catalog *cat, int64_t id, int64_t at, struct err *err);
+/* queued or building -> queued, started_at cleared, its log kept (after a
+ * restart). ERR_NOT_FOUND; ERR_CONFLICT when the build has finished. */
+int catalog_build_requeue(struct catalog *cat, int64_t id, struct err *err);
+/* Fill *ret with the newest ready build with this definition (any
+ * environment); ERR_NOT_FOUND when none. Whether its image still exists is
+ * for the caller to check. */
+int catalog_build_find_ready_by_definition(struct catalog *cat, const char *definition,
+                                           struct build_record *ret, struct err *err);
+/* Finish build @b->id as ready, in one transaction: the build gets status
+ * ready, b's image_id, base_image_id, python_found, cache_hit and
+ * finished_at, and no error; its package inventory is @pkgs (a package
+ * listed twice keeps its last version); and, unless the environment already
+ * serves a newer version, the build's version goes into service: the
+ * environment gets status ready, the build's version, image, definition,
+ * base_image, setup_script and python_version, b->image_id, no error, and
+ * updated_at = b->finished_at. The environment, version, image and definition
+ * are those stored with the build; the other fields of @b are not read.
+ * ERR_NOT_FOUND when the build does not exist (its environment was deleted);
+ * ERR_CONFLICT when it is not queued or building. */
+int catalog_build_succeed(struct catalog *cat, const struct build_record *b,
+                          const struct package_entry *pkgs, size_t n_pkgs, struct err *err);
+/* Finish build @id with @status (BUILD_FAILED or BUILD_CANCELLED, else
+ * ERR_INVALID), @error and finished_at = @at, in one transaction. Its
+ * environment records the error (updated_at = @at); its status becomes
+ * failed when no version is ready, and a ready version keeps serving.
+ * ERR_NOT_FOUND; ERR_CONFLICT when the build is not queued or building. */
+int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status,
+                       const char *error, int64_t at, struct err *err);
+
+/* ---- build logs and package inventories ---- */
+
+struct log_line {
+    int64_t seq; /* 1, 2, ... within its build */
+    int64_t at;
+    char *line;
+};
+/* Free @n lines' strings and the array; NULL is fine. */
+void log_lines_free(struct log_line *lines, size_t n);
+
+/* Append @line (stored as given; NULL is "") to build @id's log, numbered
+ * one past its last line (the first is 1); *ret_seq (optional) gets that
+ * number. ERR_NOT_FOUND when the build does not exist. */
+int catalog_build_log_append(struct catalog *cat, int64_t id, int64_t at, const char *line,
+                             int64_t *ret_seq, struct err *err);
+/* Lines of build @id with seq > @after, at most @limit of them, in order;
+ * the caller frees them with log_lines_free(*ret, *ret_n). No lines (*ret
+ * NULL) when there are none, or no such build. */
+int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_t limit,
+                           struct log_line **ret, size_t *ret_n, struct err *err);
+
+/* The package inventory of build @id, by manager, then name; the caller
+ * frees it with package_entries_free(*ret, *ret_n). Empty (*ret NULL) when
+ * the build has none or does not exist. */
+int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry **ret,
+                           size_t *ret_n, struct err *err);
+
 #endif

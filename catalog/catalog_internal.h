@@ -1,13 +1,29 @@
-/* catalog/catalog_internal.h - shared by catalog.c, migrate.c and the
- * catalog's own unit tests; nobody else includes it. SQLite types may appear
- * here, never in catalog.h. */
+/* catalog/catalog_internal.h - shared by the catalog's .c files (catalog.c,
+ * environments.c, migrate.c) and its own unit tests; nobody else includes it.
+ * SQLite types may appear here, never in catalog.h. */
 #ifndef ENVHUB_CATALOG_INTERNAL_H
 #define ENVHUB_CATALOG_INTERNAL_H
 
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
+#include "core/cleanup.h"
 #include "core/embed.h"
 #include "core/err.h"
+#include "core/xalloc.h"
+
+/* One sqlite3 connection, opened without SQLite's own mutex: every public
+ * function holds lock for as long as it touches db (CATALOG_LOCK), and every
+ * statement is prepared, stepped and finalized inside that one call. */
+struct catalog {
+    pthread_mutex_t lock;
+    bool lock_ready;
+    sqlite3 *db;
+    char *instance_id;
+};
 
 /* The migrations compiled into the binary from migrations/NNNN_name.sql
  * (build/gen/migrations_embedded.c, made by core/embed.sh), in file name
@@ -48,5 +64,110 @@ int catalog_migrate_version(sqlite3 *db, int *ret, struct err *err);
  * else runs on @db (a ROLLBACK replaces the message). */
 int catalog_sqlite_err(sqlite3 *db, int rc, enum err_code code, struct err *err, const char *fmt,
                        ...) __attribute__((format(printf, 5, 6)));
+
+/* ---- helpers for the catalog's .c files ---- */
+
+static inline void stmt_finalizep(sqlite3_stmt **st)
+{
+    sqlite3_finalize(*st); /* NULL is a no-op */
+}
+
+static inline struct catalog *catalog_lock(struct catalog *cat)
+{
+    pthread_mutex_lock(&cat->lock);
+    return cat;
+}
+
+static inline void catalog_unlockp(struct catalog **cat)
+{
+    if (*cat)
+        pthread_mutex_unlock(&(*cat)->lock);
+}
+
+/* Hold cat->lock until the end of the enclosing block. Declare it before any
+ * _cleanup_ statement so those are finalized while the lock is still held. */
+#define CATALOG_LOCK(cat)                                                                          \
+    _cleanup_(catalog_unlockp) __attribute__((unused)) struct catalog *catalog_locked_ =           \
+        catalog_lock(cat)
+
+/* Binds parameters 1, 2, 3, ... in call order and keeps the first failure,
+ * so a statement's binds read as one list checked once. */
+struct binder {
+    sqlite3_stmt *st;
+    int n;
+    int rc;
+};
+
+static inline struct binder binder_of(sqlite3_stmt *st)
+{
+    return (struct binder){.st = st, .n = 0, .rc = SQLITE_OK};
+}
+
+/* NULL binds SQL NULL; the text must outlive the step (SQLITE_STATIC). */
+static inline void bind_text(struct binder *b, const char *s)
+{
+    if (b->rc != SQLITE_OK)
+        return;
+    b->n++;
+    b->rc =
+        s ? sqlite3_bind_text(b->st, b->n, s, -1, SQLITE_STATIC) : sqlite3_bind_null(b->st, b->n);
+}
+
+static inline void bind_text_n(struct binder *b, const char *s, size_t len)
+{
+    if (b->rc != SQLITE_OK)
+        return;
+    b->n++;
+    b->rc = sqlite3_bind_text(b->st, b->n, s, (int)len, SQLITE_STATIC);
+}
+
+static inline void bind_int64(struct binder *b, int64_t v)
+{
+    if (b->rc != SQLITE_OK)
+        return;
+    b->n++;
+    b->rc = sqlite3_bind_int64(b->st, b->n, v);
+}
+
+static inline void bind_int64_or_null(struct binder *b, int64_t v, bool null)
+{
+    if (b->rc != SQLITE_OK)
+        return;
+    b->n++;
+    b->rc = null ? sqlite3_bind_null(b->st, b->n) : sqlite3_bind_int64(b->st, b->n, v);
+}
+
+/* Column text is borrowed until the next step: copy it. NULL stays NULL. */
+static inline char *column_strdup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+static inline int tx_begin(struct catalog *cat, struct err *err)
+{
+    int rc = sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot begin a catalog transaction");
+    return 0;
+}
+
+static inline void tx_rollback(struct catalog *cat)
+{
+    /* Some errors (SQLITE_FULL, SQLITE_IOERR, ...) have rolled back already. */
+    if (!sqlite3_get_autocommit(cat->db))
+        sqlite3_exec(cat->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static inline int tx_commit(struct catalog *cat, struct err *err)
+{
+    int rc = sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot commit a catalog transaction");
+        tx_rollback(cat);
+        return -1;
+    }
+    return 0;
+}
 
 #endif

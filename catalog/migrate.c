@@ -33,11 +33,6 @@ struct auth_ctx {
     bool denied_transaction;
 };
 
-static void stmt_finalizep(sqlite3_stmt **st)
-{
-    sqlite3_finalize(*st); /* NULL is a no-op */
-}
-
 int catalog_sqlite_err(sqlite3 *db, int rc, enum err_code code, struct err *err, const char *fmt,
                        ...)
 {

@@ -80,6 +80,18 @@ static const struct opt opts[] = {
      "jobs waiting for a slot before 429"},
     {"threads", "ENVHUB_THREADS", OPT_INT, OFF(server_threads), "0", 0, 10000,
      "HTTP worker threads (0: concurrent + queue limits + 16)"},
+    {"max-script-length", "ENVHUB_MAX_SCRIPT_LENGTH", OPT_INT, OFF(max_script_length), "10000", 1,
+     16 * MIB, "characters of an environment's setup script"},
+    {"build-timeout", "ENVHUB_BUILD_TIMEOUT", OPT_INT, OFF(build_timeout), "1800", 10, 86400,
+     "seconds an environment build may take"},
+    {"build-concurrency", "ENVHUB_BUILD_CONCURRENCY", OPT_INT, OFF(build_concurrency), "2", 1,
+     64, "environment builds at once; the rest wait in order"},
+    {"build-memory", "ENVHUB_BUILD_MEMORY", OPT_SIZE, OFF(build_memory), "2g", 64 * MIB,
+     1024 * GIB, "memory of each step of a build"},
+    {"build-cpu", "ENVHUB_BUILD_CPU", OPT_CPU, OFF(build_cpu_millis), "2.0", 100, 1024000,
+     "CPUs of a build"},
+    {"build-pids", "ENVHUB_BUILD_PIDS", OPT_INT, OFF(build_pids), "1024", 16, 1000000,
+     "processes of a build (where the engine is local)"},
 };
 
 static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,

@@ -37,6 +37,12 @@ struct config {
     int64_t concurrent_limit;  /* CONCURRENT_LIMIT: jobs running at once */
     int64_t queue_limit;       /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
     int64_t server_threads;    /* ENVHUB_THREADS: HTTP worker threads (0: derived) */
+    int64_t max_script_length; /* ENVHUB_MAX_SCRIPT_LENGTH: characters of a setup script */
+    int64_t build_timeout;     /* ENVHUB_BUILD_TIMEOUT: seconds a build may take */
+    int64_t build_concurrency; /* ENVHUB_BUILD_CONCURRENCY: builds at once */
+    int64_t build_memory;      /* ENVHUB_BUILD_MEMORY: bytes of memory per build step */
+    int64_t build_cpu_millis;  /* ENVHUB_BUILD_CPU: thousandths of a CPU per build */
+    int64_t build_pids;        /* ENVHUB_BUILD_PIDS: processes of a build */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "builder/builder.h"
 #include "catalog/catalog.h"
 #include "core/cleanup.h"
 #include "core/config.h"
@@ -111,6 +112,7 @@ static int cmd_serve(const struct config *cfg)
     struct catalog *cat = NULL;
     struct engine *e = NULL;
     struct executor *x = NULL;
+    struct builder *b = NULL;
     struct web *w = NULL;
     sigset_t stop_signals;
     int sig = 0, rc = 1;
@@ -135,7 +137,11 @@ static int cmd_serve(const struct config *cfg)
         fail(&err);
         goto out;
     }
-    struct web_deps deps = {.cfg = cfg, .catalog = cat, .engine = e, .executor = x};
+    if (builder_open(cfg, e, cat, &b, &err) < 0) {
+        fail(&err);
+        goto out;
+    }
+    struct web_deps deps = {.cfg = cfg, .catalog = cat, .engine = e, .executor = x, .builder = b};
     if (web_start(&deps, &w, &err) < 0) {
         fail(&err);
         goto out;
@@ -149,7 +155,10 @@ static int cmd_serve(const struct config *cfg)
 out:
     if (x)
         executor_shutdown(x); /* ends running jobs so the server can stop */
+    if (b)
+        builder_shutdown(b); /* cancels builds, wakes log followers */
     web_stop(w);
+    builder_close(b);
     executor_close(x);
     engine_close(e);
     catalog_close(cat);

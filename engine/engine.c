@@ -107,13 +107,28 @@ struct request {
     const char *path;       /* after the version prefix, e.g. "/containers/create" */
     bool unversioned;       /* /version and /_ping before negotiation */
     const char *body;       /* JSON, or NULL */
+    const void *body_bin;   /* or bytes (a tar), with body_bin_len */
+    size_t body_bin_len;
     int body_fd;            /* streamed body from a file, or -1 */
     const char *content_type;
     long timeout_ms;
     /* streamed answer: called for each piece; NULL: collected into resp */
     size_t (*on_data)(char *data, size_t size, size_t n, void *ctx);
     void *on_data_ctx;
+    bool (*cancelled)(void *ctx); /* polled during the transfer; may be NULL */
+    void *cancel_ctx;
 };
+
+static int xferinfo_cancel(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                           curl_off_t ulnow)
+{
+    const struct request *rq = ctx;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return rq->cancelled(rq->cancel_ctx) ? 1 : 0;
+}
 
 static size_t read_from_fd(char *data, size_t size, size_t n, void *ctx)
 {
@@ -147,6 +162,9 @@ static int engine_call(struct engine *e, const struct request *rq, long *ret_sta
         if (rq->body) {
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(rq->body));
+        } else if (rq->body_bin) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body_bin);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_bin_len);
         } else if (fd >= 0) {
             struct stat st;
             curl_easy_setopt(h, CURLOPT_READFUNCTION, read_from_fd);
@@ -175,9 +193,18 @@ static int engine_call(struct engine *e, const struct request *rq, long *ret_sta
         curl_easy_setopt(h, CURLOPT_WRITEDATA, resp);
     }
 
+    if (rq->cancelled) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cancel);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)rq);
+    }
+
     rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
         const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+        if (rc == CURLE_ABORTED_BY_CALLBACK ||
+            (rc == CURLE_WRITE_ERROR && rq->cancelled && rq->cancelled(rq->cancel_ctx)))
+            return err_set(err, ERR_CANCELLED, "%s %s was cancelled", rq->method, rq->path);
         if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
             return err_set(err, ERR_UNAVAILABLE, "cannot reach the Docker engine at '%s': %s",
                            e->host, why);
@@ -611,7 +638,8 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
     const char *in = spec->stdin_data;
     size_t in_left = spec->stdin_len;
     bool in_closed = spec->stdin_data == NULL;
-    char chunk[ENGINE_EXEC_CHUNK];
+    /* on the heap: civetweb's worker threads have small stacks */
+    _cleanup_free_ char *chunk = xmalloc(ENGINE_EXEC_CHUNK);
 
     memset(ret, 0, sizeof(*ret));
     ret->exit_code = -1;
@@ -695,7 +723,7 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
         }
         if (rev & (POLLIN | POLLHUP | POLLERR)) {
             size_t got = 0;
-            rc = curl_easy_recv(h, chunk, sizeof(chunk), &got);
+            rc = curl_easy_recv(h, chunk, ENGINE_EXEC_CHUNK, &got);
             if (rc == CURLE_AGAIN)
                 continue;
             if (rc != CURLE_OK || got == 0)
@@ -745,47 +773,37 @@ int engine_image_inspect(struct engine *e, const char *ref, struct engine_image_
 
 /* Progress answers (import, build, pull) are JSON lines; an {"error": ...}
  * line means failure even under status 200. */
-struct progress {
-    struct buf line;
-    char last_error[ERR_MSG_MAX];
-};
-
 static size_t progress_data(char *data, size_t size, size_t n, void *ctx)
 {
-    struct progress *p = ctx;
-    size_t len = size * n;
-    for (size_t i = 0; i < len; i++) {
-        if (data[i] != '\n') {
-            (void)buf_append_upto(&p->line, data + i, 1);
-            continue;
-        }
-        json_error_t jerr;
-        json_auto_t *doc = json_loadb(buf_str(&p->line), p->line.len, 0, &jerr);
-        const char *msg = doc ? json_string_value(json_object_get(doc, "error")) : NULL;
-        if (msg)
-            snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
-        buf_reset(&p->line);
+    struct engine_progress *p = ctx;
+    if (engine_progress_feed(p, data, size * n) < 0)
+        return 0; /* cancelled: curl aborts the transfer */
+    return size * n;
+}
+
+/* Split "repo:tag" (a ':' after the last '/'), "latest" when no tag. */
+static void split_ref(const char *ref, char **ret_repo, char **ret_tag)
+{
+    const char *colon = strrchr(ref, ':');
+    const char *slash = strrchr(ref, '/');
+    if (colon && (!slash || colon > slash)) {
+        *ret_repo = xstrndup(ref, (size_t)(colon - ref));
+        *ret_tag = xstrdup(colon + 1);
+    } else {
+        *ret_repo = xstrdup(ref);
+        *ret_tag = xstrdup("latest");
     }
-    return len;
 }
 
 int engine_image_import(struct engine *e, int fd, const char *ref, const char *const *changes,
                         struct err *err)
 {
     _cleanup_(buf_release) struct buf path = BUF_INIT(BUF_UNLIMITED);
-    const char *colon = strrchr(ref, ':');
-    const char *slash = strrchr(ref, '/');
     _cleanup_free_ char *repo = NULL, *tag = NULL;
-    struct progress prog = {.line = BUF_INIT(65536)};
+    struct engine_progress prog;
     long status = 0;
 
-    if (colon && (!slash || colon > slash)) {
-        repo = xstrndup(ref, (size_t)(colon - ref));
-        tag = xstrdup(colon + 1);
-    } else {
-        repo = xstrdup(ref);
-        tag = xstrdup("latest");
-    }
+    split_ref(ref, &repo, &tag);
     char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
     int fail = buf_appendf(&path, "/images/create?fromSrc=-&repo=%s&tag=%s", r, t);
     curl_free(r);
@@ -798,6 +816,7 @@ int engine_image_import(struct engine *e, int fd, const char *ref, const char *c
     if (fail)
         return err_set(err, ERR_INTERNAL, "cannot build the import request");
 
+    engine_progress_init(&prog, NULL, NULL);
     struct request rq = {
         .method = "POST",
         .path = buf_str(&path),
@@ -807,12 +826,13 @@ int engine_image_import(struct engine *e, int fd, const char *ref, const char *c
         .on_data_ctx = &prog,
     };
     int rc = engine_call(e, &rq, &status, NULL, err);
-    buf_release(&prog.line);
+    engine_progress_finish(&prog);
+    engine_progress_release(&prog);
     if (rc < 0)
         return err_prefix(err, "cannot import image '%s'", ref);
-    if (status >= 400 || prog.last_error[0])
+    if (status >= 400 || prog.error[0])
         return err_set(err, ERR_ENGINE, "cannot import image '%s': %s", ref,
-                       prog.last_error[0] ? prog.last_error : "the engine refused it");
+                       prog.error[0] ? prog.error : "the engine refused it");
     return 0;
 }
 
@@ -830,5 +850,161 @@ int engine_image_remove(struct engine *e, const char *ref, bool force, struct er
         err_copy(err, &local);
         return -1;
     }
+    return 0;
+}
+
+/* ---- builds, pulls, tags ---- */
+
+struct build_watch {
+    struct engine_progress progress;
+    const struct engine_build_spec *spec;
+};
+
+static bool build_cancelled(void *ctx)
+{
+    struct build_watch *w = ctx;
+    return w->progress.cancelled || (w->spec->cancelled && w->spec->cancelled(w->spec->ctx));
+}
+
+int engine_image_build(struct engine *e, const struct engine_build_spec *spec, char **ret_image_id,
+                       struct err *err)
+{
+    _cleanup_(buf_release) struct buf path = BUF_INIT(BUF_UNLIMITED);
+    json_auto_t *labels = json_object();
+    struct build_watch w = {.spec = spec};
+    long status = 0;
+
+    for (size_t i = 0; i < spec->n_labels; i++)
+        json_object_set_new(labels, spec->labels[i].key, json_string(spec->labels[i].value));
+    _cleanup_free_ char *labels_s = json_dumps(labels, JSON_COMPACT);
+    char *t = curl_easy_escape(NULL, spec->tag, 0);
+    char *l = curl_easy_escape(NULL, labels_s, 0);
+    int fail = buf_appendf(&path, "/build?t=%s&labels=%s&rm=1&forcerm=1&pull=0", t, l);
+    curl_free(t);
+    curl_free(l);
+    if (spec->memory_bytes > 0)
+        fail |= buf_appendf(&path, "&memory=%lld&memswap=%lld", (long long)spec->memory_bytes,
+                            (long long)spec->memory_bytes);
+    if (spec->nano_cpus > 0)
+        fail |= buf_appendf(&path, "&cpuperiod=100000&cpuquota=%lld",
+                            (long long)(spec->nano_cpus / 10000));
+    if (spec->cgroup_parent) {
+        char *c = curl_easy_escape(NULL, spec->cgroup_parent, 0);
+        fail |= buf_appendf(&path, "&cgroupparent=%s", c);
+        curl_free(c);
+    }
+    if (fail)
+        return err_set(err, ERR_INTERNAL, "cannot build the /build request");
+
+    long timeout_ms = 0;
+    if (spec->deadline_ms > 0) {
+        int64_t left = spec->deadline_ms - time_mono_ms();
+        timeout_ms = left > 1 ? (long)left : 1;
+    }
+    engine_progress_init(&w.progress, spec->on_line, spec->ctx);
+    struct request rq = {
+        .method = "POST",
+        .path = buf_str(&path),
+        .body_bin = spec->context,
+        .body_bin_len = spec->context_len,
+        .body_fd = -1,
+        .content_type = "application/x-tar",
+        .timeout_ms = timeout_ms,
+        .on_data = progress_data,
+        .on_data_ctx = &w.progress,
+        .cancelled = build_cancelled,
+        .cancel_ctx = &w,
+    };
+    int rc = engine_call(e, &rq, &status, NULL, err);
+    engine_progress_finish(&w.progress);
+    engine_progress_release(&w.progress);
+    if (rc < 0) {
+        if (err->code == ERR_TIMEOUT)
+            return err_set(err, ERR_TIMEOUT, "the build of '%s' passed its time limit", spec->tag);
+        if (err->code == ERR_CANCELLED)
+            return err_set(err, ERR_CANCELLED, "the build of '%s' was cancelled", spec->tag);
+        return err_prefix(err, "cannot build '%s'", spec->tag);
+    }
+    if (status >= 400 || w.progress.error[0])
+        return err_set(err, ERR_INVALID, "%s",
+                       w.progress.error[0] ? w.progress.error : "the engine refused the build");
+    if (w.progress.image_id[0]) {
+        *ret_image_id = xstrdup(w.progress.image_id);
+        return 0;
+    }
+    /* no aux record: ask for the tag instead */
+    struct engine_image_info info = {0};
+    if (engine_image_inspect(e, spec->tag, &info, err) < 0)
+        return err_prefix(err, "the build of '%s' ended without an image", spec->tag);
+    *ret_image_id = steal_ptr(info.id);
+    engine_image_info_release(&info);
+    return 0;
+}
+
+int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      struct err *err)
+{
+    _cleanup_free_ char *repo = NULL, *tag = NULL;
+    struct engine_progress prog;
+    long status = 0;
+
+    split_ref(ref, &repo, &tag);
+    char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
+    _cleanup_free_ char *path = xasprintf("/images/create?fromImage=%s&tag=%s", r, t);
+    curl_free(r);
+    curl_free(t);
+    engine_progress_init(&prog, on_line, ctx);
+    struct request rq = {
+        .method = "POST",
+        .path = path,
+        .body_fd = -1,
+        .timeout_ms = 30 * 60 * 1000,
+        .on_data = progress_data,
+        .on_data_ctx = &prog,
+    };
+    _cleanup_(buf_release) struct buf unused = BUF_INIT(ENGINE_MAX_BODY);
+    int rc = engine_call(e, &rq, &status, &unused, err);
+    engine_progress_finish(&prog);
+    engine_progress_release(&prog);
+    if (rc < 0)
+        return err_prefix(err, "cannot pull image '%s'", ref);
+    if (status >= 400 || prog.error[0])
+        return err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_ENGINE,
+                       "cannot pull image '%s': %s", ref,
+                       prog.error[0] ? prog.error : "the engine refused it");
+    return 0;
+}
+
+int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err)
+{
+    _cleanup_free_ char *repo = NULL, *tag = NULL;
+
+    split_ref(ref, &repo, &tag);
+    char *s = curl_easy_escape(NULL, source, 0);
+    char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
+    _cleanup_free_ char *path = xasprintf("/images/%s/tag?repo=%s&tag=%s", s, r, t);
+    _cleanup_free_ char *what = xasprintf("cannot tag image '%s' as '%s'", source, ref);
+    curl_free(s);
+    curl_free(r);
+    curl_free(t);
+    return engine_simple(e, "POST", path, NULL, what, NULL, NULL, err);
+}
+
+int engine_info(struct engine *e, struct engine_info *ret, struct err *err)
+{
+    _cleanup_free_ char *answer = NULL;
+    json_error_t jerr;
+
+    if (engine_simple(e, "GET", "/info", NULL, "cannot read the engine's info", NULL, &answer,
+                      err) < 0)
+        return -1;
+    json_auto_t *doc = json_loads(answer, 0, &jerr);
+    if (!doc)
+        return err_set(err, ERR_ENGINE, "cannot parse the engine's info: %s", jerr.text);
+    const char *driver = json_string_value(json_object_get(doc, "CgroupDriver"));
+    const char *version = json_string_value(json_object_get(doc, "CgroupVersion"));
+    memset(ret, 0, sizeof(*ret));
+    snprintf(ret->cgroup_driver, sizeof(ret->cgroup_driver), "%s", driver ? driver : "");
+    snprintf(ret->cgroup_version, sizeof(ret->cgroup_version), "%s", version ? version : "1");
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 
 #define ENGINE_API_MIN "1.41"
@@ -161,6 +162,69 @@ int engine_image_import(struct engine *e, int fd, const char *ref, const char *c
                         struct err *err);
 /* DELETE /images/{ref}; a missing image is not an error. */
 int engine_image_remove(struct engine *e, const char *ref, bool force, struct err *err);
+
+/* ---- image builds and pulls ---- */
+
+/* Called with each complete line of a build's or pull's output (no newline).
+ * Return 0 to go on, -1 to cancel. */
+typedef int (*engine_line_fn)(void *ctx, const char *line);
+
+struct engine_build_spec {
+    const void *context;       /* the build context, a tar */
+    size_t context_len;
+    const char *tag;           /* "repo:tag" the image gets */
+    const struct engine_label *labels;
+    size_t n_labels;
+    int64_t memory_bytes;      /* per build step; 0: no limit */
+    int64_t nano_cpus;         /* 0: no limit */
+    const char *cgroup_parent; /* NULL: the engine's default */
+    int64_t deadline_ms;       /* time_mono_ms() deadline; 0: none */
+    engine_line_fn on_line;
+    /* polled about once a second, even while the build prints nothing:
+     * true cancels the build (may be NULL) */
+    bool (*cancelled)(void *ctx);
+    void *ctx;
+};
+
+/* POST /build (classic builder, intermediate containers always removed).
+ * Streams the output to on_line; *ret_image_id ("sha256:...") belongs to the
+ * caller. A failing step is ERR_INVALID with the engine's message; the
+ * deadline ERR_TIMEOUT; on_line's -1 ERR_CANCELLED. */
+int engine_image_build(struct engine *e, const struct engine_build_spec *spec, char **ret_image_id,
+                       struct err *err);
+/* POST /images/create?fromImage: pull @ref from its registry, progress to
+ * on_line (may be NULL). */
+int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      struct err *err);
+/* Give image @source (id or reference) the reference @ref ("repo:tag"). */
+int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err);
+
+struct engine_info {
+    char cgroup_driver[16];  /* "cgroupfs", "systemd" */
+    char cgroup_version[4];  /* "1", "2" */
+};
+/* GET /info. */
+int engine_info(struct engine *e, struct engine_info *ret, struct err *err);
+
+/* Incremental reader of the engine's progress stream (JSON objects, one per
+ * line, as /build and /images/create answer): "stream" text is split into
+ * lines for on_line, {"aux": {"ID"}} gives the image id, {"error"} the
+ * failure. Pure, for tests. */
+struct engine_progress {
+    struct buf partial;   /* an unfinished JSON line */
+    struct buf text;      /* "stream" text not yet ended by a newline */
+    char image_id[80];
+    char error[ERR_MSG_MAX];
+    engine_line_fn on_line;
+    void *ctx;
+    bool cancelled;
+};
+void engine_progress_init(struct engine_progress *p, engine_line_fn on_line, void *ctx);
+/* Returns -1 when on_line asked to cancel. */
+int engine_progress_feed(struct engine_progress *p, const char *data, size_t len);
+/* Flush what is left (a last line without newline). */
+void engine_progress_finish(struct engine_progress *p);
+void engine_progress_release(struct engine_progress *p);
 
 /* ---- parsers (pure, fed by fixtures in tests) ---- */
 

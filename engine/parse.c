@@ -2,6 +2,7 @@
  * stdout/stderr stream, the engine's JSON answers and version strings. No I/O
  * here, so every function is fed by fixtures in tests/unit/test_engine.c. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,4 +145,110 @@ int engine_version_compare(const char *a, const char *b)
         b = *eb == '.' ? eb + 1 : eb;
     }
     return 0;
+}
+
+/* ---- the progress stream of /build and /images/create ---- */
+
+#define PROGRESS_JSON_MAX (1024 * 1024) /* one JSON object */
+#define PROGRESS_LINE_MAX (64 * 1024)   /* one log line; longer ones are cut */
+
+void engine_progress_init(struct engine_progress *p, engine_line_fn on_line, void *ctx)
+{
+    memset(p, 0, sizeof(*p));
+    p->partial = (struct buf)BUF_INIT(PROGRESS_JSON_MAX);
+    p->text = (struct buf)BUF_INIT(PROGRESS_LINE_MAX);
+    p->on_line = on_line;
+    p->ctx = ctx;
+}
+
+void engine_progress_release(struct engine_progress *p)
+{
+    buf_release(&p->partial);
+    buf_release(&p->text);
+}
+
+static void progress_emit(struct engine_progress *p, const char *line, size_t len)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+        len--;
+    if (p->cancelled || !p->on_line)
+        return;
+    _cleanup_free_ char *copy = xstrndup(line, len);
+    if (p->on_line(p->ctx, copy) < 0)
+        p->cancelled = true;
+}
+
+/* Split @s at newlines: each complete piece goes to @done with what @b held
+ * before it; the tail stays in @b (cut at b's limit: an endless line is
+ * shortened, never grown without bound). */
+static void split_lines(struct buf *b, const char *s, size_t len,
+                        void (*done)(struct engine_progress *p, const char *line, size_t n),
+                        struct engine_progress *p)
+{
+    while (len > 0) {
+        const char *nl = memchr(s, '\n', len);
+        size_t piece = nl ? (size_t)(nl - s) : len;
+        (void)buf_append_upto(b, s, piece);
+        if (!nl)
+            return;
+        done(p, buf_str(b), b->len);
+        buf_reset(b);
+        s += piece + 1;
+        len -= piece + 1;
+    }
+}
+
+
+/* "stream" text: complete lines go out, the rest waits for its newline. */
+static void progress_text(struct engine_progress *p, const char *s, size_t len)
+{
+    split_lines(&p->text, s, len, progress_emit, p);
+}
+
+static void progress_object(struct engine_progress *p, const char *json, size_t len)
+{
+    json_error_t jerr;
+    json_auto_t *doc = len ? json_loadb(json, len, 0, &jerr) : NULL;
+    json_t *v;
+
+    if (!json_is_object(doc))
+        return;
+    if ((v = json_object_get(doc, "stream")) && json_is_string(v))
+        progress_text(p, json_string_value(v), json_string_length(v));
+    if ((v = json_object_get(doc, "aux")) && json_is_object(v)) {
+        const char *id = json_string_value(json_object_get(v, "ID"));
+        if (id)
+            snprintf(p->image_id, sizeof(p->image_id), "%s", id);
+    }
+    if ((v = json_object_get(doc, "error")) && json_is_string(v)) {
+        snprintf(p->error, sizeof(p->error), "%s", json_string_value(v));
+        _cleanup_free_ char *line = xasprintf("ERROR: %s", json_string_value(v));
+        progress_emit(p, line, strlen(line));
+    }
+    if ((v = json_object_get(doc, "status")) && json_is_string(v)) {
+        /* pull progress bars repeat many times a second: keep the milestones */
+        json_t *detail = json_object_get(doc, "progressDetail");
+        if (!json_is_object(detail) || json_object_size(detail) == 0) {
+            const char *id = json_string_value(json_object_get(doc, "id"));
+            _cleanup_free_ char *line = id ? xasprintf("%s: %s", id, json_string_value(v))
+                                           : xstrdup(json_string_value(v));
+            progress_emit(p, line, strlen(line));
+        }
+    }
+}
+
+int engine_progress_feed(struct engine_progress *p, const char *data, size_t len)
+{
+    split_lines(&p->partial, data, len, progress_object, p);
+    return p->cancelled ? -1 : 0;
+}
+
+void engine_progress_finish(struct engine_progress *p)
+{
+    if (p->partial.len)
+        progress_object(p, buf_str(&p->partial), p->partial.len);
+    buf_reset(&p->partial);
+    if (p->text.len)
+        progress_emit(p, buf_str(&p->text), p->text.len);
+    buf_reset(&p->text);
 }

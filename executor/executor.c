@@ -358,8 +358,10 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
         res->exit_code = run.exit_code;
         if (engine_container_inspect(x->engine, cid, &state, &err) < 0)
             goto engine_failed;
-        if (state.image_id[0])
+        if (state.image_id[0]) {
+            free(rec->image_id);
             rec->image_id = xstrdup(state.image_id);
+        }
         res->status = run.exit_code == 0 ? EXEC_SUCCEEDED : EXEC_FAILED;
     }
     if (executor_stopping(x) && res->status != EXEC_SUCCEEDED) {
@@ -458,12 +460,23 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
     struct engine_container_spec spec;
     struct job_result res = {0};
     _cleanup_free_ char *cid = NULL;
+    _cleanup_(env_record_release) struct env_record env = {0};
     const char *image = x->cfg->default_image;
     struct err local = ERR_INIT;
     char hex[25];
 
-    if (req->environment)
-        return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", req->environment);
+    if (req->environment) {
+        /* the version in service now; a rebuild switching meanwhile keeps this image */
+        if (catalog_env_get(x->catalog, req->environment, &env, err) < 0) {
+            if (err->code == ERR_NOT_FOUND)
+                return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", req->environment);
+            return -1;
+        }
+        if (env.version == 0 || !env.image)
+            return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", req->environment,
+                           env_status_name(env.status));
+        image = env.image;
+    }
     if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &input_tar, err) < 0) {
         if (err->code == ERR_TOO_LARGE)
             return err_set(err, ERR_TOO_LARGE,
@@ -478,6 +491,12 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
     res.exit_code = -1;
     rec.id = xstrdup(res.id);
     rec.image = xstrdup(image);
+    if (req->environment) {
+        rec.environment = xstrdup(req->environment);
+        rec.environment_version = env.version;
+        if (env.image_id)
+            rec.image_id = xstrdup(env.image_id);
+    }
     rec.principal = xstrdup(req->principal ? req->principal : "");
     rec.client_addr = xstrdup(req->client_addr ? req->client_addr : "");
     rec.code = xstrndup(req->code, req->code_len);
@@ -492,6 +511,11 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
         return -1;
     rec.status = EXEC_RUNNING;
     rec.started_at = time_now_ms();
+    struct err touch_err = ERR_INIT;
+    if (req->environment && catalog_env_touch(x->catalog, req->environment, rec.started_at,
+                                              &touch_err) < 0)
+        log_warn("executor: cannot update last_used of '%s', ignoring: %s", req->environment,
+                 touch_err.msg);
     if (catalog_execution_insert(x->catalog, &rec, err) < 0) {
         slot_release(x);
         return err_prefix(err, "cannot record execution");

@@ -68,7 +68,7 @@ static void execute(struct web_request *rq, bool environment_required)
         .files = req.files,
         .n_files = req.n_files,
         .environment = req.environment,
-        .principal = rq->client_addr,
+        .principal = rq->principal,
         .client_addr = rq->client_addr,
     };
     if (executor_run(rq->deps->executor, &job, &res, &err) < 0) {

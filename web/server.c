@@ -135,7 +135,7 @@ int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct er
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
     int64_t max = rq->deps->cfg->max_body;
     struct buf body = BUF_INIT((size_t)max);
-    char chunk[65536];
+    char chunk[8192]; /* civetweb's worker threads have small stacks */
 
     if (ri->content_length > max)
         return err_set(err, ERR_TOO_LARGE,
@@ -244,6 +244,16 @@ static const struct route routes[] = {
     {"POST", "/execute", api_execute},
     {"POST", "/execute-with-environment", api_execute_with_environment},
     {"GET", "/health", api_health},
+    {"POST", "/environments", api_env_create},
+    {"GET", "/environments", api_env_list},
+    {"GET", "/environments/{}", api_env_get},
+    {"DELETE", "/environments/{}", api_env_delete},
+    {"POST", "/environments/{}/rebuild", api_env_rebuild},
+    {"GET", "/environments/{}/builds", api_env_builds},
+    {"GET", "/environments/{}/builds/{}", api_build_get},
+    {"GET", "/environments/{}/builds/{}/log", api_build_log},
+    {"GET", "/environments/{}/logs", api_env_log},
+    {"GET", "/environments/{}/packages", api_env_packages},
 };
 
 #define WEB_MAX_PARAMS 4
@@ -298,6 +308,7 @@ static int handle(struct mg_connection *conn, void *cbdata)
         .path = ri->local_uri ? ri->local_uri : "/",
         .query = ri->query_string,
         .client_addr = ri->remote_addr,
+        .principal = ri->remote_addr,
     };
     char *params[WEB_MAX_PARAMS] = {0};
     size_t n_params = 0;

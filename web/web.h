@@ -4,6 +4,7 @@
 #ifndef ENVHUB_WEB_H
 #define ENVHUB_WEB_H
 
+#include "builder/builder.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -18,6 +19,7 @@ struct web_deps {
     struct catalog *catalog;
     struct engine *engine;
     struct executor *executor;
+    struct builder *builder;
 };
 
 /* Listen on cfg->listen and serve until web_stop(). *ret belongs to the caller. */

@@ -21,6 +21,7 @@ struct web_request {
     const char *path;          /* URL-decoded, without the query */
     const char *query;         /* raw, may be NULL */
     const char *client_addr;
+    const char *principal;     /* who calls: the client address until keys exist */
     char request_id[17];
     const char *params[4];     /* path parameters captured by the route */
     size_t n_params;
@@ -72,5 +73,18 @@ int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct er
 void api_execute(struct web_request *rq);
 void api_execute_with_environment(struct web_request *rq);
 void api_health(struct web_request *rq);
+void api_env_create(struct web_request *rq);
+void api_env_list(struct web_request *rq);
+void api_env_get(struct web_request *rq);
+void api_env_delete(struct web_request *rq);
+void api_env_rebuild(struct web_request *rq);
+void api_env_builds(struct web_request *rq);
+void api_env_log(struct web_request *rq);
+void api_env_packages(struct web_request *rq);
+void api_build_get(struct web_request *rq);
+void api_build_log(struct web_request *rq);
+
+/* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
+json_t *web_env_json(const struct env_record *env);
 
 #endif

@@ -62,6 +62,7 @@ def run_label(run_id, docker_engine):
 
 
 _tmpdirs = []
+_late_problems = []  # found after the last test ran (-x stopped the run): reported at session end
 
 
 def _stop(server):
@@ -87,7 +88,10 @@ def envhub(envhub_bin, run_id, run_label, request):
     yield server
     problem = _stop(server)
     if problem:
-        pytest.fail(problem, pytrace=False)
+        if request.session.shouldfail or request.session.shouldstop:
+            _late_problems.append(problem)  # torn down at session end: raising would crash pytest
+        else:
+            pytest.fail(problem, pytrace=False)  # an error at the teardown of the last test
 
 
 @pytest.fixture
@@ -110,8 +114,18 @@ def envhub_factory(envhub_bin, run_id, run_label):
         pytest.fail("\n".join(problems), pytrace=False)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    """Temp dirs (catalog + log) go when everything passed; kept for a look otherwise."""
+    """Late problems fail the run; temp dirs (catalog + log) go when everything passed."""
+    if _late_problems:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        for problem in _late_problems:
+            if tr:
+                tr.write_line("")
+                tr.write_sep("!", "envhub at shutdown")
+                tr.write_line(problem)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        exitstatus = session.exitstatus
     if exitstatus == 0:
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)

@@ -106,6 +106,14 @@ def test_600_mb_allocation_ends_as_oom(envhub, run_label):
     assert_no_container_left(run_label)
 
 
+def test_job_killing_itself_with_sigkill_is_failed_not_oom(envhub):
+    res = execute(envhub, "import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n",
+                  timeout=10)
+    assert res["success"] is False, short(res)
+    assert res["status"] == "failed", short(res)
+    assert res["exit_code"] != 0
+    assert catalog_row(envhub.db_path, res["id"])["status"] == "failed"
+
 def test_fork_bomb_is_contained_and_the_server_still_answers(envhub, run_label):
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     t0 = time.monotonic()
