@@ -111,6 +111,7 @@ struct build_ctx {
     struct builder *b;
     struct build_record rec;
     int64_t lines;
+    char failed_line[ERR_MSG_MAX]; /* "setup.sh failed at line N: CMD", from the ERR trap */
 };
 
 static int build_log(struct build_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -139,6 +140,11 @@ static int build_log(struct build_ctx *c, const char *fmt, ...)
 static int on_build_line(void *ctx, const char *line)
 {
     struct build_ctx *c = ctx;
+    static const char trap[] = "envhub: setup.sh failed at line ";
+    /* the trap's own output, not the RUN line that quotes it */
+    if (strncmp(line, trap, sizeof(trap) - 1) == 0 && line[sizeof(trap) - 1] >= '0' &&
+        line[sizeof(trap) - 1] <= '9')
+        snprintf(c->failed_line, sizeof(c->failed_line), "%s", line + strlen("envhub: "));
     build_log(c, "%s", line);
     return build_cancelled(c->b, c->rec.id) ? -1 : 0;
 }
@@ -449,6 +455,9 @@ static int build_image(struct build_ctx *c, struct package_entry **pkgs, size_t 
               (double)b->cfg->build_cpu_millis / 1000,
               cgroup ? "process limit set" : "no process limit", (long long)b->cfg->build_timeout);
     if (engine_image_build(b->engine, &spec, &image_id, err) < 0) {
+        /* the engine's message repeats the whole RUN line; the trap names the script's */
+        if (err->code == ERR_INVALID && c->failed_line[0])
+            err_set(err, ERR_INVALID, "%s", c->failed_line);
         if (err->code == ERR_TIMEOUT)
             err_set(err, ERR_TIMEOUT, "the build passed its time limit of %lld s "
                                       "(ENVHUB_BUILD_TIMEOUT)",

@@ -158,7 +158,7 @@ struct build_record {
     char *base_image;
     char *setup_script;
     char *python_version;
-    char *definition;    /* sha256 of base image + script (+ python version) */
+    char *definition;    /* sha256 of the definition, as the builder computes it */
     char *image;         /* the tag this version gets */
     char *image_id;      /* NULL until built */
     char *base_image_id; /* NULL until built */
@@ -205,12 +205,10 @@ int catalog_env_create(struct catalog *cat, const struct env_record *env,
  * ERR_INVALID as for catalog_env_create. */
 int catalog_env_queue_build(struct catalog *cat, struct build_record *build, struct err *err);
 /* Fill *ret with environment @name (exact case); ERR_NOT_FOUND. */
-int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret,
-                    struct err *err);
+int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret, struct err *err);
 /* All environments, ordered by name; *ret (NULL when there is none) belongs
  * to the caller: env_records_free(*ret, *ret_n). */
-int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n,
-                     struct err *err);
+int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n, struct err *err);
 /* Delete environment @name with its builds, their logs and package
  * inventories; executions keep their rows. ERR_NOT_FOUND. */
 int catalog_env_delete(struct catalog *cat, const char *name, struct err *err);
@@ -263,8 +261,8 @@ int catalog_build_succeed(struct catalog *cat, const struct build_record *b,
  * environment records the error (updated_at = @at); its status becomes
  * failed when no version is ready, and a ready version keeps serving.
  * ERR_NOT_FOUND; ERR_CONFLICT when the build is not queued or building. */
-int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status,
-                       const char *error, int64_t at, struct err *err);
+int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status, const char *error,
+                       int64_t at, struct err *err);
 
 /* ---- build logs and package inventories ---- */
 

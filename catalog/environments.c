@@ -24,7 +24,7 @@ static const char *const env_status_names[] = {
 };
 
 static const char *const build_status_names[] = {
-    [BUILD_QUEUED] = "queued", [BUILD_BUILDING] = "building", [BUILD_READY] = "ready",
+    [BUILD_QUEUED] = "queued", [BUILD_BUILDING] = "building",   [BUILD_READY] = "ready",
     [BUILD_FAILED] = "failed", [BUILD_CANCELLED] = "cancelled",
 };
 
@@ -313,8 +313,8 @@ static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *
 
     b->id = sqlite3_column_int64(st, BUILD_COL_ID);
     if (s < 0)
-        return err_set(err, ERR_INTERNAL, "build %lld has an unknown status '%s'",
-                       (long long)b->id, status ? status : "");
+        return err_set(err, ERR_INTERNAL, "build %lld has an unknown status '%s'", (long long)b->id,
+                       status ? status : "");
     b->environment = column_strdup(st, BUILD_COL_ENVIRONMENT);
     b->version = sqlite3_column_int64(st, BUILD_COL_VERSION);
     b->status = (enum build_status)s;
@@ -629,8 +629,7 @@ int catalog_env_queue_build(struct catalog *cat, struct build_record *build, str
 
 /* ---- environments: reading, deleting, touching ---- */
 
-int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret,
-                    struct err *err)
+int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret, struct err *err)
 {
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
@@ -657,8 +656,7 @@ int catalog_env_get(struct catalog *cat, const char *name, struct env_record *re
     return 0;
 }
 
-int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n,
-                     struct err *err)
+int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n, struct err *err)
 {
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
@@ -819,8 +817,8 @@ static int build_list_tx(struct catalog *cat, const char *environment, struct bu
                                   environment);
 
     snprintf(what, sizeof(what), "the builds of '%s'", environment);
-    rc = sqlite3_prepare_v2(cat->db, BUILD_SELECT " WHERE b.environment = ? ORDER BY b.version DESC",
-                            -1, &st, NULL);
+    rc = sqlite3_prepare_v2(
+        cat->db, BUILD_SELECT " WHERE b.environment = ? ORDER BY b.version DESC", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(st);
         bind_text(&b, environment);
@@ -890,8 +888,8 @@ static int build_explain_unchanged(struct catalog *cat, int64_t id, const char *
 }
 
 /* Run @st, an UPDATE of build @id (bound last) guarded by its status. */
-static int build_change(struct catalog *cat, sqlite3_stmt *st, struct binder *b, int rc,
-                        int64_t id, const char *what, struct err *err)
+static int build_change(struct catalog *cat, sqlite3_stmt *st, struct binder *b, int rc, int64_t id,
+                        const char *what, struct err *err)
 {
     if (rc == SQLITE_OK) {
         bind_int64(b, id);
@@ -1042,8 +1040,8 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
     if (rc == SQLITE_OK)
         rc = sqlite3_step(env);
     if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err,
-                                  "cannot put build %lld in service", (long long)rec->id);
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot put build %lld in service",
+                                  (long long)rec->id);
     return 0;
 }
 
@@ -1115,8 +1113,8 @@ static int build_fail_tx(struct catalog *cat, int64_t id, enum build_status stat
     return 0;
 }
 
-int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status,
-                       const char *error, int64_t at, struct err *err)
+int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status, const char *error,
+                       int64_t at, struct err *err)
 {
     if (status != BUILD_FAILED && status != BUILD_CANCELLED)
         return err_set(err, ERR_INVALID, "cannot finish build %lld as '%s': not a failure",
@@ -1167,8 +1165,8 @@ int catalog_build_log_append(struct catalog *cat, int64_t id, int64_t at, const 
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         return err_set(err, ERR_NOT_FOUND, "build %lld not found", (long long)id);
     if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot append to the log of build %lld",
-                                  (long long)id);
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err,
+                                  "cannot append to the log of build %lld", (long long)id);
     if (ret_seq)
         *ret_seq = seq;
     return 0;

@@ -36,6 +36,13 @@ static void usage(FILE *out)
             "  config                   print every setting with its current value\n"
             "  image exists REF         exit 0 when the engine has image REF, 1 when not\n"
             "  image import REF TAR     import a root filesystem tar as image REF\n"
+            "\n"
+            "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
+            "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER] [--wait]\n"
+            "  env list | env show NAME | env logs NAME [-f] | env rm NAME\n"
+            "  env rebuild NAME [SCRIPT] [--base IMAGE] [--wait]\n"
+            "  run [--env NAME] [--file PATH]... [--out DIR] [--timeout S] CODE_FILE|-\n"
+            "                           run code; exits with its exit code (124: timeout)\n"
             "  version                  print the version\n"
             "\n"
             "Every setting is a flag (--listen 127.0.0.1:9000) or an environment variable\n"
@@ -191,7 +198,9 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "config") == 0) {
         config_print(&cfg, stdout);
         rc = 0;
-    } else if (strcmp(cmd, "image") == 0)
+    } else if (strcmp(cmd, "env") == 0 || strcmp(cmd, "run") == 0)
+        rc = web_cli_main(&cfg, argc - 1, argv + 1);
+    else if (strcmp(cmd, "image") == 0)
         rc = cmd_image(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("envhub %s\n", ENVHUB_VERSION);

@@ -167,13 +167,34 @@ void engine_progress_release(struct engine_progress *p)
     buf_release(&p->text);
 }
 
+/* Copy of a line without terminal escape sequences (the classic builder
+ * colours a step's stderr) and carriage returns. */
+static char *strip_terminal(const char *line, size_t len)
+{
+    char *out = xmalloc(len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (line[i] == 0x1b && i + 1 < len && line[i + 1] == '[') {
+            i += 2;
+            while (i < len && !((line[i] >= '@' && line[i] <= '~')))
+                i++;
+            continue;
+        }
+        if (line[i] == '\r')
+            continue;
+        out[o++] = line[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void progress_emit(struct engine_progress *p, const char *line, size_t len)
 {
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         len--;
     if (p->cancelled || !p->on_line)
         return;
-    _cleanup_free_ char *copy = xstrndup(line, len);
+    _cleanup_free_ char *copy = strip_terminal(line, len);
     if (p->on_line(p->ctx, copy) < 0)
         p->cancelled = true;
 }

@@ -27,6 +27,10 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err);
 /* Stop listening and wait for the handlers in progress; NULL is fine. */
 void web_stop(struct web *w);
 
+/* The command line client of a running server: argv[0] is "env" or "run"
+ * (see web/cli.c). Returns the process exit status. */
+int web_cli_main(const struct config *cfg, int argc, char **argv);
+
 /* The HTTP status for an error code (one table for the whole API). */
 int web_status_for_err(enum err_code code);
 

@@ -38,6 +38,9 @@ static const char *const config_vars[] = {
     "ENVHUB_TMPFS_INODES",   "ENVHUB_OUTPUT_LIMIT",
     "ENVHUB_OUTPUT_FILES_LIMIT", "CONCURRENT_LIMIT",
     "ENVHUB_QUEUE_LIMIT",    "ENVHUB_THREADS",
+    "ENVHUB_MAX_SCRIPT_LENGTH", "ENVHUB_BUILD_TIMEOUT",
+    "ENVHUB_BUILD_CONCURRENCY", "ENVHUB_BUILD_MEMORY",
+    "ENVHUB_BUILD_CPU",      "ENVHUB_BUILD_PIDS",
 };
 
 static int clean_env(void **state)
@@ -177,6 +180,12 @@ static void defaults_without_variables_or_flags(void **state)
     assert_int_equal(cfg.concurrent_limit, 10);
     assert_int_equal(cfg.queue_limit, 50);
     assert_int_equal(cfg.server_threads, 0);
+    assert_int_equal(cfg.max_script_length, 10000);
+    assert_int_equal(cfg.build_timeout, 1800);
+    assert_int_equal(cfg.build_concurrency, 2);
+    assert_int_equal(cfg.build_memory, 2 * GIB);
+    assert_int_equal(cfg.build_cpu_millis, 2000);
+    assert_int_equal(cfg.build_pids, 1024);
     assert_int_equal(a.argc, 1);
     assert_string_equal(a.argv[0], "envhub");
     assert_null(a.argv[1]);

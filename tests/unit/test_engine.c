@@ -733,6 +733,223 @@ static void version_compare_is_numeric(void **state)
     }
 }
 
+/* ---- the progress stream of /build and /images/create ---- */
+
+struct lines {
+    char **v;
+    size_t n;
+    int stop_at; /* return -1 on this line (1-based); 0: never */
+};
+
+static int lines_fn(void *ctx, const char *line)
+{
+    struct lines *l = ctx;
+    strv_push(&l->v, xstrdup(line));
+    l->n++;
+    return l->stop_at && (int)l->n == l->stop_at ? -1 : 0;
+}
+
+/* What `docker build` streams: text split into objects anywhere, even in
+ * the middle of a line, an aux object with the image id. */
+static const char build_stream[] =
+    "{\"stream\":\"Step 1/3 : FROM envhub/python:bookworm\\n\"}\r\n"
+    "{\"stream\":\" ---\\u003e 9b1c3e0a6d2f\\n\"}\r\n"
+    "{\"stream\":\"Step 2/3 : RUN pip install \"}\r\n"
+    "{\"stream\":\"numpy\\n\"}\r\n"
+    "{\"stream\":\"Collecting numpy\\r\\nDone\\n\"}\r\n"
+    "{\"aux\":{\"ID\":\"sha256:5e7b9b1c3e0a6d2f4e8b7c5a1d3f9e2b4c6a8d0f1e3b5c7a9d2f4e6b8c0a1d3f\"}}\r\n"
+    "{\"stream\":\"Successfully built 5e7b9b1c3e0a\\n\"}\r\n";
+
+static const char *const build_lines[] = {
+    "Step 1/3 : FROM envhub/python:bookworm",
+    " ---> 9b1c3e0a6d2f",
+    "Step 2/3 : RUN pip install numpy",
+    "Collecting numpy",
+    "Done",
+    "Successfully built 5e7b9b1c3e0a",
+};
+
+static void assert_build_lines(const struct lines *l, const struct engine_progress *p)
+{
+    const size_t want = sizeof(build_lines) / sizeof(build_lines[0]);
+    if (l->n != want)
+        fail_msg("%zu lines, expected %zu", l->n, want);
+    for (size_t i = 0; i < want; i++)
+        assert_string_equal(l->v[i], build_lines[i]);
+    assert_string_equal(p->image_id,
+                        "sha256:5e7b9b1c3e0a6d2f4e8b7c5a1d3f9e2b4c6a8d0f1e3b5c7a9d2f4e6b8c0a1d3f");
+    assert_string_equal(p->error, "");
+}
+
+static void progress_build_lines_whatever_the_chunking(void **state)
+{
+    const size_t len = sizeof(build_stream) - 1;
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct engine_progress p;
+        struct lines l = {0};
+        engine_progress_init(&p, lines_fn, &l);
+        assert_int_equal(engine_progress_feed(&p, build_stream, cut), 0);
+        assert_int_equal(engine_progress_feed(&p, build_stream + cut, len - cut), 0);
+        engine_progress_finish(&p);
+        assert_build_lines(&l, &p);
+        engine_progress_release(&p);
+        strv_free(l.v);
+    }
+
+    struct engine_progress p;
+    struct lines l = {0};
+    engine_progress_init(&p, lines_fn, &l);
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(engine_progress_feed(&p, build_stream + i, 1), 0);
+    engine_progress_finish(&p);
+    assert_build_lines(&l, &p);
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_error_is_kept_and_shown(void **state)
+{
+    const char *s = "{\"stream\":\"Step 2/2 : RUN false\\n\"}\n"
+                    "{\"errorDetail\":{\"code\":1,\"message\":\"The command '/bin/sh -c false' "
+                    "returned a non-zero code: 1\"},\"error\":\"The command '/bin/sh -c false' "
+                    "returned a non-zero code: 1\"}\n";
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    engine_progress_finish(&p);
+    assert_string_equal(p.error, "The command '/bin/sh -c false' returned a non-zero code: 1");
+    assert_string_equal(p.image_id, "");
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.v[1], "ERROR: The command '/bin/sh -c false' returned a non-zero code: 1");
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_pull_keeps_milestones_not_progress_bars(void **state)
+{
+    const char *s =
+        "{\"status\":\"Pulling from library/python\",\"id\":\"3.11-slim\"}\n"
+        "{\"status\":\"Pulling fs layer\",\"progressDetail\":{},\"id\":\"a1b2c3\"}\n"
+        "{\"status\":\"Downloading\",\"progressDetail\":{\"current\":1024,\"total\":2048},"
+        "\"progress\":\"[=====>    ]\",\"id\":\"a1b2c3\"}\n"
+        "{\"status\":\"Download complete\",\"progressDetail\":{},\"id\":\"a1b2c3\"}\n"
+        "{\"status\":\"Digest: sha256:0f1e\"}\n";
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    engine_progress_finish(&p);
+    assert_int_equal(l.n, 4);
+    assert_string_equal(l.v[0], "3.11-slim: Pulling from library/python");
+    assert_string_equal(l.v[1], "a1b2c3: Pulling fs layer");
+    assert_string_equal(l.v[2], "a1b2c3: Download complete");
+    assert_string_equal(l.v[3], "Digest: sha256:0f1e");
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_callback_minus_one_cancels(void **state)
+{
+    struct engine_progress p;
+    struct lines l = {.stop_at = 2};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, build_stream, sizeof(build_stream) - 1), -1);
+    assert_int_equal(l.n, 2); /* nothing after the cancel */
+    assert_int_equal(engine_progress_feed(&p, build_stream, sizeof(build_stream) - 1), -1);
+    engine_progress_finish(&p);
+    assert_int_equal(l.n, 2);
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_finish_flushes_what_has_no_newline(void **state)
+{
+    const char *s = "{\"stream\":\"first\\nlast words\"}";
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    assert_int_equal(l.n, 0); /* the object itself has no newline yet */
+    engine_progress_finish(&p);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.v[0], "first");
+    assert_string_equal(l.v[1], "last words");
+    engine_progress_finish(&p); /* nothing left: no more lines */
+    assert_int_equal(l.n, 2);
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_ignores_lines_that_are_not_objects(void **state)
+{
+    const char *s = "not json at all\n[1,2,3]\n\n\"text\"\n{\"stream\":5}\n{\"aux\":\"x\"}\n"
+                    "{\"stream\":\"kept\\n\"}\n";
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    engine_progress_finish(&p);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.v[0], "kept");
+    assert_string_equal(p.image_id, "");
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+/* A step that prints megabytes without a newline: the line is cut at 64 KiB
+ * rather than kept growing, and what follows still comes through. */
+static void progress_endless_line_is_cut_not_grown(void **state)
+{
+    struct engine_progress p;
+    struct lines l = {0};
+    char chunk[1000];
+    (void)state;
+
+    memset(chunk, 'z', sizeof(chunk));
+    engine_progress_init(&p, lines_fn, &l);
+    for (int i = 0; i < 300; i++) {
+        struct buf obj = BUF_INIT(BUF_UNLIMITED);
+        assert_int_equal(buf_appendf(&obj, "{\"stream\":\"%.*s\"}\n", (int)sizeof(chunk), chunk), 0);
+        assert_int_equal(engine_progress_feed(&p, obj.data, obj.len), 0);
+        buf_release(&obj);
+    }
+    assert_true(p.text.len <= 64 * 1024);
+    const char *end = "{\"stream\":\"\\nnext\\n\"}\n";
+    assert_int_equal(engine_progress_feed(&p, end, strlen(end)), 0);
+    engine_progress_finish(&p);
+    assert_int_equal(l.n, 2);
+    assert_true(strlen(l.v[0]) <= 64 * 1024);
+    assert_true(strlen(l.v[0]) >= 1000);
+    assert_string_equal(l.v[1], "next");
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
+static void progress_without_callback_still_reads_the_id(void **state)
+{
+    struct engine_progress p;
+    (void)state;
+
+    engine_progress_init(&p, NULL, NULL);
+    assert_int_equal(engine_progress_feed(&p, build_stream, sizeof(build_stream) - 1), 0);
+    engine_progress_finish(&p);
+    assert_true(strncmp(p.image_id, "sha256:5e7b", 11) == 0);
+    engine_progress_release(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -761,6 +978,14 @@ int main(void)
         cmocka_unit_test(image_info_without_created_or_size),
         cmocka_unit_test(image_info_rejects_bad_answers),
         cmocka_unit_test(version_compare_is_numeric),
+        cmocka_unit_test(progress_build_lines_whatever_the_chunking),
+        cmocka_unit_test(progress_error_is_kept_and_shown),
+        cmocka_unit_test(progress_pull_keeps_milestones_not_progress_bars),
+        cmocka_unit_test(progress_callback_minus_one_cancels),
+        cmocka_unit_test(progress_finish_flushes_what_has_no_newline),
+        cmocka_unit_test(progress_ignores_lines_that_are_not_objects),
+        cmocka_unit_test(progress_endless_line_is_cut_not_grown),
+        cmocka_unit_test(progress_without_callback_still_reads_the_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
