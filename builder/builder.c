@@ -832,6 +832,41 @@ static int setup_labels(struct builder *b, struct err *err)
     return 0;
 }
 
+/* Remove the build cgroups a killed server of this catalog left behind. */
+static void cgroup_remove_leftovers(struct builder *b)
+{
+    _cleanup_free_ char *prefix = xasprintf("envhub-build-%s-", catalog_instance_id(b->catalog));
+    size_t plen = strlen(prefix);
+    DIR *root = opendir(CGROUP_ROOT);
+
+    if (!root)
+        return;
+    for (struct dirent *h; (h = readdir(root));) {
+        if (h->d_name[0] == '.')
+            continue;
+        /* v1: one folder per controller; v2: the build cgroups sit at the root */
+        _cleanup_free_ char *dir = b->cgroups == CGROUP_V2 ? xstrdup(CGROUP_ROOT)
+                                                           : xasprintf(CGROUP_ROOT "/%s", h->d_name);
+        if (b->cgroups == CGROUP_V2 && strncmp(h->d_name, prefix, plen) == 0) {
+            _cleanup_free_ char *path = xasprintf("%s/%s", dir, h->d_name);
+            rmdir(path);
+            continue;
+        }
+        if (b->cgroups != CGROUP_V1)
+            continue;
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        for (struct dirent *e; (e = readdir(d));)
+            if (strncmp(e->d_name, prefix, plen) == 0) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, e->d_name);
+                rmdir(path);
+            }
+        closedir(d);
+    }
+    closedir(root);
+}
+
 /* Process limits for builds need a local engine using cgroupfs and a
  * writable cgroup tree; otherwise builds run without one (said once). */
 static void setup_cgroups(struct builder *b)
@@ -856,6 +891,7 @@ static void setup_cgroups(struct builder *b)
     else
         log_warn("builder: builds run without a process limit: %s is not writable here",
                  CGROUP_ROOT);
+    cgroup_remove_leftovers(b);
 }
 
 int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat,

@@ -224,8 +224,8 @@ int catalog_build_get(struct catalog *cat, const char *environment, int64_t vers
 int catalog_build_get_by_id(struct catalog *cat, int64_t id, struct build_record *ret,
                             struct err *err);
 /* Builds of @environment, newest version first; none (*ret NULL, *ret_n 0)
- * when the environment has no build or does not exist. The caller frees them
- * with build_records_free(*ret, *ret_n). */
+ * when it has none or does not exist. The caller frees them with
+ * build_records_free(*ret, *ret_n). */
 int catalog_build_list(struct catalog *cat, const char *environment, struct build_record **ret,
                        size_t *ret_n, struct err *err);
 /* Builds in status queued or building, oldest first (by id), for start-up
@@ -280,8 +280,9 @@ void log_lines_free(struct log_line *lines, size_t n);
 int catalog_build_log_append(struct catalog *cat, int64_t id, int64_t at, const char *line,
                              int64_t *ret_seq, struct err *err);
 /* Lines of build @id with seq > @after, at most @limit of them, in order;
- * the caller frees them with log_lines_free(*ret, *ret_n). No lines (*ret
- * NULL) when there are none, or no such build. */
+ * the caller frees them with log_lines_free(*ret, *ret_n). None (*ret NULL,
+ * *ret_n 0) when there are no more, also when the build does not exist (a
+ * follower tells a deleted build with catalog_build_get_by_id). */
 int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_t limit,
                            struct log_line **ret, size_t *ret_n, struct err *err);
 

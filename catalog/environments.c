@@ -377,26 +377,6 @@ static int build_query_list(struct catalog *cat, sqlite3_stmt *st, int rc, const
     return 0;
 }
 
-static int build_exists(struct catalog *cat, int64_t id, bool *ret, struct err *err)
-{
-    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
-    struct binder b;
-    int rc = sqlite3_prepare_v2(cat->db, "SELECT 1 FROM builds WHERE id = ?", -1, &st, NULL);
-
-    if (rc == SQLITE_OK) {
-        b = binder_of(st);
-        bind_int64(&b, id);
-        rc = b.rc;
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot look up build %lld",
-                                  (long long)id);
-    *ret = rc == SQLITE_ROW;
-    return 0;
-}
-
 /* ---- creating and queueing ---- */
 
 /* The first required field of a build that is missing, or NULL. */
@@ -792,29 +772,14 @@ int catalog_build_find_ready_by_definition(struct catalog *cat, const char *defi
     return build_query_one(cat, st, rc, what, ret, err);
 }
 
-/* The body of catalog_build_list's read transaction. */
-static int build_list_tx(struct catalog *cat, const char *environment, struct build_record **ret,
-                         size_t *ret_n, struct err *err)
+int catalog_build_list(struct catalog *cat, const char *environment, struct build_record **ret,
+                       size_t *ret_n, struct err *err)
 {
-    _cleanup_(stmt_finalizep) sqlite3_stmt *env = NULL;
+    CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     char what[ERR_MSG_MAX];
     struct binder b;
     int rc;
-
-    rc = sqlite3_prepare_v2(cat->db, "SELECT 1 FROM environments WHERE name = ?", -1, &env, NULL);
-    if (rc == SQLITE_OK) {
-        b = binder_of(env);
-        bind_text(&b, environment);
-        rc = b.rc;
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(env);
-    if (rc == SQLITE_DONE)
-        return err_set(err, ERR_NOT_FOUND, "environment '%s' does not exist", environment);
-    if (rc != SQLITE_ROW)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot list the builds of '%s'",
-                                  environment);
 
     snprintf(what, sizeof(what), "the builds of '%s'", environment);
     rc = sqlite3_prepare_v2(
@@ -825,22 +790,6 @@ static int build_list_tx(struct catalog *cat, const char *environment, struct bu
         rc = b.rc;
     }
     return build_query_list(cat, st, rc, what, ret, ret_n, err);
-}
-
-int catalog_build_list(struct catalog *cat, const char *environment, struct build_record **ret,
-                       size_t *ret_n, struct err *err)
-{
-    CATALOG_LOCK(cat);
-    int rc, r;
-
-    /* One read transaction: the existence check and the rows agree. */
-    rc = sqlite3_exec(cat->db, "BEGIN", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot list the builds of '%s'",
-                                  environment);
-    r = build_list_tx(cat, environment, ret, ret_n, err);
-    tx_rollback(cat); /* nothing was written: this only ends the read */
-    return r;
 }
 
 int catalog_build_list_unfinished(struct catalog *cat, struct build_record **ret, size_t *ret_n,
@@ -1022,18 +971,16 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE environments SET (status, version, image, image_id,"
                             " definition, base_image, setup_script, python_version, error,"
-                            " updated_at) = (SELECT 'ready', b.version, b.image, ?, b.definition,"
-                            " b.base_image, b.setup_script, b.python_version, NULL, ?"
-                            " FROM builds b WHERE b.id = ?)"
-                            " WHERE name = (SELECT environment FROM builds WHERE id = ?)"
-                            " AND version < (SELECT version FROM builds WHERE id = ?)",
+                            " updated_at) = (SELECT 'ready', b.version, b.image, ?1,"
+                            " b.definition, b.base_image, b.setup_script, b.python_version, NULL,"
+                            " ?2 FROM builds b WHERE b.id = ?3)"
+                            " WHERE name = (SELECT environment FROM builds WHERE id = ?3)"
+                            " AND version < (SELECT version FROM builds WHERE id = ?3)",
                             -1, &env, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(env);
         bind_text(&b, rec->image_id);
         bind_int64(&b, rec->finished_at);
-        bind_int64(&b, rec->id);
-        bind_int64(&b, rec->id);
         bind_int64(&b, rec->id);
         rc = b.rc;
     }
@@ -1178,7 +1125,6 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     _cleanup_(log_array_release) struct log_array a = {0};
-    bool exists = true;
     struct binder b;
     int rc;
 
@@ -1205,11 +1151,6 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot read the log of build %lld",
                                   (long long)id);
-    /* Only an empty answer needs to know whether the build is there. */
-    if (a.n == 0 && build_exists(cat, id, &exists, err) < 0)
-        return -1;
-    if (!exists)
-        return err_set(err, ERR_NOT_FOUND, "build %lld not found", (long long)id);
     *ret_n = a.n;
     *ret = steal_ptr(a.v);
     a.n = 0;
@@ -1222,7 +1163,6 @@ int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     _cleanup_(package_array_release) struct package_array a = {0};
-    bool exists = true;
     struct binder b;
     int rc;
 
@@ -1247,10 +1187,6 @@ int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err,
                                   "cannot read the packages of build %lld", (long long)id);
-    if (a.n == 0 && build_exists(cat, id, &exists, err) < 0)
-        return -1;
-    if (!exists)
-        return err_set(err, ERR_NOT_FOUND, "build %lld not found", (long long)id);
     *ret_n = a.n;
     *ret = steal_ptr(a.v);
     a.n = 0;

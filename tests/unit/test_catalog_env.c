@@ -990,7 +990,7 @@ static void touch_sets_last_used(void **state)
     env_record_release(&env);
 }
 
-static void unknown_names_and_ids_are_not_found(void **state)
+static void unknown_names_and_ids_are_not_found_and_lists_of_them_empty(void **state)
 {
     struct fixture *fx = *state;
     struct build_record b = build_def("nope", "def", "img", T0);
@@ -1021,8 +1021,6 @@ static void unknown_names_and_ids_are_not_found(void **state)
                      "environment 'nope' does not exist");
     EXPECT_NOT_FOUND(catalog_env_touch(fx->cat, "nope", T0, &err),
                      "environment 'nope' does not exist");
-    EXPECT_NOT_FOUND(catalog_build_list(fx->cat, "nope", &builds, &n, &err),
-                     "environment 'nope' does not exist");
     EXPECT_NOT_FOUND(catalog_build_get(fx->cat, "Known", 2, &b, &err),
                      "version 2 of environment 'Known' not found");
     EXPECT_NOT_FOUND(catalog_build_get_by_id(fx->cat, 99, &b, &err), "build 99 not found");
@@ -1034,10 +1032,22 @@ static void unknown_names_and_ids_are_not_found(void **state)
     EXPECT_NOT_FOUND(catalog_build_succeed(fx->cat, &b, NULL, 0, &err), "build 99 not found");
     EXPECT_NOT_FOUND(catalog_build_log_append(fx->cat, 99, T0, "x", NULL, &err),
                      "build 99 not found");
-    EXPECT_NOT_FOUND(catalog_build_log_read(fx->cat, 99, 0, 10, &lines, &n, &err),
-                     "build 99 not found");
-    EXPECT_NOT_FOUND(catalog_build_packages(fx->cat, 99, &pkgs, &n, &err), "build 99 not found");
 #undef EXPECT_NOT_FOUND
+
+    /* the lists are empty instead: a follower of a deleted build reads no
+     * more lines, and deleting an unknown name lists no builds */
+    n = 99;
+    assert_int_equal(catalog_build_list(fx->cat, "nope", &builds, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(builds);
+    n = 99;
+    assert_int_equal(catalog_build_log_read(fx->cat, 99, 0, 10, &lines, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(lines);
+    n = 99;
+    assert_int_equal(catalog_build_packages(fx->cat, 99, &pkgs, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(pkgs);
 
     /* nothing was written */
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM build_logs"), 0);
@@ -1176,7 +1186,7 @@ int main(void)
         OPEN_TEST(find_ready_by_definition_returns_the_newest_ready_build_of_any_environment),
         OPEN_TEST(delete_removes_builds_logs_and_packages_but_not_executions),
         OPEN_TEST(touch_sets_last_used),
-        OPEN_TEST(unknown_names_and_ids_are_not_found),
+        OPEN_TEST(unknown_names_and_ids_are_not_found_and_lists_of_them_empty),
         FILE_TEST(a_catalog_left_at_version_1_upgrades_to_2_and_keeps_its_executions),
         cmocka_unit_test(status_names_round_trip),
         cmocka_unit_test(release_and_free_accept_null_and_free_everything),

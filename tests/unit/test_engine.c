@@ -107,8 +107,14 @@ static void sink_assert_equal(const struct sink *a, const struct sink *b)
 
 static void frame(struct buf *b, unsigned char stream, const void *data, size_t len)
 {
-    unsigned char h[8] = {stream, 0, 0, 0, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
-                          (unsigned char)(len >> 8), (unsigned char)len};
+    unsigned char h[8] = {stream,
+                          0,
+                          0,
+                          0,
+                          (unsigned char)(len >> 24),
+                          (unsigned char)(len >> 16),
+                          (unsigned char)(len >> 8),
+                          (unsigned char)len};
     assert_int_equal(buf_append(b, h, sizeof(h)), 0);
     assert_int_equal(buf_append(b, data, len), 0);
 }
@@ -144,10 +150,7 @@ static size_t chunk_one(void *g)
     return 1;
 }
 
-static size_t chunk_fixed(void *g)
-{
-    return *(size_t *)g;
-}
+static size_t chunk_fixed(void *g) { return *(size_t *)g; }
 
 /* xorshift64: deterministic random chunk sizes 1..5000 */
 static size_t chunk_random(void *g)
@@ -362,8 +365,12 @@ static void demux_stdin_frames_count_as_stdout(void **state)
 static void demux_bad_stream_byte_fails_with_why(void **state)
 {
     static const unsigned char bad_headers[][8] = {
-        {3, 0, 0, 0, 0, 0, 0, 1},   {4, 0, 0, 0, 0, 0, 0, 1},   {0xff, 0, 0, 0, 0, 0, 0, 1},
-        {1, 1, 0, 0, 0, 0, 0, 1},   {2, 0, 0, 1, 0, 0, 0, 1},   {'H', 'T', 'T', 'P', '/', '1', '.', '1'},
+        {3, 0, 0, 0, 0, 0, 0, 1},
+        {4, 0, 0, 0, 0, 0, 0, 1},
+        {0xff, 0, 0, 0, 0, 0, 0, 1},
+        {1, 1, 0, 0, 0, 0, 0, 1},
+        {2, 0, 0, 1, 0, 0, 0, 1},
+        {'H', 'T', 'T', 'P', '/', '1', '.', '1'},
         {'{', '"', 'm', 'e', 's', 's', 'a', 'g'},
     };
     (void)state;
@@ -707,10 +714,7 @@ static void image_info_rejects_bad_answers(void **state)
 
 /* ---- versions ---- */
 
-static int sign(int v)
-{
-    return (v > 0) - (v < 0);
-}
+static int sign(int v) { return (v > 0) - (v < 0); }
 
 static void version_compare_is_numeric(void **state)
 {
@@ -718,9 +722,18 @@ static void version_compare_is_numeric(void **state)
         const char *a, *b;
         int want;
     } cases[] = {
-        {"1.41", "1.43", -1}, {"1.43", "1.41", 1},  {"1.4", "1.41", -1}, {"1.41", "1.4", 1},
-        {"1.41", "1.41", 0},  {"2.0", "1.99", 1},   {"1.99", "2.0", -1}, {"1.9", "1.10", -1},
-        {"1.41", "1.41.0", 0}, {"1.41.1", "1.41", 1}, {"1", "1.0", 0},    {"10.0", "9.9", 1},
+        {"1.41", "1.43", -1},
+        {"1.43", "1.41", 1},
+        {"1.4", "1.41", -1},
+        {"1.41", "1.4", 1},
+        {"1.41", "1.41", 0},
+        {"2.0", "1.99", 1},
+        {"1.99", "2.0", -1},
+        {"1.9", "1.10", -1},
+        {"1.41", "1.41.0", 0},
+        {"1.41.1", "1.41", 1},
+        {"1", "1.0", 0},
+        {"10.0", "9.9", 1},
         {ENGINE_API_MIN, ENGINE_API_MAX, -1},
     };
     (void)state;
@@ -757,7 +770,8 @@ static const char build_stream[] =
     "{\"stream\":\"Step 2/3 : RUN pip install \"}\r\n"
     "{\"stream\":\"numpy\\n\"}\r\n"
     "{\"stream\":\"Collecting numpy\\r\\nDone\\n\"}\r\n"
-    "{\"aux\":{\"ID\":\"sha256:5e7b9b1c3e0a6d2f4e8b7c5a1d3f9e2b4c6a8d0f1e3b5c7a9d2f4e6b8c0a1d3f\"}}\r\n"
+    "{\"aux\":{\"ID\":\"sha256:5e7b9b1c3e0a6d2f4e8b7c5a1d3f9e2b4c6a8d0f1e3b5c7a9d2f4e6b8c0a1d3f\"}}"
+    "\r\n"
     "{\"stream\":\"Successfully built 5e7b9b1c3e0a\\n\"}\r\n";
 
 static const char *const build_lines[] = {
@@ -825,7 +839,8 @@ static void progress_error_is_kept_and_shown(void **state)
     assert_string_equal(p.error, "The command '/bin/sh -c false' returned a non-zero code: 1");
     assert_string_equal(p.image_id, "");
     assert_int_equal(l.n, 2);
-    assert_string_equal(l.v[1], "ERROR: The command '/bin/sh -c false' returned a non-zero code: 1");
+    assert_string_equal(l.v[1],
+                        "ERROR: The command '/bin/sh -c false' returned a non-zero code: 1");
     engine_progress_release(&p);
     strv_free(l.v);
 }
@@ -922,7 +937,8 @@ static void progress_endless_line_is_cut_not_grown(void **state)
     engine_progress_init(&p, lines_fn, &l);
     for (int i = 0; i < 300; i++) {
         struct buf obj = BUF_INIT(BUF_UNLIMITED);
-        assert_int_equal(buf_appendf(&obj, "{\"stream\":\"%.*s\"}\n", (int)sizeof(chunk), chunk), 0);
+        assert_int_equal(buf_appendf(&obj, "{\"stream\":\"%.*s\"}\n", (int)sizeof(chunk), chunk),
+                         0);
         assert_int_equal(engine_progress_feed(&p, obj.data, obj.len), 0);
         buf_release(&obj);
     }

@@ -143,8 +143,8 @@ static void nulls_count_as_absent(void **state)
     struct execute_request r;
     (void)state;
 
-    parse_ok("{\"code\": \"x=1\", \"timeout\": null, \"files\": null, \"environment\": null}", false,
-             &r);
+    parse_ok("{\"code\": \"x=1\", \"timeout\": null, \"files\": null, \"environment\": null}",
+             false, &r);
     assert_int_equal(r.timeout_s, 30);
     assert_int_equal(r.n_files, 0);
     assert_null(r.environment);
@@ -154,8 +154,15 @@ static void nulls_count_as_absent(void **state)
 static void invalid_json_is_422(void **state)
 {
     static const char *const bad[] = {
-        "", "{", "{\"code\": ", "{\"code\": \"x\",}", "{code: \"x\"}", "{\"code\": 'x'}",
-        "{\"code\": \"x\"} trailing", "\xff\xfe{}", "{\"code\": \"\xff\"}",
+        "",
+        "{",
+        "{\"code\": ",
+        "{\"code\": \"x\",}",
+        "{code: \"x\"}",
+        "{\"code\": 'x'}",
+        "{\"code\": \"x\"} trailing",
+        "\xff\xfe{}",
+        "{\"code\": \"\xff\"}",
     };
     (void)state;
 
@@ -165,7 +172,7 @@ static void invalid_json_is_422(void **state)
 
 static void a_body_that_is_not_an_object_is_422(void **state)
 {
-    static const char *const bad[] = {"[]", "[{\"code\": \"x\"}]", "\"code\"", "42", "null",
+    static const char *const bad[] = {"[]",  "[{\"code\": \"x\"}]", "\"code\"", "42", "null",
                                       "true"};
     (void)state;
 
@@ -186,8 +193,8 @@ static void missing_code_is_422(void **state)
 static void code_of_the_wrong_type_is_422(void **state)
 {
     static const char *const bad[] = {
-        "{\"code\": 42}", "{\"code\": null}", "{\"code\": []}", "{\"code\": {}}",
-        "{\"code\": true}", "{\"code\": [\"print(1)\"]}",
+        "{\"code\": 42}", "{\"code\": null}", "{\"code\": []}",
+        "{\"code\": {}}", "{\"code\": true}", "{\"code\": [\"print(1)\"]}",
     };
     (void)state;
 
@@ -290,8 +297,8 @@ static void environment_required_but_missing_is_422(void **state)
     (void)state;
 
     parse_fails("{\"code\": \"x\"}", true, ERR_UNPROCESSABLE, "environment", NULL);
-    parse_fails("{\"code\": \"x\", \"environment\": null}", true, ERR_UNPROCESSABLE,
-                "environment", NULL);
+    parse_fails("{\"code\": \"x\", \"environment\": null}", true, ERR_UNPROCESSABLE, "environment",
+                NULL);
     parse_ok("{\"code\": \"x\", \"environment\": \"data-science\"}", true, &r);
     assert_string_equal(r.environment, "data-science");
     execute_request_release(&r);
@@ -307,7 +314,9 @@ static void empty_environment_is_400(void **state)
 static void empty_or_whitespace_code_is_400(void **state)
 {
     static const char *const bad[] = {
-        "{\"code\": \"\"}", "{\"code\": \" \"}", "{\"code\": \"\\n\\t  \\r\\n\"}",
+        "{\"code\": \"\"}",
+        "{\"code\": \" \"}",
+        "{\"code\": \"\\n\\t  \\r\\n\"}",
         "{\"code\": \"\\f\\u000b\"}",
     };
     (void)state;
@@ -320,8 +329,7 @@ static void empty_or_whitespace_code_is_400(void **state)
 static void type_errors_come_before_content_errors(void **state)
 {
     (void)state;
-    parse_fails("{\"code\": \"\", \"timeout\": \"x\"}", false, ERR_UNPROCESSABLE, "timeout",
-                NULL);
+    parse_fails("{\"code\": \"\", \"timeout\": \"x\"}", false, ERR_UNPROCESSABLE, "timeout", NULL);
     parse_fails("{\"code\": \"\", \"files\": []}", false, ERR_UNPROCESSABLE, "files", NULL);
     parse_fails("{\"code\": \"\", \"environment\": 1}", false, ERR_UNPROCESSABLE, "environment",
                 NULL);
@@ -349,8 +357,8 @@ static void code_over_max_code_length_is_400(void **state)
 
 static void file_with_invalid_base64_is_400_naming_the_file(void **state)
 {
-    static const char *const bad[] = {"!!!!", "Zg", "Zg=", "Zm9v!", "Zg==Zg==", "Zm9-", "Z===",
-                                      "\xc3\xa9\xc3\xa9"};
+    static const char *const bad[] = {"!!!!",     "Zg",   "Zg=",  "Zm9v!",
+                                      "Zg==Zg==", "Zm9-", "Z===", "\xc3\xa9\xc3\xa9"};
     (void)state;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -415,8 +423,8 @@ static void unsafe_file_names_are_400(void **state)
 
     memset(longname, 'n', 256);
     longname[256] = '\0';
-    const char *const bad[] = {"../x", "/etc/x", "", "a\nb", longname, "a/../b", "a//b",
-                               "./a", "a/", ".", "..", "a\x7f", "\x1b[2J"};
+    const char *const bad[] = {"../x", "/etc/x", "",  "a\nb", longname, "a/../b", "a//b",
+                               "./a",  "a/",     ".", "..",   "a\x7f",  "\x1b[2J"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *body = body_with_file(bad[i], "Zg==");
         parse_fails(body, false, ERR_INVALID, "files", "unsafe", NULL);
@@ -463,8 +471,9 @@ static void too_many_files_is_400(void **state)
     parse_ok("{\"code\": \"x\", \"files\": {\"a\": \"\", \"b\": \"\", \"c\": \"\"}}", false, &r);
     assert_int_equal(r.n_files, 3);
     execute_request_release(&r);
-    parse_fails("{\"code\": \"x\", \"files\": {\"a\": \"\", \"b\": \"\", \"c\": \"\", \"d\": \"\"}}",
-                false, ERR_INVALID, "files", "ENVHUB_MAX_FILES", "3", NULL);
+    parse_fails(
+        "{\"code\": \"x\", \"files\": {\"a\": \"\", \"b\": \"\", \"c\": \"\", \"d\": \"\"}}", false,
+        ERR_INVALID, "files", "ENVHUB_MAX_FILES", "3", NULL);
 }
 
 /* A failure after some files were decoded frees them (valgrind checks). */

@@ -101,8 +101,8 @@ static void time_parse_iso_reads_a_date_alone_as_utc_midnight(void **state)
 
 static void time_parse_iso_round_trips_time_format_iso(void **state)
 {
-    static const int64_t samples[] = {0, 1, 999, 1000, 1795459095361LL, 951868799999LL,
-                                      4102444800000LL};
+    static const int64_t samples[] = {
+        0, 1, 999, 1000, 1795459095361LL, 951868799999LL, 4102444800000LL};
     char out[TIME_ISO_MAX];
     (void)state;
 
@@ -131,12 +131,12 @@ static void time_parse_iso_rejects_malformed_text(void **state)
         "2026-11-32",
         "2026-11-01T",
         "2026-11-01T10",
-        "2026-11-01T10:00:00",      /* no zone: ambiguous */
-        "2026-11-01T10:00",         /* no zone */
+        "2026-11-01T10:00:00", /* no zone: ambiguous */
+        "2026-11-01T10:00",    /* no zone */
         "2026-11-01T24:00:00Z",
         "2026-11-01T10:60:00Z",
         "2026-11-01T10:00:61Z",
-        "2026-11-01T10:00:00.Z",    /* a dot without digits */
+        "2026-11-01T10:00:00.Z", /* a dot without digits */
         "2026-11-01T10:00:00+2:00",
         "2026-11-01T10:00:00+0200",
         "2026-11-01T10:00:00+02",
@@ -247,8 +247,13 @@ struct b64_vector {
 };
 
 static const struct b64_vector rfc4648[] = {
-    {"", ""},          {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
 };
 
 static void base64_encode_matches_rfc4648_vectors(void **state)
@@ -316,20 +321,15 @@ static void base64_decode_appends_after_existing_content(void **state)
 static void base64_decode_rejects_bad_padding_and_characters(void **state)
 {
     static const char *const bad[] = {
-        "Zg",        /* padding required */
-        "Zg=",       /* length not a multiple of 4 */
-        "Zm9",       /* same */
-        "Z===",      /* at most two padding characters */
-        "====",
-        "=Zg=",
-        "Zg==Zg==",  /* data after padding */
-        "Zg=a",      /* data after padding in the same quad */
-        "Zm9v Zg==", /* whitespace is not allowed here */
-        "Zm9v\nZg==",
-        "Zm9-",      /* url-safe alphabet is not standard */
-        "Zm9_",
-        "Zm9*",
-        "Zm\x80v",
+        "Zg",                             /* padding required */
+        "Zg=",                            /* length not a multiple of 4 */
+        "Zm9",                            /* same */
+        "Z===",                           /* at most two padding characters */
+        "====",       "=Zg=", "Zg==Zg==", /* data after padding */
+        "Zg=a",                           /* data after padding in the same quad */
+        "Zm9v Zg==",                      /* whitespace is not allowed here */
+        "Zm9v\nZg==", "Zm9-",             /* url-safe alphabet is not standard */
+        "Zm9_",       "Zm9*", "Zm\x80v",
     };
     (void)state;
 
@@ -394,16 +394,16 @@ static void utf8_valid_accepts_well_formed_text(void **state)
     static const char *const good[] = {
         "",
         "plain ascii ~\x7f",
-        "\xc3\xa9",         /* U+00E9 */
-        "\xdf\xbf",         /* U+07FF */
-        "\xe0\xa0\x80",     /* U+0800, the smallest 3-byte */
-        "\xe2\x82\xac",     /* U+20AC */
-        "\xed\x9f\xbf",     /* U+D7FF, just below the surrogates */
-        "\xee\x80\x80",     /* U+E000, just above them */
-        "\xef\xbf\xbf",     /* U+FFFF */
-        "\xf0\x90\x80\x80", /* U+10000, the smallest 4-byte */
-        "\xf0\x9f\x98\x80", /* U+1F600 */
-        "\xf4\x8f\xbf\xbf", /* U+10FFFF, the largest */
+        "\xc3\xa9",                                         /* U+00E9 */
+        "\xdf\xbf",                                         /* U+07FF */
+        "\xe0\xa0\x80",                                     /* U+0800, the smallest 3-byte */
+        "\xe2\x82\xac",                                     /* U+20AC */
+        "\xed\x9f\xbf",                                     /* U+D7FF, just below the surrogates */
+        "\xee\x80\x80",                                     /* U+E000, just above them */
+        "\xef\xbf\xbf",                                     /* U+FFFF */
+        "\xf0\x90\x80\x80",                                 /* U+10000, the smallest 4-byte */
+        "\xf0\x9f\x98\x80",                                 /* U+1F600 */
+        "\xf4\x8f\xbf\xbf",                                 /* U+10FFFF, the largest */
         "\xe4\xbb\xa3\xe7\xa0\x81\xe6\x89\xa7\xe8\xa1\x8c", /* 代码执行 */
     };
     (void)state;
@@ -414,7 +414,7 @@ static void utf8_valid_accepts_well_formed_text(void **state)
 }
 
 static const char *const bad_utf8[] = {
-    "\x80",             /* lone continuation */
+    "\x80", /* lone continuation */
     "\xbf",
     "\xc0\xaf",         /* overlong '/' */
     "\xc1\xbf",         /* overlong */
@@ -429,11 +429,13 @@ static const char *const bad_utf8[] = {
     "\xf8\x88\x80\x80\x80", /* 5-byte form */
     "\xfe",
     "\xff",
-    "\xc3",             /* truncated at the end */
+    "\xc3", /* truncated at the end */
     "\xe2\x82",
     "\xf0\x9f\x98",
-    "\xe2\x82" "A",     /* continuation missing in the middle */
-    "\xc3" "A",
+    "\xe2\x82"
+    "A", /* continuation missing in the middle */
+    "\xc3"
+    "A",
 };
 
 static void utf8_valid_rejects_overlong_surrogates_and_truncated(void **state)
@@ -478,7 +480,9 @@ static void utf8_sanitize_replaces_single_bad_bytes_and_nul(void **state)
     char *out;
     (void)state;
 
-    out = utf8_sanitize("a\xff" "b", 3, &len);
+    out = utf8_sanitize("a\xff"
+                        "b",
+                        3, &len);
     assert_string_equal(out, "a" REPLACEMENT "b");
     assert_int_equal(len, 5);
     free(out);
@@ -531,8 +535,14 @@ struct path_case {
     const char *why; /* a word the reason contains */
 };
 
-#define PATH_OK(s) {(s), sizeof(s) - 1, true, NULL}
-#define PATH_BAD(s, w) {(s), sizeof(s) - 1, false, (w)}
+#define PATH_OK(s)                                                                                 \
+    {                                                                                              \
+        (s), sizeof(s) - 1, true, NULL                                                             \
+    }
+#define PATH_BAD(s, w)                                                                             \
+    {                                                                                              \
+        (s), sizeof(s) - 1, false, (w)                                                             \
+    }
 
 static void path_is_safe_relative_table(void **state)
 {
@@ -567,7 +577,9 @@ static void path_is_safe_relative_table(void **state)
         PATH_BAD("a\tb", "control"),
         PATH_BAD("\x1b[31m", "control"),
         PATH_BAD("a\x1f", "control"),
-        PATH_BAD("a\x7f" "b", "control"),
+        PATH_BAD("a\x7f"
+                 "b",
+                 "control"),
     };
     (void)state;
 
@@ -617,12 +629,23 @@ static void parse_size_reads_suffixes_and_fractions(void **state)
         const char *s;
         int64_t v;
     } good[] = {
-        {"512m", 536870912LL},       {"1g", 1073741824LL},  {"64k", 65536},
-        {"10485760", 10485760},      {"1.5m", 1572864},     {"512M", 536870912LL},
-        {"1G", 1073741824LL},        {"64K", 65536},        {"0", 0},
-        {"1mb", 1048576},            {"1MB", 1048576},      {"1mib", 1048576},
-        {"1MiB", 1048576},           {"100b", 100},         {"0.5k", 512},
-        {".5k", 512},                {"1024g", 1099511627776LL},
+        {"512m", 536870912LL},
+        {"1g", 1073741824LL},
+        {"64k", 65536},
+        {"10485760", 10485760},
+        {"1.5m", 1572864},
+        {"512M", 536870912LL},
+        {"1G", 1073741824LL},
+        {"64K", 65536},
+        {"0", 0},
+        {"1mb", 1048576},
+        {"1MB", 1048576},
+        {"1mib", 1048576},
+        {"1MiB", 1048576},
+        {"100b", 100},
+        {"0.5k", 512},
+        {".5k", 512},
+        {"1024g", 1099511627776LL},
     };
     (void)state;
 
@@ -639,9 +662,8 @@ static void parse_size_reads_suffixes_and_fractions(void **state)
 static void parse_size_rejects_malformed_and_negative(void **state)
 {
     static const char *const bad[] = {
-        "",     "m",      "k1",   "-1",   "-1m",  "+1m", " 1m", "1m ", "1 m", "1x",  "1mm",
-        "1km",  "1.5.5m", "abc",  "1e400", "9999999999g", "nan", "inf", ".",   "1ib", "1mbb",
-        "1kib2",
+        "",    "m",      "k1",  "-1",    "-1m",         "+1m", " 1m", "1m ", "1 m", "1x",   "1mm",
+        "1km", "1.5.5m", "abc", "1e400", "9999999999g", "nan", "inf", ".",   "1ib", "1mbb", "1kib2",
     };
     (void)state;
 
@@ -697,8 +719,21 @@ static void parse_int_checks_the_range(void **state)
 static void parse_int_rejects_malformed(void **state)
 {
     static const char *const bad[] = {
-        "",   " 5",  "5 ",   "5x",   "x5",  "0x10", "1.0", "1e3", "--5", "- 5", "5\n", "\t5",
-        "9223372036854775808", "-9223372036854775809", "99999999999999999999",
+        "",
+        " 5",
+        "5 ",
+        "5x",
+        "x5",
+        "0x10",
+        "1.0",
+        "1e3",
+        "--5",
+        "- 5",
+        "5\n",
+        "\t5",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "99999999999999999999",
     };
     (void)state;
 
