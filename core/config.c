@@ -119,7 +119,9 @@ static int opt_set(struct config *cfg, const struct opt *o, const char *value, c
     case OPT_CPU: {
         char *end;
         double d = strtod(value, &end);
-        if (end == value || *end || d * 1000 < (double)o->min || d * 1000 > (double)o->max)
+        /* NaN compares false with everything: refuse it before the range check */
+        if (end == value || *end || d != d || !(d * 1000 >= (double)o->min) ||
+            !(d * 1000 <= (double)o->max))
             return err_set(err, ERR_INVALID, "%s '%s' must be a number of CPUs from %.2f to %.0f",
                            source, value, (double)o->min / 1000, (double)o->max / 1000);
         v = (int64_t)(d * 1000 + 0.5);

@@ -30,11 +30,13 @@ int64_t time_mono_ms(void)
 
 void time_format_iso(int64_t ms, char out[TIME_ISO_MAX])
 {
-    time_t secs = (time_t)(ms / 1000);
+    /* floor, not truncation: -1 ms is 23:59:59.999 of the day before */
+    int64_t frac = ((ms % 1000) + 1000) % 1000;
+    time_t secs = (time_t)((ms - frac) / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     size_t n = strftime(out, TIME_ISO_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, TIME_ISO_MAX - n, ".%03dZ", (int)(ms % 1000));
+    snprintf(out + n, TIME_ISO_MAX - n, ".%03dZ", (int)frac);
 }
 
 static int parse_digits(const char **s, int n, int *ret)
@@ -103,7 +105,9 @@ int time_parse_iso(const char *s, int64_t *ret_ms)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     time_t t = timegm(&tm);
-    if (t == (time_t)-1)
+    struct tm check;
+    /* timegm rolls 2026-02-30 over into March: refuse days the month lacks */
+    if (!gmtime_r(&t, &check) || check.tm_mday != d || check.tm_mon != mo - 1)
         return -1;
     *ret_ms = ((int64_t)t - (int64_t)off * 60) * 1000 + ms;
     return 0;
@@ -353,31 +357,36 @@ int parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
 
 int parse_size(const char *s, int64_t *ret)
 {
-    char *end;
-    double v;
+    double v = 0, scale = 1;
     int64_t mult = 1;
+    bool digits = false;
 
-    if (!s || !*s || !(isdigit((unsigned char)*s) || *s == '.'))
+    /* decimal digits with an optional fraction; strtod would take hex and exponents */
+    if (!s)
         return -1;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || v < 0)
+    for (; isdigit((unsigned char)*s); s++, digits = true)
+        v = v * 10 + (*s - '0');
+    if (*s == '.')
+        for (s++; isdigit((unsigned char)*s); s++, digits = true)
+            v += (*s - '0') * (scale /= 10);
+    if (!digits)
         return -1;
-    switch (tolower((unsigned char)*end)) {
+    switch (tolower((unsigned char)*s)) {
     case '\0': break;
-    case 'b': end++; break;
-    case 'k': mult = 1024; end++; break;
-    case 'm': mult = 1024 * 1024; end++; break;
-    case 'g': mult = 1024LL * 1024 * 1024; end++; break;
+    case 'b': s++; break;
+    case 'k': mult = 1024; s++; break;
+    case 'm': mult = 1024 * 1024; s++; break;
+    case 'g': mult = 1024LL * 1024 * 1024; s++; break;
     default: return -1;
     }
-    if (*end == 'b' || *end == 'B' || *end == 'i')
-        end++;
-    if ((*end == 'b' || *end == 'B') && end[-1] == 'i')
-        end++;
-    if (*end)
-        return -1;
-    if (v * (double)mult > 9.0e18)
+    /* "512m", "512mb", "512mib"; nothing after a plain "b" */
+    if (mult > 1) {
+        if (tolower((unsigned char)s[0]) == 'i' && tolower((unsigned char)s[1]) == 'b')
+            s += 2;
+        else if (tolower((unsigned char)s[0]) == 'b')
+            s++;
+    }
+    if (*s || v * (double)mult > 9.0e18)
         return -1;
     *ret = (int64_t)(v * (double)mult);
     return 0;

@@ -228,8 +228,8 @@ void engine_progress_release(struct engine_progress *p);
 
 /* ---- parsers (pure, fed by fixtures in tests) ---- */
 
-/* The engine's error body {"message": "..."} -> its message (borrowed from a
- * static fallback when the body is not JSON); the caller frees. */
+/* The engine's error body {"message": "..."} -> its message; the first line
+ * of the raw body when it is not JSON. Always a new string: the caller frees. */
 char *engine_parse_error_message(const char *body, size_t len);
 int engine_parse_container_state(const char *json, struct engine_container_state *ret,
                                  struct err *err);

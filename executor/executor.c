@@ -405,8 +405,11 @@ static void job_in_container(struct executor *x, const char *cid, const struct j
             strv_push(&res->files_skipped, xasprintf("*: cannot read the workspace: %s", err.msg));
         } else {
             oom_kills = parse_skipped(&col.skipped, limits.max_file_size, &res->files_skipped);
-            exec_tar_outputs(col.tar.data, col.tar.len, col.truncated || cres.timed_out, &limits,
-                             &res->files, &res->n_files, &res->files_skipped, &err);
+            if (cres.timed_out)
+                strv_push(&res->files_skipped,
+                          xstrdup("*: reading the workspace took longer than 30 s"));
+            exec_tar_outputs(col.tar.data, col.tar.len, col.truncated, &limits, &res->files,
+                             &res->n_files, &res->files_skipped, &err);
         }
         buf_release(&col.tar);
         buf_release(&col.skipped);

@@ -77,7 +77,9 @@ int exec_tar_inputs(const char *code, size_t code_len, const struct job_file *fi
     struct tar_sink sink = {.out = out};
     time_t now = time(NULL);
 
-    archive_write_set_format_pax_restricted(a);
+    /* GNU format: names go in as the bytes they are (UTF-8 from JSON), with no
+     * locale conversion, and GNU tar in the sandbox reads them natively */
+    archive_write_set_format_gnutar(a);
     archive_write_set_bytes_in_last_block(a, 1);
     if (archive_write_open(a, &sink, NULL, tar_write_cb, NULL) != ARCHIVE_OK)
         return err_set(err, ERR_INTERNAL, "cannot start the input tar: %s",
@@ -129,12 +131,22 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
     }
     for (;;) {
         int r = archive_read_next_header(a, &e);
-        if (r == ARCHIVE_EOF)
+        if (r == ARCHIVE_EOF) {
+            /* a cut between two entries reads as a clean end: say what was lost */
+            if (truncated)
+                strv_push(skipped, xasprintf("*: the rest of the workspace passed the output "
+                                             "files limit (%zu bytes in all)",
+                                             limits->max_total));
             break;
+        }
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
             if (truncated)
-                strv_push(skipped, xstrdup("*: the rest of the workspace passed the output "
-                                           "files limit"));
+                strv_push(skipped, xasprintf("*: the rest of the workspace passed the output "
+                                             "files limit (%zu bytes in all)",
+                                             limits->max_total));
+            else
+                strv_push(skipped, xasprintf("*: the rest of the workspace archive is damaged: %s",
+                                             archive_error_string(a)));
             break;
         }
         const char *raw = archive_entry_pathname(e);
