@@ -5,6 +5,7 @@
 #   make unit       the hermetic unit tests alone (no engine, no network)
 #   make sanitize   every suite with AddressSanitizer + UBSan
 #   make bench      latency of POST /execute against `docker run --rm`
+#   make bench-history  the history API over 1,000,000 seeded executions
 #   make lint       clang-format check, headers compiled alone, cppcheck
 
 CFLAGS     ?= -O2 -g
@@ -29,7 +30,8 @@ PYTHON     := /usr/bin/python3
 export ENVHUB_BIN := $(abspath $(BIN))
 
 MODULES    := core engine catalog builder executor web
-LIB_SRC    := $(filter-out core/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+LIB_SRC    := $(filter-out core/main.c web/tls_compat.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+TLS_SHIM   := $(BUILD)/libenvhub-tls.so
 GEN_SRC    := $(BUILD)/gen/migrations_embedded.c
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
@@ -40,18 +42,23 @@ INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 
 # Debian packages: to build and run, and to test.
-DEB_BUILD  := build-essential pkg-config curl ca-certificates libsqlite3-dev libcurl4-openssl-dev \
+DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
               libjansson-dev libarchive-dev libcivetweb-dev libssl-dev docker.io debootstrap
 DEB_TEST   := libcmocka-dev valgrind sqlite3 python3 python3-pytest python3-requests
 
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench lint clean \
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-history lint clean \
         deps test-deps engine base-image check-engine
 
 all: build
-build: $(BIN)
+build: $(BIN) $(TLS_SHIM)
 
 $(BIN): $(BUILD)/core/main.o $(BUILD)/libenvhub.a
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+# Loaded by envhub at run time when it serves HTTPS (see web/tls_compat.c).
+$(TLS_SHIM): web/tls_compat.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARNINGS) $(CFLAGS) -shared -fPIC -Wl,-soname,libssl.so -o $@ $< -lssl
 
 $(BUILD)/libenvhub.a: $(LIB_OBJ)
 	@rm -f $@
@@ -75,6 +82,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libenvhub.a
 $(BUILD)/tests/%: tests/integration/%.c $(BUILD)/libenvhub.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libenvhub.a $(LIBS) -lcmocka
+
+# tests/bench/seed_history.c: fills a catalog through the catalog API (bench-history, API tests).
+SEED_BIN   := $(BUILD)/bench/seed_history
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libenvhub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libenvhub.a $(LIBS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -151,7 +164,7 @@ unit-valgrind: $(UNIT_BIN)
 integration: $(INTEG_BIN)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; CI=$${CI:-true} $$t; done
 
-api: $(BIN)
+api: $(BIN) $(SEED_BIN)
 	cd tests/api && ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x -p no:cacheprovider .
 
 sanitize: test-deps engine base-image
@@ -160,6 +173,10 @@ sanitize: test-deps engine base-image
 
 bench: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_execute.py
+
+# 1,000,000 seeded executions, then the history API's latencies, export and verify rates.
+bench-history: test-deps engine build $(SEED_BIN)
+	ENVHUB_BIN=$(abspath $(BIN)) SEED_BIN=$(abspath $(SEED_BIN)) $(PYTHON) tests/bench/bench_history.py
 
 lint:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')

@@ -356,7 +356,10 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot insert execution '%s'",
                                   rec->id);
-    return files_insert(cat, sqlite3_last_insert_rowid(cat->db), rec, FILE_IN, err);
+    int64_t seq = sqlite3_last_insert_rowid(cat->db);
+    if (files_insert(cat, seq, rec, FILE_IN, err) < 0)
+        return -1;
+    return history_chain_tx(cat, seq, err); /* a row inserted final joins the audit chain */
 }
 
 int catalog_execution_insert(struct catalog *cat, const struct execution_record *rec,
@@ -480,7 +483,9 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot finish execution '%s'",
                                   rec->id);
-    return files_insert(cat, seq, rec, FILE_OUT, err);
+    if (files_insert(cat, seq, rec, FILE_OUT, err) < 0)
+        return -1;
+    return history_chain_tx(cat, seq, err); /* the final row joins the audit chain */
 }
 
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
@@ -630,6 +635,9 @@ int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
     struct binder b;
     int rc;
 
+    /* The interrupted rows join the audit chain in the same transaction. */
+    if (tx_begin(cat, err) < 0)
+        return -1;
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE executions SET status = 'interrupted', finished_at = ?,"
                             " error = coalesce(error, ?)"
@@ -643,10 +651,19 @@ int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err,
-                                  "cannot mark unfinished executions interrupted");
-    *ret_count = sqlite3_changes(cat->db);
+    if (rc != SQLITE_DONE) {
+        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot mark unfinished executions interrupted");
+        tx_rollback(cat);
+        return -1;
+    }
+    int count = sqlite3_changes(cat->db);
+    if (history_chain_pending_tx(cat, NULL, err) < 0) {
+        tx_rollback(cat);
+        return -1;
+    }
+    if (tx_commit(cat, err) < 0)
+        return -1;
+    *ret_count = count;
     return 0;
 }
 

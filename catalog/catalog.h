@@ -292,4 +292,187 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
 int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry **ret,
                            size_t *ret_n, struct err *err);
 
+/* ---- API keys and change events ---- */
+
+enum role { ROLE_ADMIN = 0, ROLE_CURATOR, ROLE_RUNNER, ROLE_AUDITOR };
+const char *role_name(enum role r);
+int role_parse(const char *name); /* -1 when unknown */
+
+struct key_record {
+    char *id;             /* the public part of the secret */
+    char *name;
+    enum role role;
+    char *secret_sha256;  /* hex; the secret itself is never stored */
+    int64_t created_at;
+    char *created_by;
+    int64_t revoked_at;   /* 0: active */
+    char *revoked_by;
+    int64_t max_concurrent; /* -1: the role's default */
+    int64_t max_per_minute; /* -1: the role's default */
+};
+void key_record_release(struct key_record *k);
+void key_records_free(struct key_record *k, size_t n);
+
+/* Store a new key and its key.create event in one transaction. ERR_CONFLICT
+ * when the name (or id) exists, revoked or not. */
+int catalog_key_create(struct catalog *cat, const struct key_record *key, struct err *err);
+/* The key with public id @id, revoked or not; ERR_NOT_FOUND. */
+int catalog_key_get(struct catalog *cat, const char *id, struct key_record *ret, struct err *err);
+/* Every key, by name. */
+int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n,
+                     struct err *err);
+/* Revoke key @name at @at, by @by, with its key.revoke event. ERR_NOT_FOUND;
+ * ERR_CONFLICT when it is revoked already. */
+int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const char *by,
+                       struct err *err);
+/* Keys not revoked. */
+int catalog_key_count_active(struct catalog *cat, int64_t *ret, struct err *err);
+
+/* Record who changed what: action "environment.create", "environment.rebuild",
+ * "environment.delete", "key.create", "key.revoke", ... */
+int catalog_event_add(struct catalog *cat, int64_t at, const char *principal, const char *action,
+                      const char *subject, const char *detail, struct err *err);
+struct event_record {
+    int64_t seq, at;
+    char *principal, *action, *subject, *detail;
+};
+void event_records_free(struct event_record *e, size_t n);
+/* Events, newest first, at most @limit, of @subject when not NULL. */
+int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
+                       struct event_record **ret, size_t *ret_n, struct err *err);
+
+/* ---- history ---- */
+
+/* The query side of the execution history (catalog/history.c), for the
+ * auditors' API: filters, keyset pages newest first, export in batches,
+ * statistics, and the tamper-evident chain.
+ *
+ * Every execution that becomes final (any status but queued and running)
+ * joins the audit chain in the transaction that makes it final:
+ * chain_seq = the head's + 1 and chain_hash = hex sha256(previous
+ * chain_hash || canonical serialisation of the row), the serialisation
+ * covering every audited field, the sha256 of code, stdout and stderr and the
+ * file manifest (README.md, "History and audit", has it byte for byte). A
+ * final row is sealed: finishing it again is refused (ERR_CONFLICT) unless it
+ * is still the newest link, which is then recomputed in place. */
+
+struct history_filter {
+    const char *environment;     /* NULL: any */
+    int64_t environment_version; /* 0: any; needs environment */
+    int status;                  /* an enum exec_status, -1: any */
+    const char *principal;       /* NULL: any */
+    const char *code_sha256;     /* NULL: any; 64 lower-case hex */
+    const char *text;            /* NULL: any; whitespace-separated words that must all
+                                  * occur in the code (letters and digits; '.', '_' and
+                                  * other punctuation separate words) */
+    bool has_since, has_until;
+    int64_t since, until;        /* recorded_at in [since, until) */
+};
+
+/* One execution as the history shows it. List items carry no code, stdout,
+ * stderr or files (NULL, 0); catalog_history_get fills everything. */
+struct history_item {
+    struct execution_record rec;
+    int64_t seq;         /* insertion order: the key of pages */
+    int64_t recorded_at; /* start (or queue) time, never decreasing with seq */
+    int64_t chain_seq;   /* 0 while not final */
+    char chain_hash[65]; /* "" while not final */
+};
+/* Free the strings and zero *it; NULL is fine. */
+void history_item_release(struct history_item *it);
+/* Release @n items and free the array; NULL is fine. */
+void history_items_free(struct history_item *items, size_t n);
+
+/* Executions matching @f with seq < @before_seq (0: no bound), newest
+ * (highest seq) first, at most @limit. *ret (NULL when none) belongs to the
+ * caller: history_items_free(*ret, *ret_n). ERR_INVALID when @f is not
+ * consistent (a version without environment, an unknown status). */
+int catalog_history_list(struct catalog *cat, const struct history_filter *f, int64_t before_seq,
+                         size_t limit, struct history_item **ret, size_t *ret_n, struct err *err);
+/* Fill *ret with execution @id, its code, output and file manifest;
+ * ERR_NOT_FOUND. */
+int catalog_history_get(struct catalog *cat, const char *id, struct history_item *ret,
+                        struct err *err);
+
+/* A streaming read of every execution matching a filter, newest first, in
+ * keyset batches, on a read-only connection of its own (so writers go on);
+ * for a catalog in memory, on the shared connection a batch at a time. One
+ * thread at a time; rows inserted meanwhile are newer and not visited. */
+struct history_export;
+/* @f is copied. *ret belongs to the caller: catalog_history_export_close(). */
+int catalog_history_export_open(struct catalog *cat, const struct history_filter *f,
+                                struct history_export **ret, struct err *err);
+/* The next at most @max items (list items); *ret_n 0 at the end. As
+ * catalog_history_list for *ret. */
+int catalog_history_export_next(struct history_export *x, size_t max, struct history_item **ret,
+                                size_t *ret_n, struct err *err);
+void catalog_history_export_close(struct history_export *x); /* NULL is fine */
+
+enum history_group { HISTORY_GROUP_ENVIRONMENT = 0, HISTORY_GROUP_STATUS, HISTORY_GROUP_DAY };
+
+/* Statistics of one group. Percentiles are nearest-rank over the rows that
+ * have a duration; -1 when none has. */
+struct history_stat {
+    char *key;          /* environment (NULL: the default image), status name, or
+                         * "YYYY-MM-DD" (UTC day of recorded_at) */
+    int64_t count;      /* executions */
+    int64_t timed;      /* of which with a duration */
+    int64_t total_ms;   /* sum of their durations */
+    int64_t p50_ms, p95_ms;
+};
+void history_stats_free(struct history_stat *stats, size_t n); /* NULL is fine */
+/* Group the executions matching @f by @group (ordered by key; NULL first),
+ * and *ret_all over all of them (its key NULL). Reads on a connection of its
+ * own as the export does. *ret belongs to the caller: history_stats_free(). */
+int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
+                          enum history_group group, struct history_stat **ret, size_t *ret_n,
+                          struct history_stat *ret_all, struct err *err);
+
+struct history_verify {
+    bool ok;
+    int64_t count;             /* links checked (after the checkpoint) */
+    int64_t head_seq;          /* the newest link: its chain_seq and hash */
+    char head_hash[65];
+    bool has_checkpoint;       /* a prune cut the chain: verify starts after it */
+    int64_t checkpoint_seq, checkpoint_before, checkpoint_at, checkpoint_pruned;
+    char checkpoint_hash[65];
+    /* When !ok: the first execution, in chain order, whose link does not hold
+     * ("" when the break names no row, as when the newest links are gone),
+     * its chain_seq (0 then) and why. */
+    char first_bad_id[64];
+    int64_t first_bad_seq;
+    char reason[200];
+};
+
+/* Walk the chain from the newest checkpoint (or the start) to the head and
+ * fill *ret: ok, or the first link that does not hold: an edited field
+ * (recomputed hash differs, or the code does not match its code_sha256), a
+ * missing or moved row (chain_seq out of sequence), rows gone from the end
+ * (the head is not reached), rows beyond the head, or final rows outside the
+ * chain. A broken chain is a successful call with ret->ok false. Reads on
+ * connections of its own, with up to two threads. */
+int catalog_history_verify(struct catalog *cat, struct history_verify *ret, struct err *err);
+/* The same on the catalog file @path opened read-only (an auditor's copy;
+ * it is neither migrated nor written). ERR_UNAVAILABLE when it cannot be
+ * opened, ERR_INVALID when it has no audit chain (schema before 4). */
+int catalog_history_verify_file(const char *path, struct history_verify *ret, struct err *err);
+
+struct history_prune {
+    int64_t pruned;          /* executions deleted */
+    int64_t checkpoint_seq;  /* the chain's cut: the last link deleted (0: none ever) */
+    char checkpoint_hash[65];
+};
+/* Delete the oldest links of the chain whose executions finished before
+ * @before (stopping at the first that did not: the cut is a prefix of the
+ * chain), with their files, in transactions of at most 10000 rows, and
+ * record the cut as a checkpoint. Executions still queued or running stay. */
+int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
+                          struct history_prune *ret, struct err *err);
+
+/* For benchmarks and tests: insert @n final executions (status, outcome,
+ * input and output files from each record) in one transaction, each joining
+ * the chain in order. ERR_INVALID when one is not final. */
+int catalog_history_seed(struct catalog *cat, const struct execution_record *recs, size_t n,
+                         struct err *err);
+
 #endif

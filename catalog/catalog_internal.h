@@ -170,4 +170,34 @@ static inline int tx_commit(struct catalog *cat, struct err *err)
     return 0;
 }
 
+/* ---- history (catalog/history.c) ---- */
+
+struct buf;
+struct history_filter;
+
+/* Inside the write transaction that made execution @seq final (or changed
+ * it): join it to the audit chain (chain_seq = head + 1), or recompute its
+ * link in place when it is the head already. Nothing when it is not final
+ * and not chained. ERR_CONFLICT when it is chained but not the head (or no
+ * longer final): sealed rows do not change. */
+int history_chain_tx(struct catalog *cat, int64_t seq, struct err *err);
+/* Inside a write transaction: chain every final execution not yet in the
+ * chain, in seq order (those start-up recovery just interrupted, and those
+ * finished before migration 0004). *ret_n (optional) says how many. */
+int history_chain_pending_tx(struct catalog *cat, int *ret_n, struct err *err);
+
+/* For the unit tests. The canonical serialisation of execution @seq of @db
+ * as it would be hashed at chain position @chain_seq, appended to @out. */
+int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *out,
+                      struct err *err);
+/* The SQL the query API issues for @f: HISTORY_SQL_PAGE (a page or an
+ * export batch; @cursor adds the seq bound) or HISTORY_SQL_STATS (grouped by
+ * @group), written to @out. */
+enum history_sql_kind { HISTORY_SQL_PAGE, HISTORY_SQL_STATS };
+void history_sql(const struct history_filter *f, bool cursor, int group, enum history_sql_kind kind,
+                 struct buf *out);
+/* The other statements of history.c that read or delete many rows
+ * (verify, prune), NULL-terminated, for the query plan test. */
+extern const char *const history_fixed_sql[];
+
 #endif

@@ -20,6 +20,8 @@ struct config {
     char *cors_origins;        /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
     char *labels;              /* ENVHUB_LABELS: extra container labels k=v,k=v */
     char *log_level;           /* ENVHUB_LOG_LEVEL */
+    char *tls_cert;            /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
+    char *tls_key;             /* ENVHUB_TLS_KEY: PEM key when not in the certificate file */
     int64_t default_timeout;   /* SANDBOX_TIMEOUT: seconds when a request names none */
     int64_t max_timeout;       /* ENVHUB_MAX_TIMEOUT: the largest timeout a request may ask */
     int64_t max_code_length;   /* MAX_CODE_LENGTH: bytes of code */
@@ -43,6 +45,11 @@ struct config {
     int64_t build_memory;      /* ENVHUB_BUILD_MEMORY: bytes of memory per build step */
     int64_t build_cpu_millis;  /* ENVHUB_BUILD_CPU: thousandths of a CPU per build */
     int64_t build_pids;        /* ENVHUB_BUILD_PIDS: processes of a build */
+    int64_t quota_runner_concurrent;  /* ENVHUB_QUOTA_RUNNER_CONCURRENT (0: none) */
+    int64_t quota_runner_per_minute;  /* ENVHUB_QUOTA_RUNNER_PER_MINUTE */
+    int64_t quota_curator_concurrent; /* ENVHUB_QUOTA_CURATOR_CONCURRENT */
+    int64_t quota_curator_per_minute; /* ENVHUB_QUOTA_CURATOR_PER_MINUTE */
+    int64_t request_timeout_ms;       /* ENVHUB_REQUEST_TIMEOUT: ms a read or write may stall */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

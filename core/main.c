@@ -36,6 +36,10 @@ static void usage(FILE *out)
             "  config                   print every setting with its current value\n"
             "  image exists REF         exit 0 when the engine has image REF, 1 when not\n"
             "  image import REF TAR     import a root filesystem tar as image REF\n"
+            "  key create --name NAME --role admin|curator|runner|auditor\n"
+            "             [--max-concurrent N] [--max-per-minute N]\n"
+            "                           make an API key (on the catalog file); prints its secret once\n"
+            "  key list | key revoke NAME\n"
             "\n"
             "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
             "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER] [--wait]\n"
@@ -200,6 +204,8 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (strcmp(cmd, "env") == 0 || strcmp(cmd, "run") == 0)
         rc = web_cli_main(&cfg, argc - 1, argv + 1);
+    else if (strcmp(cmd, "key") == 0)
+        rc = web_key_cli(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "image") == 0)
         rc = cmd_image(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -91,6 +91,16 @@ static json_t *build_json(const struct build_record *b)
                      "log_lines", (json_int_t)b->log_lines);
 }
 
+/* Who changed what; a failure to record is logged, the change stands. */
+static void record_event(struct web_request *rq, const char *action, const char *subject,
+                         const char *detail)
+{
+    struct err err = ERR_INIT;
+    if (catalog_event_add(rq->deps->catalog, time_now_ms(), rq->principal, action, subject, detail,
+                          &err) < 0)
+        log_warn("web: cannot record %s of '%s', ignoring: %s", action, subject, err.msg);
+}
+
 /* A string member: absent or null -> @def; another type -> 422 naming it. */
 static int get_string(json_t *doc, const char *field, bool required, const char **ret,
                       struct err *err)
@@ -158,6 +168,7 @@ void api_env_create(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
+    record_event(rq, "environment.create", env.name, env.definition ? env.definition : "");
     web_reply_json(rq, 200, web_env_json(&env));
 }
 
@@ -206,6 +217,7 @@ void api_env_delete(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
+    record_event(rq, "environment.delete", rq->params[0], "");
     _cleanup_free_ char *msg = xasprintf("环境 '%s' 已删除", rq->params[0]);
     web_reply_json(rq, 200, json_pack("{s:s}", "message", msg));
 }
@@ -232,6 +244,8 @@ void api_env_rebuild(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
+    _cleanup_free_ char *detail = xasprintf("version %lld", (long long)build.version);
+    record_event(rq, "environment.rebuild", build.environment, detail);
     web_reply_json(rq, 202, build_json(&build));
 }
 

@@ -71,7 +71,13 @@ static void execute(struct web_request *rq, bool environment_required)
         .principal = rq->principal,
         .client_addr = rq->client_addr,
     };
-    if (executor_run(rq->deps->executor, &job, &res, &err) < 0) {
+    if (web_quota_enter(rq->auth, rq, &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    int rc = executor_run(rq->deps->executor, &job, &res, &err);
+    web_quota_leave(rq->auth, rq);
+    if (rc < 0) {
         web_reply_err(rq, &err);
         return;
     }

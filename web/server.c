@@ -6,12 +6,16 @@
  * from Content-Length before anything is read. civetweb's own file serving,
  * directory listing and CORS defaults are off. */
 #include <civetweb.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/cleanup.h"
@@ -29,6 +33,8 @@
 struct web {
     struct web_deps deps;
     struct mg_context *ctx;
+    struct auth *auth;
+    char *tls_joined; /* the private key+certificate file we made, removed at stop */
 };
 
 int web_status_for_err(enum err_code code)
@@ -65,6 +71,8 @@ static void send_bytes(struct web_request *rq, int status, const char *content_t
                        const char *extra_headers, const char *body, size_t len)
 {
     rq->status = status;
+    if (!extra_headers)
+        extra_headers = rq->extra_headers;
     mg_printf(rq->conn,
               "HTTP/1.1 %d %s\r\n"
               "Content-Type: %s\r\n"
@@ -127,7 +135,9 @@ void web_reply_err(struct web_request *rq, const struct err *err)
     if (status >= 500)
         log_warn("web: request_id=%s %s %s: %s", rq->request_id, rq->method, rq->path, err->msg);
     _cleanup_free_ char *clean = utf8_sanitize(err->msg, strlen(err->msg), NULL);
-    reply_detail_status(rq, status, err->code == ERR_BUSY ? "Retry-After: 1\r\n" : NULL, clean);
+    char retry[40];
+    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", rq->retry_after > 0 ? rq->retry_after : 1);
+    reply_detail_status(rq, status, err->code == ERR_BUSY ? retry : NULL, clean);
 }
 
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err)
@@ -237,23 +247,28 @@ static bool gate(struct web_request *rq)
 struct route {
     const char *method;
     const char *pattern; /* "/environments/{}": {} matches one segment */
+    enum perm perm;
     void (*handler)(struct web_request *rq);
 };
 
 static const struct route routes[] = {
-    {"POST", "/execute", api_execute},
-    {"POST", "/execute-with-environment", api_execute_with_environment},
-    {"GET", "/health", api_health},
-    {"POST", "/environments", api_env_create},
-    {"GET", "/environments", api_env_list},
-    {"GET", "/environments/{}", api_env_get},
-    {"DELETE", "/environments/{}", api_env_delete},
-    {"POST", "/environments/{}/rebuild", api_env_rebuild},
-    {"GET", "/environments/{}/builds", api_env_builds},
-    {"GET", "/environments/{}/builds/{}", api_build_get},
-    {"GET", "/environments/{}/builds/{}/log", api_build_log},
-    {"GET", "/environments/{}/logs", api_env_log},
-    {"GET", "/environments/{}/packages", api_env_packages},
+    {"POST", "/execute", PERM_RUN, api_execute},
+    {"POST", "/execute-with-environment", PERM_RUN, api_execute_with_environment},
+    {"GET", "/health", PERM_PUBLIC, api_health},
+    {"POST", "/environments", PERM_ENV_WRITE, api_env_create},
+    {"GET", "/environments", PERM_ENV_READ, api_env_list},
+    {"GET", "/environments/{}", PERM_ENV_READ, api_env_get},
+    {"DELETE", "/environments/{}", PERM_ENV_WRITE, api_env_delete},
+    {"POST", "/environments/{}/rebuild", PERM_ENV_WRITE, api_env_rebuild},
+    {"GET", "/environments/{}/builds", PERM_ENV_READ, api_env_builds},
+    {"GET", "/environments/{}/builds/{}", PERM_ENV_READ, api_build_get},
+    {"GET", "/environments/{}/builds/{}/log", PERM_ENV_READ, api_build_log},
+    {"GET", "/environments/{}/logs", PERM_ENV_READ, api_env_log},
+    {"GET", "/environments/{}/packages", PERM_ENV_READ, api_env_packages},
+    {"POST", "/keys", PERM_KEYS, api_keys_create},
+    {"GET", "/keys", PERM_KEYS, api_keys_list},
+    {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke},
+    {"GET", "/events", PERM_AUDIT, api_events},
 };
 
 #define WEB_MAX_PARAMS 4
@@ -309,6 +324,9 @@ static int handle(struct mg_connection *conn, void *cbdata)
         .query = ri->query_string,
         .client_addr = ri->remote_addr,
         .principal = ri->remote_addr,
+        .auth = w->auth,
+        .key_max_concurrent = -1,
+        .key_max_per_minute = -1,
     };
     char *params[WEB_MAX_PARAMS] = {0};
     size_t n_params = 0;
@@ -333,7 +351,8 @@ static int handle(struct mg_connection *conn, void *cbdata)
             for (size_t i = 0; i < n_params; i++)
                 rq.params[i] = params[i];
             rq.n_params = n_params;
-            found->handler(&rq);
+            if (web_authorize(w->auth, &rq, found->perm))
+                found->handler(&rq);
         } else if (path_known) {
             web_reply_detail(&rq, 405, "method %s is not allowed on %s", rq.method, rq.path);
         } else {
@@ -342,8 +361,9 @@ static int handle(struct mg_connection *conn, void *cbdata)
     }
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
-    log_info("web: request id=%s method=%s path=%s status=%d ms=%lld client=%s", rq.request_id,
-             rq.method, rq.path, rq.status, (long long)(time_mono_ms() - t0), rq.client_addr);
+    log_info("web: request id=%s method=%s path=%s status=%d ms=%lld client=%s principal=%s",
+             rq.request_id, rq.method, rq.path, rq.status, (long long)(time_mono_ms() - t0),
+             rq.client_addr, rq.principal);
     return rq.status ? rq.status : 500;
 }
 
@@ -354,38 +374,130 @@ static int log_civetweb(const struct mg_connection *conn, const char *message)
     return 1;
 }
 
+/* civetweb wants the key and the certificate in one PEM file: when they come
+ * apart, join them in a private file that lives as long as the server. */
+static char *tls_pem(const struct config *cfg, struct err *err)
+{
+    if (!cfg->tls_key[0])
+        return xstrdup(cfg->tls_cert);
+    _cleanup_free_ char *dir = xstrdup("/tmp/envhub-tls-XXXXXX");
+    if (!mkdtemp(dir)) {
+        err_errno(err, ERR_INTERNAL, errno, "cannot make a private folder for the TLS key");
+        return NULL;
+    }
+    char *path = xasprintf("%s/server.pem", dir);
+    _cleanup_close_ int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const char *parts[] = {cfg->tls_key, cfg->tls_cert};
+    for (size_t i = 0; out >= 0 && i < 2; i++) {
+        _cleanup_close_ int in = open(parts[i], O_RDONLY | O_CLOEXEC);
+        char chunk[4096];
+        ssize_t n;
+        if (in < 0) {
+            err_errno(err, ERR_INVALID, errno, "cannot read '%s'", parts[i]);
+            free(path);
+            return NULL;
+        }
+        while ((n = read(in, chunk, sizeof(chunk))) > 0)
+            if (write(out, chunk, (size_t)n) != n)
+                break;
+    }
+    if (out < 0) {
+        err_errno(err, ERR_INTERNAL, errno, "cannot write '%s'", path);
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static void remove_joined_pem(char *path)
+{
+    if (!path)
+        return;
+    unlink(path);
+    char *slash = strrchr(path, '/');
+    if (slash) {
+        *slash = '\0';
+        rmdir(path);
+    }
+    free(path);
+}
+
+/* Before civetweb loads OpenSSL: where libssl lacks SSL_get_peer_certificate
+ * (OpenSSL 3), load the shim made beside the binary (web/tls_compat.c). */
+static int tls_compat_load(struct err *err)
+{
+    void *ssl = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+    bool missing = ssl && !dlsym(ssl, "SSL_get_peer_certificate");
+    if (ssl)
+        dlclose(ssl);
+    if (!missing)
+        return 0;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return err_errno(err, ERR_INTERNAL, errno, "cannot find the envhub binary");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    _cleanup_free_ char *shim = xasprintf("%s/libenvhub-tls.so", exe);
+    if (!dlopen(shim, RTLD_NOW | RTLD_GLOBAL))
+        return err_set(err, ERR_UNAVAILABLE,
+                       "HTTPS needs '%s' beside the binary (make builds it): %s", shim, dlerror());
+    return 0;
+}
+
 int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
 {
     struct web *w = xcalloc(1, sizeof(*w));
     struct mg_callbacks callbacks = {0};
     const struct config *cfg = deps->cfg;
     int64_t threads = cfg->server_threads;
-    char threads_s[32];
+    char threads_s[32], timeout_s[32];
+    bool tls = cfg->tls_cert[0] != '\0';
+    _cleanup_free_ char *listen = xasprintf("%s%s", cfg->listen, tls ? "s" : "");
+    _cleanup_free_ char *pem = NULL;
 
+    if (tls && (tls_compat_load(err) < 0 || !(pem = tls_pem(cfg, err)))) {
+        free(w);
+        return -1;
+    }
+    if (web_auth_open(cfg, deps->catalog, &w->auth, err) < 0) {
+        free(w);
+        return -1;
+    }
     if (threads <= 0)
         threads = cfg->concurrent_limit + cfg->queue_limit + 16;
     snprintf(threads_s, sizeof(threads_s), "%lld", (long long)threads);
+    snprintf(timeout_s, sizeof(timeout_s), "%lld", (long long)cfg->request_timeout_ms);
     const char *options[] = {
-        "listening_ports", cfg->listen,
+        "listening_ports", listen,
         "num_threads", threads_s,
-        "request_timeout_ms", WEB_REQUEST_TIMEOUT_MS,
+        "request_timeout_ms", timeout_s,
         "max_request_size", WEB_MAX_HEADERS_SIZE,
         "enable_keep_alive", "yes",
         "enable_directory_listing", "no",
         "access_control_allow_origin", "",
         "decode_url", "yes",
+        tls ? "ssl_certificate" : NULL, pem,
+        tls ? "ssl_protocol_version" : NULL, "4", /* TLS 1.2 and newer */
         NULL, NULL,
     };
 
     w->deps = *deps;
+    if (tls && cfg->tls_key[0])
+        w->tls_joined = xstrdup(pem);
     callbacks.log_message = log_civetweb;
-    mg_init_library(0);
+    mg_init_library(tls ? MG_FEATURES_TLS : 0);
     w->ctx = mg_start(&callbacks, w, options);
     if (!w->ctx) {
+        web_auth_close(w->auth);
+        remove_joined_pem(w->tls_joined);
         free(w);
         mg_exit_library();
         return err_set(err, ERR_UNAVAILABLE,
-                       "cannot listen on '%s': the address is in use or not valid", cfg->listen);
+                       "cannot listen on '%s'%s: the address is in use or not valid%s",
+                       cfg->listen, tls ? " with TLS" : "",
+                       tls ? ", or the certificate cannot be loaded (see the log above)" : "");
     }
     mg_set_request_handler(w->ctx, "/", handle, w);
     *ret = w;
@@ -398,5 +510,7 @@ void web_stop(struct web *w)
         return;
     mg_stop(w->ctx);
     mg_exit_library();
+    web_auth_close(w->auth);
+    remove_joined_pem(w->tls_joined);
     free(w);
 }

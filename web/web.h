@@ -31,6 +31,9 @@ void web_stop(struct web *w);
  * (see web/cli.c). Returns the process exit status. */
 int web_cli_main(const struct config *cfg, int argc, char **argv);
 
+/* `envhub key create|list|revoke`, straight on the catalog file. */
+int web_key_cli(const struct config *cfg, int argc, char **argv);
+
 /* The HTTP status for an error code (one table for the whole API). */
 int web_status_for_err(enum err_code code);
 

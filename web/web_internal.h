@@ -12,6 +12,18 @@
 #include "web/web.h"
 
 struct mg_connection;
+struct auth;
+
+/* What a route needs; roles grant them (web_role_allows, README's table). */
+enum perm {
+    PERM_PUBLIC = 0, /* no key needed: /health, the docs */
+    PERM_ENV_READ,   /* list and read environments, builds, logs, packages */
+    PERM_RUN,        /* execute */
+    PERM_ENV_WRITE,  /* create, rebuild, delete environments */
+    PERM_HISTORY,    /* executions: all for admin/auditor, their own for the others */
+    PERM_AUDIT,      /* export, statistics, chain verification, events */
+    PERM_KEYS,       /* API keys */
+};
 
 /* One request being served. */
 struct web_request {
@@ -21,7 +33,17 @@ struct web_request {
     const char *path;          /* URL-decoded, without the query */
     const char *query;         /* raw, may be NULL */
     const char *client_addr;
-    const char *principal;     /* who calls: the client address until keys exist */
+    const char *principal;     /* who calls: the key's name, or the address in open mode */
+    char principal_buf[72];
+    char key_id[16];           /* "" in open mode */
+    enum role role;
+    bool open_mode;
+    const char *own_principal; /* non-NULL: history is limited to this principal */
+    int64_t key_max_concurrent, key_max_per_minute;
+    bool quota_held;
+    int retry_after;           /* seconds, for a 429 */
+    const char *extra_headers; /* added to the answer (e.g. WWW-Authenticate) */
+    struct auth *auth;
     char request_id[17];
     const char *params[4];     /* path parameters captured by the route */
     size_t n_params;
@@ -69,6 +91,27 @@ void web_reply_detail(struct web_request *rq, int status, const char *fmt, ...)
  * before reading. ERR_TOO_LARGE / ERR_INVALID. The caller frees *ret. */
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err);
 
+/* ---- access (auth.c) ---- */
+
+bool web_role_allows(enum role role, enum perm perm);
+bool web_listen_is_loopback(const char *listen);
+/* Refuses (ERR_FORBIDDEN) a non-loopback address while no key exists. */
+int web_auth_open(const struct config *cfg, struct catalog *cat, struct auth **ret,
+                  struct err *err);
+void web_auth_close(struct auth *a);
+/* Identify the caller and check @perm; on refusal answers 401/403 itself and
+ * returns false. Sets rq->principal, role, own_principal. */
+bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm);
+/* Count an execution against the caller's quotas; ERR_BUSY with
+ * rq->retry_after when over. web_quota_leave() when it ends. */
+int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
+void web_quota_leave(struct auth *a, struct web_request *rq);
+bool web_key_name_valid(const char *name);
+/* Make a key; *ret_secret (shown once, never stored) belongs to the caller. */
+int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t max_concurrent,
+                  int64_t max_per_minute, const char *created_by, char **ret_secret,
+                  struct err *err);
+
 /* ---- handlers ---- */
 void api_execute(struct web_request *rq);
 void api_execute_with_environment(struct web_request *rq);
@@ -83,6 +126,10 @@ void api_env_log(struct web_request *rq);
 void api_env_packages(struct web_request *rq);
 void api_build_get(struct web_request *rq);
 void api_build_log(struct web_request *rq);
+void api_keys_create(struct web_request *rq);
+void api_keys_list(struct web_request *rq);
+void api_keys_revoke(struct web_request *rq);
+void api_events(struct web_request *rq);
 
 /* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
 json_t *web_env_json(const struct env_record *env);

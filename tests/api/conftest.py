@@ -1,5 +1,6 @@
 """Fixtures: the envhub binary, a session server, a factory for servers with their own
-flags, and the removal of every container this run labelled.
+flags, an environment built once for the run, and the removal of every container and
+image this run labelled.
 
     cd tests/api && ENVHUB_BIN=/abs/build/envhub /usr/bin/python3 -m pytest -q -x -p no:cacheprovider .
 
@@ -8,6 +9,7 @@ Without a Docker engine the tests are skipped with the reason (a failure under C
 import os
 import secrets
 import shutil
+import time
 
 import pytest
 
@@ -59,6 +61,10 @@ def run_label(run_id, docker_engine):
     removed = helpers.remove_labelled_containers(label)
     if removed:
         print(f"\nremoved containers left with {label}: {removed}")
+    # the servers are stopped by now (they depend on this fixture): the environment
+    # images they built carry the label too
+    helpers.remove_labelled_images(label)
+    helpers.remove_step_images()
 
 
 _tmpdirs = []
@@ -96,11 +102,12 @@ def envhub(envhub_bin, run_id, run_label, request):
 
 @pytest.fixture
 def envhub_factory(envhub_bin, run_id, run_label):
-    """start(*flags, env=None) -> a server of its own, stopped at the end of the test."""
+    """start(*flags, env=None, db_path=None) -> a server of its own, stopped at the end of
+    the test; db_path: serve the catalog of an earlier server (a restart)."""
     servers = []
 
-    def start(*flags, env=None):
-        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env)
+    def start(*flags, env=None, db_path=None):
+        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env, db_path=db_path)
         _tmpdirs.append(server.tmpdir)
         servers.append(server)
         try:
@@ -112,6 +119,40 @@ def envhub_factory(envhub_bin, run_id, run_label):
     problems = [p for p in (_stop(s) for s in servers) if p]
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long build (deselect with -m \"not slow\")")
+
+
+# The setup script of the environment the tests share: one Debian package, so that a job
+# can `import requests` only there (the default image has no requests).
+BASIC_SCRIPT = """#!/bin/bash
+# envhub API tests: python3-requests from Debian
+apt-get update
+apt-get install -y --no-install-recommends python3-requests
+rm -rf /var/lib/apt/lists/*
+"""
+
+
+@pytest.fixture(scope="session")
+def basic_env(envhub, run_id):
+    """One environment built once for the whole run on the shared server: a dict with
+    `name`, `created` (the POST answer), `seen` (the statuses polled while it built)
+    and `env` (the ready environment)."""
+    name = f"basic-{run_id}"
+    created = helpers.create_env(envhub, name, BASIC_SCRIPT, description="API tests: requests")
+    seen = [created["status"]]
+    deadline = time.monotonic() + helpers.BUILD_WITHIN
+    while time.monotonic() < deadline:
+        status = helpers.get_env(envhub, name)["status"]
+        if seen[-1] != status:
+            seen.append(status)
+        if status != "building":
+            break
+        time.sleep(0.5)
+    env = helpers.wait_env(envhub, name, within=5)
+    return {"name": name, "created": created, "seen": seen, "env": env}
 
 
 @pytest.hookimpl(trylast=True)

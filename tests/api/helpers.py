@@ -4,6 +4,7 @@ over its unix socket, the catalog (read-only) and the shapes of POST /execute.
 The tests talk only to 127.0.0.1 and to the engine's unix socket."""
 
 import base64
+import datetime
 import hashlib
 import http.client
 import json
@@ -126,6 +127,73 @@ def describe_containers(containers):
     return [(c["Id"][:12], c.get("State"), c.get("Status"), c.get("Labels")) for c in containers]
 
 
+def labelled_images(label):
+    """Every image carrying `label` ("key=value")."""
+    filters = urllib.parse.quote(json.dumps({"label": [label]}))
+    status, body = docker_api("GET", f"/v1.41/images/json?filters={filters}")
+    assert status == 200, f"engine: list images answered {status}: {body}"
+    return body
+
+
+def remove_labelled_images(label):
+    removed = []
+    for image in labelled_images(label):
+        status, _ = docker_api("DELETE", f"/v1.41/images/{image['Id']}?force=1", timeout=60)
+        if status == 200:
+            removed.append(image["Id"][7:19])
+    return removed
+
+
+# The COPY setup.sh step of a build that failed or was cancelled stays in the engine as an
+# untagged, unlabelled image (docker build's cache); tests note those of their builds from
+# the build log and the session removes them at its end when nothing uses them.
+STEP_IMAGES = set()
+
+
+def note_step_images(log):
+    lines = [line.strip() for line in log.splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("Step ") and "COPY setup.sh" in line:
+            for after in lines[i + 1:i + 4]:
+                ref = after[len("--->"):].strip() if after.startswith("--->") else ""
+                if len(ref) == 12 and all(ch in "0123456789abcdef" for ch in ref):
+                    STEP_IMAGES.add(ref)
+                    break
+
+
+def remove_step_images():
+    """Removes the noted step images nothing uses (no force: an image in use stays)."""
+    for ref in sorted(STEP_IMAGES):
+        docker_api("DELETE", f"/v1.41/images/{ref}", timeout=60)
+    STEP_IMAGES.clear()
+
+
+def image_exists(ref):
+    """True when the engine has image `ref` (a tag or an id)."""
+    status, body = docker_api("GET", f"/v1.41/images/{urllib.parse.quote(ref, safe='')}/json")
+    assert status in (200, 404), f"engine: inspect image {ref} answered {status}: {body}"
+    return status == 200
+
+
+def image_id_of(ref):
+    status, body = docker_api("GET", f"/v1.41/images/{urllib.parse.quote(ref, safe='')}/json")
+    return body["Id"] if status == 200 else None
+
+
+def container_exists(container_id):
+    status, body = docker_api("GET", f"/v1.41/containers/{container_id}/json")
+    assert status in (200, 404), f"engine: inspect container {container_id} answered {status}: {body}"
+    return status == 200
+
+
+def build_step_containers(since):
+    """Containers created at or after `since` (epoch s) that run an environment's setup
+    script: docker build's intermediate containers (unlabelled) of envhub builds."""
+    status, body = docker_api("GET", "/v1.41/containers/json?all=1")
+    assert status == 200, f"engine: list containers answered {status}: {body}"
+    return [c for c in body if c.get("Created", 0) >= int(since) - 1 and "/envhub/setup.sh" in c.get("Command", "")]
+
+
 # ---------------------------------------------------------------- the envhub process
 
 def free_port():
@@ -154,13 +222,14 @@ def server_env():
 class EnvhubServer:
     """One `envhub serve` process on 127.0.0.1:<free port> with its own catalog file."""
 
-    def __init__(self, binary, run_id, extra_args=(), env=None):
+    def __init__(self, binary, run_id, extra_args=(), env=None, db_path=None):
         self.binary = binary
         self.run_id = run_id
         self.label = f"envhub.test={run_id}"
         self.extra_args = list(extra_args)
         self.tmpdir = tempfile.mkdtemp(prefix="envhub-api-")
-        self.db_path = os.path.join(self.tmpdir, "envhub.db")
+        # db_path: the catalog of an earlier server (a restart); else a new one of its own
+        self.db_path = db_path or os.path.join(self.tmpdir, "envhub.db")
         self.log_path = os.path.join(self.tmpdir, "envhub.log")
         self.env = server_env()
         if env:
@@ -328,3 +397,114 @@ def short(res):
     if isinstance(out.get("files"), dict):
         out["files"] = {k: f"<{len(v)} b64 chars>" for k, v in list(out["files"].items())[:20]}
     return out
+
+
+# ---------------------------------------------------------------- environments
+
+BUILD_WITHIN = 240.0  # s a basic build may take here (they take 5-15 s)
+FINAL_BUILD_STATUSES = ("ready", "failed", "cancelled")
+
+
+def create_env(server, name, setup_script, **fields):
+    """POST /environments; asserts the 200 answer (status building); returns its JSON."""
+    body = {"name": name, "setup_script": setup_script}
+    body.update(fields)
+    r = requests.post(f"{server.url}/environments", json=body, timeout=30)
+    assert r.status_code == 200, f"POST /environments {name!r} answered {r.status_code}: {r.text[:2000]}"
+    env = r.json()
+    assert env["name"] == name and env["status"] == "building", env
+    return env
+
+
+def get_env(server, name):
+    r = requests.get(f"{server.url}/environments/{name}", timeout=30)
+    assert r.status_code == 200, f"GET /environments/{name} answered {r.status_code}: {r.text[:1000]}"
+    return r.json()
+
+
+def delete_env(server, name):
+    r = requests.delete(f"{server.url}/environments/{name}", timeout=60)
+    assert r.status_code == 200, f"DELETE /environments/{name} answered {r.status_code}: {r.text[:1000]}"
+    return r.json()
+
+
+def get_build(server, name, version):
+    r = requests.get(f"{server.url}/environments/{name}/builds/{version}", timeout=30)
+    assert r.status_code == 200, f"GET builds/{version} of {name} answered {r.status_code}: {r.text[:1000]}"
+    return r.json()
+
+
+def build_log(server, name, version=None):
+    """The build log as text (the newest build without `version`); '' when there is none."""
+    path = f"/environments/{name}/builds/{version}/log" if version else f"/environments/{name}/logs"
+    try:
+        r = requests.get(server.url + path, timeout=30)
+    except requests.RequestException as e:
+        return f"<GET {path}: {e.__class__.__name__}>"
+    if r.status_code != 200:
+        return f"<GET {path} answered {r.status_code}: {r.text[:300]}>"
+    return r.text
+
+
+def log_tail(server, name, version=None, lines=40):
+    text = build_log(server, name, version)
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_env(server, name, until=("ready",), within=BUILD_WITHIN, poll=0.5):
+    """Polls GET /environments/NAME every `poll` s until its status is not `building`;
+    asserts it is one of `until`; returns the environment. A missed deadline or another
+    final status fails with the last answer and the tail of the build log."""
+    deadline = time.monotonic() + within
+    env = None
+    while True:
+        env = get_env(server, name)
+        if env["status"] != "building":
+            break
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"environment {name!r} still building after {within:.0f} s: {env}\n"
+                                 f"--- build log tail ---\n{log_tail(server, name)}")
+        time.sleep(poll)
+    assert env["status"] in until, (f"environment {name!r} ended {env['status']!r}, expected {until}: "
+                                    f"error={env.get('error')!r}\n--- build log tail ---\n"
+                                    f"{log_tail(server, name)}")
+    return env
+
+
+def wait_build(server, name, version, until=("ready",), within=BUILD_WITHIN, poll=0.5):
+    """Polls GET /environments/NAME/builds/N until the build is final; asserts its status
+    is one of `until`; returns the build."""
+    deadline = time.monotonic() + within
+    while True:
+        build = get_build(server, name, version)
+        if build["status"] in FINAL_BUILD_STATUSES:
+            break
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"build {version} of {name!r} still {build['status']} after {within:.0f} s: "
+                                 f"{build}\n--- build log tail ---\n{log_tail(server, name, version)}")
+        time.sleep(poll)
+    assert build["status"] in until, (f"build {version} of {name!r} ended {build['status']!r}, expected "
+                                      f"{until}: error={build.get('error')!r}\n--- build log tail ---\n"
+                                      f"{log_tail(server, name, version)}")
+    return build
+
+
+def wait_log_contains(server, name, text, version=None, within=60.0, poll=0.25):
+    """Polls the build log until a line contains `text`; returns the log."""
+    deadline = time.monotonic() + within
+    while True:
+        log = build_log(server, name, version)
+        if text in log:
+            return log
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the build log of {name!r} has no {text!r} after {within:.0f} s:\n"
+                                 + "\n".join(log.splitlines()[-40:]))
+        time.sleep(poll)
+
+
+def parse_iso(text):
+    """An ISO 8601 time with a zone -> aware datetime (asserts the zone)."""
+    assert isinstance(text, str), f"not a time: {text!r}"
+    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert value.tzinfo is not None, f"{text!r} has no time zone"
+    return value

@@ -1,0 +1,337 @@
+/* web/auth.c - who is calling and what they may do: API keys, roles, quotas.
+ *
+ * A key's secret reads "ehk_<id>_<random>": the id finds the row, then the
+ * sha256 of the whole secret is compared in constant time with the stored
+ * one. Secrets are never stored or logged. Revocation is read on every
+ * request, so it takes effect at once. With no active key, envhub runs in
+ * open mode (everyone is admin), but only when it listens on loopback.
+ *
+ * Quotas count per key: executions running now and executions started in the
+ * last 60 s (a sliding window); one mutex guards the table. */
+#include <civetweb.h>
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "web/web_internal.h"
+
+#include "core/banned.h"
+
+#define KEY_PREFIX "ehk_"
+#define KEY_ID_BYTES 6      /* 12 hex characters */
+#define KEY_SECRET_BYTES 24 /* 48 hex characters: 192 bits */
+#define QUOTA_WINDOW_MS 60000
+
+struct quota_entry {
+    char *principal;
+    int64_t running;
+    int64_t *starts; /* ring of start times within the window */
+    size_t n_starts, cap;
+    struct quota_entry *next;
+};
+
+struct auth {
+    const struct config *cfg;
+    struct catalog *catalog;
+    bool loopback;
+    pthread_mutex_t lock;
+    struct quota_entry *quotas;
+};
+
+/* ---- roles ---- */
+
+bool web_role_allows(enum role role, enum perm perm)
+{
+    switch (perm) {
+    case PERM_PUBLIC:
+    case PERM_ENV_READ:
+        return true;
+    case PERM_RUN:
+        return role != ROLE_AUDITOR;
+    case PERM_HISTORY: /* runners and curators: their own executions only */
+        return true;
+    case PERM_ENV_WRITE:
+        return role == ROLE_ADMIN || role == ROLE_CURATOR;
+    case PERM_AUDIT:
+        return role == ROLE_ADMIN || role == ROLE_AUDITOR;
+    case PERM_KEYS:
+        return role == ROLE_ADMIN;
+    }
+    return false;
+}
+
+bool web_listen_is_loopback(const char *listen)
+{
+    /* "127.0.0.1:8000", "localhost:8000", "[::1]:8000"; a bare port means every address */
+    if (strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
+        strncmp(listen, "[::1]:", 6) == 0)
+        return strchr(listen, ',') == NULL;
+    return false;
+}
+
+int web_auth_open(const struct config *cfg, struct catalog *cat, struct auth **ret,
+                  struct err *err)
+{
+    int64_t active = 0;
+
+    if (catalog_key_count_active(cat, &active, err) < 0)
+        return -1;
+    bool loopback = web_listen_is_loopback(cfg->listen);
+    if (active == 0 && !loopback)
+        return err_set(err, ERR_FORBIDDEN,
+                       "refusing to serve on '%s' without API keys: anyone who reaches it could "
+                       "run code; create an admin key first (envhub key create --name admin "
+                       "--role admin) or listen on 127.0.0.1",
+                       cfg->listen);
+    if (active == 0)
+        log_warn("auth: open mode: no API keys exist, so every request to %s is served without "
+                 "authentication (as admin); create a key (envhub key create) to require keys",
+                 cfg->listen);
+    else
+        log_info("auth: %lld active API keys; requests need Authorization: Bearer <key>",
+                 (long long)active);
+    struct auth *a = xcalloc(1, sizeof(*a));
+    a->cfg = cfg;
+    a->catalog = cat;
+    a->loopback = loopback;
+    pthread_mutex_init(&a->lock, NULL);
+    *ret = a;
+    return 0;
+}
+
+void web_auth_close(struct auth *a)
+{
+    if (!a)
+        return;
+    while (a->quotas) {
+        struct quota_entry *q = a->quotas;
+        a->quotas = q->next;
+        free(q->principal);
+        free(q->starts);
+        free(q);
+    }
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+/* ---- keys ---- */
+
+bool web_key_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > 64 || !isalnum((unsigned char)name[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_.@-", name[i]))
+            return false;
+    return true;
+}
+
+int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t max_concurrent,
+                  int64_t max_per_minute, const char *created_by, char **ret_secret,
+                  struct err *err)
+{
+    char id[2 * KEY_ID_BYTES + 1], random[2 * KEY_SECRET_BYTES + 1], hash[SHA256_HEX_LEN + 1];
+
+    if (!web_key_name_valid(name))
+        return err_set(err, ERR_INVALID,
+                       "name: '%.70s' is not a valid key name (1 to 64 letters, digits, '_', '.', "
+                       "'@' and '-', starting with a letter or digit)",
+                       name);
+    id_random_hex(id, KEY_ID_BYTES);
+    id_random_hex(random, KEY_SECRET_BYTES);
+    _cleanup_free_ char *secret = xasprintf(KEY_PREFIX "%s_%s", id, random);
+    sha256_hex(secret, strlen(secret), hash);
+    struct key_record k = {
+        .id = id,
+        .name = (char *)name,
+        .role = role,
+        .secret_sha256 = hash,
+        .created_at = time_now_ms(),
+        .created_by = (char *)(created_by ? created_by : ""),
+        .max_concurrent = max_concurrent,
+        .max_per_minute = max_per_minute,
+    };
+    if (catalog_key_create(cat, &k, err) < 0)
+        return -1;
+    *ret_secret = steal_ptr(secret);
+    return 0;
+}
+
+/* "Bearer ehk_<id>_<random>" -> the key, when it exists, is active and the
+ * hash matches. */
+static int authenticate(struct auth *a, const char *header, struct key_record *ret)
+{
+    struct err err = ERR_INIT;
+    static const char bearer[] = "Bearer ";
+
+    if (!header || strncasecmp(header, bearer, sizeof(bearer) - 1) != 0)
+        return -1;
+    const char *secret = header + sizeof(bearer) - 1;
+    while (*secret == ' ')
+        secret++;
+    size_t len = strlen(secret);
+    if (len != strlen(KEY_PREFIX) + 2 * KEY_ID_BYTES + 1 + 2 * KEY_SECRET_BYTES ||
+        strncmp(secret, KEY_PREFIX, strlen(KEY_PREFIX)) != 0)
+        return -1;
+    char id[2 * KEY_ID_BYTES + 1];
+    memcpy(id, secret + strlen(KEY_PREFIX), 2 * KEY_ID_BYTES);
+    id[2 * KEY_ID_BYTES] = '\0';
+    if (catalog_key_get(a->catalog, id, ret, &err) < 0)
+        return -1;
+    char hash[SHA256_HEX_LEN + 1];
+    sha256_hex(secret, len, hash);
+    bool match = strlen(ret->secret_sha256) == SHA256_HEX_LEN &&
+                 CRYPTO_memcmp(hash, ret->secret_sha256, SHA256_HEX_LEN) == 0;
+    if (!match || ret->revoked_at != 0) {
+        key_record_release(ret);
+        return -1;
+    }
+    return 0;
+}
+
+bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
+{
+    struct err err = ERR_INIT;
+    int64_t active = 0;
+    const char *header = mg_get_header(rq->conn, "Authorization");
+
+    if (perm == PERM_PUBLIC)
+        return true;
+    if (catalog_key_count_active(a->catalog, &active, &err) < 0) {
+        web_reply_err(rq, &err);
+        return false;
+    }
+    if (active == 0) {
+        if (!a->loopback) {
+            web_reply_detail(rq, 401, "no API keys exist: an administrator must create one "
+                                      "(envhub key create)");
+            return false;
+        }
+        /* open mode: loopback callers act as admin, known by their address */
+        rq->role = ROLE_ADMIN;
+        rq->open_mode = true;
+        return true;
+    }
+    struct key_record key = {0};
+    if (authenticate(a, header, &key) < 0) {
+        rq->extra_headers = "WWW-Authenticate: Bearer\r\n";
+        web_reply_detail(rq, 401,
+                         header ? "Authorization: the API key is unknown or revoked"
+                                : "Authorization: missing; send 'Authorization: Bearer <key>'");
+        return false;
+    }
+    snprintf(rq->principal_buf, sizeof(rq->principal_buf), "%s", key.name);
+    snprintf(rq->key_id, sizeof(rq->key_id), "%s", key.id);
+    rq->principal = rq->principal_buf;
+    rq->role = key.role;
+    rq->key_max_concurrent = key.max_concurrent;
+    rq->key_max_per_minute = key.max_per_minute;
+    key_record_release(&key);
+    if (!web_role_allows(rq->role, perm)) {
+        web_reply_detail(rq, 403, "role '%s' (key '%s') may not %s %s", role_name(rq->role),
+                         rq->principal, rq->method, rq->path);
+        return false;
+    }
+    /* runners and curators see their own executions only */
+    if (perm == PERM_HISTORY && (rq->role == ROLE_RUNNER || rq->role == ROLE_CURATOR))
+        rq->own_principal = rq->principal;
+    return true;
+}
+
+/* ---- quotas ---- */
+
+static void role_limits(const struct auth *a, const struct web_request *rq, int64_t *conc,
+                        int64_t *per_min)
+{
+    const struct config *c = a->cfg;
+    *conc = 0;
+    *per_min = 0;
+    if (rq->role == ROLE_RUNNER) {
+        *conc = c->quota_runner_concurrent;
+        *per_min = c->quota_runner_per_minute;
+    } else if (rq->role == ROLE_CURATOR) {
+        *conc = c->quota_curator_concurrent;
+        *per_min = c->quota_curator_per_minute;
+    }
+    if (rq->key_max_concurrent >= 0)
+        *conc = rq->key_max_concurrent;
+    if (rq->key_max_per_minute >= 0)
+        *per_min = rq->key_max_per_minute;
+}
+
+int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
+{
+    int64_t conc, per_min, now = time_mono_ms();
+
+    if (rq->open_mode || !rq->key_id[0])
+        return 0;
+    role_limits(a, rq, &conc, &per_min);
+    if (conc <= 0 && per_min <= 0)
+        return 0;
+    pthread_mutex_lock(&a->lock);
+    struct quota_entry *q = a->quotas;
+    while (q && strcmp(q->principal, rq->key_id) != 0)
+        q = q->next;
+    if (!q) {
+        q = xcalloc(1, sizeof(*q));
+        q->principal = xstrdup(rq->key_id);
+        q->next = a->quotas;
+        a->quotas = q;
+    }
+    /* drop starts that left the window */
+    size_t keep = 0;
+    for (size_t i = 0; i < q->n_starts; i++)
+        if (q->starts[i] > now - QUOTA_WINDOW_MS)
+            q->starts[keep++] = q->starts[i];
+    q->n_starts = keep;
+    if (conc > 0 && q->running >= conc) {
+        pthread_mutex_unlock(&a->lock);
+        rq->retry_after = 1;
+        return err_set(err, ERR_BUSY,
+                       "quota: key '%s' already runs %lld executions at once (its limit)",
+                       rq->principal, (long long)conc);
+    }
+    if (per_min > 0 && (int64_t)q->n_starts >= per_min) {
+        int64_t wait_ms = q->starts[0] + QUOTA_WINDOW_MS - now;
+        pthread_mutex_unlock(&a->lock);
+        rq->retry_after = (int)((wait_ms + 999) / 1000);
+        if (rq->retry_after < 1)
+            rq->retry_after = 1;
+        return err_set(err, ERR_BUSY,
+                       "quota: key '%s' started %lld executions in the last minute (its limit); "
+                       "retry in %d s",
+                       rq->principal, (long long)per_min, rq->retry_after);
+    }
+    if (q->n_starts == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 16;
+        q->starts = xrealloc(q->starts, q->cap * sizeof(*q->starts));
+    }
+    q->starts[q->n_starts++] = now;
+    q->running++;
+    rq->quota_held = true;
+    pthread_mutex_unlock(&a->lock);
+    return 0;
+}
+
+void web_quota_leave(struct auth *a, struct web_request *rq)
+{
+    if (!rq->quota_held)
+        return;
+    pthread_mutex_lock(&a->lock);
+    for (struct quota_entry *q = a->quotas; q; q = q->next)
+        if (strcmp(q->principal, rq->key_id) == 0) {
+            q->running--;
+            break;
+        }
+    pthread_mutex_unlock(&a->lock);
+    rq->quota_held = false;
+}
