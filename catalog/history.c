@@ -1892,6 +1892,9 @@ int catalog_history_seed(struct catalog *cat, const struct execution_record *rec
     struct chain_ctx c = CHAIN_CTX_INIT(cat->db);
     int rc;
 
+    /* a batch rewrites its pages several times (row, indexes, chain): a
+     * page cache that holds them all writes each page once */
+    sqlite3_exec(cat->db, "PRAGMA cache_size = -262144", NULL, NULL, NULL);
     if (tx_begin(cat, err) < 0)
         return -1;
     rc = sqlite3_prepare_v2(cat->db,

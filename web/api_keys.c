@@ -163,3 +163,25 @@ void api_events(struct web_request *rq)
     event_records_free(ev, n);
     web_reply_json(rq, 200, json_pack("{s:o, s:I}", "events", list, "total", (json_int_t)n));
 }
+
+void api_me(struct web_request *rq)
+{
+    json_t *perms = json_object();
+    static const struct {
+        const char *name;
+        enum perm perm;
+    } all[] = {
+        {"run", PERM_RUN},
+        {"environments_read", PERM_ENV_READ},
+        {"environments_write", PERM_ENV_WRITE},
+        {"history", PERM_HISTORY},
+        {"audit", PERM_AUDIT},
+        {"keys", PERM_KEYS},
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        json_object_set_new(perms, all[i].name, json_boolean(web_role_allows(rq->role, all[i].perm)));
+    web_reply_json(rq, 200,
+                   json_pack("{s:s, s:s, s:b, s:b, s:o}", "principal", rq->principal, "role",
+                             role_name(rq->role), "open_mode", rq->open_mode, "own_history_only",
+                             rq->role == ROLE_RUNNER || rq->role == ROLE_CURATOR, "can", perms));
+}

@@ -269,6 +269,7 @@ static const struct route routes[] = {
     {"GET", "/keys", PERM_KEYS, api_keys_list},
     {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke},
     {"GET", "/events", PERM_AUDIT, api_events},
+    {"GET", "/me", PERM_ENV_READ, api_me},
 };
 
 #define WEB_MAX_PARAMS 4

@@ -130,6 +130,7 @@ void api_keys_create(struct web_request *rq);
 void api_keys_list(struct web_request *rq);
 void api_keys_revoke(struct web_request *rq);
 void api_events(struct web_request *rq);
+void api_me(struct web_request *rq);
 
 /* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
 json_t *web_env_json(const struct env_record *env);

@@ -277,18 +277,23 @@ int main(int argc, char **argv)
     double step = count ? (double)(days * DAY_MS) / (double)count : 0;
     struct execution_record *recs = xcalloc((size_t)batch, sizeof(*recs));
     int rc = 0;
+    int64_t gen_ms = 0, seed_ms = 0, tmark = time_mono_ms();
     for (int64_t done = 0; done < count;) {
         size_t n = (size_t)(count - done < batch ? count - done : batch);
         for (size_t k = 0; k < n; k++) {
             int64_t i = done + (int64_t)k;
             make_record(&recs[k], i, start + (int64_t)((double)i * step), prefix);
         }
+        int64_t tg = time_mono_ms();
+        gen_ms += tg - tmark;
         if (catalog_history_seed(cat, recs, n, &err) < 0) {
             fprintf(stderr, "seed_history: %s\n", err.msg);
             rc = 1;
         }
+        seed_ms += time_mono_ms() - tg;
         for (size_t k = 0; k < n; k++)
             execution_record_release(&recs[k]);
+        tmark = time_mono_ms();
         if (rc)
             break;
         done += (int64_t)n;
@@ -300,6 +305,9 @@ int main(int argc, char **argv)
     }
     free(recs);
     catalog_close(cat);
+    if (!quiet)
+        fprintf(stderr, "seed_history: %.1f s generating, %.1f s in the catalog\n",
+                (double)gen_ms / 1000, (double)seed_ms / 1000);
     if (rc == 0) {
         double s = (double)(time_mono_ms() - t0) / 1000;
         printf("seeded %" PRId64 " executions in %.1f s (%.0f rows/s)\n", count, s,
