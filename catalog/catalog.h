@@ -138,6 +138,7 @@ struct env_record {
      * 0 and NULL when the environment has no build. */
     int64_t latest_version;
     char *latest_status; /* "queued", "building", "ready", "failed", "cancelled" */
+    char *policy;        /* JSON object: the policy of the version in service (or asked for) */
 };
 /* Free the strings and zero *env; NULL and a zeroed record are fine. */
 void env_record_release(struct env_record *env);
@@ -168,6 +169,7 @@ struct build_record {
     int64_t queued_at, started_at, finished_at; /* 0 when not yet */
     char *created_by;
     int64_t log_lines; /* filled by the get/list calls: lines in its log */
+    char *policy;      /* JSON object: limits, network, pool, recycling of this version */
 };
 /* Free the strings and zero *b; NULL and a zeroed record are fine. */
 void build_record_release(struct build_record *b);

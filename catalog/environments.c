@@ -79,6 +79,7 @@ void env_record_release(struct env_record *env)
     free(env->error);
     free(env->created_by);
     free(env->latest_status);
+    free(env->policy);
     memset(env, 0, sizeof(*env));
 }
 
@@ -106,6 +107,7 @@ void build_record_release(struct build_record *b)
     free(b->python_found);
     free(b->error);
     free(b->created_by);
+    free(b->policy);
     memset(b, 0, sizeof(*b));
 }
 
@@ -223,7 +225,7 @@ static struct package_entry *package_array_push(struct package_array *a)
 #define ENV_SELECT                                                                                 \
     "SELECT e.name, e.description, e.base_image, e.setup_script, e.python_version, e.status,"      \
     " e.version, e.image, e.image_id, e.definition, e.error, e.created_at, e.updated_at,"          \
-    " e.last_used, e.created_by, b.version, b.status"                                              \
+    " e.last_used, e.created_by, b.version, b.status, e.policy"                                    \
     " FROM environments e LEFT JOIN builds b ON b.environment = e.name"                            \
     " AND b.version = (SELECT max(version) FROM builds WHERE environment = e.name)"
 
@@ -245,6 +247,7 @@ enum {
     ENV_COL_CREATED_BY,
     ENV_COL_LATEST_VERSION,
     ENV_COL_LATEST_STATUS,
+    ENV_COL_POLICY,
 };
 
 static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *err)
@@ -272,6 +275,7 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     env->created_by = column_strdup(st, ENV_COL_CREATED_BY);
     env->latest_version = sqlite3_column_int64(st, ENV_COL_LATEST_VERSION);
     env->latest_status = column_strdup(st, ENV_COL_LATEST_STATUS);
+    env->policy = column_strdup(st, ENV_COL_POLICY);
     return 0;
 }
 
@@ -281,7 +285,7 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     "SELECT b.id, b.environment, b.version, b.status, b.base_image, b.setup_script,"               \
     " b.python_version, b.definition, b.image, b.image_id, b.base_image_id, b.python_found,"       \
     " b.cache_hit, b.error, b.queued_at, b.started_at, b.finished_at, b.created_by,"               \
-    " coalesce((SELECT max(seq) FROM build_logs WHERE build_id = b.id), 0)"                        \
+    " coalesce((SELECT max(seq) FROM build_logs WHERE build_id = b.id), 0), b.policy"              \
     " FROM builds b"
 
 enum {
@@ -304,6 +308,7 @@ enum {
     BUILD_COL_FINISHED_AT,
     BUILD_COL_CREATED_BY,
     BUILD_COL_LOG_LINES,
+    BUILD_COL_POLICY,
 };
 
 static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *err)
@@ -333,6 +338,7 @@ static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *
     b->finished_at = sqlite3_column_int64(st, BUILD_COL_FINISHED_AT); /* NULL reads 0 */
     b->created_by = column_strdup(st, BUILD_COL_CREATED_BY);
     b->log_lines = sqlite3_column_int64(st, BUILD_COL_LOG_LINES);
+    b->policy = column_strdup(st, BUILD_COL_POLICY);
     return 0;
 }
 
@@ -406,7 +412,7 @@ static int build_insert(struct catalog *cat, const char *environment, int64_t ve
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO builds (environment, version, status, base_image,"
                             " setup_script, python_version, definition, image, queued_at,"
-                            " created_by) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                            " created_by, policy) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
         bd = binder_of(st);
@@ -419,6 +425,7 @@ static int build_insert(struct catalog *cat, const char *environment, int64_t ve
         bind_text(&bd, b->image);
         bind_int64(&bd, b->queued_at);
         bind_text(&bd, b->created_by ? b->created_by : "");
+        bind_text(&bd, b->policy ? b->policy : "{}");
         rc = bd.rc;
     }
     if (rc == SQLITE_OK)
@@ -465,8 +472,8 @@ static int env_create_tx(struct catalog *cat, const struct env_record *env,
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO environments (name, description, base_image,"
                             " setup_script, python_version, status, version, created_at,"
-                            " updated_at, created_by) VALUES (?, ?, ?, ?, ?, 'building', 0, ?, ?,"
-                            " ?)",
+                            " updated_at, created_by, policy) VALUES (?, ?, ?, ?, ?, 'building', 0,"
+                            " ?, ?, ?, ?)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(ins);
@@ -478,6 +485,7 @@ static int env_create_tx(struct catalog *cat, const struct env_record *env,
         bind_int64(&b, env->created_at);
         bind_int64(&b, env->created_at);
         bind_text(&b, env->created_by ? env->created_by : "");
+        bind_text(&b, env->policy ? env->policy : "{}");
         rc = b.rc;
     }
     if (rc == SQLITE_OK)
@@ -971,9 +979,9 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE environments SET (status, version, image, image_id,"
                             " definition, base_image, setup_script, python_version, error,"
-                            " updated_at) = (SELECT 'ready', b.version, b.image, ?1,"
+                            " updated_at, policy) = (SELECT 'ready', b.version, b.image, ?1,"
                             " b.definition, b.base_image, b.setup_script, b.python_version, NULL,"
-                            " ?2 FROM builds b WHERE b.id = ?3)"
+                            " ?2, b.policy FROM builds b WHERE b.id = ?3)"
                             " WHERE name = (SELECT environment FROM builds WHERE id = ?3)"
                             " AND version < (SELECT version FROM builds WHERE id = ?3)",
                             -1, &env, NULL);

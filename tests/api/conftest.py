@@ -121,6 +121,35 @@ def envhub_factory(envhub_bin, run_id, run_label):
         pytest.fail("\n".join(problems), pytrace=False)
 
 
+@pytest.fixture(scope="module")
+def envhub_module_factory(envhub_bin, run_id, run_label, request):
+    """Like envhub_factory, but its servers live until the end of the test module (one
+    server per scenario). start(*flags, env=None, db_path=None, before_start=None,
+    scheme="http", verify=None): before_start(server) runs before the process starts, e.g.
+    to make API keys in server.db_path with the key CLI."""
+    servers = []
+
+    def start(*flags, env=None, db_path=None, before_start=None, scheme="http", verify=None):
+        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env, db_path=db_path,
+                                      scheme=scheme, verify=verify)
+        _tmpdirs.append(server.tmpdir)
+        servers.append(server)
+        if before_start:
+            before_start(server)
+        try:
+            return server.start()
+        except RuntimeError as e:
+            pytest.fail(str(e), pytrace=False)
+
+    yield start
+    problems = [p for p in (_stop(s) for s in servers) if p]
+    if problems:
+        if request.session.shouldfail or request.session.shouldstop:
+            _late_problems.extend(problems)
+        else:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a long build (deselect with -m \"not slow\")")
 

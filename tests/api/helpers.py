@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -222,8 +223,11 @@ def server_env():
 class EnvhubServer:
     """One `envhub serve` process on 127.0.0.1:<free port> with its own catalog file."""
 
-    def __init__(self, binary, run_id, extra_args=(), env=None, db_path=None):
+    def __init__(self, binary, run_id, extra_args=(), env=None, db_path=None, scheme="http", verify=None):
         self.binary = binary
+        # scheme "https" (the server got --tls-cert) and verify: the CA file requests checks it with
+        self.scheme = scheme
+        self.verify = verify
         self.run_id = run_id
         self.label = f"envhub.test={run_id}"
         self.extra_args = list(extra_args)
@@ -243,7 +247,7 @@ class EnvhubServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, ready_within=30.0):
         last_error = None
@@ -273,7 +277,8 @@ class EnvhubServer:
             if self.proc.poll() is not None:
                 return False, f"the process exited with {self.proc.returncode}"
             try:
-                r = requests.get(f"{self.url}/health", timeout=2)
+                kw = {"verify": self.verify} if self.verify is not None else {}
+                r = requests.get(f"{self.url}/health", timeout=2, **kw)
                 if r.status_code == 200:
                     return True, None
                 last = f"GET /health answered {r.status_code}: {r.text[:300]}"
@@ -508,3 +513,53 @@ def parse_iso(text):
     value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     assert value.tzinfo is not None, f"{text!r} has no time zone"
     return value
+
+
+# ---------------------------------------------------------------- API keys
+
+SECRET_RE = r"ehk_[0-9a-f]{12}_[0-9a-f]{48}"
+
+
+def key_cli(binary, db_path, *args, timeout=30):
+    """`envhub --db DB key ARGS...` -> CompletedProcess (text stdout/stderr)."""
+    return subprocess.run([binary, "--db", db_path, "key"] + [str(a) for a in args], env=server_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def create_key(binary, db_path, name, role, max_concurrent=None, max_per_minute=None):
+    """`envhub key create` on the catalog file; asserts success; returns the secret."""
+    args = ["create", "--name", name, "--role", role]
+    if max_concurrent is not None:
+        args += ["--max-concurrent", max_concurrent]
+    if max_per_minute is not None:
+        args += ["--max-per-minute", max_per_minute]
+    p = key_cli(binary, db_path, *args)
+    assert p.returncode == 0, f"key create {name} exited {p.returncode}: {p.stderr}"
+    secret = p.stdout.strip()
+    assert re.fullmatch(SECRET_RE, secret), f"key create {name} printed {p.stdout!r} (stderr {p.stderr!r})"
+    return secret
+
+
+def revoke_key(binary, db_path, name):
+    """`envhub key revoke NAME`; asserts success."""
+    p = key_cli(binary, db_path, "revoke", name)
+    assert p.returncode == 0, f"key revoke {name} exited {p.returncode}: {p.stdout} {p.stderr}"
+    return p
+
+
+def bearer(secret):
+    """Authorization header for `secret` ({} for None)."""
+    return {"Authorization": f"Bearer {secret}"} if secret is not None else {}
+
+
+def wait_log_line(server, text, within=5.0):
+    """Polls the server log until a line contains `text` (the request log line is written
+    just after the answer is sent); returns that line or None."""
+    deadline = time.monotonic() + within
+    while True:
+        for line in server.log_text().splitlines():
+            if text in line:
+                return line
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
