@@ -32,9 +32,24 @@ export ENVHUB_BIN := $(abspath $(BIN))
 MODULES    := core engine catalog builder executor web
 LIB_SRC    := $(filter-out core/main.c web/tls_compat.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 TLS_SHIM   := $(BUILD)/libenvhub-tls.so
-GEN_SRC    := $(BUILD)/gen/migrations_embedded.c
+GEN_SRC    := $(BUILD)/gen/migrations_embedded.c $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+
+# The web UI, compiled in: our pages, the OpenAPI document, and Swagger UI and
+# ReDoc from npm (versions pinned by web/ui/vendor/package-lock.json, fetched by
+# `npm ci` at build time; the running server needs no network). Templates: the
+# example setup scripts, for the UI's create form.
+UI_VENDOR_DIR := web/ui/vendor
+UI_NODE    := $(UI_VENDOR_DIR)/node_modules
+UI_STAMP   := $(UI_NODE)/.envhub-installed
+UI_VENDOR  := $(UI_NODE)/swagger-ui-dist/swagger-ui-bundle.js $(UI_NODE)/swagger-ui-dist/swagger-ui.css \
+              $(UI_NODE)/redoc/bundles/redoc.standalone.js
+UI_OWN     := $(sort $(wildcard web/ui/*.html web/ui/*.css web/ui/*.js web/ui/*.svg)) web/openapi.json
+TEMPLATES  := $(filter-out environments/bootstrap-base.sh,$(sort $(wildcard environments/*.sh)))
+E2E_DIR    := tests/e2e
+E2E_STAMP  := $(E2E_DIR)/node_modules/.envhub-installed
+CHROMIUM   ?= /usr/bin/chromium
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -44,10 +59,10 @@ INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 # Debian packages: to build and run, and to test.
 DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
               libjansson-dev libarchive-dev libcivetweb-dev libssl-dev docker.io debootstrap
-DEB_TEST   := libcmocka-dev valgrind sqlite3 python3 python3-pytest python3-requests
+DEB_TEST   := libcmocka-dev valgrind sqlite3 python3 python3-pytest python3-requests chromium
 
 .PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-history lint clean \
-        deps test-deps engine base-image check-engine
+        deps test-deps engine base-image check-engine ui e2e node-deps apt-node
 
 all: build
 build: $(BIN) $(TLS_SHIM)
@@ -71,6 +86,23 @@ $(BUILD)/%.o: %.c
 $(BUILD)/gen/migrations_embedded.c: $(MIGRATIONS) core/embed.sh
 	@mkdir -p $(dir $@)
 	sh core/embed.sh migrations_embedded $@ $(MIGRATIONS)
+
+ui: $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c
+
+$(UI_STAMP): $(UI_VENDOR_DIR)/package.json $(UI_VENDOR_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "ui: npm is missing (make deps installs it)" >&2; exit 1; }
+	cd $(UI_VENDOR_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(UI_VENDOR): $(UI_STAMP)
+
+$(BUILD)/gen/ui_embedded.c: $(UI_OWN) $(UI_STAMP) core/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/embed.sh ui_embedded $@ $(UI_OWN) $(UI_VENDOR)
+
+$(BUILD)/gen/templates_embedded.c: $(TEMPLATES) core/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/embed.sh templates_embedded $@ $(TEMPLATES)
 
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
@@ -108,8 +140,17 @@ define apt_install
 	fi
 endef
 
-deps:
+deps: node-deps
 	$(call apt_install,$(DEB_BUILD))
+
+# Node.js and npm fetch the UI's vendored bundles and run the browser tests;
+# Debian's packages only where no node is installed already.
+node-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	    $(MAKE) --no-print-directory apt-node; fi
+
+apt-node:
+	$(call apt_install,nodejs npm)
 
 test-deps: deps
 	$(call apt_install,$(DEB_TEST))
@@ -153,6 +194,7 @@ test: test-deps engine build base-image
 	$(MAKE) unit unit-valgrind
 	$(MAKE) integration
 	$(MAKE) api
+	$(MAKE) e2e
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -166,6 +208,16 @@ integration: $(INTEG_BIN)
 
 api: $(BIN) $(SEED_BIN)
 	cd tests/api && ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x -p no:cacheprovider .
+
+# The UI in Debian's chromium, driven by playwright-core (pinned in tests/e2e; it never
+# downloads a browser), against a real envhub; screenshots land in tests/e2e/screenshots/.
+$(E2E_STAMP): $(E2E_DIR)/package.json $(E2E_DIR)/package-lock.json
+	cd $(E2E_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+e2e: $(BIN) $(E2E_STAMP)
+	@test -x $(CHROMIUM) || { echo "e2e: no chromium at $(CHROMIUM) (make test-deps installs it)" >&2; exit 1; }
+	cd $(E2E_DIR) && ENVHUB_BIN=$(abspath $(BIN)) CHROMIUM=$(CHROMIUM) node --test --test-concurrency=1 *.test.mjs
 
 sanitize: test-deps engine base-image
 	$(MAKE) SANITIZE=address,undefined build unit integration

@@ -78,6 +78,7 @@ void execution_record_release(struct execution_record *rec)
     free(rec->image);
     free(rec->image_id);
     free(rec->principal);
+    free(rec->session_id);
     free(rec->client_addr);
     free(rec->code);
     free(rec->error);
@@ -323,8 +324,8 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
     int rc;
 
     rc = sqlite3_prepare_v2(cat->db,
-                            "INSERT INTO executions (" EXEC_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?,"
-                            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO executions (" EXEC_COLUMNS ", session_id) VALUES (?, ?,"
+                            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(st);
@@ -349,6 +350,7 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
         bind_int64(&b, rec->stdout_truncated);
         bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
         bind_int64(&b, rec->stderr_truncated);
+        bind_text(&b, rec->session_id);
         rc = b.rc;
     }
     if (rc == SQLITE_OK)

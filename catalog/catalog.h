@@ -68,6 +68,7 @@ struct execution_record {
     int64_t environment_version; /* 0 when no environment */
     char *image;              /* the image reference used */
     char *image_id;           /* "sha256:..." or NULL when not known */
+    char *session_id;         /* the session the call belongs to, NULL when none */
     char *principal;          /* who ran it */
     char *client_addr;
     char *code;
@@ -476,5 +477,24 @@ int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
  * the chain in order. ERR_INVALID when one is not final. */
 int catalog_history_seed(struct catalog *cat, const struct execution_record *recs, size_t n,
                          struct err *err);
+
+/* ---- sessions ---- */
+
+struct session_record {
+    char *id;
+    char *principal;
+    char *environment;   /* NULL: the default image */
+    char *image;
+    int64_t idle_timeout_s;
+    int64_t created_at;
+};
+/* A new open session. ERR_CONFLICT when the id exists. */
+int catalog_session_insert(struct catalog *cat, const struct session_record *s, struct err *err);
+/* Close session @id at @at for @reason ("deleted", "idle", ...). */
+int catalog_session_close(struct catalog *cat, const char *id, int64_t at, const char *reason,
+                          struct err *err);
+/* Start-up: every session still open was cut off; close them. */
+int catalog_sessions_close_all(struct catalog *cat, int64_t at, const char *reason, int *ret_count,
+                               struct err *err);
 
 #endif

@@ -1824,10 +1824,15 @@ int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
 
 /* ---- seeding ---- */
 
+/* recorded_at as the insert trigger computes it (0004_history.sql): the
+ * seed sets it itself, which also tells the triggers to leave the row (and
+ * its words) to the seed. */
 static int seed_one(struct catalog *cat, sqlite3_stmt *ins, sqlite3_stmt *files,
-                    struct chain_ctx *c, const struct execution_record *rec, struct err *err)
+                    struct chain_ctx *c, const struct execution_record *rec,
+                    int64_t *recorded_at, struct err *err)
 {
     struct binder b = binder_of(ins);
+    int64_t at = rec->started_at ? rec->started_at : rec->queued_at;
     int rc;
 
     if ((unsigned)rec->status > EXEC_INTERRUPTED || rec->status == EXEC_QUEUED ||
@@ -1856,6 +1861,9 @@ static int seed_one(struct catalog *cat, sqlite3_stmt *ins, sqlite3_stmt *files,
     bind_int64(&b, rec->stdout_truncated);
     bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
     bind_int64(&b, rec->stderr_truncated);
+    if (at > *recorded_at)
+        *recorded_at = at;
+    bind_int64(&b, *recorded_at);
     rc = b.rc;
     if (rc == SQLITE_OK)
         rc = sqlite3_step(ins);
@@ -1889,7 +1897,9 @@ int catalog_history_seed(struct catalog *cat, const struct execution_record *rec
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *ins = NULL;
     _cleanup_(stmt_finalizep) sqlite3_stmt *files = NULL;
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     struct chain_ctx c = CHAIN_CTX_INIT(cat->db);
+    int64_t recorded_at = 0, first_seq = 0;
     int rc;
 
     /* a batch rewrites its pages several times (row, indexes, chain): a
@@ -1901,27 +1911,54 @@ int catalog_history_seed(struct catalog *cat, const struct execution_record *rec
                             "INSERT INTO executions (id, environment, environment_version, image,"
                             " image_id, principal, client_addr, code, code_sha256, timeout_s,"
                             " status, exit_code, error, queued_at, started_at, finished_at,"
-                            " duration_ms, stdout, stdout_truncated, stderr, stderr_truncated)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                            " ?)",
+                            " duration_ms, stdout, stdout_truncated, stderr, stderr_truncated,"
+                            " recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                            " ?, ?, ?, ?, ?, ?)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(cat->db,
                                 "INSERT INTO execution_files (execution_seq, direction, path, size,"
                                 " sha256) VALUES (?, ?, ?, ?, ?)",
                                 -1, &files, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(cat->db,
+                                "SELECT coalesce(max(recorded_at), 0),"
+                                " coalesce((SELECT seq FROM sqlite_sequence"
+                                " WHERE name = 'executions'), 0) FROM executions",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        recorded_at = sqlite3_column_int64(st, 0);
+        first_seq = sqlite3_column_int64(st, 1) + 1;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     if (rc != SQLITE_OK) {
         catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot seed executions");
         tx_rollback(cat);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (seed_one(cat, ins, files, &c, &recs[i], err) < 0) {
+        if (seed_one(cat, ins, files, &c, &recs[i], &recorded_at, err) < 0) {
             chain_ctx_release(&c);
             tx_rollback(cat);
             return -1;
         }
     }
     chain_ctx_release(&c);
+    /* the batch's words in one statement (see seed_one) */
+    rc = sqlite3_prepare_v2(cat->db,
+                            "INSERT INTO executions_fts (rowid, code) SELECT seq, code"
+                            " FROM executions WHERE seq >= ?",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 1, first_seq);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot index the code of seeded executions");
+        tx_rollback(cat);
+        return -1;
+    }
     return tx_commit(cat, err);
 }

@@ -50,6 +50,12 @@ struct config {
     int64_t quota_curator_concurrent; /* ENVHUB_QUOTA_CURATOR_CONCURRENT */
     int64_t quota_curator_per_minute; /* ENVHUB_QUOTA_CURATOR_PER_MINUTE */
     int64_t request_timeout_ms;       /* ENVHUB_REQUEST_TIMEOUT: ms a read or write may stall */
+    int64_t pool_size;         /* ENVHUB_POOL_SIZE: warm containers of the default image */
+    int64_t pool_recycle;      /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
+    int64_t session_idle_timeout;     /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
+    int64_t session_max_idle_timeout; /* ENVHUB_SESSION_MAX_IDLE_TIMEOUT: seconds */
+    int64_t sessions_per_principal;   /* ENVHUB_SESSIONS_PER_PRINCIPAL */
+    int64_t reaper_interval;          /* ENVHUB_REAPER_INTERVAL: seconds between checks at most */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

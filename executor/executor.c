@@ -22,40 +22,6 @@
 
 #include "core/banned.h"
 
-#define EXEC_SHM_SIZE (4 * 1024 * 1024)
-#define EXEC_SKIPPED_MAX 65536
-#define EXEC_USER "1000:1000"
-#define MAX_LABELS 16
-
-struct container_ref {
-    char *id;
-    struct container_ref *next;
-};
-
-struct executor {
-    const struct config *cfg;
-    struct engine *engine;
-    struct catalog *catalog;
-
-    struct engine_label labels[MAX_LABELS];
-    size_t n_labels;
-    char *label_storage; /* the extra labels' text, split in place */
-    struct engine_tmpfs tmpfs[2];
-    char *tmpfs_opts[2];
-
-    pthread_mutex_t lock; /* guards everything below */
-    pthread_cond_t slot_freed;
-    int64_t running, waiting;
-    bool stopping;
-    struct container_ref *active;  /* containers of running jobs */
-
-    pthread_cond_t removal_ready;
-    struct container_ref *removals; /* containers to remove */
-    bool removal_stop;
-    pthread_t removal_thread;
-    bool removal_started;
-};
-
 /* ---- results ---- */
 
 void job_files_free(struct job_file *files, size_t n)
@@ -83,10 +49,17 @@ void job_result_release(struct job_result *r)
 
 static void list_push(struct container_ref **list, const char *id)
 {
-    struct container_ref *c = xmalloc(sizeof(*c));
+    struct container_ref *c = xcalloc(1, sizeof(*c));
     c->id = xstrdup(id);
     c->next = *list;
     *list = c;
+}
+
+static void ref_free(struct container_ref *c)
+{
+    free(c->id);
+    free(c->image);
+    free(c);
 }
 
 static void list_remove(struct container_ref **list, const char *id)
@@ -95,14 +68,12 @@ static void list_remove(struct container_ref **list, const char *id)
         if (strcmp((*p)->id, id) == 0) {
             struct container_ref *c = *p;
             *p = c->next;
-            free(c->id);
-            free(c);
+            ref_free(c);
             return;
         }
 }
 
-/* Hand a container to the removal thread; the job does not wait for it. */
-static void container_release(struct executor *x, const char *id)
+void exec_container_release(struct executor *x, const char *id)
 {
     pthread_mutex_lock(&x->lock);
     list_remove(&x->active, id);
@@ -177,7 +148,7 @@ static void slot_release(struct executor *x)
     pthread_mutex_unlock(&x->lock);
 }
 
-static bool executor_stopping(struct executor *x)
+bool exec_stopping(struct executor *x)
 {
     pthread_mutex_lock(&x->lock);
     bool s = x->stopping;
@@ -193,89 +164,23 @@ void executor_stats(struct executor *x, struct executor_stats *ret)
     pthread_mutex_unlock(&x->lock);
 }
 
-/* ---- output capture ---- */
-
-struct capture {
-    struct buf out, err;
-    bool out_truncated, err_truncated;
-};
-
-static int capture_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
+int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, size_t len)
 {
-    struct capture *c = ctx;
-    bool is_err = stream == ENGINE_STDERR;
-    struct buf *b = is_err ? &c->err : &c->out;
-
-    /* keep the first bytes up to the cap, drain the rest so the job is not blocked */
-    if (buf_append_upto(b, data, len) < len) {
-        if (is_err)
-            c->err_truncated = true;
-        else
-            c->out_truncated = true;
-    }
-    return 0;
-}
-
-struct collect {
-    struct buf tar, skipped;
-    bool truncated;
-};
-
-static int collect_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
-{
-    struct collect *c = ctx;
-
-    if (stream == ENGINE_STDERR) {
-        (void)buf_append_upto(&c->skipped, data, len);
+    struct buf *b = ctx;
+    if (stream != ENGINE_STDOUT)
         return 0;
-    }
-    if (buf_append_upto(&c->tar, data, len) < len) {
-        /* whatever sizes the headers claim, never read past the cap */
-        c->truncated = true;
-        return -1;
-    }
-    return 0;
+    /* stop reading at the cap, whatever the stream claims */
+    return buf_append_upto(b, data, len) < len ? -1 : 0;
 }
 
-/* The collect script's reports on stderr, each ended by NUL: "envhub-oom N"
- * (the memory cgroup's OOM kills) and "envhub-skip SIZE PATH" (files over the
- * size limit). Returns N. */
-static int64_t parse_skipped(const struct buf *b, size_t max_file_size, char ***skipped)
-{
-    const char *p = buf_str(b), *end = p + b->len;
-    static const char tag[] = "envhub-skip ";
-    static const char oom_tag[] = "envhub-oom ";
-    int64_t oom_kills = 0;
+/* ---- the sandbox ---- */
 
-    while (p < end) {
-        size_t len = strnlen(p, (size_t)(end - p));
-        if (len > sizeof(tag) - 1 && strncmp(p, tag, sizeof(tag) - 1) == 0) {
-            const char *rest = p + sizeof(tag) - 1;
-            const char *space = memchr(rest, ' ', len - (sizeof(tag) - 1));
-            if (space) {
-                _cleanup_free_ char *path = xstrndup(space + 1, (size_t)(p + len - space - 1));
-                _cleanup_free_ char *clean = utf8_sanitize(path, strlen(path), NULL);
-                strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)",
-                                             clean, max_file_size));
-            }
-        } else if (len > sizeof(oom_tag) - 1 && strncmp(p, oom_tag, sizeof(oom_tag) - 1) == 0) {
-            _cleanup_free_ char *num = xstrndup(p + sizeof(oom_tag) - 1, len - sizeof(oom_tag) + 1);
-            if (parse_int(num, 0, INT64_MAX, &oom_kills) < 0)
-                oom_kills = 0;
-        }
-        p += len + 1;
-    }
-    return oom_kills;
-}
-
-/* ---- one job ---- */
-
-static void build_spec(struct executor *x, const char *image, struct engine_container_spec *s)
+void exec_container_spec(struct executor *x, const char *image, struct engine_container_spec *s)
 {
     static const char *const entrypoint[] = {"sleep", NULL};
     static const char *const cmd[] = {"infinity", NULL};
     static const char *const env[] = {"HOME=/tmp", "LANG=C.UTF-8", NULL};
-    bool no_network = strcmp(x->cfg->network_mode, "none") == 0;
+    const struct config *cfg = x->cfg;
 
     memset(s, 0, sizeof(*s));
     s->image = image;
@@ -283,166 +188,54 @@ static void build_spec(struct executor *x, const char *image, struct engine_cont
     s->cmd = cmd;
     s->env = env;
     s->user = EXEC_USER;
-    s->working_dir = x->cfg->work_dir;
+    s->working_dir = cfg->work_dir;
     s->labels = x->labels;
     s->n_labels = x->n_labels;
     s->tmpfs = x->tmpfs;
     s->n_tmpfs = 2;
-    s->memory_bytes = x->cfg->memory_limit;
-    s->nano_cpus = x->cfg->cpu_millis * 1000000;
-    s->pids_limit = x->cfg->pids_limit;
+    s->memory_bytes = cfg->memory_limit;
+    s->nano_cpus = cfg->cpu_millis * 1000000;
+    s->pids_limit = cfg->pids_limit;
     s->shm_size = EXEC_SHM_SIZE;
-    s->network_mode = x->cfg->network_mode;
-    s->network_disabled = no_network;
+    s->network_mode = cfg->network_mode;
+    s->network_disabled = strcmp(cfg->network_mode, "none") == 0;
     s->read_only_rootfs = true;
     s->cap_drop_all = true;
     s->no_new_privileges = true;
     s->log_driver_none = true;
 }
 
-static const char *const job_env[] = {
-    "HOME=/tmp",
-    "LANG=C.UTF-8",
-    "PYTHONUNBUFFERED=1",
-    "PYTHONDONTWRITEBYTECODE=1",
-    "PYTHONIOENCODING=utf-8",
-    "MPLBACKEND=Agg",
-    "MPLCONFIGDIR=/tmp/.matplotlib",
-    NULL,
-};
+/* ---- metrics ---- */
 
-/* Everything between "container created" and "container handed back". */
-static void job_in_container(struct executor *x, const char *cid, const struct job_request *req,
-                             const struct buf *input_tar, struct execution_record *rec,
-                             struct job_result *res)
+static const double buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+
+void exec_count(struct executor *x, const char *environment, enum exec_status status,
+                double seconds)
 {
-    static const char *const run_cmd[] = {
-        "/bin/sh", "-c", "tar -x -f - && exec python3 " EXEC_CODE_NAME, NULL};
-    struct capture cap = {.out = BUF_INIT((size_t)x->cfg->output_limit),
-                          .err = BUF_INIT((size_t)x->cfg->output_limit)};
-    struct engine_exec_result run = {0};
-    struct engine_container_state state = {0};
-    struct err err = ERR_INIT;
-    int64_t t0, t1, oom_kills = 0;
-
-    int64_t t_start = time_mono_ms(), t_collect = 0;
-    if (engine_container_start(x->engine, cid, &err) < 0)
-        goto engine_failed;
-
-    struct engine_exec_spec spec = {
-        .cmd = run_cmd,
-        .env = job_env,
-        .user = EXEC_USER,
-        .working_dir = x->cfg->work_dir,
-        .stdin_data = input_tar->data,
-        .stdin_len = input_tar->len,
-        .output = capture_output,
-        .output_ctx = &cap,
-    };
-    t0 = time_mono_ms();
-    spec.deadline_ms = t0 + req->timeout_s * 1000;
-    if (engine_exec(x->engine, cid, &spec, &run, &err) < 0)
-        goto engine_failed;
-    t1 = time_mono_ms();
-    res->execution_time = (double)(t1 - t0) / 1000.0;
-    rec->duration_ms = t1 - t0;
-
-    if (run.timed_out) {
-        struct err kerr = ERR_INIT;
-        if (engine_container_kill(x->engine, cid, &kerr) < 0)
-            log_warn("executor: cannot kill container '%.12s' of %s, ignoring: %s", cid, res->id,
-                     kerr.msg);
-        res->status = EXEC_TIMEOUT;
-        res->error = xasprintf("代码执行超时(%lld秒)", (long long)req->timeout_s);
-    } else {
-        res->exit_code = run.exit_code;
-        if (engine_container_inspect(x->engine, cid, &state, &err) < 0)
-            goto engine_failed;
-        if (state.image_id[0]) {
-            free(rec->image_id);
-            rec->image_id = xstrdup(state.image_id);
-        }
-        res->status = run.exit_code == 0 ? EXEC_SUCCEEDED : EXEC_FAILED;
+    const char *env = environment ? environment : "";
+    pthread_mutex_lock(&x->lock);
+    struct exec_counter *c = x->counters;
+    while (c && strcmp(c->environment, env) != 0)
+        c = c->next;
+    if (!c) {
+        c = xcalloc(1, sizeof(*c));
+        c->environment = xstrdup(env);
+        c->next = x->counters;
+        x->counters = c;
     }
-    if (executor_stopping(x) && res->status != EXEC_SUCCEEDED) {
-        res->status = EXEC_INTERRUPTED;
-        free(res->error);
-        res->error = xstrdup("the job was interrupted: envhub is shutting down");
+    if ((unsigned)status <= EXEC_INTERRUPTED)
+        c->by_status[status]++;
+    if (seconds >= 0) {
+        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++)
+            if (seconds <= buckets[i])
+                c->duration_buckets[i]++;
+        c->duration_sum += seconds;
+        c->duration_count++;
     }
-
-    /* Output files, unless the container is gone (timeout, shutdown). */
-    if (res->status != EXEC_TIMEOUT && res->status != EXEC_INTERRUPTED && state.running) {
-        /* The engine's OOMKilled flag is not set on every kernel (cgroup v1 events), so
-         * the memory cgroup's own oom_kill counter, read from inside, decides. */
-        _cleanup_free_ char *script = xasprintf(
-            "n=0; for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; "
-            "do [ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && n=$v; done < $f; done; "
-            "printf 'envhub-oom %%s\\0' \"$n\" >&2; "
-            "find . -path ./" EXEC_CODE_NAME " -prune -o -type f \\( -size -%lldc -print0 -o "
-            "-fprintf /dev/stderr 'envhub-skip %%s %%P\\0' \\) | "
-            "tar --null --no-recursion -T - -c -f -",
-            (long long)x->cfg->max_file_size + 1);
-        const char *collect_cmd[] = {"/bin/sh", "-c", script, NULL};
-        struct collect col = {
-            .tar = BUF_INIT((size_t)x->cfg->output_files_limit + 1024 * 1024),
-            .skipped = BUF_INIT(EXEC_SKIPPED_MAX),
-        };
-        struct engine_exec_spec cspec = {
-            .cmd = collect_cmd,
-            .env = job_env,
-            .user = EXEC_USER,
-            .working_dir = x->cfg->work_dir,
-            .output = collect_output,
-            .output_ctx = &col,
-            .deadline_ms = time_mono_ms() + 30000,
-        };
-        struct engine_exec_result cres = {0};
-        t_collect = time_mono_ms();
-        struct tar_out_limits limits = {.max_file_size = (size_t)x->cfg->max_file_size,
-                                        .max_total = (size_t)x->cfg->output_files_limit};
-        if (engine_exec(x->engine, cid, &cspec, &cres, &err) < 0) {
-            log_warn("executor: cannot collect the output files of %s: %s", res->id, err.msg);
-            strv_push(&res->files_skipped, xasprintf("*: cannot read the workspace: %s", err.msg));
-        } else {
-            oom_kills = parse_skipped(&col.skipped, limits.max_file_size, &res->files_skipped);
-            if (cres.timed_out)
-                strv_push(&res->files_skipped,
-                          xstrdup("*: reading the workspace took longer than 30 s"));
-            exec_tar_outputs(col.tar.data, col.tar.len, col.truncated, &limits, &res->files,
-                             &res->n_files, &res->files_skipped, &err);
-        }
-        buf_release(&col.tar);
-        buf_release(&col.skipped);
-    }
-    log_debug("executor: job %s start=%lldms run=%lldms collect=%lldms", res->id,
-              (long long)(t0 - t_start), (long long)(t1 - t0),
-              (long long)(t_collect ? time_mono_ms() - t_collect : 0));
-    if (res->status != EXEC_TIMEOUT && res->status != EXEC_INTERRUPTED &&
-        (state.oom_killed || oom_kills > 0)) {
-        res->status = EXEC_OOM;
-        free(res->error);
-        res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
-                               "memory limit of %lld bytes)",
-                               res->exit_code, (long long)x->cfg->memory_limit);
-    } else if (res->status == EXEC_FAILED) {
-        res->error = xasprintf("代码执行失败，退出码: %d", res->exit_code);
-    }
-    goto done;
-
-engine_failed:
-    res->status = executor_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
-    res->error = xasprintf("envhub could not run the job: %s", err.msg);
-    log_error("executor: job %s: %s", res->id, err.msg);
-done:
-    res->stdout_text = utf8_sanitize(buf_str(&cap.out), cap.out.len, &res->stdout_len);
-    res->stderr_text = utf8_sanitize(buf_str(&cap.err), cap.err.len, &res->stderr_len);
-    res->stdout_truncated = cap.out_truncated;
-    res->stderr_truncated = cap.err_truncated;
-    buf_release(&cap.out);
-    buf_release(&cap.err);
+    pthread_mutex_unlock(&x->lock);
 }
 
-static void manifest_add(struct execution_record *rec, enum file_direction dir,
+void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
                          const struct job_file *files, size_t n)
 {
     rec->files = xrealloc(rec->files, (rec->n_files + n + 1) * sizeof(*rec->files));
@@ -455,19 +248,16 @@ static void manifest_add(struct execution_record *rec, enum file_direction dir,
     }
 }
 
-int executor_run(struct executor *x, const struct job_request *req, struct job_result *ret,
-                 struct err *err)
+/* Resolve the environment, pack the inputs, fill the execution row. */
+int exec_job_prepare(struct executor *x, const struct job_request *req, struct prepared_job *pj,
+                     struct err *err)
 {
-    _cleanup_(buf_release) struct buf input_tar = BUF_INIT((size_t)x->cfg->workspace_size);
-    _cleanup_(execution_record_release) struct execution_record rec = {0};
-    struct engine_container_spec spec;
-    struct job_result res = {0};
-    _cleanup_free_ char *cid = NULL;
     _cleanup_(env_record_release) struct env_record env = {0};
     const char *image = x->cfg->default_image;
-    struct err local = ERR_INIT;
     char hex[25];
 
+    memset(pj, 0, sizeof(*pj));
+    pj->input_tar = (struct buf)BUF_INIT((size_t)x->cfg->workspace_size);
     if (req->environment) {
         /* the version in service now; a rebuild switching meanwhile keeps this image */
         if (catalog_env_get(x->catalog, req->environment, &env, err) < 0) {
@@ -480,7 +270,9 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
                            env_status_name(env.status));
         image = env.image;
     }
-    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &input_tar, err) < 0) {
+    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj->input_tar,
+                        err) < 0) {
+        buf_release(&pj->input_tar);
         if (err->code == ERR_TOO_LARGE)
             return err_set(err, ERR_TOO_LARGE,
                            "files: the input files and code are larger than the workspace "
@@ -488,49 +280,86 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
                            (long long)x->cfg->workspace_size);
         return -1;
     }
-
+    struct execution_record *rec = &pj->rec;
     id_random_hex(hex, 12);
-    snprintf(res.id, sizeof(res.id), "ex_%s", hex);
-    res.exit_code = -1;
-    rec.id = xstrdup(res.id);
-    rec.image = xstrdup(image);
+    rec->id = xasprintf("ex_%s", hex);
+    rec->image = xstrdup(image);
     if (req->environment) {
-        rec.environment = xstrdup(req->environment);
-        rec.environment_version = env.version;
-        if (env.image_id)
-            rec.image_id = xstrdup(env.image_id);
+        rec->environment = xstrdup(req->environment);
+        rec->environment_version = env.version;
+        rec->image_id = env.image_id ? xstrdup(env.image_id) : NULL;
+    } else {
+        pthread_mutex_lock(&x->lock);
+        rec->image_id = x->default_image_id ? xstrdup(x->default_image_id) : NULL;
+        pthread_mutex_unlock(&x->lock);
     }
-    rec.principal = xstrdup(req->principal ? req->principal : "");
-    rec.client_addr = xstrdup(req->client_addr ? req->client_addr : "");
-    rec.code = xstrndup(req->code, req->code_len);
-    sha256_hex(req->code, req->code_len, rec.code_sha256);
-    rec.timeout_s = req->timeout_s;
-    rec.exit_code = -1;
-    rec.duration_ms = -1;
-    rec.queued_at = time_now_ms();
-    manifest_add(&rec, FILE_IN, req->files, req->n_files);
+    rec->principal = xstrdup(req->principal ? req->principal : "");
+    rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
+    rec->code = xstrndup(req->code, req->code_len);
+    sha256_hex(req->code, req->code_len, rec->code_sha256);
+    rec->timeout_s = req->timeout_s;
+    rec->exit_code = -1;
+    rec->duration_ms = -1;
+    rec->queued_at = time_now_ms();
+    rec->status = EXEC_QUEUED;
+    exec_manifest_add(rec, FILE_IN, req->files, req->n_files);
+    return 0;
+}
 
+void exec_job_release(struct prepared_job *pj)
+{
+    execution_record_release(&pj->rec);
+    buf_release(&pj->input_tar);
+}
+
+/* Run a prepared job to its end: a slot, a container (warm or fresh), the
+ * run, the row. @recorded: the row exists already (queued). */
+int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
+                     const struct job_io *io_extra, struct job_result *ret, struct err *err)
+{
+    struct execution_record *rec = &pj->rec;
+    struct job_result res = {0};
+    struct job_outcome out = {0};
+    _cleanup_free_ char *cid = NULL;
+    int64_t uses = 0, t_wait = time_mono_ms();
+
+    snprintf(res.id, sizeof(res.id), "%s", rec->id);
+    res.exit_code = -1;
     if (slot_acquire(x, err) < 0)
         return -1;
-    rec.status = EXEC_RUNNING;
-    rec.started_at = time_now_ms();
+    pthread_mutex_lock(&x->lock);
+    x->wait_ms_total += (uint64_t)(time_mono_ms() - t_wait);
+    x->waited_jobs++;
+    pthread_mutex_unlock(&x->lock);
+    rec->status = EXEC_RUNNING;
+    rec->started_at = time_now_ms();
     struct err touch_err = ERR_INIT;
-    if (req->environment && catalog_env_touch(x->catalog, req->environment, rec.started_at,
+    if (rec->environment && catalog_env_touch(x->catalog, rec->environment, rec->started_at,
                                               &touch_err) < 0)
-        log_warn("executor: cannot update last_used of '%s', ignoring: %s", req->environment,
+        log_warn("executor: cannot update last_used of '%s', ignoring: %s", rec->environment,
                  touch_err.msg);
-    if (catalog_execution_insert(x->catalog, &rec, err) < 0) {
+    if ((recorded ? catalog_execution_start(x->catalog, rec->id, rec->started_at, err)
+                  : catalog_execution_insert(x->catalog, rec, err)) < 0) {
         slot_release(x);
         return err_prefix(err, "cannot record execution");
     }
 
-    build_spec(x, image, &spec);
-    if (engine_container_create(x->engine, &spec, &cid, &local) < 0) {
-        res.status = EXEC_ERROR;
-        res.error = xasprintf("envhub could not run the job: %s", local.msg);
-        res.stdout_text = xstrdup("");
-        res.stderr_text = xstrdup("");
+    bool warm = false;
+    cid = exec_pool_take(x, rec->image, &uses);
+    if (cid) {
+        warm = true;
     } else {
+        struct engine_container_spec spec;
+        exec_container_spec(x, rec->image, &spec);
+        if (engine_container_create(x->engine, &spec, &cid, &out.engine_err) < 0) {
+            out.engine_failed = true;
+            res.status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
+            res.error = xasprintf("envhub could not run the job: %s", out.engine_err.msg);
+            res.stdout_text = xstrdup("");
+            res.stderr_text = xstrdup("");
+        }
+    }
+    if (cid) {
         pthread_mutex_lock(&x->lock);
         list_push(&x->active, cid);
         bool stopping = x->stopping;
@@ -540,29 +369,49 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
             res.error = xstrdup("the job was interrupted: envhub is shutting down");
             res.stdout_text = xstrdup("");
             res.stderr_text = xstrdup("");
+            exec_container_release(x, cid);
         } else {
-            job_in_container(x, cid, req, &input_tar, &rec, &res);
+            struct job_io io = {
+                .input_tar = &pj->input_tar,
+                .timeout_s = rec->timeout_s,
+                .started = warm,
+                .live = io_extra ? io_extra->live : NULL,
+                .live_ctx = io_extra ? io_extra->live_ctx : NULL,
+            };
+            job_run(x, cid, &io, &res, &out);
+            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable);
         }
-        container_release(x, cid);
     }
     slot_release(x);
+    if (out.engine_failed) {
+        pthread_mutex_lock(&x->lock);
+        x->engine_errors++;
+        pthread_mutex_unlock(&x->lock);
+    }
 
-    rec.status = res.status;
-    rec.exit_code = res.exit_code;
-    rec.error = res.error ? xstrdup(res.error) : NULL;
-    rec.finished_at = time_now_ms();
-    rec.stdout_text = xstrdup(res.stdout_text);
-    rec.stderr_text = xstrdup(res.stderr_text);
-    rec.stdout_truncated = res.stdout_truncated;
-    rec.stderr_truncated = res.stderr_truncated;
-    manifest_add(&rec, FILE_OUT, res.files, res.n_files);
-    if (catalog_execution_finish(x->catalog, &rec, err) < 0) {
+    rec->status = res.status;
+    rec->exit_code = res.exit_code;
+    rec->error = res.error ? xstrdup(res.error) : NULL;
+    rec->finished_at = time_now_ms();
+    rec->duration_ms = res.status == EXEC_ERROR ? -1 : (int64_t)(res.execution_time * 1000);
+    if (out.image_id) {
+        free(rec->image_id);
+        rec->image_id = steal_ptr(out.image_id);
+    }
+    rec->stdout_text = xstrdup(res.stdout_text);
+    rec->stderr_text = xstrdup(res.stderr_text);
+    rec->stdout_truncated = res.stdout_truncated;
+    rec->stderr_truncated = res.stderr_truncated;
+    exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
+    exec_count(x, rec->environment, res.status,
+               res.status == EXEC_ERROR ? -1 : res.execution_time);
+    if (catalog_execution_finish(x->catalog, rec, err) < 0) {
         job_result_release(&res);
-        return err_prefix(err, "cannot record the result of execution '%s'", rec.id);
+        return err_prefix(err, "cannot record the result of execution '%s'", rec->id);
     }
     if (res.status == EXEC_ERROR) {
         /* the row says what happened; the caller answers with the engine's error */
-        err_copy(err, &local);
+        err_copy(err, &out.engine_err);
         if (err->code == ERR_OK)
             err_set(err, ERR_ENGINE, "%s", res.error);
         job_result_release(&res);
@@ -570,6 +419,18 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
     }
     *ret = res;
     return 0;
+}
+
+int executor_run(struct executor *x, const struct job_request *req, struct job_result *ret,
+                 struct err *err)
+{
+    struct prepared_job pj;
+
+    if (exec_job_prepare(x, req, &pj, err) < 0)
+        return -1;
+    int rc = exec_job_execute(x, &pj, false, NULL, ret, err);
+    exec_job_release(&pj);
+    return rc;
 }
 
 /* ---- open / close ---- */
@@ -586,9 +447,9 @@ static int parse_labels(struct executor *x, struct err *err)
         char *eq = strchr(tok, '=');
         if (!eq || eq == tok)
             return err_set(err, ERR_INVALID, "ENVHUB_LABELS entry '%s' must be key=value", tok);
-        if (x->n_labels >= MAX_LABELS)
+        if (x->n_labels >= EXEC_MAX_LABELS)
             return err_set(err, ERR_INVALID, "ENVHUB_LABELS has more than %d labels",
-                           MAX_LABELS - 2);
+                           EXEC_MAX_LABELS - 2);
         *eq = '\0';
         if (strncmp(tok, "envhub.managed", 14) == 0 || strncmp(tok, "envhub.instance", 15) == 0)
             return err_set(err, ERR_INVALID, "ENVHUB_LABELS may not set '%s'", tok);
@@ -644,6 +505,8 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
                                  (long long)cfg->tmp_size, (long long)cfg->tmpfs_inodes);
     x->tmpfs[0] = (struct engine_tmpfs){cfg->work_dir, x->tmpfs_opts[0]};
     x->tmpfs[1] = (struct engine_tmpfs){"/tmp", x->tmpfs_opts[1]};
+    pthread_cond_init(&x->pool_wake, NULL);
+    pthread_cond_init(&x->reaper_wake, NULL);
 
     reap_leftovers(x);
     if (catalog_recover_executions(cat, time_now_ms(), &interrupted, err) < 0) {
@@ -658,6 +521,10 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
         return err_set(err, ERR_INTERNAL, "cannot start the container removal thread");
     }
     x->removal_started = true;
+    if (exec_pool_start(x, err) < 0 || exec_sessions_start(x, err) < 0) {
+        executor_close(x);
+        return -1;
+    }
     *ret = x;
     return 0;
 }
@@ -673,6 +540,8 @@ void executor_shutdown(struct executor *x)
     }
     x->stopping = true;
     pthread_cond_broadcast(&x->slot_freed);
+    pthread_cond_broadcast(&x->pool_wake);
+    pthread_cond_broadcast(&x->reaper_wake);
     for (struct container_ref *c = x->active; c; c = c->next)
         list_push(&kill_list, c->id);
     pthread_mutex_unlock(&x->lock);
@@ -694,6 +563,8 @@ void executor_close(struct executor *x)
     if (!x)
         return;
     executor_shutdown(x);
+    exec_pool_stop(x);     /* pooled containers go to the removal thread */
+    exec_sessions_stop(x); /* and sessions' containers */
     if (x->removal_started) {
         pthread_mutex_lock(&x->lock);
         x->removal_stop = true;
@@ -704,14 +575,32 @@ void executor_close(struct executor *x)
     while (x->active) {
         struct container_ref *c = x->active;
         x->active = c->next;
-        free(c->id);
+        ref_free(c);
+    }
+    exec_pools_free(x);
+    while (x->counters) {
+        struct exec_counter *c = x->counters;
+        x->counters = c->next;
+        free(c->environment);
         free(c);
     }
+    pthread_cond_destroy(&x->pool_wake);
+    pthread_cond_destroy(&x->reaper_wake);
     pthread_cond_destroy(&x->removal_ready);
     pthread_cond_destroy(&x->slot_freed);
     pthread_mutex_destroy(&x->lock);
     free(x->tmpfs_opts[0]);
     free(x->tmpfs_opts[1]);
     free(x->label_storage);
+    free(x->default_image_id);
     free(x);
+}
+
+void executor_pool_stats_free(struct executor_pool_stat *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        free(s[i].image);
+        free(s[i].environment);
+    }
+    free(s);
 }

@@ -87,4 +87,60 @@ struct executor_stats {
 };
 void executor_stats(struct executor *x, struct executor_stats *ret);
 
+/* ---- sessions: one container kept for a conversation ---- */
+
+struct session_info {
+    char id[32];               /* "se_" + 24 hex characters */
+    char *principal;
+    char *environment;         /* NULL: the default image */
+    int64_t environment_version;
+    char *image;
+    int64_t created_at;        /* ms since the epoch */
+    int64_t last_activity;     /* ms since the epoch */
+    int64_t idle_timeout_s;
+    int64_t calls;
+    bool busy;
+};
+void session_info_release(struct session_info *i);
+void session_infos_free(struct session_info *i, size_t n);
+
+/* Open a session for @principal in @environment (NULL: the default image);
+ * @idle_timeout_s 0 means the default. ERR_NOT_FOUND / ERR_INVALID for the
+ * environment (the seed's messages), ERR_BUSY over the per-principal limit. */
+int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
+                          const char *principal, struct session_info *ret, struct err *err);
+/* The calls below take @principal NULL for "any" (admins), else only that
+ * principal's sessions exist for them (ERR_NOT_FOUND otherwise). A session
+ * runs one call at a time (ERR_CONFLICT while busy). */
+/* Run code in the session's workspace; a timeout ends the call, not the session. */
+int executor_session_execute(struct executor *x, const char *id, const char *principal,
+                             const struct job_request *req, struct job_result *ret,
+                             struct err *err);
+/* Write @path (safe relative) in the session's workspace. */
+int executor_session_put_file(struct executor *x, const char *id, const char *principal,
+                              const char *path, const void *data, size_t len, struct err *err);
+/* Read regular file @path of the session's workspace; *ret's fields belong to the caller. */
+int executor_session_get_file(struct executor *x, const char *id, const char *principal,
+                              const char *path, struct job_file *ret, struct err *err);
+int executor_session_close(struct executor *x, const char *id, const char *principal,
+                           struct err *err);
+int executor_session_get(struct executor *x, const char *id, const char *principal,
+                         struct session_info *ret, struct err *err);
+/* Open sessions of @principal (NULL: all). */
+int executor_session_list(struct executor *x, const char *principal, struct session_info **ret,
+                          size_t *ret_n);
+
+/* Read the warm pools' targets again (an environment changed version, was
+ * created or deleted): new versions get their pool, old ones drain. */
+void executor_pool_refresh(struct executor *x);
+
+struct executor_pool_stat {
+    char *image, *environment; /* environment "" for the default image */
+    int64_t want, ready;
+    uint64_t hits, misses;
+};
+/* A snapshot of every pool; the caller frees with executor_pool_stats_free. */
+void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, size_t *ret_n);
+void executor_pool_stats_free(struct executor_pool_stat *s, size_t n);
+
 #endif

@@ -39,7 +39,12 @@ CREATE INDEX executions_code ON executions (code_sha256, seq, environment, statu
                                             recorded_at);
 CREATE UNIQUE INDEX executions_chain ON executions (chain_seq);
 
-CREATE TRIGGER executions_recorded_at AFTER INSERT ON executions
+-- A row inserted with recorded_at already set comes from
+-- catalog_history_seed, which computes it and indexes its batch's code in
+-- bulk (FTS5 flushes its pending terms at every statement: a per-row
+-- trigger costs more than the row); every other insert goes through both
+-- triggers.
+CREATE TRIGGER executions_recorded_at AFTER INSERT ON executions WHEN NEW.recorded_at IS NULL
 BEGIN
     UPDATE executions
        SET recorded_at = max(coalesce(NEW.started_at, NEW.queued_at),
@@ -53,7 +58,7 @@ END;
 CREATE VIRTUAL TABLE executions_fts USING fts5(code, content='executions', content_rowid='seq');
 INSERT INTO executions_fts (executions_fts) VALUES ('rebuild');
 
-CREATE TRIGGER executions_fts_insert AFTER INSERT ON executions
+CREATE TRIGGER executions_fts_insert AFTER INSERT ON executions WHEN NEW.recorded_at IS NULL
 BEGIN
     INSERT INTO executions_fts (rowid, code) VALUES (NEW.seq, NEW.code);
 END;

@@ -12,7 +12,7 @@
 
 #include "core/banned.h"
 
-static json_t *result_json(const struct job_result *r)
+json_t *web_result_json(const struct job_result *r)
 {
     json_t *files = json_object();
     json_t *skipped = json_array();
@@ -81,7 +81,7 @@ static void execute(struct web_request *rq, bool environment_required)
         web_reply_err(rq, &err);
         return;
     }
-    web_reply_json(rq, 200, result_json(&res));
+    web_reply_json(rq, 200, web_result_json(&res));
 }
 
 void api_execute(struct web_request *rq)

@@ -88,6 +88,12 @@ static void send_bytes(struct web_request *rq, int status, const char *content_t
         mg_write(rq->conn, body, len);
 }
 
+void web_reply_bytes(struct web_request *rq, int status, const char *content_type,
+                     const void *data, size_t len)
+{
+    send_bytes(rq, status, content_type, NULL, data, len);
+}
+
 void web_reply_json(struct web_request *rq, int status, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
@@ -208,6 +214,14 @@ static bool method_has_body(const char *m)
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
+/* JSON only where a browser could send a "simple" cross-site request (a form
+ * POST); PUT bodies are raw files, and a cross-origin PUT is always
+ * preflighted, which envhub answers with no CORS grant. */
+static bool method_needs_json(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PATCH") == 0;
+}
+
 /* Returns true when the request may go on to its handler. */
 static bool gate(struct web_request *rq)
 {
@@ -225,7 +239,7 @@ static bool gate(struct web_request *rq)
         const char *ct = mg_get_header(rq->conn, "Content-Type");
         size_t n = ct ? strcspn(ct, "; ") : 0;
         bool has_body = ri->content_length > 0 || mg_get_header(rq->conn, "Transfer-Encoding");
-        if (has_body && (!ct || n != strlen("application/json") ||
+        if (has_body && method_needs_json(rq->method) && (!ct || n != strlen("application/json") ||
                          strncasecmp(ct, "application/json", n) != 0)) {
             web_reply_detail(rq, 415,
                              "Content-Type: '%.100s' is not accepted; send application/json",
@@ -270,6 +284,19 @@ static const struct route routes[] = {
     {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke},
     {"GET", "/events", PERM_AUDIT, api_events},
     {"GET", "/me", PERM_ENV_READ, api_me},
+    {"POST", "/sessions", PERM_RUN, api_session_open},
+    {"GET", "/sessions", PERM_RUN, api_session_list},
+    {"GET", "/sessions/{}", PERM_RUN, api_session_get},
+    {"DELETE", "/sessions/{}", PERM_RUN, api_session_close},
+    {"POST", "/sessions/{}/execute", PERM_RUN, api_session_execute},
+    {"PUT", "/sessions/{}/files/{*}", PERM_RUN, api_session_put_file},
+    {"GET", "/sessions/{}/files/{*}", PERM_RUN, api_session_get_file},
+    {"GET", "/", PERM_PUBLIC, api_ui_index},
+    {"GET", "/ui/{}", PERM_PUBLIC, api_ui_asset},
+    {"GET", "/docs", PERM_PUBLIC, api_ui_docs},
+    {"GET", "/redoc", PERM_PUBLIC, api_ui_redoc},
+    {"GET", "/openapi.json", PERM_PUBLIC, api_openapi},
+    {"GET", "/templates", PERM_ENV_READ, api_templates},
 };
 
 #define WEB_MAX_PARAMS 4
@@ -280,6 +307,8 @@ static bool route_match(const char *pattern, const char *path)
     size_t n_params = 0;
 
     while (*pattern && *path) {
+        if (strncmp(pattern, "{*}", 3) == 0) /* the rest of the path, one or more segments */
+            return ++n_params <= WEB_MAX_PARAMS;
         if (pattern[0] == '{' && pattern[1] == '}') {
             size_t seg = strcspn(path, "/");
             if (seg == 0 || ++n_params > WEB_MAX_PARAMS)
@@ -301,6 +330,10 @@ static void route_capture(const char *pattern, const char *path, char **storage,
 {
     *n = 0;
     while (*pattern && *path) {
+        if (strncmp(pattern, "{*}", 3) == 0) {
+            storage[(*n)++] = xstrdup(path);
+            return;
+        }
         if (pattern[0] == '{' && pattern[1] == '}') {
             size_t seg = strcspn(path, "/");
             storage[(*n)++] = xstrndup(path, seg);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/embed.h"
 #include "core/err.h"
 #include "executor/executor.h"
 #include "web/web.h"
@@ -112,6 +113,12 @@ int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t
                   int64_t max_per_minute, const char *created_by, char **ret_secret,
                   struct err *err);
 
+/* Raw bytes with @status and @content_type. */
+void web_reply_bytes(struct web_request *rq, int status, const char *content_type,
+                     const void *data, size_t len);
+/* An execution's answer: the seed's fields plus envhub's. */
+json_t *web_result_json(const struct job_result *r);
+
 /* ---- handlers ---- */
 void api_execute(struct web_request *rq);
 void api_execute_with_environment(struct web_request *rq);
@@ -131,6 +138,26 @@ void api_keys_list(struct web_request *rq);
 void api_keys_revoke(struct web_request *rq);
 void api_events(struct web_request *rq);
 void api_me(struct web_request *rq);
+void api_session_open(struct web_request *rq);
+void api_session_list(struct web_request *rq);
+void api_session_get(struct web_request *rq);
+void api_session_close(struct web_request *rq);
+void api_session_execute(struct web_request *rq);
+void api_session_put_file(struct web_request *rq);
+void api_session_get_file(struct web_request *rq);
+/* api_ui.c: the UI, the API documentation, the setup-script templates */
+void api_ui_index(struct web_request *rq);
+void api_ui_asset(struct web_request *rq);
+void api_ui_docs(struct web_request *rq);
+void api_ui_redoc(struct web_request *rq);
+void api_openapi(struct web_request *rq);
+void api_templates(struct web_request *rq);
+
+/* Compiled in by core/embed.sh (Makefile: UI_OWN, UI_VENDOR, TEMPLATES):
+ * the UI's files, Swagger UI, ReDoc and openapi.json; the example setup
+ * scripts of environments/ but the base-image bootstrap. Found by base name. */
+extern const struct embedded_file ui_embedded[];
+extern const struct embedded_file templates_embedded[];
 
 /* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
 json_t *web_env_json(const struct env_record *env);

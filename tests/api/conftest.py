@@ -103,11 +103,13 @@ def envhub(envhub_bin, run_id, run_label, request):
 @pytest.fixture
 def envhub_factory(envhub_bin, run_id, run_label):
     """start(*flags, env=None, db_path=None) -> a server of its own, stopped at the end of
-    the test; db_path: serve the catalog of an earlier server (a restart)."""
+    the test; db_path: serve the catalog of an earlier server (a restart); scheme="https"
+    and verify=CA file for a server started with --tls-cert."""
     servers = []
 
-    def start(*flags, env=None, db_path=None):
-        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env, db_path=db_path)
+    def start(*flags, env=None, db_path=None, scheme="http", verify=None):
+        server = helpers.EnvhubServer(envhub_bin, run_id, flags, env=env, db_path=db_path,
+                                      scheme=scheme, verify=verify)
         _tmpdirs.append(server.tmpdir)
         servers.append(server)
         try:

@@ -190,6 +190,29 @@ def test_failed_rebuild_leaves_version_n_in_service_and_shows_the_failure(envhub
     assert (row["environment_version"], row["image_id"]) == (1, v1["image_id"])
 
 
+def test_invalid_rebuild_is_refused_and_changes_nothing(envhub, basic_env, run_id):
+    name = basic_env["name"]
+    before = get_env(envhub, name)
+    n_builds = len(builds_of(envhub, name))
+    for body, status, words in [
+        ({"setup_script": "apt-get update\nrm -rf /\n"}, 400, ("dangerous command",)),
+        ({"setup_script": ""}, 400, ("setup_script",)),
+        ({"setup_script": "#" * 10001}, 400, ("setup_script",)),
+        ({"setup_script": 5}, 422, ("setup_script",)),
+        ({"base_image": "Not A Reference!"}, 400, ("base_image",)),
+        ({"base_image": ["x"]}, 422, ("base_image",)),
+    ]:
+        r = rebuild(envhub, name, body)
+        assert_detail(r, status, words)
+    r = requests.post(f"{envhub.url}/environments/{name}/rebuild", data=b'{"setup_script": ',
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert_detail(r, 422, None)
+    after = get_env(envhub, name)
+    assert (after["version"], after["image_id"], after["setup_script"], after["latest_build"]) == \
+        (before["version"], before["image_id"], before["setup_script"], before["latest_build"])
+    assert len(builds_of(envhub, name)) == n_builds
+
+
 # ---------------------------------------------------------------- cache hit
 
 def test_unchanged_definition_rebuilt_is_a_cache_hit_with_no_new_image(envhub, run_id):
@@ -296,7 +319,7 @@ def test_sse_log_follow_receives_lines_before_the_build_ends(envhub, run_id):
         f"the first script line arrived only when the build was over: {while_building}"
     assert while_building["latest_build"]["status"] == "building", while_building
     # the lines came as they were written, not all at once at the end
-    assert f"tick-1" in tick_times and f"tick-{ticks}" in tick_times, sorted(tick_times)
+    assert "tick-1" in tick_times and f"tick-{ticks}" in tick_times, sorted(tick_times)
     assert tick_times[f"tick-{ticks}"] - tick_times["tick-1"] >= ticks / 2, tick_times
     assert ids == sorted(set(ids)), "event ids are not increasing"
     # every line of the stored log came, in order

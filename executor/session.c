@@ -1,0 +1,575 @@
+/* executor/session.c - sessions: one sandbox container kept for a
+ * conversation, its /workspace shared by the calls, one call at a time.
+ *
+ * A call's timeout is enforced inside the container (timeout(1) kills only
+ * that call's process), so the session survives it. The reaper thread closes
+ * sessions idle longer than their idle timeout: it sleeps until the next one
+ * is due, and never longer than ENVHUB_REAPER_INTERVAL seconds. Idle means no
+ * call in progress and none finished within the timeout. Invariant: a
+ * session's container is in `active` while the session is open, and goes to
+ * removal when it closes, on every path (delete, idle, shutdown, a call that
+ * broke it). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor_internal.h"
+
+#include "core/banned.h"
+
+#define SESSION_FILE_MAX_TAR_SLACK (1024 * 1024)
+
+struct session {
+    char id[32];
+    char *principal;
+    char *environment; /* NULL: the default image */
+    int64_t environment_version;
+    char *image;
+    char *image_id;
+    char *container_id;
+    int64_t created_at;      /* wall clock, ms */
+    int64_t last_activity;   /* monotonic, ms */
+    int64_t last_activity_wall;
+    int64_t idle_timeout_s;
+    int64_t calls;
+    bool busy;
+    struct session *next;
+};
+
+static void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    free(s->principal);
+    free(s->environment);
+    free(s->image);
+    free(s->image_id);
+    free(s->container_id);
+    free(s);
+}
+
+void session_info_release(struct session_info *i)
+{
+    if (!i)
+        return;
+    free(i->principal);
+    free(i->environment);
+    free(i->image);
+    memset(i, 0, sizeof(*i));
+}
+
+void session_infos_free(struct session_info *i, size_t n)
+{
+    for (size_t k = 0; i && k < n; k++)
+        session_info_release(&i[k]);
+    free(i);
+}
+
+static void info_of(const struct session *s, struct session_info *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    snprintf(ret->id, sizeof(ret->id), "%s", s->id);
+    ret->principal = xstrdup(s->principal);
+    ret->environment = s->environment ? xstrdup(s->environment) : NULL;
+    ret->environment_version = s->environment_version;
+    ret->image = xstrdup(s->image);
+    ret->created_at = s->created_at;
+    ret->last_activity = s->last_activity_wall;
+    ret->idle_timeout_s = s->idle_timeout_s;
+    ret->calls = s->calls;
+    ret->busy = s->busy;
+}
+
+/* Under the lock: the session @id that @principal may use (NULL: any). */
+static struct session *find_locked(struct executor *x, const char *id, const char *principal,
+                                   struct err *err)
+{
+    for (struct session *s = x->sessions; s; s = s->next)
+        if (strcmp(s->id, id) == 0) {
+            if (principal && strcmp(s->principal, principal) != 0)
+                break; /* someone else's: as if it did not exist */
+            return s;
+        }
+    err_set(err, ERR_NOT_FOUND, "session '%s' does not exist (closed, reaped or never opened)",
+            id);
+    return NULL;
+}
+
+/* Under the lock: unlink @s; its container goes to removal. */
+static void close_locked(struct executor *x, struct session *s)
+{
+    for (struct session **p = &x->sessions; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    for (struct container_ref **a = &x->active; *a; a = &(*a)->next)
+        if (strcmp((*a)->id, s->container_id) == 0) {
+            struct container_ref *c = *a;
+            *a = c->next;
+            c->next = x->removals;
+            x->removals = c;
+            pthread_cond_signal(&x->removal_ready);
+            break;
+        }
+}
+
+static void record_close(struct executor *x, const char *id, const char *reason)
+{
+    struct err err = ERR_INIT;
+    if (catalog_session_close(x->catalog, id, time_now_ms(), reason, &err) < 0)
+        log_warn("executor: cannot record the close of session '%s', ignoring: %s", id, err.msg);
+}
+
+int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
+                          const char *principal, struct session_info *ret, struct err *err)
+{
+    _cleanup_(env_record_release) struct env_record env = {0};
+    const char *image = x->cfg->default_image;
+    int64_t open = 0;
+    char hex[25];
+
+    if (idle_timeout_s <= 0)
+        idle_timeout_s = x->cfg->session_idle_timeout;
+    if (idle_timeout_s > x->cfg->session_max_idle_timeout)
+        return err_set(err, ERR_INVALID,
+                       "idle_timeout: %lld s is over the limit of %lld s "
+                       "(ENVHUB_SESSION_MAX_IDLE_TIMEOUT)",
+                       (long long)idle_timeout_s, (long long)x->cfg->session_max_idle_timeout);
+    if (environment) {
+        if (catalog_env_get(x->catalog, environment, &env, err) < 0) {
+            if (err->code == ERR_NOT_FOUND)
+                return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", environment);
+            return -1;
+        }
+        if (env.version == 0 || !env.image)
+            return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", environment,
+                           env_status_name(env.status));
+        image = env.image;
+    }
+
+    pthread_mutex_lock(&x->lock);
+    for (struct session *s = x->sessions; s; s = s->next)
+        open += strcmp(s->principal, principal) == 0;
+    bool stopping = x->stopping;
+    pthread_mutex_unlock(&x->lock);
+    if (stopping)
+        return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+    if (open >= x->cfg->sessions_per_principal)
+        return err_set(err, ERR_BUSY,
+                       "sessions: '%s' has %lld open sessions, the limit "
+                       "(ENVHUB_SESSIONS_PER_PRINCIPAL); close one first",
+                       principal, (long long)open);
+
+    /* a warm container if the pool has one, else a fresh one */
+    int64_t uses = 0;
+    _cleanup_free_ char *cid = exec_pool_take(x, image, &uses);
+    if (!cid) {
+        struct engine_container_spec spec;
+        exec_container_spec(x, image, &spec);
+        if (engine_container_create(x->engine, &spec, &cid, err) < 0)
+            return err_prefix(err, "cannot open a session");
+        if (engine_container_start(x->engine, cid, err) < 0) {
+            exec_container_release(x, cid);
+            return err_prefix(err, "cannot open a session");
+        }
+    }
+
+    struct session *s = xcalloc(1, sizeof(*s));
+    id_random_hex(hex, 12);
+    snprintf(s->id, sizeof(s->id), "se_%s", hex);
+    s->principal = xstrdup(principal);
+    s->environment = environment ? xstrdup(environment) : NULL;
+    s->environment_version = env.version;
+    s->image = xstrdup(image);
+    s->image_id = env.image_id ? xstrdup(env.image_id) : NULL;
+    s->container_id = xstrdup(cid);
+    s->created_at = time_now_ms();
+    s->last_activity = time_mono_ms();
+    s->last_activity_wall = s->created_at;
+    s->idle_timeout_s = idle_timeout_s;
+    struct session_record rec = {.id = s->id,
+                                 .principal = s->principal,
+                                 .environment = s->environment,
+                                 .image = s->image,
+                                 .idle_timeout_s = idle_timeout_s,
+                                 .created_at = s->created_at};
+    if (catalog_session_insert(x->catalog, &rec, err) < 0) {
+        exec_container_release(x, cid);
+        session_free(s);
+        return -1;
+    }
+
+    pthread_mutex_lock(&x->lock);
+    struct container_ref *a = xcalloc(1, sizeof(*a));
+    a->id = xstrdup(cid);
+    a->image = xstrdup(image);
+    a->next = x->active;
+    x->active = a;
+    s->next = x->sessions;
+    x->sessions = s;
+    info_of(s, ret);
+    pthread_cond_signal(&x->reaper_wake); /* the next expiry may be sooner */
+    pthread_mutex_unlock(&x->lock);
+    log_info("executor: session %s opened by '%s' on %s", s->id, principal, image);
+    return 0;
+}
+
+/* Take the session for one operation: busy, one at a time. */
+static struct session *session_acquire(struct executor *x, const char *id, const char *principal,
+                                       struct err *err)
+{
+    pthread_mutex_lock(&x->lock);
+    struct session *s = find_locked(x, id, principal, err);
+    if (s && s->busy) {
+        err_set(err, ERR_CONFLICT, "session '%s' is running a call; one call at a time", id);
+        s = NULL;
+    }
+    if (s) {
+        s->busy = true;
+        s->last_activity = time_mono_ms();
+        s->last_activity_wall = time_now_ms();
+    }
+    pthread_mutex_unlock(&x->lock);
+    return s;
+}
+
+static void session_release(struct executor *x, struct session *s, bool broken,
+                            const char *why)
+{
+    pthread_mutex_lock(&x->lock);
+    s->busy = false;
+    s->last_activity = time_mono_ms();
+    s->last_activity_wall = time_now_ms();
+    if (broken)
+        close_locked(x, s);
+    pthread_cond_signal(&x->reaper_wake);
+    pthread_mutex_unlock(&x->lock);
+    if (broken) {
+        log_warn("executor: session %s closed: %s", s->id, why);
+        record_close(x, s->id, why);
+        session_free(s);
+    }
+}
+
+int executor_session_execute(struct executor *x, const char *id, const char *principal,
+                             const struct job_request *req, struct job_result *ret,
+                             struct err *err)
+{
+    struct session *s = session_acquire(x, id, principal, err);
+    struct prepared_job pj = {0};
+    struct job_result res = {0};
+    struct job_outcome out = {0};
+
+    if (!s)
+        return -1;
+    struct execution_record *rec = &pj.rec;
+    pj.input_tar = (struct buf)BUF_INIT((size_t)x->cfg->workspace_size);
+    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj.input_tar, err) <
+        0) {
+        session_release(x, s, false, NULL);
+        exec_job_release(&pj);
+        return -1;
+    }
+    char hex[25];
+    id_random_hex(hex, 12);
+    rec->id = xasprintf("ex_%s", hex);
+    rec->session_id = xstrdup(s->id);
+    rec->environment = s->environment ? xstrdup(s->environment) : NULL;
+    rec->environment_version = s->environment_version;
+    rec->image = xstrdup(s->image);
+    rec->image_id = s->image_id ? xstrdup(s->image_id) : NULL;
+    rec->principal = xstrdup(req->principal ? req->principal : "");
+    rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
+    rec->code = xstrndup(req->code, req->code_len);
+    sha256_hex(req->code, req->code_len, rec->code_sha256);
+    rec->timeout_s = req->timeout_s;
+    rec->exit_code = -1;
+    rec->duration_ms = -1;
+    rec->queued_at = time_now_ms();
+    rec->started_at = rec->queued_at;
+    rec->status = EXEC_RUNNING;
+    exec_manifest_add(rec, FILE_IN, req->files, req->n_files);
+    if (catalog_execution_insert(x->catalog, rec, err) < 0) {
+        session_release(x, s, false, NULL);
+        exec_job_release(&pj);
+        return err_prefix(err, "cannot record execution");
+    }
+
+    snprintf(res.id, sizeof(res.id), "%s", rec->id);
+    struct job_io io = {
+        .input_tar = &pj.input_tar,
+        .timeout_s = req->timeout_s,
+        .session = true,
+        .started = true,
+    };
+    job_run(x, s->container_id, &io, &res, &out);
+    pthread_mutex_lock(&x->lock);
+    s->calls++;
+    pthread_mutex_unlock(&x->lock);
+    bool broken = !out.container_usable && res.status != EXEC_FAILED &&
+                  res.status != EXEC_SUCCEEDED && res.status != EXEC_OOM;
+    if (out.engine_failed)
+        broken = true;
+    session_release(x, s, broken, "its container stopped answering");
+
+    rec->status = res.status;
+    rec->exit_code = res.exit_code;
+    rec->error = res.error ? xstrdup(res.error) : NULL;
+    rec->finished_at = time_now_ms();
+    rec->duration_ms = res.status == EXEC_ERROR ? -1 : (int64_t)(res.execution_time * 1000);
+    rec->stdout_text = xstrdup(res.stdout_text);
+    rec->stderr_text = xstrdup(res.stderr_text);
+    rec->stdout_truncated = res.stdout_truncated;
+    rec->stderr_truncated = res.stderr_truncated;
+    exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
+    exec_count(x, rec->environment, res.status,
+               res.status == EXEC_ERROR ? -1 : res.execution_time);
+    int rc = catalog_execution_finish(x->catalog, rec, err);
+    exec_job_release(&pj);
+    if (rc < 0) {
+        job_result_release(&res);
+        return err_prefix(err, "cannot record the result of a session call");
+    }
+    if (res.status == EXEC_ERROR) {
+        err_copy(err, &out.engine_err);
+        job_result_release(&res);
+        return -1;
+    }
+    *ret = res;
+    return 0;
+}
+
+int executor_session_put_file(struct executor *x, const char *id, const char *principal,
+                              const char *path, const void *data, size_t len, struct err *err)
+{
+    static const char script[] = "mkdir -p -- \"$(dirname -- \"$1\")\" && cat > \"$1\"";
+    const char *cmd[] = {"/bin/sh", "-c", script, "sh", path, NULL};
+    struct engine_exec_result res = {0};
+    const char *why = NULL;
+
+    if (!path_is_safe_relative(path, strlen(path), &why))
+        return err_set(err, ERR_INVALID, "path: '%.100s' is unsafe: it %s", path, why);
+    if ((int64_t)len > x->cfg->max_file_size)
+        return err_set(err, ERR_TOO_LARGE,
+                       "file: %zu bytes is over the limit of %lld bytes (MAX_FILE_SIZE)", len,
+                       (long long)x->cfg->max_file_size);
+    struct session *s = session_acquire(x, id, principal, err);
+    if (!s)
+        return -1;
+    struct engine_exec_spec spec = {
+        .cmd = cmd,
+        .user = EXEC_USER,
+        .working_dir = x->cfg->work_dir,
+        .stdin_data = len ? data : "",
+        .stdin_len = len,
+        .deadline_ms = time_mono_ms() + 60000,
+    };
+    int rc = engine_exec(x->engine, s->container_id, &spec, &res, err);
+    session_release(x, s, rc < 0, "its container stopped answering");
+    if (rc < 0)
+        return -1;
+    if (res.timed_out || res.exit_code != 0)
+        return err_set(err, ERR_INVALID,
+                       "path: cannot write '%.100s' in the workspace (a folder in the way, or "
+                       "the workspace is full)",
+                       path);
+    return 0;
+}
+
+int executor_session_get_file(struct executor *x, const char *id, const char *principal,
+                              const char *path, struct job_file *ret, struct err *err)
+{
+    const char *cmd[] = {"tar", "-c", "-f", "-", "--", path, NULL};
+    struct buf tar = BUF_INIT((size_t)x->cfg->max_file_size + SESSION_FILE_MAX_TAR_SLACK);
+    struct engine_exec_result res = {0};
+    const char *why = NULL;
+    struct job_file *files = NULL;
+    char **skipped = NULL;
+    size_t n = 0;
+
+    if (!path_is_safe_relative(path, strlen(path), &why))
+        return err_set(err, ERR_INVALID, "path: '%.100s' is unsafe: it %s", path, why);
+    struct session *s = session_acquire(x, id, principal, err);
+    if (!s)
+        return -1;
+    struct engine_exec_spec spec = {
+        .cmd = cmd,
+        .user = EXEC_USER,
+        .working_dir = x->cfg->work_dir,
+        .output = exec_collect_stdout,
+        .output_ctx = &tar,
+        .deadline_ms = time_mono_ms() + 60000,
+    };
+    int rc = engine_exec(x->engine, s->container_id, &spec, &res, err);
+    session_release(x, s, rc < 0, "its container stopped answering");
+    if (rc < 0) {
+        buf_release(&tar);
+        return -1;
+    }
+    struct tar_out_limits limits = {.max_file_size = (size_t)x->cfg->max_file_size,
+                                    .max_total = (size_t)x->cfg->max_file_size};
+    exec_tar_outputs(tar.data, tar.len, res.stopped, &limits, &files, &n, &skipped, err);
+    buf_release(&tar);
+    int found = -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(files[i].path, path) == 0)
+            found = (int)i;
+    if (found < 0) {
+        bool exists_but_skipped = skipped && skipped[0];
+        job_files_free(files, n);
+        strv_free(skipped);
+        if (exists_but_skipped)
+            return err_set(err, ERR_INVALID,
+                           "path: '%.100s' is not a regular file within MAX_FILE_SIZE", path);
+        return err_set(err, ERR_NOT_FOUND, "path: '%.100s' is not in the session's workspace",
+                       path);
+    }
+    *ret = files[found];
+    files[found] = files[n - 1];
+    job_files_free(files, n - 1);
+    strv_free(skipped);
+    return 0;
+}
+
+int executor_session_close(struct executor *x, const char *id, const char *principal,
+                           struct err *err)
+{
+    pthread_mutex_lock(&x->lock);
+    struct session *s = find_locked(x, id, principal, err);
+    if (s && s->busy) {
+        /* its call ends when the container goes: kill it, the call records that */
+        err_set(err, ERR_CONFLICT, "session '%s' is running a call; retry when it ends", id);
+        s = NULL;
+    }
+    if (s)
+        close_locked(x, s);
+    pthread_mutex_unlock(&x->lock);
+    if (!s)
+        return -1;
+    record_close(x, s->id, "deleted");
+    log_info("executor: session %s closed by request", s->id);
+    session_free(s);
+    return 0;
+}
+
+int executor_session_get(struct executor *x, const char *id, const char *principal,
+                         struct session_info *ret, struct err *err)
+{
+    pthread_mutex_lock(&x->lock);
+    struct session *s = find_locked(x, id, principal, err);
+    if (s)
+        info_of(s, ret);
+    pthread_mutex_unlock(&x->lock);
+    return s ? 0 : -1;
+}
+
+int executor_session_list(struct executor *x, const char *principal, struct session_info **ret,
+                          size_t *ret_n)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&x->lock);
+    for (struct session *s = x->sessions; s; s = s->next)
+        n += !principal || strcmp(s->principal, principal) == 0;
+    struct session_info *list = xcalloc(n + 1, sizeof(*list));
+    size_t k = 0;
+    for (struct session *s = x->sessions; s; s = s->next)
+        if (!principal || strcmp(s->principal, principal) == 0)
+            info_of(s, &list[k++]);
+    pthread_mutex_unlock(&x->lock);
+    *ret = list;
+    *ret_n = n;
+    return 0;
+}
+
+/* ---- the reaper ---- */
+
+static void *reaper_main(void *arg)
+{
+    struct executor *x = arg;
+    const int64_t interval_ms = x->cfg->reaper_interval * 1000;
+
+    pthread_mutex_lock(&x->lock);
+    while (!x->stopping) {
+        int64_t now = time_mono_ms(), next = now + interval_ms;
+        struct session *expired = NULL;
+        for (struct session *s = x->sessions; s;) {
+            struct session *following = s->next;
+            int64_t due = s->last_activity + s->idle_timeout_s * 1000;
+            if (!s->busy && due <= now) {
+                close_locked(x, s);
+                s->next = expired;
+                expired = s;
+            } else if (!s->busy && due < next) {
+                next = due;
+            }
+            s = following;
+        }
+        if (expired) {
+            pthread_mutex_unlock(&x->lock);
+            while (expired) {
+                struct session *s = expired;
+                expired = s->next;
+                log_info("executor: session %s reaped after %lld s idle", s->id,
+                         (long long)s->idle_timeout_s);
+                record_close(x, s->id, "idle");
+                session_free(s);
+            }
+            pthread_mutex_lock(&x->lock);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wait = next - now;
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&x->reaper_wake, &x->lock, &ts);
+    }
+    pthread_mutex_unlock(&x->lock);
+    return NULL;
+}
+
+int exec_sessions_start(struct executor *x, struct err *err)
+{
+    int closed = 0;
+    if (catalog_sessions_close_all(x->catalog, time_now_ms(), "envhub restarted", &closed, err) <
+        0)
+        return -1;
+    if (closed)
+        log_info("executor: %d sessions cut off by the last stop are closed", closed);
+    if (pthread_create(&x->reaper_thread, NULL, reaper_main, x) != 0)
+        return err_set(err, ERR_INTERNAL, "cannot start the session reaper");
+    x->reaper_started = true;
+    return 0;
+}
+
+void exec_sessions_stop(struct executor *x)
+{
+    pthread_mutex_lock(&x->lock);
+    pthread_cond_broadcast(&x->reaper_wake);
+    pthread_mutex_unlock(&x->lock);
+    if (x->reaper_started) {
+        pthread_join(x->reaper_thread, NULL);
+        x->reaper_started = false;
+    }
+    pthread_mutex_lock(&x->lock);
+    while (x->sessions) {
+        struct session *s = x->sessions;
+        close_locked(x, s);
+        pthread_mutex_unlock(&x->lock);
+        record_close(x, s->id, "envhub stopped");
+        session_free(s);
+        pthread_mutex_lock(&x->lock);
+    }
+    pthread_mutex_unlock(&x->lock);
+}
