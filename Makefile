@@ -44,7 +44,7 @@ UI_VENDOR_DIR := web/ui/vendor
 UI_NODE    := $(UI_VENDOR_DIR)/node_modules
 UI_STAMP   := $(UI_NODE)/.envhub-installed
 UI_VENDOR  := $(UI_NODE)/swagger-ui-dist/swagger-ui-bundle.js $(UI_NODE)/swagger-ui-dist/swagger-ui.css \
-              $(UI_NODE)/redoc/bundles/redoc.standalone.js
+              $(BUILD)/ui/redoc.standalone.js
 UI_OWN     := $(sort $(wildcard web/ui/*.html web/ui/*.css web/ui/*.js web/ui/*.svg)) web/openapi.json
 TEMPLATES  := $(filter-out environments/bootstrap-base.sh,$(sort $(wildcard environments/*.sh)))
 E2E_DIR    := tests/e2e
@@ -94,9 +94,17 @@ $(UI_STAMP): $(UI_VENDOR_DIR)/package.json $(UI_VENDOR_DIR)/package-lock.json
 	cd $(UI_VENDOR_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(UI_VENDOR): $(UI_STAMP)
+$(filter $(UI_NODE)/%,$(UI_VENDOR)): $(UI_STAMP)
 
-$(BUILD)/gen/ui_embedded.c: $(UI_OWN) $(UI_STAMP) core/embed.sh
+# ReDoc's sidebar shows a logo from its CDN: point it at nothing (the image hides itself
+# when it cannot load), so that the page asks nothing of the network.
+$(BUILD)/ui/redoc.standalone.js: $(UI_STAMP)
+	@mkdir -p $(dir $@)
+	sed 's#https://cdn.redoc.ly/redoc/logo-mini.svg#data:,#g' $(UI_NODE)/redoc/bundles/redoc.standalone.js > $@.tmp
+	@! grep -q 'cdn.redoc.ly' $@.tmp || { echo "ui: redoc.standalone.js still names its CDN" >&2; exit 1; }
+	mv $@.tmp $@
+
+$(BUILD)/gen/ui_embedded.c: $(UI_OWN) $(UI_VENDOR) core/embed.sh
 	@mkdir -p $(dir $@)
 	sh core/embed.sh ui_embedded $@ $(UI_OWN) $(UI_VENDOR)
 

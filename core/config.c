@@ -44,6 +44,8 @@ static const struct opt opts[] = {
      "comma-separated origins allowed to call the API from a browser (none by default)"},
     {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
      "extra labels on every container envhub creates (k=v,k=v)"},
+    {"callback-hosts", "ENVHUB_CALLBACK_HOSTS", OPT_STR, OFF(callback_hosts), "", 0, 0,
+     "hosts besides loopback that callback_url may name (comma-separated)"},
     {"log-level", "ENVHUB_LOG_LEVEL", OPT_STR, OFF(log_level), "info", 0, 0,
      "error, warn, info or debug"},
     {"tls-cert", "ENVHUB_TLS_CERT", OPT_STR, OFF(tls_cert), "", 0, 0,
@@ -122,6 +124,8 @@ static const struct opt opts[] = {
      OFF(sessions_per_principal), "5", 1, 10000, "sessions one caller may have open"},
     {"reaper-interval", "ENVHUB_REAPER_INTERVAL", OPT_INT, OFF(reaper_interval), "30", 1, 3600,
      "seconds the idle reaper sleeps at most between checks"},
+    {"async-queue-limit", "ENVHUB_ASYNC_QUEUE_LIMIT", OPT_INT, OFF(async_queue_limit), "1000", 1,
+     1000000, "submitted (asynchronous) jobs waiting to run before 429"},
     {"request-timeout", "ENVHUB_REQUEST_TIMEOUT", OPT_INT, OFF(request_timeout_ms), "30000", 1000,
      3600000, "milliseconds a client may stall while sending a request or reading an answer"},
 };

@@ -56,6 +56,8 @@ struct config {
     int64_t session_max_idle_timeout; /* ENVHUB_SESSION_MAX_IDLE_TIMEOUT: seconds */
     int64_t sessions_per_principal;   /* ENVHUB_SESSIONS_PER_PRINCIPAL */
     int64_t reaper_interval;          /* ENVHUB_REAPER_INTERVAL: seconds between checks at most */
+    int64_t async_queue_limit;        /* ENVHUB_ASYNC_QUEUE_LIMIT: submitted jobs waiting */
+    char *callback_hosts;             /* ENVHUB_CALLBACK_HOSTS: hosts callbacks may reach */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

@@ -59,6 +59,8 @@ static void ref_free(struct container_ref *c)
 {
     free(c->id);
     free(c->image);
+    free(c->exec_id);
+    free(c->cancelled_by);
     free(c);
 }
 
@@ -315,7 +317,7 @@ void exec_job_release(struct prepared_job *pj)
 /* Run a prepared job to its end: a slot, a container (warm or fresh), the
  * run, the row. @recorded: the row exists already (queued). */
 int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
-                     const struct job_io *io_extra, struct job_result *ret, struct err *err)
+                     struct job_result *ret, struct err *err)
 {
     struct execution_record *rec = &pj->rec;
     struct job_result res = {0};
@@ -362,6 +364,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     if (cid) {
         pthread_mutex_lock(&x->lock);
         list_push(&x->active, cid);
+        x->active->exec_id = xstrdup(rec->id);
         bool stopping = x->stopping;
         pthread_mutex_unlock(&x->lock);
         if (stopping) {
@@ -371,14 +374,28 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
             res.stderr_text = xstrdup("");
             exec_container_release(x, cid);
         } else {
+            struct live_tap tap = {x, exec_live_open(x, rec->id)};
             struct job_io io = {
                 .input_tar = &pj->input_tar,
                 .timeout_s = rec->timeout_s,
                 .started = warm,
-                .live = io_extra ? io_extra->live : NULL,
-                .live_ctx = io_extra ? io_extra->live_ctx : NULL,
+                .live = exec_live_append,
+                .live_ctx = &tap,
             };
             job_run(x, cid, &io, &res, &out);
+            exec_live_close(x, tap.live);
+            _cleanup_free_ char *cancelled_by = NULL;
+            pthread_mutex_lock(&x->lock);
+            for (struct container_ref *c = x->active; c; c = c->next)
+                if (strcmp(c->id, cid) == 0)
+                    cancelled_by = steal_ptr(c->cancelled_by);
+            pthread_mutex_unlock(&x->lock);
+            if (cancelled_by) {
+                res.status = EXEC_INTERRUPTED;
+                free(res.error);
+                res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
+                out.container_usable = false;
+            }
             exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable);
         }
     }
@@ -428,7 +445,7 @@ int executor_run(struct executor *x, const struct job_request *req, struct job_r
 
     if (exec_job_prepare(x, req, &pj, err) < 0)
         return -1;
-    int rc = exec_job_execute(x, &pj, false, NULL, ret, err);
+    int rc = exec_job_execute(x, &pj, false, ret, err);
     exec_job_release(&pj);
     return rc;
 }
@@ -507,6 +524,8 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
     x->tmpfs[1] = (struct engine_tmpfs){"/tmp", x->tmpfs_opts[1]};
     pthread_cond_init(&x->pool_wake, NULL);
     pthread_cond_init(&x->reaper_wake, NULL);
+    pthread_cond_init(&x->async_ready, NULL);
+    pthread_cond_init(&x->live_cond, NULL);
 
     reap_leftovers(x);
     if (catalog_recover_executions(cat, time_now_ms(), &interrupted, err) < 0) {
@@ -521,7 +540,8 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
         return err_set(err, ERR_INTERNAL, "cannot start the container removal thread");
     }
     x->removal_started = true;
-    if (exec_pool_start(x, err) < 0 || exec_sessions_start(x, err) < 0) {
+    if (exec_pool_start(x, err) < 0 || exec_sessions_start(x, err) < 0 ||
+        exec_async_start(x, err) < 0) {
         executor_close(x);
         return -1;
     }
@@ -542,6 +562,8 @@ void executor_shutdown(struct executor *x)
     pthread_cond_broadcast(&x->slot_freed);
     pthread_cond_broadcast(&x->pool_wake);
     pthread_cond_broadcast(&x->reaper_wake);
+    pthread_cond_broadcast(&x->async_ready);
+    pthread_cond_broadcast(&x->live_cond);
     for (struct container_ref *c = x->active; c; c = c->next)
         list_push(&kill_list, c->id);
     pthread_mutex_unlock(&x->lock);
@@ -563,6 +585,7 @@ void executor_close(struct executor *x)
     if (!x)
         return;
     executor_shutdown(x);
+    exec_async_stop(x);    /* queued jobs are recorded interrupted */
     exec_pool_stop(x);     /* pooled containers go to the removal thread */
     exec_sessions_stop(x); /* and sessions' containers */
     if (x->removal_started) {
@@ -584,6 +607,8 @@ void executor_close(struct executor *x)
         free(c->environment);
         free(c);
     }
+    pthread_cond_destroy(&x->async_ready);
+    pthread_cond_destroy(&x->live_cond);
     pthread_cond_destroy(&x->pool_wake);
     pthread_cond_destroy(&x->reaper_wake);
     pthread_cond_destroy(&x->removal_ready);

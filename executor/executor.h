@@ -130,6 +130,27 @@ int executor_session_get(struct executor *x, const char *id, const char *princip
 int executor_session_list(struct executor *x, const char *principal, struct session_info **ret,
                           size_t *ret_n);
 
+/* ---- asynchronous jobs, cancellation, live output ---- */
+
+/* Validate and record @req as queued, run it later; *ret_id is its execution
+ * id. ERR_BUSY when ENVHUB_ASYNC_QUEUE_LIMIT jobs wait. */
+int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
+                    struct err *err);
+/* Cancel execution @id, queued or running (its row ends interrupted, "cancelled
+ * by @by"). ERR_NOT_FOUND when it is neither. */
+int executor_cancel(struct executor *x, const char *id, const char *by, struct err *err);
+/* Called (from an executor thread) when an asynchronous job has its final row. */
+void executor_set_done_hook(struct executor *x, void (*fn)(void *ctx, const char *id), void *ctx);
+
+/* Output chunk of a running job: stream ENGINE_STDOUT or ENGINE_STDERR, or
+ * ENGINE_STDIN with no data as a keepalive after a quiet spell. -1 stops. */
+typedef int (*executor_chunk_fn)(void *ctx, enum engine_stream stream, const char *data,
+                                 size_t len);
+/* Stream execution @id's output from its start until it ends; ERR_NOT_FOUND
+ * when it is not running. Blocks the caller; never polls. */
+int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, void *ctx,
+                    int64_t keepalive_ms, struct err *err);
+
 /* Read the warm pools' targets again (an environment changed version, was
  * created or deleted): new versions get their pool, old ones drain. */
 void executor_pool_refresh(struct executor *x);

@@ -21,7 +21,9 @@
 struct container_ref {
     char *id;
     char *image;
-    int64_t uses; /* jobs it has served (recycling mode) */
+    int64_t uses;       /* jobs it has served (recycling mode) */
+    char *exec_id;      /* the execution running in it, while in `active` */
+    char *cancelled_by; /* set by executor_cancel before it kills the container */
     struct container_ref *next;
 };
 
@@ -50,6 +52,8 @@ struct exec_counter {
 };
 
 struct session;
+struct live;
+struct async_job;
 
 struct executor {
     const struct config *cfg;
@@ -89,6 +93,17 @@ struct executor {
     pthread_cond_t reaper_wake;
     pthread_t reaper_thread;
     bool reaper_started;
+
+    /* asynchronous jobs and live output (async.c) */
+    struct async_job *async_head, *async_tail;
+    int64_t async_queued;
+    pthread_cond_t async_ready;
+    pthread_t *async_threads;
+    size_t n_async_threads;
+    struct live *lives;
+    pthread_cond_t live_cond;
+    void (*on_done)(void *ctx, const char *id);
+    void *on_done_ctx;
 
     struct exec_counter *counters;
     uint64_t engine_errors;
@@ -156,9 +171,9 @@ struct prepared_job {
 int exec_job_prepare(struct executor *x, const struct job_request *req, struct prepared_job *pj,
                      struct err *err);
 /* Slot, container (warm or fresh), run, outcome recorded. @recorded: the
- * row was inserted when the job was queued. @io_extra: live output tap. */
+ * row was inserted when the job was queued. */
 int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
-                     const struct job_io *io_extra, struct job_result *ret, struct err *err);
+                     struct job_result *ret, struct err *err);
 void exec_job_release(struct prepared_job *pj);
 
 /* ---- pool.c ---- */
@@ -174,6 +189,22 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
                       bool usable);
 
 void exec_pools_free(struct executor *x);
+
+/* ---- async.c ---- */
+
+int exec_async_start(struct executor *x, struct err *err);
+/* Join the workers; queued jobs are recorded as interrupted. */
+void exec_async_stop(struct executor *x);
+/* A live output buffer for execution @id, followed by executor_follow(). */
+struct live *exec_live_open(struct executor *x, const char *id);
+struct live_tap {
+    struct executor *x;
+    struct live *live;
+};
+/* engine_output_fn appending to a live_tap's buffer. */
+int exec_live_append(void *ctx, enum engine_stream stream, const char *data, size_t len);
+/* The job is over: followers get the end. */
+void exec_live_close(struct executor *x, struct live *l);
 
 /* ---- session.c ---- */
 

@@ -104,7 +104,54 @@ struct capture {
     size_t tail_len;
     engine_output_fn live;
     void *live_ctx;
+    char pend[JOB_TAIL]; /* stderr held back from live followers: maybe the report */
+    size_t pend_len;
 };
+
+/* Could pend[0..n) be the start of the report? */
+static bool maybe_marker(const char *p, size_t n)
+{
+    size_t tag = sizeof(marker_tag) - 1;
+    if (n == 0 || p[0] != '\0')
+        return false;
+    if (n - 1 <= tag)
+        return memcmp(p + 1, marker_tag, n - 1) == 0;
+    if (memcmp(p + 1, marker_tag, tag) != 0)
+        return false;
+    for (size_t i = 1 + tag; i < n; i++)
+        if (!(p[i] == ' ' || (p[i] >= '0' && p[i] <= '9') || (p[i] == '\0' && i == n - 1)))
+            return false;
+    return true;
+}
+
+/* Stderr to live followers without the report: bytes from a NUL on are held
+ * back while they may be it, and let go as soon as they cannot be. */
+static void live_stderr(struct capture *c, const char *data, size_t len)
+{
+    while (len > 0) {
+        if (c->pend_len == 0) {
+            const char *nul = memchr(data, '\0', len);
+            size_t plain = nul ? (size_t)(nul - data) : len;
+            if (plain)
+                c->live(c->live_ctx, ENGINE_STDERR, data, plain);
+            data += plain;
+            len -= plain;
+            if (!len)
+                return;
+        }
+        c->pend[c->pend_len++] = *data++;
+        len--;
+        if (!maybe_marker(c->pend, c->pend_len) || c->pend_len == sizeof(c->pend)) {
+            /* not the report after all: the first byte goes, the rest is looked at again */
+            char again[JOB_TAIL];
+            size_t n = c->pend_len - 1;
+            memcpy(again, c->pend + 1, n);
+            c->live(c->live_ctx, ENGINE_STDERR, c->pend, 1);
+            c->pend_len = 0;
+            live_stderr(c, again, n);
+        }
+    }
+}
 
 static int capture_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
 {
@@ -124,7 +171,9 @@ static int capture_output(void *ctx, enum engine_stream stream, const char *data
             c->tail_len = keep + len;
         }
     }
-    if (c->live)
+    if (c->live && is_err)
+        live_stderr(c, data, len);
+    else if (c->live)
         c->live(c->live_ctx, stream, data, len);
     /* keep the first bytes up to the cap, drain the rest so the job is not blocked */
     if (buf_append_upto(b, data, len) < len) {

@@ -19,25 +19,16 @@
 #include "core/util.h"
 #include "core/xalloc.h"
 #include "web/web.h"
+#include "web/web_internal.h"
 
 #include "core/banned.h"
 
 #define CLI_MAX_ANSWER (512 * 1024 * 1024)
 #define CLI_MAX_FILE (64 * 1024 * 1024)
 
-struct client {
-    char host[256];
-    int port;
-    const char *key;
-};
+/* struct client and struct answer: web_internal.h (cli_history.c shares them). */
 
-struct answer {
-    int status;
-    struct buf body;
-    char content_type[128];
-};
-
-static void answer_release(struct answer *a)
+void answer_release(struct answer *a)
 {
     buf_release(&a->body);
 }
@@ -48,7 +39,7 @@ static int cli_fail(const struct err *err)
     return 1;
 }
 
-static int client_init(struct client *c, const struct config *cfg, struct err *err)
+int client_init(struct client *c, const struct config *cfg, struct err *err)
 {
     const char *url = getenv("ENVHUB_URL");
     _cleanup_free_ char *fallback = xasprintf("http://%s", cfg->listen);
@@ -76,7 +67,7 @@ static int client_init(struct client *c, const struct config *cfg, struct err *e
 
 /* Send a request; the answer's head is read, the body is left to the caller
  * (mg_read). *ret_conn belongs to the caller: mg_close_connection(). */
-static int client_open(const struct client *c, const char *method, const char *path,
+int client_open(const struct client *c, const char *method, const char *path,
                        const char *body, const char *accept, int timeout_ms,
                        struct mg_connection **ret_conn, int *ret_status, struct err *err)
 {
@@ -107,7 +98,7 @@ static int client_open(const struct client *c, const char *method, const char *p
     return 0;
 }
 
-static int client_call(const struct client *c, const char *method, const char *path,
+int client_call(const struct client *c, const char *method, const char *path,
                        const char *body, int timeout_ms, struct answer *ret, struct err *err)
 {
     struct mg_connection *conn = NULL;
@@ -128,7 +119,7 @@ static int client_call(const struct client *c, const char *method, const char *p
 }
 
 /* The answer as JSON; on an error status prints its detail and returns NULL. */
-static json_t *answer_json(const struct answer *a, const char *what)
+json_t *answer_json(const struct answer *a, const char *what)
 {
     json_error_t jerr;
     json_t *doc = json_loadb(buf_str(&a->body), a->body.len, 0, &jerr);

@@ -34,6 +34,7 @@ struct web {
     struct web_deps deps;
     struct mg_context *ctx;
     struct auth *auth;
+    struct callbacks *callbacks;
     char *tls_joined; /* the private key+certificate file we made, removed at stop */
 };
 
@@ -283,7 +284,16 @@ static const struct route routes[] = {
     {"GET", "/keys", PERM_KEYS, api_keys_list},
     {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke},
     {"GET", "/events", PERM_AUDIT, api_events},
+    {"GET", "/executions", PERM_HISTORY, api_executions_list},
+    {"GET", "/executions/export", PERM_AUDIT, api_executions_export}, /* before /executions/{} */
+    {"GET", "/executions/stats", PERM_AUDIT, api_executions_stats},
+    {"GET", "/executions/{}", PERM_HISTORY, api_executions_get},
+    {"GET", "/audit/verify", PERM_AUDIT, api_audit_verify},
     {"GET", "/me", PERM_ENV_READ, api_me},
+    {"POST", "/executions", PERM_RUN, api_submit},
+    {"POST", "/executions/batch", PERM_RUN, api_submit_batch},
+    {"POST", "/executions/{}/cancel", PERM_RUN, api_cancel},
+    {"GET", "/executions/{}/output", PERM_HISTORY, api_output},
     {"POST", "/sessions", PERM_RUN, api_session_open},
     {"GET", "/sessions", PERM_RUN, api_session_list},
     {"GET", "/sessions/{}", PERM_RUN, api_session_get},
@@ -359,6 +369,7 @@ static int handle(struct mg_connection *conn, void *cbdata)
         .client_addr = ri->remote_addr,
         .principal = ri->remote_addr,
         .auth = w->auth,
+        .callbacks = w->callbacks,
         .key_max_concurrent = -1,
         .key_max_per_minute = -1,
     };
@@ -518,12 +529,18 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     };
 
     w->deps = *deps;
+    if (web_callbacks_start(&w->deps, &w->callbacks, err) < 0) {
+        web_auth_close(w->auth);
+        free(w);
+        return -1;
+    }
     if (tls && cfg->tls_key[0])
         w->tls_joined = xstrdup(pem);
     callbacks.log_message = log_civetweb;
     mg_init_library(tls ? MG_FEATURES_TLS : 0);
     w->ctx = mg_start(&callbacks, w, options);
     if (!w->ctx) {
+        web_callbacks_stop(w->callbacks);
         web_auth_close(w->auth);
         remove_joined_pem(w->tls_joined);
         free(w);
@@ -544,6 +561,7 @@ void web_stop(struct web *w)
         return;
     mg_stop(w->ctx);
     mg_exit_library();
+    web_callbacks_stop(w->callbacks);
     web_auth_close(w->auth);
     remove_joined_pem(w->tls_joined);
     free(w);

@@ -34,6 +34,12 @@ int web_cli_main(const struct config *cfg, int argc, char **argv);
 /* `envhub key create|list|revoke`, straight on the catalog file. */
 int web_key_cli(const struct config *cfg, int argc, char **argv);
 
+/* `envhub history ...` and `envhub audit verify` (web/cli_history.c); argv[0]
+ * is "history" or "audit". @db_given: --db was on the command line, so
+ * `audit verify` reads that catalog file instead of asking the server.
+ * Returns the process exit status. */
+int web_history_cli_main(const struct config *cfg, int argc, char **argv, bool db_given);
+
 /* The HTTP status for an error code (one table for the whole API). */
 int web_status_for_err(enum err_code code);
 

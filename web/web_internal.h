@@ -8,12 +8,14 @@
 #include <stdint.h>
 
 #include "core/embed.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "executor/executor.h"
 #include "web/web.h"
 
 struct mg_connection;
 struct auth;
+struct callbacks;
 
 /* What a route needs; roles grant them (web_role_allows, README's table). */
 enum perm {
@@ -45,6 +47,7 @@ struct web_request {
     int retry_after;           /* seconds, for a 429 */
     const char *extra_headers; /* added to the answer (e.g. WWW-Authenticate) */
     struct auth *auth;
+    struct callbacks *callbacks;
     char request_id[17];
     const char *params[4];     /* path parameters captured by the route */
     size_t n_params;
@@ -138,6 +141,13 @@ void api_keys_list(struct web_request *rq);
 void api_keys_revoke(struct web_request *rq);
 void api_events(struct web_request *rq);
 void api_me(struct web_request *rq);
+void api_submit(struct web_request *rq);
+void api_submit_batch(struct web_request *rq);
+void api_cancel(struct web_request *rq);
+void api_output(struct web_request *rq);
+/* The delivery thread of callback_url results (api_async.c). */
+int web_callbacks_start(const struct web_deps *deps, struct callbacks **ret, struct err *err);
+void web_callbacks_stop(struct callbacks *cb);
 void api_session_open(struct web_request *rq);
 void api_session_list(struct web_request *rq);
 void api_session_get(struct web_request *rq);
@@ -161,5 +171,40 @@ extern const struct embedded_file templates_embedded[];
 
 /* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
 json_t *web_env_json(const struct env_record *env);
+
+/* ---- history (api_executions.c, cli_history.c) ---- */
+void api_executions_list(struct web_request *rq);
+void api_executions_get(struct web_request *rq);
+void api_executions_export(struct web_request *rq);
+void api_executions_stats(struct web_request *rq);
+void api_audit_verify(struct web_request *rq);
+/* GET /audit/verify's answer for @v: {ok, count, head, head_seq, checkpoint,
+ * and first_bad_id, first_bad_seq, reason when broken}. */
+json_t *web_verify_json(const struct history_verify *v);
+
+/* The HTTP client of the command line (cli.c), shared with cli_history.c. */
+struct client {
+    char host[256];
+    int port;
+    const char *key;
+};
+struct answer {
+    int status;
+    struct buf body;
+    char content_type[128];
+};
+void answer_release(struct answer *a);
+/* The server at ENVHUB_URL (default http:// + cfg->listen), ENVHUB_KEY. */
+int client_init(struct client *c, const struct config *cfg, struct err *err);
+/* Send a request; the answer's head is read, the body left to the caller
+ * (mg_read). *ret_conn belongs to the caller: mg_close_connection(). */
+int client_open(const struct client *c, const char *method, const char *path, const char *body,
+                const char *accept, int timeout_ms, struct mg_connection **ret_conn,
+                int *ret_status, struct err *err);
+/* The whole answer in *ret (up to 512 MiB). */
+int client_call(const struct client *c, const char *method, const char *path, const char *body,
+                int timeout_ms, struct answer *ret, struct err *err);
+/* The answer as JSON; on an error status prints its detail and returns NULL. */
+json_t *answer_json(const struct answer *a, const char *what);
 
 #endif

@@ -71,6 +71,15 @@ ENDPOINTS = [
     ("events", "GET", "/events", None, "AUDIT", {200}, None),
     ("health", "GET", "/health", None, "PUBLIC", {200}, None),
     ("me", "GET", "/me", None, "ENV_READ", {200}, "/me"),
+    ("templates", "GET", "/templates", None, "ENV_READ", {200}, "/templates"),
+    ("openapi", "GET", "/openapi.json", None, "PUBLIC", {200}, "/openapi.json"),
+    ("docs", "GET", "/docs", None, "PUBLIC", {200}, "/docs"),
+    ("sessions_list", "GET", "/sessions", None, "RUN", {200}, "sessions"),
+    ("session_open", "POST", "/sessions", {"idle_timeout": "soon"}, "RUN", {422}, "sessions"),
+    ("session_get", "GET", "/sessions/ses_acl_no_such_session", None, "RUN", {404}, "sessions"),
+    ("session_execute", "POST", "/sessions/ses_acl_no_such_session/execute", {"code": "print(1)"}, "RUN",
+     {404}, "sessions"),
+    ("session_close", "DELETE", "/sessions/ses_acl_no_such_session", None, "RUN", {404}, "sessions"),
     ("executions", "GET", "/executions", None, "HISTORY", None, "history"),
     ("execution_get", "GET", "/executions/ex_000000000000000000000000", None, "HISTORY", {404}, "history"),
     ("executions_export", "GET", "/executions/export", None, "AUDIT", None, "history"),
@@ -136,15 +145,17 @@ def caller_secret(acl, caller):
     }[caller]
 
 
+# optional routes (added while these tests were written) -> the GET that tells whether they exist
+FEATURE_PROBES = {"history": "/executions", "sessions": "/sessions", "/me": "/me", "/templates": "/templates",
+                  "/openapi.json": "/openapi.json", "/docs": "/docs"}
+
+
 @pytest.fixture(scope="module")
 def features(acl):
     """Which optional routes this build has: route matching comes before authentication,
     so an unknown route answers 404 even to the admin."""
     admin = acl.keys["admin"]
-    return {
-        "history": call(acl, "GET", "/executions", admin).status_code != 404,
-        "/me": call(acl, "GET", "/me", admin).status_code != 404,
-    }
+    return {f: call(acl, "GET", path, admin).status_code != 404 for f, path in FEATURE_PROBES.items()}
 
 
 def test_server_with_keys_requires_them_and_does_not_log_open_mode(acl):
@@ -158,8 +169,7 @@ def test_server_with_keys_requires_them_and_does_not_log_open_mode(acl):
 def test_matrix_every_caller_gets_the_documented_status(acl, features, endpoint):
     name, method, path, body, perm, ok_statuses, feature = endpoint
     if feature and not features[feature]:
-        pytest.skip(f"{feature} is not in this build: GET {'/executions' if feature == 'history' else feature} "
-                    f"answers 404 to the admin")
+        pytest.skip(f"{feature} is not in this build: GET {FEATURE_PROBES[feature]} answers 404 to the admin")
     if feature == "history" and ok_statuses is None:
         probe = call(acl, method, path, acl.keys["admin"], body)
         if probe.status_code in (404, 405):
@@ -326,6 +336,43 @@ def test_runner_cannot_read_another_runners_executions_and_auditor_can(acl, feat
         if r.status_code != 200 or a not in r.text or b not in r.text:
             wrong.append(f"{who}'s listing lacks {a} or {b}: {describe(r)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_runner_cannot_use_another_runners_session(acl, features):
+    if not features["sessions"]:
+        pytest.skip("no sessions in this build (GET /sessions answers 404 to the admin)")
+    k = acl.keys
+    r = call(acl, "POST", "/sessions", k["runner"], {})
+    assert r.status_code == 201, describe(r)
+    sid = r.json()["id"]
+    try:
+        assert r.json().get("principal") == "runner", r.json()
+        wrong = []
+        for who in ("runner2", "curator"):
+            for method, path, body in (("GET", f"/sessions/{sid}", None),
+                                       ("POST", f"/sessions/{sid}/execute", {"code": "print('intruder')"}),
+                                       ("GET", f"/sessions/{sid}/files/x.txt", None),
+                                       ("DELETE", f"/sessions/{sid}", None)):
+                r = call(acl, method, path, k[who], body)
+                if r.status_code not in (403, 404):
+                    wrong.append(f"{who}: {describe(r)}")
+            r = call(acl, "GET", "/sessions", k[who])
+            if r.status_code != 200 or sid in r.text:
+                wrong.append(f"{who}'s session list: {describe(r)}")
+        r = call(acl, "GET", f"/sessions/{sid}", k["auditor"])
+        if r.status_code != 403:
+            wrong.append(f"auditor: {describe(r)}")
+        r = call(acl, "GET", f"/sessions/{sid}", k["admin"])
+        if r.status_code != 200:
+            wrong.append(f"admin cannot see the session: {describe(r)}")
+        assert not wrong, "another caller reached runner's session:\n" + "\n".join(wrong)
+        r = call(acl, "POST", f"/sessions/{sid}/execute", k["runner"], {"code": "print('mine')"})
+        assert r.status_code == 200 and r.json()["stdout"] == "mine\n", describe(r)
+        row = catalog_row(acl.db_path, r.json()["id"])
+        assert row and row["principal"] == "runner", row
+    finally:
+        r = call(acl, "DELETE", f"/sessions/{sid}", k["runner"])
+    assert r.status_code == 200, f"the owner cannot close its session: {describe(r)}"
 
 
 # ---------------------------------------------------------------- keys: API, CLI, revocation

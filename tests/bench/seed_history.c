@@ -13,6 +13,7 @@
  * differ on every run, so seeding twice into one catalog works. The DB may
  * be served meanwhile: the seeder is one more writer. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,31 @@ static void make_record(struct execution_record *rec, int64_t i, int64_t t, cons
         add_file(rec, FILE_OUT, i, k);
 }
 
+/* One batch of records to make: [from, from + n). */
+struct gen {
+    struct execution_record *recs;
+    int64_t from;
+    size_t n;
+    int64_t start;
+    double step;
+    const char *prefix;
+    bool threaded;
+};
+
+static void gen_batch(struct gen *g)
+{
+    for (size_t k = 0; k < g->n; k++) {
+        int64_t i = g->from + (int64_t)k;
+        make_record(&g->recs[k], i, g->start + (int64_t)((double)i * g->step), g->prefix);
+    }
+}
+
+static void *gen_main(void *arg)
+{
+    gen_batch(arg);
+    return NULL;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: seed_history DB COUNT [--seed N] [--days D] [--end ISO] [--batch N] "
@@ -273,45 +299,63 @@ int main(int argc, char **argv)
         fprintf(stderr, "seed_history: %s\n", err.msg);
         return 1;
     }
-    int64_t t0 = time_mono_ms(), start = end - days * DAY_MS;
-    double step = count ? (double)(days * DAY_MS) / (double)count : 0;
-    struct execution_record *recs = xcalloc((size_t)batch, sizeof(*recs));
-    int rc = 0;
-    int64_t gen_ms = 0, seed_ms = 0, tmark = time_mono_ms();
+    int64_t t0 = time_mono_ms();
+    struct gen gens[2] = {
+        {.start = end - days * DAY_MS, .step = count ? (double)(days * DAY_MS) / (double)count : 0,
+         .prefix = prefix},
+    };
+    gens[1] = gens[0];
+    gens[0].recs = xcalloc((size_t)batch, sizeof(*gens[0].recs));
+    gens[1].recs = xcalloc((size_t)batch, sizeof(*gens[1].recs));
+    int rc = 0, cur = 0;
+    pthread_t tid;
+
+    /* the next batch is made while the catalog takes this one */
+    gens[0].from = 0;
+    gens[0].n = (size_t)(count < batch ? count : batch);
+    gen_batch(&gens[0]);
     for (int64_t done = 0; done < count;) {
-        size_t n = (size_t)(count - done < batch ? count - done : batch);
-        for (size_t k = 0; k < n; k++) {
-            int64_t i = done + (int64_t)k;
-            make_record(&recs[k], i, start + (int64_t)((double)i * step), prefix);
+        struct gen *g = &gens[cur], *next = &gens[1 - cur];
+        int64_t from = done + (int64_t)g->n;
+        bool more = from < count;
+        if (more) {
+            next->from = from;
+            next->n = (size_t)(count - from < batch ? count - from : batch);
+            if (pthread_create(&tid, NULL, gen_main, next) != 0)
+                gen_batch(next);
+            else
+                next->threaded = true;
         }
-        int64_t tg = time_mono_ms();
-        gen_ms += tg - tmark;
-        if (catalog_history_seed(cat, recs, n, &err) < 0) {
+        if (catalog_history_seed(cat, g->recs, g->n, &err) < 0) {
             fprintf(stderr, "seed_history: %s\n", err.msg);
             rc = 1;
         }
-        seed_ms += time_mono_ms() - tg;
-        for (size_t k = 0; k < n; k++)
-            execution_record_release(&recs[k]);
-        tmark = time_mono_ms();
+        if (more && next->threaded) {
+            pthread_join(tid, NULL);
+            next->threaded = false;
+        }
+        for (size_t k = 0; k < g->n; k++)
+            execution_record_release(&g->recs[k]);
         if (rc)
             break;
-        done += (int64_t)n;
+        done += (int64_t)g->n;
+        cur = 1 - cur;
         if (!quiet && (done % (batch * 10) == 0 || done == count)) {
-            double s = (double)(time_mono_ms() - t0) / 1000;
+            double sec = (double)(time_mono_ms() - t0) / 1000;
             fprintf(stderr, "seed_history: %" PRId64 " / %" PRId64 " (%.0f rows/s)\n", done,
-                    count, s > 0 ? (double)done / s : 0.0);
+                    count, sec > 0 ? (double)done / sec : 0.0);
         }
     }
-    free(recs);
+    if (rc) /* the batch made ahead was never seeded */
+        for (size_t k = 0; k < gens[1 - cur].n; k++)
+            execution_record_release(&gens[1 - cur].recs[k]);
+    free(gens[0].recs);
+    free(gens[1].recs);
     catalog_close(cat);
-    if (!quiet)
-        fprintf(stderr, "seed_history: %.1f s generating, %.1f s in the catalog\n",
-                (double)gen_ms / 1000, (double)seed_ms / 1000);
     if (rc == 0) {
-        double s = (double)(time_mono_ms() - t0) / 1000;
-        printf("seeded %" PRId64 " executions in %.1f s (%.0f rows/s)\n", count, s,
-               s > 0 ? (double)count / s : 0.0);
+        double sec = (double)(time_mono_ms() - t0) / 1000;
+        printf("seeded %" PRId64 " executions in %.1f s (%.0f rows/s)\n", count, sec,
+               sec > 0 ? (double)count / sec : 0.0);
     }
     return rc;
 }

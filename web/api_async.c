@@ -1,0 +1,559 @@
+/* web/api_async.c - asynchronous and batch submissions, cancellation, live
+ * output, and result callbacks.
+ *
+ * POST /executions answers 202 with the id at once; the job runs later.
+ * A callback_url (loopback, or a host in ENVHUB_CALLBACK_HOSTS) receives the
+ * final result as a JSON POST, tried 3 times with backoff by one delivery
+ * thread. GET /executions/{id}/output?follow=1 streams a running job's
+ * stdout and stderr as server-sent events until it ends. */
+#include <civetweb.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "web/web_internal.h"
+
+#include "core/banned.h"
+
+#define BATCH_MAX 20
+#define CALLBACK_TRIES 3
+#define CALLBACK_TIMEOUT_MS 10000
+#define OUTPUT_KEEPALIVE_MS 15000
+
+struct callback {
+    char id[32];
+    char *url;
+    bool ready; /* the job is done: deliver */
+    int tries;
+    int64_t due; /* time_mono_ms of the next try */
+    struct callback *next;
+};
+
+struct callbacks {
+    const struct web_deps *deps;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct callback *list;
+    bool stop;
+    pthread_t thread;
+    bool started;
+};
+
+/* ---- callback URLs ---- */
+
+/* "http://host:port/path" -> host, port, path; only http. */
+static int parse_url(const char *url, char *host, size_t host_len, int *port, const char **path)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *h = url + 7;
+    size_t hl = strcspn(h, ":/");
+    if (hl == 0 || hl >= host_len)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    const char *rest = h + hl;
+    int64_t p = 80;
+    if (*rest == ':') {
+        char portbuf[8];
+        size_t pl = strcspn(rest + 1, "/");
+        if (pl == 0 || pl >= sizeof(portbuf))
+            return -1;
+        memcpy(portbuf, rest + 1, pl);
+        portbuf[pl] = '\0';
+        if (parse_int(portbuf, 1, 65535, &p) < 0)
+            return -1;
+        rest += 1 + pl;
+    }
+    *port = (int)p;
+    *path = *rest ? rest : "/";
+    return 0;
+}
+
+static bool host_allowed(const struct config *cfg, const char *host)
+{
+    if (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+        strncmp(host, "127.", 4) == 0)
+        return true;
+    size_t n = strlen(host);
+    for (const char *p = cfg->callback_hosts; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, host, n) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return false;
+}
+
+static int check_callback(const struct config *cfg, const char *url, struct err *err)
+{
+    char host[256];
+    int port;
+    const char *path;
+
+    if (strlen(url) > 2000 || parse_url(url, host, sizeof(host), &port, &path) < 0)
+        return err_set(err, ERR_INVALID, "callback_url: '%.100s' must be http://host[:port]/path",
+                       url);
+    if (!host_allowed(cfg, host))
+        return err_set(err, ERR_INVALID,
+                       "callback_url: host '%s' is not allowed (loopback, or list it in "
+                       "ENVHUB_CALLBACK_HOSTS)",
+                       host);
+    return 0;
+}
+
+/* ---- delivery ---- */
+
+static json_t *time_json(int64_t ms)
+{
+    char iso[TIME_ISO_MAX];
+    if (ms <= 0)
+        return json_null();
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
+/* The final result of @id as a callback's body. */
+static char *result_body(struct catalog *cat, const char *id)
+{
+    _cleanup_(execution_record_release) struct execution_record rec = {0};
+    struct err err = ERR_INIT;
+
+    if (catalog_execution_get(cat, id, &rec, &err) < 0)
+        return NULL;
+    json_t *files = json_array();
+    for (size_t i = 0; i < rec.n_files; i++)
+        if (rec.files[i].direction == FILE_OUT)
+            json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "path", rec.files[i].path,
+                                                   "size", (json_int_t)rec.files[i].size,
+                                                   "sha256", rec.files[i].sha256));
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:b, s:o, s:s, s:s, s:f, s:o, s:o, s:o, s:o}", "id", rec.id, "status",
+        exec_status_name(rec.status), "success", rec.status == EXEC_SUCCEEDED, "exit_code",
+        rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null(), "stdout",
+        rec.stdout_text ? rec.stdout_text : "", "stderr", rec.stderr_text ? rec.stderr_text : "",
+        "execution_time", rec.duration_ms >= 0 ? (double)rec.duration_ms / 1000 : 0.0, "error",
+        rec.error ? json_string(rec.error) : json_null(), "finished_at",
+        time_json(rec.finished_at), "files", files, "environment",
+        rec.environment ? json_string(rec.environment) : json_null());
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}
+
+static int deliver(const char *url, const char *body, struct err *err)
+{
+    char host[256], ebuf[256] = "";
+    int port;
+    const char *path;
+
+    if (parse_url(url, host, sizeof(host), &port, &path) < 0)
+        return err_set(err, ERR_INVALID, "bad callback url");
+    struct mg_connection *conn = mg_connect_client(host, port, 0, ebuf, sizeof(ebuf));
+    if (!conn)
+        return err_set(err, ERR_UNAVAILABLE, "cannot connect: %s", ebuf);
+    mg_printf(conn,
+              "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+              "User-Agent: envhub\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+              path, host, port, strlen(body));
+    mg_write(conn, body, strlen(body));
+    int rc = mg_get_response(conn, ebuf, sizeof(ebuf), CALLBACK_TIMEOUT_MS);
+    int status = rc >= 0 ? mg_get_response_info(conn)->status_code : 0;
+    mg_close_connection(conn);
+    if (rc < 0)
+        return err_set(err, ERR_UNAVAILABLE, "no answer: %s", ebuf);
+    if (status < 200 || status >= 300)
+        return err_set(err, ERR_UNAVAILABLE, "the receiver answered %d", status);
+    return 0;
+}
+
+static void *callbacks_main(void *arg)
+{
+    struct callbacks *cb = arg;
+
+    pthread_mutex_lock(&cb->lock);
+    while (!cb->stop) {
+        int64_t now = time_mono_ms(), next = now + 60000;
+        struct callback *due = NULL;
+        for (struct callback *c = cb->list; c && !due; c = c->next)
+            if (c->ready && c->due <= now)
+                due = c;
+        for (struct callback *c = cb->list; c; c = c->next)
+            if (c->ready && c->due > now && c->due < next)
+                next = c->due;
+        if (!due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait = next - now;
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&cb->wake, &cb->lock, &ts);
+            continue;
+        }
+        due->tries++;
+        _cleanup_free_ char *url = xstrdup(due->url);
+        char id[32];
+        snprintf(id, sizeof(id), "%s", due->id);
+        pthread_mutex_unlock(&cb->lock);
+
+        struct err err = ERR_INIT;
+        _cleanup_free_ char *body = result_body(cb->deps->catalog, id);
+        int rc = body ? deliver(url, body, &err) : err_set(&err, ERR_NOT_FOUND, "no result");
+
+        pthread_mutex_lock(&cb->lock);
+        if (rc == 0 || due->tries >= CALLBACK_TRIES) {
+            if (rc == 0)
+                log_info("web: callback of %s delivered after %d tries", id, due->tries);
+            else
+                log_warn("web: callback of %s given up after %d tries: %s", id, due->tries,
+                         err.msg);
+            for (struct callback **p = &cb->list; *p; p = &(*p)->next)
+                if (*p == due) {
+                    *p = due->next;
+                    break;
+                }
+            free(due->url);
+            free(due);
+        } else {
+            /* backoff: 1 s, then 2 s */
+            due->due = time_mono_ms() + (1000LL << (due->tries - 1));
+            log_info("web: callback of %s failed (try %d), retrying: %s", id, due->tries,
+                     err.msg);
+        }
+    }
+    pthread_mutex_unlock(&cb->lock);
+    return NULL;
+}
+
+static void on_done(void *ctx, const char *id)
+{
+    struct callbacks *cb = ctx;
+    pthread_mutex_lock(&cb->lock);
+    for (struct callback *c = cb->list; c; c = c->next)
+        if (strcmp(c->id, id) == 0) {
+            c->ready = true;
+            c->due = time_mono_ms();
+            pthread_cond_signal(&cb->wake);
+        }
+    pthread_mutex_unlock(&cb->lock);
+}
+
+int web_callbacks_start(const struct web_deps *deps, struct callbacks **ret, struct err *err)
+{
+    struct callbacks *cb = xcalloc(1, sizeof(*cb));
+    cb->deps = deps;
+    pthread_mutex_init(&cb->lock, NULL);
+    pthread_cond_init(&cb->wake, NULL);
+    if (pthread_create(&cb->thread, NULL, callbacks_main, cb) != 0) {
+        free(cb);
+        return err_set(err, ERR_INTERNAL, "cannot start the callback thread");
+    }
+    cb->started = true;
+    executor_set_done_hook(deps->executor, on_done, cb);
+    *ret = cb;
+    return 0;
+}
+
+void web_callbacks_stop(struct callbacks *cb)
+{
+    if (!cb)
+        return;
+    executor_set_done_hook(cb->deps->executor, NULL, NULL);
+    pthread_mutex_lock(&cb->lock);
+    cb->stop = true;
+    pthread_cond_signal(&cb->wake);
+    pthread_mutex_unlock(&cb->lock);
+    if (cb->started)
+        pthread_join(cb->thread, NULL);
+    while (cb->list) {
+        struct callback *c = cb->list;
+        cb->list = c->next;
+        if (c->ready)
+            log_warn("web: callback of %s not delivered: envhub stopped", c->id);
+        free(c->url);
+        free(c);
+    }
+    pthread_cond_destroy(&cb->wake);
+    pthread_mutex_destroy(&cb->lock);
+    free(cb);
+}
+
+static void callback_add(struct callbacks *cb, const char *id, const char *url)
+{
+    struct callback *c = xcalloc(1, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->url = xstrdup(url);
+    pthread_mutex_lock(&cb->lock);
+    c->next = cb->list;
+    cb->list = c;
+    pthread_mutex_unlock(&cb->lock);
+}
+
+/* ---- submissions ---- */
+
+/* Parse one job of a submission (an object with the /execute fields and an
+ * optional callback_url). */
+static int parse_job(struct web_request *rq, json_t *obj, struct execute_request *req,
+                     char **ret_callback, struct err *err)
+{
+    const struct config *cfg = rq->deps->cfg;
+    struct request_limits lim = {
+        .max_code_length = cfg->max_code_length,
+        .max_file_size = cfg->max_file_size,
+        .max_files = cfg->max_files,
+        .default_timeout = cfg->default_timeout,
+        .max_timeout = cfg->max_timeout,
+    };
+    json_t *cb = json_object_get(obj, "callback_url");
+    *ret_callback = NULL;
+    if (cb && !json_is_null(cb)) {
+        if (!json_is_string(cb))
+            return err_set(err, ERR_UNPROCESSABLE, "callback_url: must be a string");
+        if (check_callback(cfg, json_string_value(cb), err) < 0)
+            return -1;
+    }
+    _cleanup_free_ char *text = json_dumps(obj, JSON_COMPACT);
+    if (web_parse_execute(text, strlen(text), &lim, false, req, err) < 0)
+        return -1;
+    if (cb && json_is_string(cb))
+        *ret_callback = xstrdup(json_string_value(cb));
+    return 0;
+}
+
+static int submit(struct web_request *rq, const struct execute_request *req, const char *callback,
+                  char id[32], struct err *err)
+{
+    struct job_request job = {
+        .code = req->code,
+        .code_len = req->code_len,
+        .timeout_s = req->timeout_s,
+        .files = req->files,
+        .n_files = req->n_files,
+        .environment = req->environment,
+        .principal = rq->principal,
+        .client_addr = rq->client_addr,
+    };
+    /* counts against the per-minute quota like a synchronous run */
+    if (web_quota_enter(rq->auth, rq, err) < 0)
+        return -1;
+    web_quota_leave(rq->auth, rq);
+    if (executor_submit(rq->deps->executor, &job, id, err) < 0)
+        return -1;
+    if (callback)
+        callback_add(rq->callbacks, id, callback);
+    /* it may have ended before the callback was known */
+    _cleanup_(execution_record_release) struct execution_record rec = {0};
+    struct err gerr = ERR_INIT;
+    if (callback && catalog_execution_get(rq->deps->catalog, id, &rec, &gerr) == 0 &&
+        rec.status != EXEC_QUEUED && rec.status != EXEC_RUNNING)
+        on_done(rq->callbacks, id);
+    return 0;
+}
+
+static json_t *read_object(struct web_request *rq, struct err *err)
+{
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+
+    if (web_read_body(rq, &body, &len, err) < 0)
+        return NULL;
+    json_t *doc = json_loadb(body, len, 0, &jerr);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        err_set(err, ERR_UNPROCESSABLE, "body: must be a JSON object");
+        return NULL;
+    }
+    return doc;
+}
+
+void api_submit(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(execute_request_release) struct execute_request req = {0};
+    _cleanup_free_ char *callback = NULL;
+    char id[32];
+    json_auto_t *doc = read_object(rq, &err);
+
+    if (!doc || parse_job(rq, doc, &req, &callback, &err) < 0 ||
+        submit(rq, &req, callback, id, &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    web_reply_json(rq, 202, json_pack("{s:s, s:s}", "id", id, "status", "queued"));
+}
+
+void api_submit_batch(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+    json_auto_t *doc = read_object(rq, &err);
+    struct execute_request reqs[BATCH_MAX];
+    char *callbacks[BATCH_MAX] = {0};
+    size_t n = 0;
+
+    if (!doc) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    json_t *jobs = json_object_get(doc, "jobs");
+    if (!json_is_array(jobs) || json_array_size(jobs) == 0) {
+        web_reply_detail(rq, 422, "jobs: must be a non-empty array of /execute bodies");
+        return;
+    }
+    if (json_array_size(jobs) > BATCH_MAX) {
+        web_reply_detail(rq, 400, "jobs: %zu jobs; a batch holds at most %d",
+                         json_array_size(jobs), BATCH_MAX);
+        return;
+    }
+    /* all or nothing: every job is valid before any is submitted */
+    for (; n < json_array_size(jobs); n++) {
+        json_t *j = json_array_get(jobs, n);
+        memset(&reqs[n], 0, sizeof(reqs[n]));
+        if (!json_is_object(j)) {
+            err_set(&err, ERR_UNPROCESSABLE, "jobs[%zu]: must be an object", n);
+            break;
+        }
+        if (parse_job(rq, j, &reqs[n], &callbacks[n], &err) < 0) {
+            err_prefix(&err, "jobs[%zu]", n);
+            break;
+        }
+    }
+    if (n == json_array_size(jobs)) {
+        json_t *ids = json_array();
+        for (size_t i = 0; i < n; i++) {
+            char id[32];
+            if (submit(rq, &reqs[i], callbacks[i], id, &err) < 0) {
+                err_prefix(&err, "jobs[%zu] (the ones before it were submitted)", i);
+                json_decref(ids);
+                ids = NULL;
+                break;
+            }
+            json_array_append_new(ids, json_string(id));
+        }
+        if (ids)
+            web_reply_json(rq, 202, json_pack("{s:o, s:s}", "ids", ids, "status", "queued"));
+        else
+            web_reply_err(rq, &err);
+    } else {
+        web_reply_err(rq, &err);
+    }
+    for (size_t i = 0; i < n && i < BATCH_MAX; i++) {
+        execute_request_release(&reqs[i]);
+        free(callbacks[i]);
+    }
+    if (n < BATCH_MAX && n < json_array_size(jobs)) {
+        execute_request_release(&reqs[n]);
+        free(callbacks[n]);
+    }
+}
+
+/* Runners and curators may act on their own executions only. */
+static bool owns(struct web_request *rq, const char *id)
+{
+    _cleanup_(execution_record_release) struct execution_record rec = {0};
+    struct err err = ERR_INIT;
+
+    if (catalog_execution_get(rq->deps->catalog, id, &rec, &err) < 0) {
+        web_reply_detail(rq, 404, "execution '%s' does not exist", id);
+        return false;
+    }
+    if ((rq->role == ROLE_RUNNER || rq->role == ROLE_CURATOR) && !rq->open_mode &&
+        strcmp(rec.principal, rq->principal) != 0) {
+        web_reply_detail(rq, 404, "execution '%s' does not exist", id);
+        return false;
+    }
+    return true;
+}
+
+void api_cancel(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+
+    if (!owns(rq, rq->params[0]))
+        return;
+    if (executor_cancel(rq->deps->executor, rq->params[0], rq->principal, &err) < 0) {
+        if (err.code == ERR_NOT_FOUND)
+            web_reply_detail(rq, 409, "execution '%s' has already ended", rq->params[0]);
+        else
+            web_reply_err(rq, &err);
+        return;
+    }
+    web_reply_json(rq, 200, json_pack("{s:s, s:s}", "id", rq->params[0], "status", "cancelling"));
+}
+
+struct sse {
+    struct web_request *rq;
+    bool failed;
+};
+
+static int send_chunk(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct sse *s = ctx;
+    if (stream == ENGINE_STDIN) {
+        static const char keep[] = ": keepalive\n\n";
+        return mg_write(s->rq->conn, keep, sizeof(keep) - 1) > 0 ? 0 : -1;
+    }
+    /* a chunk as a JSON string: any bytes, one line */
+    _cleanup_free_ char *clean = utf8_sanitize(data, len, NULL);
+    json_t *str = json_string(clean);
+    _cleanup_free_ char *enc = json_dumps(str, JSON_ENCODE_ANY);
+    json_decref(str);
+    _cleanup_free_ char *ev = xasprintf("event: %s\ndata: %s\n\n",
+                                        stream == ENGINE_STDERR ? "stderr" : "stdout", enc);
+    if (mg_write(s->rq->conn, ev, strlen(ev)) <= 0) {
+        s->failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+void api_output(struct web_request *rq)
+{
+    _cleanup_(execution_record_release) struct execution_record rec = {0};
+    struct err err = ERR_INIT;
+
+    if (!owns(rq, rq->params[0]))
+        return;
+    rq->status = 200;
+    mg_printf(rq->conn,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+              "Cache-Control: no-store\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n",
+              rq->request_id);
+    struct sse s = {.rq = rq};
+    /* a finished job has no live output: its stored output stands in */
+    if (executor_follow(rq->deps->executor, rq->params[0], send_chunk, &s, OUTPUT_KEEPALIVE_MS,
+                        &err) < 0) {
+        if (catalog_execution_get(rq->deps->catalog, rq->params[0], &rec, &err) == 0) {
+            if (rec.stdout_text && *rec.stdout_text)
+                send_chunk(&s, ENGINE_STDOUT, rec.stdout_text, strlen(rec.stdout_text));
+            if (rec.stderr_text && *rec.stderr_text)
+                send_chunk(&s, ENGINE_STDERR, rec.stderr_text, strlen(rec.stderr_text));
+        }
+    }
+    if (s.failed)
+        return;
+    execution_record_release(&rec);
+    if (catalog_execution_get(rq->deps->catalog, rq->params[0], &rec, &err) == 0) {
+        json_t *end = json_pack("{s:s, s:o}", "status", exec_status_name(rec.status),
+                                "exit_code",
+                                rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null());
+        _cleanup_free_ char *data = json_dumps(end, JSON_COMPACT);
+        json_decref(end);
+        _cleanup_free_ char *ev = xasprintf("event: end\ndata: %s\n\n", data);
+        mg_write(rq->conn, ev, strlen(ev));
+    }
+}

@@ -1,0 +1,724 @@
+/* web/api_executions.c - the execution history for auditors:
+ *
+ *     GET /executions             filters, keyset pages newest first: {items, next_cursor}
+ *     GET /executions/{id}        one execution with code, output and file manifest
+ *     GET /executions/export      the same filters as CSV or JSON lines, chunked
+ *     GET /executions/stats       counts and durations grouped by environment, status or day
+ *     GET /audit/verify           the tamper-evident chain walked: ok, or the first bad row
+ *
+ * Every query parameter is checked before the catalog is asked: an unknown
+ * or repeated parameter and a malformed value are 400 naming the parameter.
+ * When the gate limits the caller to its own executions (rq->own_principal),
+ * the principal filter is forced to it. */
+#include <civetweb.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "web/web_internal.h"
+
+#include "core/banned.h"
+
+#define HISTORY_DEFAULT_LIMIT 50
+#define HISTORY_MAX_LIMIT 500
+#define HISTORY_MAX_VALUE 1024  /* bytes of one decoded parameter */
+#define HISTORY_MAX_TEXT 256    /* bytes of q */
+#define HISTORY_EXPORT_BATCH 1000
+#define HISTORY_CHUNK 65536     /* bytes sent per chunk of an export */
+
+/* Which parameters an endpoint takes. */
+enum {
+    QP_FILTERS = 1 << 0, /* environment, environment_version, status, principal, since,
+                          * until, code_sha256, q */
+    QP_PAGE = 1 << 1,    /* cursor, limit */
+    QP_FORMAT = 1 << 2,  /* format, limit */
+    QP_GROUP = 1 << 3,   /* group */
+};
+
+enum export_format { EXPORT_CSV, EXPORT_JSONL };
+
+struct history_query {
+    struct history_filter f;
+    int64_t before_seq; /* from the cursor; 0: none */
+    int64_t limit;      /* 0: none given */
+    enum export_format format;
+    enum history_group group;
+    char *values[16];   /* decoded strings the filter points into */
+    size_t n_values;
+};
+
+static void history_query_release(struct history_query *q)
+{
+    for (size_t i = 0; i < q->n_values; i++)
+        free(q->values[i]);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ---- cursors: base64url of "seq:<n>" ---- */
+
+static char *cursor_encode(int64_t seq)
+{
+    char plain[32];
+    size_t n;
+    int len = snprintf(plain, sizeof(plain), "seq:%lld", (long long)seq);
+    char *b64 = base64_encode(plain, (size_t)len, &n);
+    for (char *p = b64; *p; p++) {
+        if (*p == '+')
+            *p = '-';
+        else if (*p == '/')
+            *p = '_';
+        else if (*p == '=')
+            *p = '\0';
+    }
+    return b64;
+}
+
+static int cursor_decode(const char *s, int64_t *ret)
+{
+    char std[64];
+    size_t n = strlen(s), i;
+    struct buf out = BUF_INIT(48);
+    int r = -1;
+
+    if (n == 0 || n > 40)
+        return -1;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (!isalnum((unsigned char)c))
+            return -1;
+        std[i] = c;
+    }
+    while (i % 4)
+        std[i++] = '=';
+    std[i] = '\0';
+    if (base64_decode(std, i, &out, NULL) == 0 && out.len > 4 &&
+        strncmp(buf_str(&out), "seq:", 4) == 0 &&
+        parse_int(buf_str(&out) + 4, 1, INT64_MAX, ret) == 0)
+        r = 0;
+    buf_release(&out);
+    return r;
+}
+
+/* ---- parameters ---- */
+
+static const char *const status_list = "queued, running, succeeded, failed, timeout, oom, error, "
+                                       "interrupted";
+
+static bool is_hex64(const char *s)
+{
+    if (strlen(s) != 64)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isxdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+static bool has_word(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (isalnum(*p) || *p >= 0x80)
+            return true;
+    return false;
+}
+
+static const char *accepted(unsigned allowed)
+{
+    if (allowed & QP_PAGE)
+        return "environment, environment_version, status, principal, since, until, code_sha256, "
+               "q, cursor, limit";
+    if (allowed & QP_FORMAT)
+        return "format, environment, environment_version, status, principal, since, until, "
+               "code_sha256, q, limit";
+    if (allowed & QP_GROUP)
+        return "group, environment, environment_version, status, principal, since, until, "
+               "code_sha256, q";
+    return "none";
+}
+
+/* One decoded name=value pair into *q. */
+static int query_set(struct history_query *q, unsigned allowed, const char *name, char *value,
+                     unsigned *seen, struct err *err)
+{
+    static const char *const names[] = {"environment", "environment_version", "status",
+                                        "principal",   "since",               "until",
+                                        "code_sha256", "q",                   "cursor",
+                                        "limit",       "format",              "group",
+                                        "user"};
+    static const unsigned needs[] = {QP_FILTERS, QP_FILTERS, QP_FILTERS, QP_FILTERS, QP_FILTERS,
+                                     QP_FILTERS, QP_FILTERS, QP_FILTERS, QP_PAGE,
+                                     QP_PAGE | QP_FORMAT, QP_FORMAT, QP_GROUP, QP_FILTERS};
+    size_t k;
+
+    for (k = 0; k < ARRAY_SIZE(names); k++)
+        if (strcmp(name, names[k]) == 0 && (needs[k] & allowed))
+            break;
+    if (k == ARRAY_SIZE(names))
+        return err_set(err, ERR_INVALID, "unknown parameter '%.60s' (this endpoint takes %s)",
+                       name, accepted(allowed));
+    if (k == 12)
+        k = 3; /* user: another name for principal */
+    if (*seen & (1u << k))
+        return err_set(err, ERR_INVALID, "%s: given more than once", names[k]);
+    *seen |= 1u << k;
+    q->values[q->n_values++] = value; /* owned by q from here */
+
+    switch (k) {
+    case 0:
+        if (!value[0] || strlen(value) > 255)
+            return err_set(err, ERR_INVALID, "environment: must be a name of 1 to 255 bytes");
+        q->f.environment = value;
+        return 0;
+    case 1:
+        if (parse_int(value, 1, INT64_MAX, &q->f.environment_version) < 0)
+            return err_set(err, ERR_INVALID,
+                           "environment_version: '%.40s' is not a version number (1 or more)",
+                           value);
+        return 0;
+    case 2:
+        q->f.status = exec_status_parse(value);
+        if (q->f.status < 0)
+            return err_set(err, ERR_INVALID, "status: '%.40s' is not one of %s", value,
+                           status_list);
+        return 0;
+    case 3:
+        if (!value[0] || strlen(value) > 255)
+            return err_set(err, ERR_INVALID, "principal: must be 1 to 255 bytes");
+        q->f.principal = value;
+        return 0;
+    case 4:
+    case 5: {
+        int64_t *t = k == 4 ? &q->f.since : &q->f.until;
+        if (time_parse_iso(value, t) < 0)
+            return err_set(err, ERR_INVALID,
+                           "%s: '%.60s' is not an RFC 3339 date or time (2026-11-01 or "
+                           "2026-11-01T10:00:00Z)",
+                           names[k], value);
+        if (k == 4)
+            q->f.has_since = true;
+        else
+            q->f.has_until = true;
+        return 0;
+    }
+    case 6:
+        if (!is_hex64(value))
+            return err_set(err, ERR_INVALID, "code_sha256: must be 64 hexadecimal characters");
+        for (char *p = value; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        q->f.code_sha256 = value;
+        return 0;
+    case 7:
+        if (strlen(value) > HISTORY_MAX_TEXT)
+            return err_set(err, ERR_INVALID, "q: over the limit of %d bytes", HISTORY_MAX_TEXT);
+        if (!has_word(value))
+            return err_set(err, ERR_INVALID, "q: has no letters or digits to search for");
+        q->f.text = value;
+        return 0;
+    case 8:
+        if (cursor_decode(value, &q->before_seq) < 0)
+            return err_set(err, ERR_INVALID,
+                           "cursor: '%.60s' is not a cursor from this API (use next_cursor "
+                           "as given)",
+                           value);
+        return 0;
+    case 9:
+        if (parse_int(value, 1, (allowed & QP_PAGE) ? HISTORY_MAX_LIMIT : INT64_MAX, &q->limit) <
+            0) {
+            if (allowed & QP_PAGE)
+                return err_set(err, ERR_INVALID, "limit: '%.40s' must be an integer from 1 to %d",
+                               value, HISTORY_MAX_LIMIT);
+            return err_set(err, ERR_INVALID, "limit: '%.40s' must be a positive integer", value);
+        }
+        return 0;
+    case 10:
+        if (strcmp(value, "csv") == 0)
+            q->format = EXPORT_CSV;
+        else if (strcmp(value, "jsonl") == 0)
+            q->format = EXPORT_JSONL;
+        else
+            return err_set(err, ERR_INVALID, "format: '%.40s' must be csv or jsonl", value);
+        return 0;
+    default:
+        if (strcmp(value, "environment") == 0)
+            q->group = HISTORY_GROUP_ENVIRONMENT;
+        else if (strcmp(value, "status") == 0)
+            q->group = HISTORY_GROUP_STATUS;
+        else if (strcmp(value, "day") == 0)
+            q->group = HISTORY_GROUP_DAY;
+        else
+            return err_set(err, ERR_INVALID, "group: '%.40s' must be environment, status or day",
+                           value);
+        return 0;
+    }
+}
+
+static char *decode_part(const char *s, size_t len, const char *what, struct err *err)
+{
+    char *out = xmalloc(len + 1);
+    int n = mg_url_decode(s, (int)len, out, (int)len + 1, 1);
+    if (n < 0 || strlen(out) != (size_t)n) {
+        free(out);
+        err_set(err, ERR_INVALID, "%s: is not a valid URL-encoded text without NUL bytes", what);
+        return NULL;
+    }
+    return out;
+}
+
+/* Parse rq->query for an endpoint taking @allowed parameters; the gate's
+ * restriction to the caller's own executions wins over any principal. */
+static int history_query_parse(struct web_request *rq, unsigned allowed, struct history_query *q,
+                               struct err *err)
+{
+    const char *s = rq->query ? rq->query : "";
+    unsigned seen = 0;
+
+    memset(q, 0, sizeof(*q));
+    q->f.status = -1;
+    while (*s) {
+        size_t len = strcspn(s, "&");
+        if (len > 0) {
+            const char *eq = memchr(s, '=', len);
+            size_t nlen = eq ? (size_t)(eq - s) : len;
+            if (q->n_values == ARRAY_SIZE(q->values))
+                return err_set(err, ERR_INVALID, "too many parameters");
+            if (len - nlen > 3 * HISTORY_MAX_VALUE)
+                return err_set(err, ERR_INVALID, "a parameter is longer than %d bytes",
+                               HISTORY_MAX_VALUE);
+            _cleanup_free_ char *name = decode_part(s, nlen, "a parameter name", err);
+            if (!name)
+                return -1;
+            char *value = eq ? decode_part(eq + 1, len - nlen - 1, name, err) : xstrdup("");
+            if (!value)
+                return -1;
+            if (query_set(q, allowed, name, value, &seen, err) < 0) {
+                if (q->n_values == 0 || q->values[q->n_values - 1] != value)
+                    free(value);
+                return -1;
+            }
+        }
+        s += len;
+        if (*s == '&')
+            s++;
+    }
+    if (q->f.environment_version > 0 && !q->f.environment)
+        return err_set(err, ERR_INVALID, "environment_version: needs environment");
+    if (q->f.has_since && q->f.has_until && q->f.until <= q->f.since)
+        return err_set(err, ERR_INVALID, "until: must be after since");
+    if (rq->own_principal)
+        q->f.principal = rq->own_principal;
+    return 0;
+}
+
+/* ---- JSON ---- */
+
+static json_t *jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (!j) { /* not UTF-8: shown repaired rather than dropped */
+        _cleanup_free_ char *clean = utf8_sanitize(s, strlen(s), NULL);
+        j = json_string(clean);
+    }
+    return j ? j : json_null();
+}
+
+static json_t *jtime(int64_t ms)
+{
+    char iso[TIME_ISO_MAX];
+    if (ms <= 0)
+        return json_null();
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
+static json_t *item_json(const struct history_item *it)
+{
+    const struct execution_record *r = &it->rec;
+    json_t *o = json_object();
+
+    json_object_set_new(o, "id", jstr(r->id));
+    json_object_set_new(o, "environment", jstr(r->environment));
+    json_object_set_new(o, "environment_version", json_integer(r->environment_version));
+    json_object_set_new(o, "image", jstr(r->image));
+    json_object_set_new(o, "image_id", jstr(r->image_id));
+    json_object_set_new(o, "principal", jstr(r->principal));
+    json_object_set_new(o, "client_addr", jstr(r->client_addr));
+    json_object_set_new(o, "code_sha256", json_string(r->code_sha256));
+    json_object_set_new(o, "status", json_string(exec_status_name(r->status)));
+    json_object_set_new(o, "exit_code", r->exit_code == -1 ? json_null()
+                                                           : json_integer(r->exit_code));
+    json_object_set_new(o, "error", jstr(r->error));
+    json_object_set_new(o, "timeout_s", json_integer(r->timeout_s));
+    json_object_set_new(o, "queued_at", jtime(r->queued_at));
+    json_object_set_new(o, "started_at", jtime(r->started_at));
+    json_object_set_new(o, "finished_at", jtime(r->finished_at));
+    json_object_set_new(o, "recorded_at", jtime(it->recorded_at));
+    json_object_set_new(o, "duration_ms", r->duration_ms < 0 ? json_null()
+                                                             : json_integer(r->duration_ms));
+    json_object_set_new(o, "stdout_truncated", json_boolean(r->stdout_truncated));
+    json_object_set_new(o, "stderr_truncated", json_boolean(r->stderr_truncated));
+    json_object_set_new(o, "chain_seq", it->chain_seq ? json_integer(it->chain_seq) : json_null());
+    json_object_set_new(o, "chain_hash", it->chain_hash[0] ? json_string(it->chain_hash)
+                                                           : json_null());
+    return o;
+}
+
+/* ---- GET /executions ---- */
+
+void api_executions_list(struct web_request *rq)
+{
+    struct history_query q;
+    struct history_item *items = NULL;
+    size_t n = 0;
+    struct err err = ERR_INIT;
+
+    if (history_query_parse(rq, QP_FILTERS | QP_PAGE, &q, &err) < 0) {
+        history_query_release(&q);
+        web_reply_err(rq, &err);
+        return;
+    }
+    size_t limit = (size_t)(q.limit ? q.limit : HISTORY_DEFAULT_LIMIT);
+    /* one more than asked says whether a next page exists */
+    if (catalog_history_list(rq->deps->catalog, &q.f, q.before_seq, limit + 1, &items, &n, &err) <
+        0) {
+        history_query_release(&q);
+        web_reply_err(rq, &err);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n && i < limit; i++)
+        json_array_append_new(list, item_json(&items[i]));
+    json_t *next = json_null();
+    if (n > limit) {
+        _cleanup_free_ char *c = cursor_encode(items[limit - 1].seq);
+        json_decref(next);
+        next = json_string(c);
+    }
+    history_items_free(items, n);
+    history_query_release(&q);
+    web_reply_json(rq, 200, json_pack("{s:o, s:o}", "items", list, "next_cursor", next));
+}
+
+/* ---- GET /executions/{id} ---- */
+
+void api_executions_get(struct web_request *rq)
+{
+    _cleanup_(history_item_release) struct history_item it = {0};
+    struct err err = ERR_INIT;
+    const char *id = rq->params[0];
+
+    if (strlen(id) > 64 || catalog_history_get(rq->deps->catalog, id, &it, &err) < 0 ||
+        (rq->own_principal && strcmp(it.rec.principal ? it.rec.principal : "",
+                                     rq->own_principal) != 0)) {
+        if (err.code == ERR_OK || err.code == ERR_NOT_FOUND) /* not yours reads the same */
+            web_reply_detail(rq, 404, "execution '%.64s' not found", id);
+        else
+            web_reply_err(rq, &err);
+        return;
+    }
+    const struct execution_record *r = &it.rec;
+    json_t *doc = item_json(&it);
+    json_t *files = json_array();
+    for (size_t i = 0; i < r->n_files; i++)
+        json_array_append_new(files, json_pack("{s:s, s:o, s:I, s:s}", "direction",
+                                               r->files[i].direction == FILE_OUT ? "out" : "in",
+                                               "path", jstr(r->files[i].path), "size",
+                                               (json_int_t)r->files[i].size, "sha256",
+                                               r->files[i].sha256));
+    json_object_set_new(doc, "code", jstr(r->code));
+    json_object_set_new(doc, "stdout", jstr(r->stdout_text ? r->stdout_text : ""));
+    json_object_set_new(doc, "stderr", jstr(r->stderr_text ? r->stderr_text : ""));
+    json_object_set_new(doc, "files", files);
+    web_reply_json(rq, 200, doc);
+}
+
+/* ---- GET /executions/export ---- */
+
+static const char *const csv_columns[] = {
+    "id",          "environment",      "environment_version", "image",      "image_id",
+    "principal",   "client_addr",      "code_sha256",         "status",     "exit_code",
+    "error",       "timeout_s",        "queued_at",           "started_at", "finished_at",
+    "recorded_at", "duration_ms",      "stdout_truncated",    "stderr_truncated",
+    "chain_seq",   "chain_hash",
+};
+
+static void out_put(struct buf *b, const char *s, size_t n)
+{
+    if (buf_append(b, s, n) < 0)
+        abort(); /* BUF_UNLIMITED: only OOM, which aborts first */
+}
+
+/* RFC 4180: quoted when it holds a comma, a quote or a line break. */
+static void csv_field(struct buf *b, const char *s)
+{
+    if (!s)
+        return;
+    if (!s[strcspn(s, ",\"\r\n")]) {
+        out_put(b, s, strlen(s));
+        return;
+    }
+    out_put(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"')
+            out_put(b, "\"", 1);
+        out_put(b, p, 1);
+    }
+    out_put(b, "\"", 1);
+}
+
+static void csv_int(struct buf *b, int64_t v, bool null)
+{
+    char tmp[24];
+    if (null)
+        return;
+    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    out_put(b, tmp, (size_t)n);
+}
+
+static void csv_time(struct buf *b, int64_t ms)
+{
+    char iso[TIME_ISO_MAX];
+    if (ms <= 0)
+        return;
+    time_format_iso(ms, iso);
+    out_put(b, iso, strlen(iso));
+}
+
+static void csv_row(struct buf *b, const struct history_item *it)
+{
+    const struct execution_record *r = &it->rec;
+#define SEP out_put(b, ",", 1)
+    csv_field(b, r->id);
+    SEP;
+    csv_field(b, r->environment);
+    SEP;
+    csv_int(b, r->environment_version, false);
+    SEP;
+    csv_field(b, r->image);
+    SEP;
+    csv_field(b, r->image_id);
+    SEP;
+    csv_field(b, r->principal);
+    SEP;
+    csv_field(b, r->client_addr);
+    SEP;
+    csv_field(b, r->code_sha256);
+    SEP;
+    csv_field(b, exec_status_name(r->status));
+    SEP;
+    csv_int(b, r->exit_code, r->exit_code == -1);
+    SEP;
+    csv_field(b, r->error);
+    SEP;
+    csv_int(b, r->timeout_s, false);
+    SEP;
+    csv_time(b, r->queued_at);
+    SEP;
+    csv_time(b, r->started_at);
+    SEP;
+    csv_time(b, r->finished_at);
+    SEP;
+    csv_time(b, it->recorded_at);
+    SEP;
+    csv_int(b, r->duration_ms, r->duration_ms < 0);
+    SEP;
+    csv_field(b, r->stdout_truncated ? "true" : "false");
+    SEP;
+    csv_field(b, r->stderr_truncated ? "true" : "false");
+    SEP;
+    csv_int(b, it->chain_seq, it->chain_seq == 0);
+    SEP;
+    csv_field(b, it->chain_hash[0] ? it->chain_hash : NULL);
+    out_put(b, "\r\n", 2);
+#undef SEP
+}
+
+static bool send_chunk(struct web_request *rq, struct buf *b)
+{
+    bool ok = b->len == 0 || mg_send_chunk(rq->conn, b->data, (unsigned)b->len) > 0;
+    buf_reset(b);
+    return ok;
+}
+
+void api_executions_export(struct web_request *rq)
+{
+    struct history_query q;
+    struct history_export *x = NULL;
+    struct err err = ERR_INIT;
+    _cleanup_(buf_release) struct buf out = BUF_INIT(BUF_UNLIMITED);
+
+    if (history_query_parse(rq, QP_FILTERS | QP_FORMAT, &q, &err) < 0 ||
+        catalog_history_export_open(rq->deps->catalog, &q.f, &x, &err) < 0) {
+        history_query_release(&q);
+        web_reply_err(rq, &err);
+        return;
+    }
+    bool csv = q.format == EXPORT_CSV;
+    rq->status = 200;
+    mg_printf(rq->conn,
+              "HTTP/1.1 200 OK\r\n"
+              "Content-Type: %s\r\n"
+              "Content-Disposition: attachment; filename=\"executions.%s\"\r\n"
+              "Transfer-Encoding: chunked\r\n"
+              "X-Request-Id: %s\r\n"
+              "Cache-Control: no-store\r\n"
+              "X-Content-Type-Options: nosniff\r\n"
+              "Connection: close\r\n"
+              "\r\n",
+              csv ? "text/csv; charset=utf-8" : "application/x-ndjson",
+              csv ? "csv" : "jsonl", rq->request_id);
+    if (strcmp(rq->method, "HEAD") == 0) {
+        catalog_history_export_close(x);
+        history_query_release(&q);
+        return;
+    }
+    if (csv) {
+        for (size_t i = 0; i < ARRAY_SIZE(csv_columns); i++) {
+            if (i)
+                out_put(&out, ",", 1);
+            out_put(&out, csv_columns[i], strlen(csv_columns[i]));
+        }
+        out_put(&out, "\r\n", 2);
+    }
+    int64_t left = q.limit ? q.limit : INT64_MAX, rows = 0;
+    bool ok = true;
+    while (ok && left > 0) {
+        struct history_item *items = NULL;
+        size_t n = 0;
+        size_t want = left < HISTORY_EXPORT_BATCH ? (size_t)left : HISTORY_EXPORT_BATCH;
+        if (catalog_history_export_next(x, want, &items, &n, &err) < 0) {
+            /* the status is sent: cut the stream short so the client sees it fail */
+            log_error("web: request_id=%s export cut short after %lld rows: %s", rq->request_id,
+                      (long long)rows, err.msg);
+            ok = false;
+            break;
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n && ok; i++) {
+            if (csv) {
+                csv_row(&out, &items[i]);
+            } else {
+                json_t *doc = item_json(&items[i]);
+                char *line = json_dumps(doc, JSON_COMPACT);
+                json_decref(doc);
+                out_put(&out, line, strlen(line));
+                out_put(&out, "\n", 1);
+                free(line);
+            }
+            if (out.len >= HISTORY_CHUNK)
+                ok = send_chunk(rq, &out);
+        }
+        rows += (int64_t)n;
+        left -= (int64_t)n;
+        history_items_free(items, n);
+    }
+    if (ok && send_chunk(rq, &out))
+        mg_write(rq->conn, "0\r\n\r\n", 5);
+    catalog_history_export_close(x);
+    history_query_release(&q);
+}
+
+/* ---- GET /executions/stats ---- */
+
+static json_t *stat_json(const struct history_stat *s, bool with_key)
+{
+    json_t *o = json_object();
+    if (with_key)
+        json_object_set_new(o, "key", jstr(s->key));
+    json_object_set_new(o, "count", json_integer(s->count));
+    json_object_set_new(o, "timed", json_integer(s->timed));
+    json_object_set_new(o, "total_duration_ms", json_integer(s->total_ms));
+    json_object_set_new(o, "p50_duration_ms", s->p50_ms < 0 ? json_null() : json_integer(s->p50_ms));
+    json_object_set_new(o, "p95_duration_ms", s->p95_ms < 0 ? json_null() : json_integer(s->p95_ms));
+    return o;
+}
+
+void api_executions_stats(struct web_request *rq)
+{
+    static const char *const group_names[] = {"environment", "status", "day"};
+    struct history_query q;
+    struct history_stat *stats = NULL, all = {0};
+    size_t n = 0;
+    struct err err = ERR_INIT;
+
+    if (history_query_parse(rq, QP_FILTERS | QP_GROUP, &q, &err) < 0 ||
+        catalog_history_stats(rq->deps->catalog, &q.f, q.group, &stats, &n, &all, &err) < 0) {
+        history_query_release(&q);
+        web_reply_err(rq, &err);
+        return;
+    }
+    json_t *groups = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(groups, stat_json(&stats[i], true));
+    history_stats_free(stats, n);
+    free(all.key);
+    history_query_release(&q);
+    web_reply_json(rq, 200, json_pack("{s:s, s:o, s:o}", "group", group_names[q.group], "groups",
+                                      groups, "total", stat_json(&all, false)));
+}
+
+/* ---- GET /audit/verify ---- */
+
+json_t *web_verify_json(const struct history_verify *v)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "ok", json_boolean(v->ok));
+    json_object_set_new(doc, "count", json_integer(v->count));
+    json_object_set_new(doc, "head", json_string(v->head_hash));
+    json_object_set_new(doc, "head_seq", json_integer(v->head_seq));
+    if (!v->ok) {
+        json_object_set_new(doc, "first_bad_id", v->first_bad_id[0] ? jstr(v->first_bad_id)
+                                                                    : json_null());
+        json_object_set_new(doc, "first_bad_seq", v->first_bad_seq ? json_integer(v->first_bad_seq)
+                                                                   : json_null());
+        json_object_set_new(doc, "reason", jstr(v->reason));
+    }
+    if (v->has_checkpoint)
+        json_object_set_new(doc, "checkpoint",
+                            json_pack("{s:I, s:s, s:o, s:o, s:I}", "chain_seq",
+                                      (json_int_t)v->checkpoint_seq, "chain_hash",
+                                      v->checkpoint_hash, "before", jtime(v->checkpoint_before),
+                                      "created_at", jtime(v->checkpoint_at), "pruned",
+                                      (json_int_t)v->checkpoint_pruned));
+    else
+        json_object_set_new(doc, "checkpoint", json_null());
+    return doc;
+}
+
+void api_audit_verify(struct web_request *rq)
+{
+    struct history_verify v;
+    struct err err = ERR_INIT;
+    struct history_query q;
+
+    if (history_query_parse(rq, 0, &q, &err) < 0) {
+        history_query_release(&q);
+        web_reply_err(rq, &err);
+        return;
+    }
+    history_query_release(&q);
+    int64_t t0 = time_mono_ms();
+    if (catalog_history_verify(rq->deps->catalog, &v, &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    json_t *doc = web_verify_json(&v);
+    json_object_set_new(doc, "ms", json_integer(time_mono_ms() - t0));
+    if (!v.ok)
+        log_warn("web: request_id=%s audit chain broken at '%s' (link %lld): %s", rq->request_id,
+                 v.first_bad_id, (long long)v.first_bad_seq, v.reason);
+    web_reply_json(rq, 200, doc);
+}
