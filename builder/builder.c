@@ -66,7 +66,27 @@ struct builder {
     bool stopping;
     pthread_t *workers;
     size_t n_workers;
+    void (*listener)(void *ctx);
+    void *listener_ctx;
 };
+
+static void notify_listener(struct builder *b)
+{
+    pthread_mutex_lock(&b->lock);
+    void (*fn)(void *) = b->listener;
+    void *ctx = b->listener_ctx;
+    pthread_mutex_unlock(&b->lock);
+    if (fn)
+        fn(ctx);
+}
+
+void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&b->lock);
+    b->listener = fn;
+    b->listener_ctx = ctx;
+    pthread_mutex_unlock(&b->lock);
+}
 
 /* ---- queue and progress ---- */
 
@@ -541,6 +561,7 @@ static void run_build(struct builder *b, int64_t id)
     log_info("builder: build %lld of '%s' version %lld ready in %lld ms%s", (long long)id,
              c.rec.environment, (long long)c.rec.version, (long long)(time_mono_ms() - t0),
              c.rec.cache_hit ? " (image reused)" : "");
+    notify_listener(b);
     prune_old_images(b, c.rec.environment, c.rec.version);
 done:
     package_entries_free(pkgs, n_pkgs);
@@ -755,6 +776,7 @@ int builder_delete(struct builder *b, const char *name, struct err *err)
             log_warn("builder: cannot remove image '%s' of deleted '%s', ignoring: %s",
                      builds[i].image, name, rerr.msg);
     }
+    notify_listener(b);
     log_info("builder: environment '%s' deleted with %zu builds", name, n);
     build_records_free(builds, n);
     progress_signal(b);

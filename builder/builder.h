@@ -69,6 +69,10 @@ int builder_delete(struct builder *b, const char *name, struct err *err);
  * the worker. */
 bool builder_wait(struct builder *b, int64_t build_id, int64_t after, int64_t deadline_ms);
 
+/* Call @fn (from a builder thread) whenever an environment's version in
+ * service changes or an environment is deleted: the warm pools follow. */
+void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx);
+
 /* ---- pure helpers (unit-tested) ---- */
 
 /* ^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$ */

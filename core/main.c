@@ -117,6 +117,11 @@ static int cmd_image(const struct config *cfg, int argc, char **argv)
     return rc;
 }
 
+static void refresh_pools(void *executor)
+{
+    executor_pool_refresh(executor);
+}
+
 static int cmd_serve(const struct config *cfg)
 {
     struct err err = ERR_INIT;
@@ -152,6 +157,8 @@ static int cmd_serve(const struct config *cfg)
         fail(&err);
         goto out;
     }
+    /* the warm pools follow environments' versions */
+    builder_set_listener(b, refresh_pools, x);
     struct web_deps deps = {.cfg = cfg, .catalog = cat, .engine = e, .executor = x, .builder = b};
     if (web_start(&deps, &w, &err) < 0) {
         fail(&err);
