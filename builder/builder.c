@@ -68,7 +68,48 @@ struct builder {
     size_t n_workers;
     void (*listener)(void *ctx);
     void *listener_ctx;
+    uint64_t finished[BUILD_CANCELLED + 1]; /* builds ended, by status */
+    double seconds_sum;
+    uint64_t seconds_count;
 };
+
+static void count_build(struct builder *b, enum build_status st, int64_t ms)
+{
+    pthread_mutex_lock(&b->lock);
+    b->finished[st]++;
+    b->seconds_sum += (double)ms / 1000;
+    b->seconds_count++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+int builder_metrics(struct builder *b, struct buf *out)
+{
+    int fail = 0;
+    pthread_mutex_lock(&b->lock);
+    size_t queued = 0, running = 0;
+    for (struct queued *q = b->head; q; q = q->next)
+        queued++;
+    for (struct active *a = b->active; a; a = a->next)
+        running++;
+    fail |= buf_appends(out, "# HELP envhub_builds_total Environment builds ended, by status.\n"
+                             "# TYPE envhub_builds_total counter\n");
+    for (int st = BUILD_READY; st <= BUILD_CANCELLED; st++)
+        fail |= buf_appendf(out, "envhub_builds_total{status=\"%s\"} %llu\n",
+                            build_status_name((enum build_status)st),
+                            (unsigned long long)b->finished[st]);
+    fail |= buf_appendf(out,
+                        "# HELP envhub_build_duration_seconds Time from start to end of builds.\n"
+                        "# TYPE envhub_build_duration_seconds summary\n"
+                        "envhub_build_duration_seconds_sum %.3f\n"
+                        "envhub_build_duration_seconds_count %llu\n"
+                        "# HELP envhub_builds_running Builds running now.\n"
+                        "# TYPE envhub_builds_running gauge\nenvhub_builds_running %zu\n"
+                        "# HELP envhub_builds_queued Builds waiting for a worker.\n"
+                        "# TYPE envhub_builds_queued gauge\nenvhub_builds_queued %zu\n",
+                        b->seconds_sum, (unsigned long long)b->seconds_count, running, queued);
+    pthread_mutex_unlock(&b->lock);
+    return fail ? -1 : 0;
+}
 
 static void notify_listener(struct builder *b)
 {
@@ -540,6 +581,7 @@ static void run_build(struct builder *b, int64_t id)
         if (catalog_build_fail(b->catalog, id, st, err.msg, time_now_ms(), &ferr) < 0)
             log_warn("builder: cannot record the end of build %lld: %s", (long long)id,
                      ferr.msg);
+        count_build(b, st, time_mono_ms() - t0);
         log_info("builder: build %lld of '%s' %s after %lld ms: %s", (long long)id,
                  c.rec.environment, build_status_name(st), (long long)(time_mono_ms() - t0),
                  err.msg);
@@ -561,6 +603,7 @@ static void run_build(struct builder *b, int64_t id)
     log_info("builder: build %lld of '%s' version %lld ready in %lld ms%s", (long long)id,
              c.rec.environment, (long long)c.rec.version, (long long)(time_mono_ms() - t0),
              c.rec.cache_hit ? " (image reused)" : "");
+    count_build(b, BUILD_READY, time_mono_ms() - t0);
     notify_listener(b);
     prune_old_images(b, c.rec.environment, c.rec.version);
 done:

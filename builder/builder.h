@@ -73,6 +73,9 @@ bool builder_wait(struct builder *b, int64_t build_id, int64_t after, int64_t de
  * service changes or an environment is deleted: the warm pools follow. */
 void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx);
 
+/* Append the builder's metrics in Prometheus text format to @out. */
+int builder_metrics(struct builder *b, struct buf *out);
+
 /* ---- pure helpers (unit-tested) ---- */
 
 /* ^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$ */

@@ -40,6 +40,9 @@ static void usage(FILE *out)
             "             [--max-concurrent N] [--max-per-minute N]\n"
             "                           make an API key (on the catalog file); prints its secret once\n"
             "  key list | key revoke NAME\n"
+            "  history prune --before DATE  delete executions finished before DATE (on the\n"
+            "                           catalog file), keeping a checkpoint of the audit chain\n"
+            "  audit verify --db PATH   check the audit chain of a catalog file (exit 1: broken)\n"
             "\n"
             "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
             "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER] [--wait]\n"
@@ -47,6 +50,10 @@ static void usage(FILE *out)
             "  env rebuild NAME [SCRIPT] [--base IMAGE] [--wait]\n"
             "  run [--env NAME] [--file PATH]... [--out DIR] [--timeout S] CODE_FILE|-\n"
             "                           run code; exits with its exit code (124: timeout)\n"
+            "  history [--env NAME] [--status S] [--principal P] [--since DATE] [--until DATE]\n"
+            "          [--q WORDS] [--limit N] [--format table|json|csv]\n"
+            "  history show ID | history stats [--group environment|status|day] [filters]\n"
+            "  audit verify             check the audit chain through the server (exit 1: broken)\n"
             "  version                  print the version\n"
             "\n"
             "Every setting is a flag (--listen 127.0.0.1:9000) or an environment variable\n"
@@ -190,6 +197,11 @@ int main(int argc, char **argv)
     struct config cfg;
     struct err err = ERR_INIT;
     int rc;
+    /* config_load takes --db out of argv: `audit verify --db PATH` reads that file itself */
+    bool db_given = false;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--db") == 0 || strncmp(argv[i], "--db=", 5) == 0)
+            db_given = true;
 
     if (config_load(&cfg, &argc, argv, &err) < 0) {
         config_release(&cfg);
@@ -213,6 +225,8 @@ int main(int argc, char **argv)
         rc = web_cli_main(&cfg, argc - 1, argv + 1);
     else if (strcmp(cmd, "key") == 0)
         rc = web_key_cli(&cfg, argc - 2, argv + 2);
+    else if (strcmp(cmd, "history") == 0 || strcmp(cmd, "audit") == 0)
+        rc = web_history_cli_main(&cfg, argc - 1, argv + 1, db_given);
     else if (strcmp(cmd, "image") == 0)
         rc = cmd_image(&cfg, argc - 2, argv + 2);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -629,3 +629,98 @@ void executor_pool_stats_free(struct executor_pool_stat *s, size_t n)
     }
     free(s);
 }
+
+/* ---- /metrics ---- */
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static int label_escape(struct buf *out, const char *v)
+{
+    int fail = 0;
+    for (const char *p = v; *p; p++) {
+        const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+        fail |= esc ? buf_appends(out, esc) : buf_append(out, p, 1);
+    }
+    return fail;
+}
+
+int executor_metrics(struct executor *x, struct buf *out)
+{
+    int fail = 0;
+
+    pthread_mutex_lock(&x->lock);
+    fail |= buf_appends(out, "# HELP envhub_executions_total Executions finished, by environment "
+                             "and status.\n# TYPE envhub_executions_total counter\n");
+    for (struct exec_counter *c = x->counters; c; c = c->next)
+        for (int s = 0; s <= EXEC_INTERRUPTED; s++) {
+            if (!c->by_status[s])
+                continue;
+            fail |= buf_appends(out, "envhub_executions_total{environment=\"");
+            fail |= label_escape(out, c->environment);
+            fail |= buf_appendf(out, "\",status=\"%s\"} %llu\n",
+                                exec_status_name((enum exec_status)s),
+                                (unsigned long long)c->by_status[s]);
+        }
+    fail |= buf_appends(out, "# HELP envhub_execution_duration_seconds Time user code ran.\n"
+                             "# TYPE envhub_execution_duration_seconds histogram\n");
+    for (struct exec_counter *c = x->counters; c; c = c->next) {
+        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++) {
+            fail |= buf_appends(out, "envhub_execution_duration_seconds_bucket{environment=\"");
+            fail |= label_escape(out, c->environment);
+            fail |= buf_appendf(out, "\",le=\"%g\"} %llu\n", buckets[i],
+                                (unsigned long long)c->duration_buckets[i]);
+        }
+        fail |= buf_appends(out, "envhub_execution_duration_seconds_bucket{environment=\"");
+        fail |= label_escape(out, c->environment);
+        fail |= buf_appendf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)c->duration_count);
+        fail |= buf_appends(out, "envhub_execution_duration_seconds_sum{environment=\"");
+        fail |= label_escape(out, c->environment);
+        fail |= buf_appendf(out, "\"} %.3f\n", c->duration_sum);
+        fail |= buf_appends(out, "envhub_execution_duration_seconds_count{environment=\"");
+        fail |= label_escape(out, c->environment);
+        fail |= buf_appendf(out, "\"} %llu\n", (unsigned long long)c->duration_count);
+    }
+    int64_t sessions = 0;
+    for (struct session *s = x->sessions; s; s = exec_session_next(s))
+        sessions++;
+    fail |= buf_appendf(
+        out,
+        "# HELP envhub_jobs_running Jobs holding a slot now.\n# TYPE envhub_jobs_running gauge\n"
+        "envhub_jobs_running %lld\n"
+        "# HELP envhub_queue_depth Jobs waiting for a slot now.\n# TYPE envhub_queue_depth gauge\n"
+        "envhub_queue_depth %lld\n"
+        "# HELP envhub_async_queue_depth Submitted jobs waiting for a worker.\n"
+        "# TYPE envhub_async_queue_depth gauge\nenvhub_async_queue_depth %lld\n"
+        "# HELP envhub_queue_wait_seconds Time jobs waited for a slot.\n"
+        "# TYPE envhub_queue_wait_seconds summary\n"
+        "envhub_queue_wait_seconds_sum %.3f\nenvhub_queue_wait_seconds_count %llu\n"
+        "# HELP envhub_sessions_open Sessions open now.\n# TYPE envhub_sessions_open gauge\n"
+        "envhub_sessions_open %lld\n"
+        "# HELP envhub_engine_errors_total Docker engine calls that failed jobs or pools.\n"
+        "# TYPE envhub_engine_errors_total counter\nenvhub_engine_errors_total %llu\n",
+        (long long)x->running, (long long)x->waiting, (long long)x->async_queued,
+        (double)x->wait_ms_total / 1000, (unsigned long long)x->waited_jobs, (long long)sessions,
+        (unsigned long long)x->engine_errors);
+    static const char *const pool_metrics[][3] = {
+        {"envhub_pool_ready", "gauge", "Warm containers ready now."},
+        {"envhub_pool_target", "gauge", "Warm containers the pool keeps."},
+        {"envhub_pool_hits_total", "counter", "Jobs that got a warm container."},
+        {"envhub_pool_misses_total", "counter", "Jobs that had to make their container."},
+    };
+    for (size_t m = 0; m < ARRAY_SIZE(pool_metrics); m++) {
+        fail |= buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", pool_metrics[m][0],
+                            pool_metrics[m][2], pool_metrics[m][0], pool_metrics[m][1]);
+        for (struct pool *p = x->pools; p; p = p->next) {
+            unsigned long long v = m == 0   ? (unsigned long long)p->n_ready
+                                   : m == 1 ? (unsigned long long)p->want
+                                   : m == 2 ? (unsigned long long)p->hits
+                                            : (unsigned long long)p->misses;
+            fail |= buf_appendf(out, "%s{environment=\"", pool_metrics[m][0]);
+            fail |= label_escape(out, p->environment ? p->environment : "");
+            fail |= buf_appends(out, "\",image=\"");
+            fail |= label_escape(out, p->image);
+            fail |= buf_appendf(out, "\"} %llu\n", v);
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+    return fail ? -1 : 0;
+}

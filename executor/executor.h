@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "catalog/catalog.h"
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "engine/engine.h"
@@ -150,6 +151,9 @@ typedef int (*executor_chunk_fn)(void *ctx, enum engine_stream stream, const cha
  * when it is not running. Blocks the caller; never polls. */
 int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, void *ctx,
                     int64_t keepalive_ms, struct err *err);
+
+/* Append the executor's metrics in Prometheus text format to @out. */
+int executor_metrics(struct executor *x, struct buf *out);
 
 /* Read the warm pools' targets again (an environment changed version, was
  * created or deleted): new versions get their pool, old ones drain. */

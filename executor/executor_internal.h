@@ -209,6 +209,7 @@ void exec_live_close(struct executor *x, struct live *l);
 /* ---- session.c ---- */
 
 int exec_sessions_start(struct executor *x, struct err *err);
+struct session *exec_session_next(struct session *s);
 void exec_sessions_stop(struct executor *x);
 
 /* Where the code goes inside the workspace; never returned as an output. */

@@ -573,3 +573,8 @@ void exec_sessions_stop(struct executor *x)
     }
     pthread_mutex_unlock(&x->lock);
 }
+
+struct session *exec_session_next(struct session *s)
+{
+    return s->next;
+}

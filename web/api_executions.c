@@ -665,9 +665,10 @@ void api_executions_stats(struct web_request *rq)
         json_array_append_new(groups, stat_json(&stats[i], true));
     history_stats_free(stats, n);
     free(all.key);
+    const char *group = group_names[q.group];
     history_query_release(&q);
-    web_reply_json(rq, 200, json_pack("{s:s, s:o, s:o}", "group", group_names[q.group], "groups",
-                                      groups, "total", stat_json(&all, false)));
+    web_reply_json(rq, 200, json_pack("{s:s, s:o, s:o}", "group", group, "groups", groups,
+                                      "total", stat_json(&all, false)));
 }
 
 /* ---- GET /audit/verify ---- */

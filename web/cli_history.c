@@ -85,6 +85,7 @@ struct list_opts {
 /* Parse filters and options; returns 0, or the exit status of a usage error. */
 static int parse_list_opts(int argc, char **argv, struct list_opts *o)
 {
+    memset(o, 0, sizeof(*o));
     o->query = (struct buf)BUF_INIT(BUF_UNLIMITED);
     o->limit = 50;
     o->format = "table";

@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "builder/builder.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -30,12 +32,21 @@
 #define WEB_MAX_HEADERS_SIZE "16384"
 #define WEB_REQUEST_TIMEOUT_MS "660000" /* longer than the longest job */
 
+#define WEB_STATUS_SLOTS 8 /* counted statuses per route, the rest in "other" */
+
+struct route_count {
+    int status;
+    uint64_t n;
+};
+
 struct web {
     struct web_deps deps;
     struct mg_context *ctx;
     struct auth *auth;
     struct callbacks *callbacks;
     char *tls_joined; /* the private key+certificate file we made, removed at stop */
+    pthread_mutex_t count_lock;
+    struct route_count counts[64][WEB_STATUS_SLOTS]; /* by route index; [63]: no route */
 };
 
 int web_status_for_err(enum err_code code)
@@ -290,6 +301,7 @@ static const struct route routes[] = {
     {"GET", "/executions/{}", PERM_HISTORY, api_executions_get},
     {"GET", "/audit/verify", PERM_AUDIT, api_audit_verify},
     {"GET", "/me", PERM_ENV_READ, api_me},
+    {"GET", "/metrics", PERM_AUDIT, api_metrics},
     {"POST", "/executions", PERM_RUN, api_submit},
     {"POST", "/executions/batch", PERM_RUN, api_submit_batch},
     {"POST", "/executions/{}/cancel", PERM_RUN, api_cancel},
@@ -356,6 +368,53 @@ static void route_capture(const char *pattern, const char *path, char **storage,
     }
 }
 
+static void count_request(struct web *w, size_t route, int status)
+{
+    pthread_mutex_lock(&w->count_lock);
+    struct route_count *slots = w->counts[route];
+    for (size_t i = 0; i < WEB_STATUS_SLOTS; i++)
+        if (slots[i].status == status || slots[i].status == 0 || i == WEB_STATUS_SLOTS - 1) {
+            if (slots[i].status == 0)
+                slots[i].status = status;
+            else if (slots[i].status != status)
+                slots[i].status = -1; /* the last slot: every other status */
+            slots[i].n++;
+            break;
+        }
+    pthread_mutex_unlock(&w->count_lock);
+}
+
+void api_metrics(struct web_request *rq)
+{
+    struct web *w = rq->web;
+    _cleanup_(buf_release) struct buf out = BUF_INIT(BUF_UNLIMITED);
+    int fail = buf_appends(&out, "# HELP envhub_http_requests_total HTTP requests answered, by "
+                                 "route and status.\n# TYPE envhub_http_requests_total counter\n");
+    pthread_mutex_lock(&w->count_lock);
+    for (size_t r = 0; r < ARRAY_SIZE(w->counts); r++)
+        for (size_t i = 0; i < WEB_STATUS_SLOTS && w->counts[r][i].status; i++) {
+            const struct route *rt = r < ARRAY_SIZE(routes) ? &routes[r] : NULL;
+            char status[16];
+            if (w->counts[r][i].status < 0)
+                snprintf(status, sizeof(status), "other");
+            else
+                snprintf(status, sizeof(status), "%d", w->counts[r][i].status);
+            fail |= buf_appendf(&out,
+                                "envhub_http_requests_total{method=\"%s\",route=\"%s\","
+                                "status=\"%s\"} %llu\n",
+                                rt ? rt->method : "", rt ? rt->pattern : "(none)", status,
+                                (unsigned long long)w->counts[r][i].n);
+        }
+    pthread_mutex_unlock(&w->count_lock);
+    fail |= executor_metrics(rq->deps->executor, &out);
+    fail |= builder_metrics(rq->deps->builder, &out);
+    if (fail) {
+        web_reply_detail(rq, 500, "internal error");
+        return;
+    }
+    send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
+}
+
 static int handle(struct mg_connection *conn, void *cbdata)
 {
     struct web *w = cbdata;
@@ -370,6 +429,7 @@ static int handle(struct mg_connection *conn, void *cbdata)
         .principal = ri->remote_addr,
         .auth = w->auth,
         .callbacks = w->callbacks,
+        .web = w,
         .key_max_concurrent = -1,
         .key_max_per_minute = -1,
     };
@@ -377,17 +437,19 @@ static int handle(struct mg_connection *conn, void *cbdata)
     size_t n_params = 0;
     int64_t t0 = time_mono_ms();
     bool path_known = false;
+    size_t route_index = ARRAY_SIZE(w->counts) - 1;
 
     id_random_hex(rq.request_id, 8);
     if (gate(&rq)) {
         const struct route *found = NULL;
-        for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
             if (!route_match(routes[i].pattern, rq.path))
                 continue;
             path_known = true;
             if (strcmp(routes[i].method, rq.method) == 0 ||
                 (strcmp(rq.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
                 found = &routes[i];
+                route_index = i;
                 break;
             }
         }
@@ -406,6 +468,7 @@ static int handle(struct mg_connection *conn, void *cbdata)
     }
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
+    count_request(w, route_index, rq.status);
     log_info("web: request id=%s method=%s path=%s status=%d ms=%lld client=%s principal=%s",
              rq.request_id, rq.method, rq.path, rq.status, (long long)(time_mono_ms() - t0),
              rq.client_addr, rq.principal);
@@ -529,6 +592,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     };
 
     w->deps = *deps;
+    pthread_mutex_init(&w->count_lock, NULL);
     if (web_callbacks_start(&w->deps, &w->callbacks, err) < 0) {
         web_auth_close(w->auth);
         free(w);

@@ -16,6 +16,7 @@
 struct mg_connection;
 struct auth;
 struct callbacks;
+struct web;
 
 /* What a route needs; roles grant them (web_role_allows, README's table). */
 enum perm {
@@ -48,6 +49,7 @@ struct web_request {
     const char *extra_headers; /* added to the answer (e.g. WWW-Authenticate) */
     struct auth *auth;
     struct callbacks *callbacks;
+    struct web *web;
     char request_id[17];
     const char *params[4];     /* path parameters captured by the route */
     size_t n_params;
@@ -141,6 +143,7 @@ void api_keys_list(struct web_request *rq);
 void api_keys_revoke(struct web_request *rq);
 void api_events(struct web_request *rq);
 void api_me(struct web_request *rq);
+void api_metrics(struct web_request *rq);
 void api_submit(struct web_request *rq);
 void api_submit_batch(struct web_request *rq);
 void api_cancel(struct web_request *rq);
