@@ -704,6 +704,7 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
         .created_at = now,
         .updated_at = now,
         .created_by = (char *)(def->created_by ? def->created_by : ""),
+        .policy = (char *)(def->policy ? def->policy : "{}"),
     };
     struct build_record build = {
         .environment = (char *)def->name,
@@ -715,6 +716,7 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
         .image = image,
         .queued_at = now,
         .created_by = env.created_by,
+        .policy = env.policy,
     };
     if (catalog_env_create(b->catalog, &env, &build, err) < 0) {
         if (err->code == ERR_CONFLICT)
@@ -728,8 +730,8 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
 }
 
 int builder_rebuild(struct builder *b, const char *name, const char *setup_script,
-                    const char *base_image, const char *created_by, struct build_record *ret,
-                    struct err *err)
+                    const char *base_image, const char *policy, const char *created_by,
+                    struct build_record *ret, struct err *err)
 {
     _cleanup_(env_record_release) struct env_record env = {0};
     char definition[65];
@@ -753,6 +755,7 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
         .definition = definition,
         .queued_at = time_now_ms(),
         .created_by = (char *)(created_by ? created_by : ""),
+        .policy = (char *)(policy ? policy : env.policy ? env.policy : "{}"),
     };
     /* the version is assigned by the catalog; the tag follows it */
     int64_t next = (env.latest_version > env.version ? env.latest_version : env.version) + 1;

@@ -42,6 +42,7 @@ struct env_definition {
     const char *base_image;     /* NULL: the configured default image */
     const char *setup_script;
     const char *python_version; /* NULL: "3.11" */
+    const char *policy;         /* canonical policy JSON (checked by the caller); NULL: "{}" */
     const char *created_by;
 };
 
@@ -52,13 +53,13 @@ struct env_definition {
 int builder_create(struct builder *b, const struct env_definition *def, struct env_record *ret,
                    struct err *err);
 
-/* Queue version N+1 of @name, with a new script and/or base image when given
- * (NULL keeps the current one); version N keeps serving until N+1 is ready.
+/* Queue version N+1 of @name, with a new script, base image and/or policy
+ * when given (NULL keeps the current one); version N keeps serving until N+1 is ready.
  * *ret is the queued build. ERR_NOT_FOUND, ERR_CONFLICT (a build is already
  * queued or running), ERR_INVALID. */
 int builder_rebuild(struct builder *b, const char *name, const char *setup_script,
-                    const char *base_image, const char *created_by, struct build_record *ret,
-                    struct err *err);
+                    const char *base_image, const char *policy, const char *created_by,
+                    struct build_record *ret, struct err *err);
 
 /* Cancel a build in progress, remove the environment's images and its
  * catalog rows (executions keep theirs). ERR_NOT_FOUND. */

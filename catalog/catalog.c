@@ -79,6 +79,7 @@ void execution_record_release(struct execution_record *rec)
     free(rec->image_id);
     free(rec->principal);
     free(rec->session_id);
+    free(rec->limits);
     free(rec->client_addr);
     free(rec->code);
     free(rec->error);
@@ -324,8 +325,9 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
     int rc;
 
     rc = sqlite3_prepare_v2(cat->db,
-                            "INSERT INTO executions (" EXEC_COLUMNS ", session_id) VALUES (?, ?,"
-                            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO executions (" EXEC_COLUMNS ", session_id, limits) VALUES"
+                            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                            " ?)",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(st);
@@ -351,6 +353,7 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
         bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
         bind_int64(&b, rec->stderr_truncated);
         bind_text(&b, rec->session_id);
+        bind_text(&b, rec->limits);
         rc = b.rc;
     }
     if (rc == SQLITE_OK)

@@ -69,6 +69,7 @@ struct execution_record {
     char *image;              /* the image reference used */
     char *image_id;           /* "sha256:..." or NULL when not known */
     char *session_id;         /* the session the call belongs to, NULL when none */
+    char *limits;             /* JSON: the limits it ran with; NULL when unknown */
     char *principal;          /* who ran it */
     char *client_addr;
     char *code;

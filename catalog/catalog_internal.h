@@ -191,10 +191,10 @@ int history_chain_pending_tx(struct catalog *cat, int *ret_n, struct err *err);
 int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *out,
                       struct err *err);
 /* The SQL the query API issues for @f: HISTORY_SQL_PAGE (a page or an
- * export batch; @cursor adds the seq bound) or HISTORY_SQL_STATS (grouped by
- * @group), written to @out. */
+ * export batch, below a cursor) or HISTORY_SQL_STATS (grouped by @group),
+ * written to @out. */
 enum history_sql_kind { HISTORY_SQL_PAGE, HISTORY_SQL_STATS };
-void history_sql(const struct history_filter *f, bool cursor, int group, enum history_sql_kind kind,
+void history_sql(const struct history_filter *f, int group, enum history_sql_kind kind,
                  struct buf *out);
 /* The other statements of history.c that read or delete many rows
  * (verify, prune), NULL-terminated, for the query plan test. */

@@ -628,7 +628,7 @@ static void sqlf(struct buf *out, const char *s)
 /* A time range is a seq range: recorded_at never decreases with seq, so
  * the rows at or after @since are those from the first such row on. The
  * subqueries run once, on executions_recorded. */
-void history_sql(const struct history_filter *f, bool cursor, int group, enum history_sql_kind kind,
+void history_sql(const struct history_filter *f, int group, enum history_sql_kind kind,
                  struct buf *out)
 {
     const bool text = f->text != NULL;
@@ -678,11 +678,10 @@ void history_sql(const struct history_filter *f, bool cursor, int group, enum hi
             sqlf(out, " AND executions.recorded_at < ?8");
     }
     if (kind == HISTORY_SQL_PAGE) {
-        if (cursor) {
-            puts_(out, " AND ");
-            puts_(out, seqcol);
-            sqlf(out, " < ?9");
-        }
+        /* the first page too: below the highest seq there can be */
+        puts_(out, " AND ");
+        puts_(out, seqcol);
+        sqlf(out, " < ?9");
         puts_(out, " ORDER BY ");
         puts_(out, seqcol);
         sqlf(out, " DESC LIMIT ?10");
@@ -740,7 +739,7 @@ static int query_prepare(sqlite3 *db, const struct history_filter *f, int64_t be
 
     if (f->text && !(match = fts_query(f->text)))
         match = xstrdup("\"\""); /* no word: matches nothing */
-    history_sql(f, before_seq > 0, group, kind, &sql);
+    history_sql(f, group, kind, &sql);
     rc = sqlite3_prepare_v2(db, buf_str(&sql), -1, &st, NULL);
     if (rc != SQLITE_OK)
         return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot query the history");
@@ -763,8 +762,8 @@ static int query_prepare(sqlite3 *db, const struct history_filter *f, int64_t be
         rc = sqlite3_bind_int64(st, P_SINCE, f->since);
     if (rc == SQLITE_OK && f->has_until && P_UNTIL <= n)
         rc = sqlite3_bind_int64(st, P_UNTIL, f->until);
-    if (rc == SQLITE_OK && before_seq > 0 && P_CURSOR <= n)
-        rc = sqlite3_bind_int64(st, P_CURSOR, before_seq);
+    if (rc == SQLITE_OK && kind == HISTORY_SQL_PAGE && P_CURSOR <= n)
+        rc = sqlite3_bind_int64(st, P_CURSOR, before_seq > 0 ? before_seq : INT64_MAX);
     if (rc == SQLITE_OK && kind == HISTORY_SQL_PAGE && P_LIMIT <= n)
         rc = sqlite3_bind_int64(st, P_LIMIT, limit);
     if (rc != SQLITE_OK)

@@ -57,6 +57,13 @@ struct config {
     int64_t sessions_per_principal;   /* ENVHUB_SESSIONS_PER_PRINCIPAL */
     int64_t reaper_interval;          /* ENVHUB_REAPER_INTERVAL: seconds between checks at most */
     int64_t async_queue_limit;        /* ENVHUB_ASYNC_QUEUE_LIMIT: submitted jobs waiting */
+    int64_t max_memory;               /* ENVHUB_MAX_MEMORY: the most a policy may give a job */
+    int64_t max_cpu_millis;           /* ENVHUB_MAX_CPU */
+    int64_t max_pids;                 /* ENVHUB_MAX_PIDS */
+    int64_t max_output_limit;         /* ENVHUB_MAX_OUTPUT_LIMIT */
+    int64_t max_workspace_size;       /* ENVHUB_MAX_WORKSPACE_SIZE */
+    int64_t max_pool_size;            /* ENVHUB_MAX_POOL_SIZE */
+    int64_t allow_network;            /* ENVHUB_ALLOW_NETWORK: 1 lets policies choose bridge */
     char *callback_hosts;             /* ENVHUB_CALLBACK_HOSTS: hosts callbacks may reach */
 };
 

@@ -177,14 +177,23 @@ int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, 
 
 /* ---- the sandbox ---- */
 
-void exec_container_spec(struct executor *x, const char *image, struct engine_container_spec *s)
+void exec_sandbox_spec(struct executor *x, const char *image, const struct exec_limits *l,
+                       struct sandbox *sb)
 {
     static const char *const entrypoint[] = {"sleep", NULL};
     static const char *const cmd[] = {"infinity", NULL};
     static const char *const env[] = {"HOME=/tmp", "LANG=C.UTF-8", NULL};
     const struct config *cfg = x->cfg;
+    struct engine_container_spec *s = &sb->spec;
 
-    memset(s, 0, sizeof(*s));
+    memset(sb, 0, sizeof(*sb));
+    snprintf(sb->workspace_opts, sizeof(sb->workspace_opts),
+             "rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,gid=1000,mode=0755",
+             (long long)l->workspace_size, (long long)cfg->tmpfs_inodes);
+    snprintf(sb->tmp_opts, sizeof(sb->tmp_opts), "rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777",
+             (long long)cfg->tmp_size, (long long)cfg->tmpfs_inodes);
+    sb->tmpfs[0] = (struct engine_tmpfs){cfg->work_dir, sb->workspace_opts};
+    sb->tmpfs[1] = (struct engine_tmpfs){"/tmp", sb->tmp_opts};
     s->image = image;
     s->entrypoint = entrypoint;
     s->cmd = cmd;
@@ -193,14 +202,15 @@ void exec_container_spec(struct executor *x, const char *image, struct engine_co
     s->working_dir = cfg->work_dir;
     s->labels = x->labels;
     s->n_labels = x->n_labels;
-    s->tmpfs = x->tmpfs;
+    s->tmpfs = sb->tmpfs;
     s->n_tmpfs = 2;
-    s->memory_bytes = cfg->memory_limit;
-    s->nano_cpus = cfg->cpu_millis * 1000000;
-    s->pids_limit = cfg->pids_limit;
+    s->memory_bytes = l->memory;
+    s->nano_cpus = l->cpu_millis * 1000000;
+    s->pids_limit = l->pids;
     s->shm_size = EXEC_SHM_SIZE;
-    s->network_mode = cfg->network_mode;
-    s->network_disabled = strcmp(cfg->network_mode, "none") == 0;
+    s->network_mode = l->network ? "bridge" : "none";
+    /* no network stack at all: also halves the container's start */
+    s->network_disabled = !l->network;
     s->read_only_rootfs = true;
     s->cap_drop_all = true;
     s->no_new_privileges = true;
@@ -259,7 +269,7 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
     char hex[25];
 
     memset(pj, 0, sizeof(*pj));
-    pj->input_tar = (struct buf)BUF_INIT((size_t)x->cfg->workspace_size);
+    executor_limits_default(x->cfg, &pj->limits);
     if (req->environment) {
         /* the version in service now; a rebuild switching meanwhile keeps this image */
         if (catalog_env_get(x->catalog, req->environment, &env, err) < 0) {
@@ -271,15 +281,29 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
             return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", req->environment,
                            env_status_name(env.status));
         image = env.image;
+        if (executor_policy_parse(x->cfg, env.policy, &pj->limits, NULL, err) < 0)
+            return err_prefix(err, "environment '%s' has a policy this server refuses",
+                              req->environment);
     }
+    struct exec_limits env_limits = pj->limits;
+    if (executor_limits_lower(&env_limits, req->overrides, &pj->limits, err) < 0)
+        return -1;
+    pj->pool_ok = executor_limits_equal(&env_limits, &pj->limits);
+    int64_t timeout = req->timeout_given ? req->timeout_s : pj->limits.timeout_default;
+    if (timeout > pj->limits.timeout_max)
+        return err_set(err, ERR_INVALID,
+                       "timeout: %lld s is over %s's maximum of %lld s (policy.timeout_max)",
+                       (long long)timeout, req->environment ? req->environment : "the default",
+                       (long long)pj->limits.timeout_max);
+    pj->input_tar = (struct buf)BUF_INIT((size_t)pj->limits.workspace_size);
     if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj->input_tar,
                         err) < 0) {
         buf_release(&pj->input_tar);
         if (err->code == ERR_TOO_LARGE)
             return err_set(err, ERR_TOO_LARGE,
                            "files: the input files and code are larger than the workspace "
-                           "(ENVHUB_WORKSPACE_SIZE %lld bytes)",
-                           (long long)x->cfg->workspace_size);
+                           "(%lld bytes)",
+                           (long long)pj->limits.workspace_size);
         return -1;
     }
     struct execution_record *rec = &pj->rec;
@@ -299,7 +323,8 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
     rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
     rec->code = xstrndup(req->code, req->code_len);
     sha256_hex(req->code, req->code_len, rec->code_sha256);
-    rec->timeout_s = req->timeout_s;
+    rec->timeout_s = timeout;
+    rec->limits = executor_limits_json(&pj->limits, timeout);
     rec->exit_code = -1;
     rec->duration_ms = -1;
     rec->queued_at = time_now_ms();
@@ -347,13 +372,13 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     }
 
     bool warm = false;
-    cid = exec_pool_take(x, rec->image, &uses);
+    cid = pj->pool_ok ? exec_pool_take(x, rec->image, &pj->limits, &uses) : NULL;
     if (cid) {
         warm = true;
     } else {
-        struct engine_container_spec spec;
-        exec_container_spec(x, rec->image, &spec);
-        if (engine_container_create(x->engine, &spec, &cid, &out.engine_err) < 0) {
+        struct sandbox sb;
+        exec_sandbox_spec(x, rec->image, &pj->limits, &sb);
+        if (engine_container_create(x->engine, &sb.spec, &cid, &out.engine_err) < 0) {
             out.engine_failed = true;
             res.status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
             res.error = xasprintf("envhub could not run the job: %s", out.engine_err.msg);
@@ -378,6 +403,8 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
             struct job_io io = {
                 .input_tar = &pj->input_tar,
                 .timeout_s = rec->timeout_s,
+                .output_limit = pj->limits.output_limit,
+                .memory = pj->limits.memory,
                 .started = warm,
                 .live = exec_live_append,
                 .live_ctx = &tap,
@@ -396,7 +423,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
                 res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
                 out.container_usable = false;
             }
-            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable);
+            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable && pj->pool_ok);
         }
     }
     slot_release(x);
@@ -515,13 +542,6 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
         executor_close(x);
         return -1;
     }
-    x->tmpfs_opts[0] = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,gid=1000,"
-                                 "mode=0755",
-                                 (long long)cfg->workspace_size, (long long)cfg->tmpfs_inodes);
-    x->tmpfs_opts[1] = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777",
-                                 (long long)cfg->tmp_size, (long long)cfg->tmpfs_inodes);
-    x->tmpfs[0] = (struct engine_tmpfs){cfg->work_dir, x->tmpfs_opts[0]};
-    x->tmpfs[1] = (struct engine_tmpfs){"/tmp", x->tmpfs_opts[1]};
     pthread_cond_init(&x->pool_wake, NULL);
     pthread_cond_init(&x->reaper_wake, NULL);
     pthread_cond_init(&x->async_ready, NULL);
@@ -614,8 +634,6 @@ void executor_close(struct executor *x)
     pthread_cond_destroy(&x->removal_ready);
     pthread_cond_destroy(&x->slot_freed);
     pthread_mutex_destroy(&x->lock);
-    free(x->tmpfs_opts[0]);
-    free(x->tmpfs_opts[1]);
     free(x->label_storage);
     free(x->default_image_id);
     free(x);

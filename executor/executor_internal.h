@@ -30,6 +30,7 @@ struct container_ref {
 /* One image's warm pool (pool.c). */
 struct pool {
     char *image;
+    struct exec_limits limits; /* its containers are made with these */
     char *environment; /* NULL: the default image */
     int64_t want;      /* ready containers to keep */
     int64_t recycle;   /* jobs one container may serve; 1: a fresh one each time */
@@ -63,8 +64,6 @@ struct executor {
     struct engine_label labels[EXEC_MAX_LABELS];
     size_t n_labels;
     char *label_storage; /* the extra labels' text, split in place */
-    char *tmpfs_opts[2];
-    struct engine_tmpfs tmpfs[2];
     char *default_image_id; /* cached; refreshed with the pool */
 
     pthread_mutex_t lock; /* guards everything below */
@@ -121,8 +120,15 @@ void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
                        const struct job_file *files, size_t n);
 /* engine_output_fn: stdout into the struct buf @ctx, stopping at its limit. */
 int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, size_t len);
-/* Fill @s for a sandbox container of @image with the configured limits. */
-void exec_container_spec(struct executor *x, const char *image, struct engine_container_spec *s);
+/* A sandbox container's spec with the storage its pointers need. */
+struct sandbox {
+    struct engine_container_spec spec;
+    struct engine_tmpfs tmpfs[2];
+    char workspace_opts[192], tmp_opts[160];
+};
+/* Fill @sb for a sandbox container of @image with limits @l. */
+void exec_sandbox_spec(struct executor *x, const char *image, const struct exec_limits *l,
+                       struct sandbox *sb);
 
 /* ---- job.c: one run in a container ---- */
 struct job_io;
@@ -130,6 +136,8 @@ struct job_io;
 struct job_io {
     const struct buf *input_tar;
     int64_t timeout_s;
+    int64_t output_limit; /* bytes kept of stdout and of stderr */
+    int64_t memory;       /* for the out-of-memory message */
     bool session;         /* timeout inside the container; the container survives it */
     bool started;         /* the container runs already (pool, session) */
     /* live output, besides the capture (may be NULL) */
@@ -165,6 +173,8 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
 struct prepared_job {
     struct execution_record rec; /* the row, filled as the job goes */
     struct buf input_tar;
+    struct exec_limits limits;   /* the environment's, lowered by the request */
+    bool pool_ok;                /* the environment's own limits: a warm container fits */
 };
 /* Resolve the environment (404/400 with the seed's messages), pack code and
  * files, fill the row (status queued). exec_job_release() it. */
@@ -181,8 +191,10 @@ void exec_job_release(struct prepared_job *pj);
 int exec_pool_start(struct executor *x, struct err *err);
 /* Stop the pool thread and hand every pooled container to removal. */
 void exec_pool_stop(struct executor *x);
-/* A started container of @image, or NULL (a miss). *ret_uses: jobs it served. */
-char *exec_pool_take(struct executor *x, const char *image, int64_t *ret_uses);
+/* A started container of @image made with limits @l, or NULL (a miss).
+ * *ret_uses: jobs it served. */
+char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
+                     int64_t *ret_uses);
 /* After a job: a container that may serve again goes to the clean-up and back
  * to its pool; anything else to removal. */
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,

@@ -278,8 +278,8 @@ void job_run(struct executor *x, const char *cid, const struct job_io *io,
     _cleanup_free_ char *script = wrapper_script(io);
     const char *run_cmd[] = {"/bin/sh", "-c", script, NULL};
     struct capture cap = {
-        .out = BUF_INIT((size_t)x->cfg->output_limit),
-        .err = BUF_INIT((size_t)x->cfg->output_limit),
+        .out = BUF_INIT((size_t)io->output_limit),
+        .err = BUF_INIT((size_t)io->output_limit),
         .live = io->live,
         .live_ctx = io->live_ctx,
     };
@@ -349,7 +349,7 @@ void job_run(struct executor *x, const char *cid, const struct job_io *io,
             res->status = EXEC_OOM;
             res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
                                    "memory limit of %lld bytes)",
-                                   res->exit_code, (long long)x->cfg->memory_limit);
+                                   res->exit_code, (long long)io->memory);
         } else if (res->exit_code == 0) {
             res->status = EXEC_SUCCEEDED;
         } else {

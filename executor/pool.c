@@ -10,7 +10,6 @@
  * read again when environments change (executor_pool_refresh): a new version
  * gets its pool, the old version's drains. Invariant: a container is in at
  * most one of active, ready, dirty and removals. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,12 +59,15 @@ static void to_removal_locked(struct executor *x, struct container_ref *c)
     pthread_cond_signal(&x->removal_ready);
 }
 
-char *exec_pool_take(struct executor *x, const char *image, int64_t *ret_uses)
+char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
+                     int64_t *ret_uses)
 {
     char *id = NULL;
 
     pthread_mutex_lock(&x->lock);
     struct pool *p = pool_find(x, image);
+    if (p && !executor_limits_equal(&p->limits, l))
+        p = NULL; /* made for other limits (a policy changed): not for this job */
     if (p && p->ready) {
         struct container_ref *c = p->ready;
         p->ready = c->next;
@@ -112,13 +114,8 @@ struct target {
     char *image;
     char *environment;
     int64_t want, recycle;
+    struct exec_limits limits;
 };
-
-static int64_t policy_int(json_t *policy, const char *field, int64_t def)
-{
-    json_t *v = json_object_get(policy, field);
-    return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : def;
-}
 
 /* What the pools should hold: the default image and each ready environment's image. */
 static size_t read_targets(struct executor *x, struct target **ret)
@@ -133,16 +130,16 @@ static size_t read_targets(struct executor *x, struct target **ret)
         n = 0;
     }
     t = xcalloc(n + 1, sizeof(*t));
-    t[k++] = (struct target){xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size,
-                             x->cfg->pool_recycle};
+    t[k] = (struct target){xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size,
+                           x->cfg->pool_recycle, {0}};
+    executor_limits_default(x->cfg, &t[k++].limits);
     for (size_t i = 0; i < n; i++) {
-        if (envs[i].version == 0 || !envs[i].image)
+        struct exec_limits l;
+        if (envs[i].version == 0 || !envs[i].image ||
+            executor_policy_parse(x->cfg, envs[i].policy, &l, NULL, &err) < 0)
             continue;
-        json_error_t jerr;
-        json_auto_t *policy = json_loads(envs[i].policy ? envs[i].policy : "{}", 0, &jerr);
-        t[k++] = (struct target){xstrdup(envs[i].image), xstrdup(envs[i].name),
-                                 policy_int(policy, "pool_size", 0),
-                                 policy_int(policy, "recycle", 1)};
+        t[k++] = (struct target){xstrdup(envs[i].image), xstrdup(envs[i].name), l.pool_size,
+                                 l.recycle, l};
     }
     env_records_free(envs, n);
     *ret = t;
@@ -164,6 +161,16 @@ static void apply_targets(struct executor *x, struct target *t, size_t n)
         }
         free(p->environment);
         p->environment = steal_ptr(t[i].environment);
+        if (!executor_limits_equal(&p->limits, &t[i].limits)) {
+            /* a new policy: the containers made for the old one go */
+            while (p->ready) {
+                struct container_ref *c = p->ready;
+                p->ready = c->next;
+                p->n_ready--;
+                to_removal_locked(x, c);
+            }
+        }
+        p->limits = t[i].limits;
         p->want = t[i].want;
         p->recycle = t[i].recycle < 1 ? 1 : t[i].recycle;
         p->wanted = true;
@@ -212,13 +219,14 @@ static int recycle_clean(struct executor *x, const char *cid, struct err *err)
     return 0;
 }
 
-static char *start_container(struct executor *x, const char *image, struct err *err)
+static char *start_container(struct executor *x, const char *image, const struct exec_limits *l,
+                             struct err *err)
 {
-    struct engine_container_spec spec;
+    struct sandbox sb;
     char *id = NULL;
 
-    exec_container_spec(x, image, &spec);
-    if (engine_container_create(x->engine, &spec, &id, err) < 0)
+    exec_sandbox_spec(x, image, l, &sb);
+    if (engine_container_create(x->engine, &sb.spec, &id, err) < 0)
         return NULL;
     if (engine_container_start(x->engine, id, err) < 0) {
         struct err rerr = ERR_INIT;
@@ -295,10 +303,11 @@ static void *pool_main(void *arg)
         }
         need->starting++;
         _cleanup_free_ char *image = xstrdup(need->image);
+        struct exec_limits limits = need->limits;
         pthread_mutex_unlock(&x->lock);
 
         struct err err = ERR_INIT;
-        _cleanup_free_ char *id = start_container(x, image, &err);
+        _cleanup_free_ char *id = start_container(x, image, &limits, &err);
 
         pthread_mutex_lock(&x->lock);
         struct pool *p = pool_find(x, image);
@@ -315,7 +324,8 @@ static void *pool_main(void *arg)
             continue;
         }
         struct container_ref *c = ref_new(id, image, 0);
-        if (p && p->wanted && !x->stopping && p->n_ready < p->want) {
+        if (p && p->wanted && !x->stopping && p->n_ready < p->want &&
+            executor_limits_equal(&p->limits, &limits)) {
             c->next = p->ready;
             p->ready = c;
             p->n_ready++;

@@ -33,6 +33,7 @@ struct session {
     char *image;
     char *image_id;
     char *container_id;
+    struct exec_limits limits;
     int64_t created_at;      /* wall clock, ms */
     int64_t last_activity;   /* monotonic, ms */
     int64_t last_activity_wall;
@@ -132,9 +133,11 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
 {
     _cleanup_(env_record_release) struct env_record env = {0};
     const char *image = x->cfg->default_image;
+    struct exec_limits limits;
     int64_t open = 0;
     char hex[25];
 
+    executor_limits_default(x->cfg, &limits);
     if (idle_timeout_s <= 0)
         idle_timeout_s = x->cfg->session_idle_timeout;
     if (idle_timeout_s > x->cfg->session_max_idle_timeout)
@@ -152,6 +155,9 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
             return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", environment,
                            env_status_name(env.status));
         image = env.image;
+        if (executor_policy_parse(x->cfg, env.policy, &limits, NULL, err) < 0)
+            return err_prefix(err, "environment '%s' has a policy this server refuses",
+                              environment);
     }
 
     pthread_mutex_lock(&x->lock);
@@ -169,11 +175,11 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
 
     /* a warm container if the pool has one, else a fresh one */
     int64_t uses = 0;
-    _cleanup_free_ char *cid = exec_pool_take(x, image, &uses);
+    _cleanup_free_ char *cid = exec_pool_take(x, image, &limits, &uses);
     if (!cid) {
-        struct engine_container_spec spec;
-        exec_container_spec(x, image, &spec);
-        if (engine_container_create(x->engine, &spec, &cid, err) < 0)
+        struct sandbox sb;
+        exec_sandbox_spec(x, image, &limits, &sb);
+        if (engine_container_create(x->engine, &sb.spec, &cid, err) < 0)
             return err_prefix(err, "cannot open a session");
         if (engine_container_start(x->engine, cid, err) < 0) {
             exec_container_release(x, cid);
@@ -194,6 +200,7 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
     s->last_activity = time_mono_ms();
     s->last_activity_wall = s->created_at;
     s->idle_timeout_s = idle_timeout_s;
+    s->limits = limits;
     struct session_record rec = {.id = s->id,
                                  .principal = s->principal,
                                  .environment = s->environment,
@@ -270,7 +277,15 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
     if (!s)
         return -1;
     struct execution_record *rec = &pj.rec;
-    pj.input_tar = (struct buf)BUF_INIT((size_t)x->cfg->workspace_size);
+    int64_t timeout = req->timeout_given ? req->timeout_s : s->limits.timeout_default;
+    if (timeout > s->limits.timeout_max) {
+        session_release(x, s, false, NULL);
+        return err_set(err, ERR_INVALID,
+                       "timeout: %lld s is over the environment's maximum of %lld s "
+                       "(policy.timeout_max)",
+                       (long long)timeout, (long long)s->limits.timeout_max);
+    }
+    pj.input_tar = (struct buf)BUF_INIT((size_t)s->limits.workspace_size);
     if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj.input_tar, err) <
         0) {
         session_release(x, s, false, NULL);
@@ -289,7 +304,8 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
     rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
     rec->code = xstrndup(req->code, req->code_len);
     sha256_hex(req->code, req->code_len, rec->code_sha256);
-    rec->timeout_s = req->timeout_s;
+    rec->timeout_s = timeout;
+    rec->limits = executor_limits_json(&s->limits, timeout);
     rec->exit_code = -1;
     rec->duration_ms = -1;
     rec->queued_at = time_now_ms();
@@ -305,7 +321,9 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
     snprintf(res.id, sizeof(res.id), "%s", rec->id);
     struct job_io io = {
         .input_tar = &pj.input_tar,
-        .timeout_s = req->timeout_s,
+        .timeout_s = timeout,
+        .output_limit = s->limits.output_limit,
+        .memory = s->limits.memory,
         .session = true,
         .started = true,
     };

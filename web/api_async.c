@@ -341,6 +341,8 @@ static int submit(struct web_request *rq, const struct execute_request *req, con
         .code = req->code,
         .code_len = req->code_len,
         .timeout_s = req->timeout_s,
+        .timeout_given = req->timeout_given,
+        .overrides = &req->overrides,
         .files = req->files,
         .n_files = req->n_files,
         .environment = req->environment,

@@ -48,7 +48,7 @@ json_t *web_env_json(const struct env_record *env)
                         ? json_pack("{s:I, s:s}", "version", (json_int_t)env->latest_version,
                                     "status", env->latest_status ? env->latest_status : "")
                         : json_null();
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, "
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, "
                      "s:s, s:o}",
                      "name", env->name,
                      "description", env->description,
@@ -66,11 +66,17 @@ json_t *web_env_json(const struct env_record *env)
                      "definition", str_or_null(env->definition),
                      "created_by", env->created_by,
                      "latest_build", build);
+    json_error_t jerr;
+    json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
+    json_object_set_new(doc, "policy", policy ? policy : json_object());
+    return doc;
 }
 
 static json_t *build_json(const struct build_record *b)
 {
-    return json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, "
+    json_error_t jerr;
+    json_t *policy = json_loads(b->policy ? b->policy : "{}", 0, &jerr);
+    json_t *doc = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, "
                      "s:o, s:s, s:I}",
                      "id", (json_int_t)b->id,
                      "environment", b->environment,
@@ -89,6 +95,8 @@ static json_t *build_json(const struct build_record *b)
                      "finished_at", time_json(b->finished_at),
                      "definition", b->definition,
                      "log_lines", (json_int_t)b->log_lines);
+    json_object_set_new(doc, "policy", policy ? policy : json_object());
+    return doc;
 }
 
 /* Who changed what; a failure to record is logged, the change stands. */
@@ -142,21 +150,37 @@ static json_t *read_json_object(struct web_request *rq, struct err *err)
     return doc;
 }
 
+/* The optional "policy" member, checked and made canonical (NULL when absent). */
+static int get_policy(struct web_request *rq, json_t *doc, char **ret, struct err *err)
+{
+    json_t *p = json_object_get(doc, "policy");
+    *ret = NULL;
+    if (!p || json_is_null(p))
+        return 0;
+    if (!json_is_object(p))
+        return err_set(err, ERR_UNPROCESSABLE, "policy: must be an object");
+    _cleanup_free_ char *text = json_dumps(p, JSON_COMPACT);
+    return executor_policy_parse(rq->deps->cfg, text, NULL, ret, err);
+}
+
 void api_env_create(struct web_request *rq)
 {
     struct err err = ERR_INIT;
     json_auto_t *doc = read_json_object(rq, &err);
     struct env_definition def = {.created_by = rq->principal};
     _cleanup_(env_record_release) struct env_record env = {0};
+    _cleanup_free_ char *policy = NULL;
 
     if (!doc || get_string(doc, "name", true, &def.name, &err) < 0 ||
         get_string(doc, "setup_script", true, &def.setup_script, &err) < 0 ||
         get_string(doc, "description", false, &def.description, &err) < 0 ||
         get_string(doc, "base_image", false, &def.base_image, &err) < 0 ||
-        get_string(doc, "python_version", false, &def.python_version, &err) < 0) {
+        get_string(doc, "python_version", false, &def.python_version, &err) < 0 ||
+        get_policy(rq, doc, &policy, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
+    def.policy = policy;
     if (def.description && strlen(def.description) > 4096) {
         web_reply_detail(rq, 400, "description: over the limit of 4096 characters");
         return;
@@ -226,6 +250,7 @@ void api_env_rebuild(struct web_request *rq)
 {
     struct err err = ERR_INIT;
     const char *script = NULL, *base = NULL;
+    _cleanup_free_ char *policy = NULL;
     _cleanup_(build_record_release) struct build_record build = {0};
     json_auto_t *doc = NULL;
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
@@ -234,13 +259,14 @@ void api_env_rebuild(struct web_request *rq)
     if (ri->content_length != 0) {
         doc = read_json_object(rq, &err);
         if (!doc || get_string(doc, "setup_script", false, &script, &err) < 0 ||
-            get_string(doc, "base_image", false, &base, &err) < 0) {
+            get_string(doc, "base_image", false, &base, &err) < 0 ||
+            get_policy(rq, doc, &policy, &err) < 0) {
             web_reply_err(rq, &err);
             return;
         }
     }
-    if (builder_rebuild(rq->deps->builder, rq->params[0], script, base, rq->principal, &build,
-                        &err) < 0) {
+    if (builder_rebuild(rq->deps->builder, rq->params[0], script, base, policy, rq->principal,
+                        &build, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }

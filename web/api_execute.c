@@ -65,6 +65,8 @@ static void execute(struct web_request *rq, bool environment_required)
         .code = req.code,
         .code_len = req.code_len,
         .timeout_s = req.timeout_s,
+        .timeout_given = req.timeout_given,
+        .overrides = &req.overrides,
         .files = req.files,
         .n_files = req.n_files,
         .environment = req.environment,

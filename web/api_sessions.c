@@ -145,6 +145,8 @@ void api_session_execute(struct web_request *rq)
         .code = req.code,
         .code_len = req.code_len,
         .timeout_s = req.timeout_s,
+        .timeout_given = req.timeout_given,
+        .overrides = &req.overrides,
         .files = req.files,
         .n_files = req.n_files,
         .principal = rq->principal,

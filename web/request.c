@@ -130,6 +130,45 @@ static int parse_files(const json_t *files, const struct request_limits *lim,
     return 0;
 }
 
+/* "limits": {memory, cpu, pids, output_limit}, each optional and positive;
+ * the executor checks them against the environment's policy. */
+static int parse_limits(json_t *limits, struct job_overrides *o, struct err *err)
+{
+    static const char *const names[] = {"memory", "pids", "output_limit"};
+    int64_t *slots[] = {&o->memory, &o->pids, &o->output_limit};
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(limits))
+        return err_set(err, ERR_UNPROCESSABLE,
+                       "limits: must be an object {memory, cpu, pids, output_limit}");
+    json_object_foreach(limits, key, v)
+    {
+        bool known = strcmp(key, "cpu") == 0;
+        for (size_t i = 0; i < 3; i++)
+            known |= strcmp(key, names[i]) == 0;
+        if (!known)
+            return err_set(err, ERR_UNPROCESSABLE,
+                           "limits.%.40s: unknown (memory, cpu, pids, output_limit)", key);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        v = json_object_get(limits, names[i]);
+        if (!v || json_is_null(v))
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+            return err_set(err, ERR_UNPROCESSABLE, "limits.%s: must be a positive integer",
+                           names[i]);
+        *slots[i] = json_integer_value(v);
+    }
+    v = json_object_get(limits, "cpu");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !(json_number_value(v) >= 0.01) || json_number_value(v) > 1024)
+            return err_set(err, ERR_UNPROCESSABLE, "limits.cpu: must be a number of CPUs");
+        o->cpu_millis = (int64_t)(json_number_value(v) * 1000 + 0.5);
+    }
+    return 0;
+}
+
 int web_parse_execute(const char *body, size_t len, const struct request_limits *lim,
                       bool environment_required, struct execute_request *ret, struct err *err)
 {
@@ -161,6 +200,7 @@ int web_parse_execute(const char *body, size_t len, const struct request_limits 
         return err_set(err, ERR_UNPROCESSABLE, "code: must be a string");
     r.timeout_s = lim->default_timeout;
     if (timeout && !json_is_null(timeout)) {
+        r.timeout_given = true;
         if (json_to_int(timeout, &r.timeout_s) < 0)
             return err_set(err, ERR_UNPROCESSABLE, "timeout: must be an integer (seconds)");
         if (r.timeout_s < 1 || r.timeout_s > lim->max_timeout)
@@ -168,6 +208,9 @@ int web_parse_execute(const char *body, size_t len, const struct request_limits 
                            "timeout: %lld is out of range; it must be from 1 to %lld seconds",
                            (long long)r.timeout_s, (long long)lim->max_timeout);
     }
+    json_t *limits = json_object_get(doc, "limits");
+    if (limits && !json_is_null(limits) && parse_limits(limits, &r.overrides, err) < 0)
+        return -1;
     if (files && !json_is_null(files) && !json_is_object(files))
         return err_set(err, ERR_UNPROCESSABLE,
                        "files: must be an object mapping file names to base64 content");

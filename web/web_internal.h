@@ -70,6 +70,8 @@ struct execute_request {
     char *code;
     size_t code_len;
     int64_t timeout_s;
+    bool timeout_given;
+    struct job_overrides overrides; /* "limits": what the request lowers (0: unchanged) */
     struct job_file *files;
     size_t n_files;
     char *environment; /* NULL when absent */

@@ -85,6 +85,10 @@ ENDPOINTS = [
     ("executions_export", "GET", "/executions/export", None, "AUDIT", None, "history"),
     ("executions_stats", "GET", "/executions/stats", None, "AUDIT", None, "history"),
     ("audit_verify", "GET", "/audit/verify", None, "AUDIT", None, "history"),
+    ("submit", "POST", "/executions", {"code": ""}, "RUN", {400}, "async"),
+    ("submit_batch", "POST", "/executions/batch", {"jobs": []}, "RUN", {422}, "async"),
+    ("cancel", "POST", "/executions/ex_000000000000000000000000/cancel", {}, "RUN", {404}, "async"),
+    ("output", "GET", "/executions/ex_000000000000000000000000/output", None, "HISTORY", {404}, "async"),
 ]
 
 
@@ -155,7 +159,10 @@ def features(acl):
     """Which optional routes this build has: route matching comes before authentication,
     so an unknown route answers 404 even to the admin."""
     admin = acl.keys["admin"]
-    return {f: call(acl, "GET", path, admin).status_code != 404 for f, path in FEATURE_PROBES.items()}
+    found = {f: call(acl, "GET", path, admin).status_code != 404 for f, path in FEATURE_PROBES.items()}
+    # asynchronous submissions: POST /executions (an empty code runs nothing)
+    found["async"] = call(acl, "POST", "/executions", admin, {"code": ""}).status_code not in (404, 405)
+    return found
 
 
 def test_server_with_keys_requires_them_and_does_not_log_open_mode(acl):
@@ -169,7 +176,8 @@ def test_server_with_keys_requires_them_and_does_not_log_open_mode(acl):
 def test_matrix_every_caller_gets_the_documented_status(acl, features, endpoint):
     name, method, path, body, perm, ok_statuses, feature = endpoint
     if feature and not features[feature]:
-        pytest.skip(f"{feature} is not in this build: GET {FEATURE_PROBES[feature]} answers 404 to the admin")
+        probe = "POST /executions" if feature == "async" else f"GET {FEATURE_PROBES[feature]}"
+        pytest.skip(f"{feature} is not in this build: {probe} answers 404/405 to the admin")
     if feature == "history" and ok_statuses is None:
         probe = call(acl, method, path, acl.keys["admin"], body)
         if probe.status_code in (404, 405):
@@ -322,6 +330,13 @@ def test_runner_cannot_read_another_runners_executions_and_auditor_can(acl, feat
     r = call(acl, "GET", f"/executions/{b}", k["runner2"])
     if r.status_code != 200:
         wrong.append(f"runner2 cannot read its own execution: {describe(r)}")
+    if features["async"]:
+        r = call(acl, "GET", f"/executions/{a}/output", k["runner2"])
+        if r.status_code not in (403, 404) or "runner one" in r.text:
+            wrong.append(f"runner2 reads runner's output: {describe(r)}")
+        r = call(acl, "POST", f"/executions/{a}/cancel", k["runner2"], {})
+        if r.status_code not in (403, 404):
+            wrong.append(f"runner2 may cancel runner's execution (or learns it exists): {describe(r)}")
     # a curator sees its own only, too
     r = call(acl, "GET", f"/executions/{a}", k["curator"])
     if r.status_code not in (403, 404):
@@ -655,7 +670,8 @@ def test_secrets_never_appear_in_the_log_or_the_catalog_files(acl):
 def quota(envhub_module_factory, envhub_bin):
     """Runners: 2 executions a minute and no concurrency limit by role; qa, qb and qe use
     the role's defaults; qc has its own --max-concurrent 1 (and no per-minute limit), qd its own
-    --max-per-minute 0 (no limit); qadmin is an admin."""
+    --max-per-minute 0 (no limit); qf is like qc (for asynchronous submissions); qadmin is
+    an admin."""
     keys = {}
 
     def make_keys(server):
@@ -663,6 +679,7 @@ def quota(envhub_module_factory, envhub_bin):
             keys[name] = create_key(envhub_bin, server.db_path, name, "runner")
         keys["qc"] = create_key(envhub_bin, server.db_path, "qc", "runner", max_concurrent=1, max_per_minute=0)
         keys["qd"] = create_key(envhub_bin, server.db_path, "qd", "runner", max_per_minute=0)
+        keys["qf"] = create_key(envhub_bin, server.db_path, "qf", "runner", max_concurrent=1, max_per_minute=0)
         keys["qadmin"] = create_key(envhub_bin, server.db_path, "qadmin", "admin")
 
     server = envhub_module_factory("--quota-runner-per-minute", "2", "--quota-runner-concurrent", "0",
@@ -713,7 +730,7 @@ def test_a_keys_own_per_minute_limit_overrides_its_roles(quota):
     _assert_quota_429(call(quota, "POST", "/execute", one, {"code": "print(2)"}), "q-one's 2nd execution")
 
 
-def test_concurrent_quota_refuses_a_second_simultaneous_job(quota, run_label):
+def test_concurrent_quota_refuses_a_second_simultaneous_job(quota):
     k = quota.keys
     first = {}
 
@@ -727,10 +744,12 @@ def test_concurrent_quota_refuses_a_second_simultaneous_job(quota, run_label):
     t = threading.Thread(target=run_first)
     t.start()
     try:
+        # the first job holds its slot once its execution row says it runs (warm pool
+        # containers may be running before any job, so the engine cannot tell)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(
-                c.get("State") == "running" for c in helpers.labelled_containers(run_label)):
-            time.sleep(0.1)
+        while time.monotonic() < deadline and not _running_rows(quota, "qc"):
+            time.sleep(0.05)
+        assert _running_rows(quota, "qc"), f"the first job of qc never ran: {first}"
         assert t.is_alive(), f"the first job ended before the second started: {first}"
         r = call(quota, "POST", "/execute", k["qc"], {"code": "print('second')"})
         _assert_quota_429(r, "a second job while the first runs (max_concurrent 1)")
@@ -746,6 +765,15 @@ def test_concurrent_quota_refuses_a_second_simultaneous_job(quota, run_label):
     r = call(quota, "POST", "/execute", k["qc"], {"code": "print('third')"})
     assert r.status_code == 200, f"after the first job ended: {describe(r)}"
     assert _rows_of(quota, "qc") == 2, "the refused job wrote an execution row"
+
+
+def _running_rows(server, principal):
+    conn = helpers.connect_ro(server.db_path)
+    try:
+        return conn.execute("SELECT count(*) FROM executions WHERE principal = ? AND status = 'running'",
+                            (principal,)).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def _rows_of(server, principal):
@@ -875,3 +903,39 @@ def test_revoking_the_last_key_does_not_reopen_the_server(envhub_factory, envhub
     assert not wrong, ("after the only key was revoked (key revoke only-admin), the server serves "
                        "without authentication again:\n" + "\n".join(wrong))
     assert count_rows(server.db_path) == rows
+
+
+def test_concurrent_quota_holds_for_asynchronous_submissions(quota):
+    """POST /executions (asynchronous) starts executions too: a key allowed one at a time
+    must not get two running at once, whether the second is refused (429) or waits."""
+    k = quota.keys
+    first = call(quota, "POST", "/executions", k["qadmin"], {"code": ""})
+    if first.status_code in (404, 405):
+        pytest.skip("no asynchronous submissions in this build (POST /executions)")
+    code = "import time\ntime.sleep(3)\nprint('async')"
+    ids, refused = [], []
+    for _ in range(2):
+        r = call(quota, "POST", "/executions", k["qf"], {"code": code, "timeout": 30})
+        if r.status_code == 429:
+            refused.append(r)
+            continue
+        assert r.status_code == 202, describe(r)
+        ids.append(r.json()["id"])
+    if refused:
+        _assert_quota_429(refused[0], "a second asynchronous job of a key with max_concurrent 1")
+        return
+    records = {}
+    deadline = time.monotonic() + 60
+    while len(records) < len(ids) and time.monotonic() < deadline:
+        for x in ids:
+            r = call(quota, "GET", f"/executions/{x}", k["qadmin"])
+            if r.status_code == 200 and r.json().get("finished_at"):
+                records[x] = r.json()
+        time.sleep(0.3)
+    assert len(records) == 2, f"the jobs did not finish in 60 s: {records}"
+    a, b = (records[x] for x in ids)
+    first_end = min(helpers.parse_iso(a["finished_at"]), helpers.parse_iso(b["finished_at"]))
+    second_start = max(helpers.parse_iso(a["started_at"]), helpers.parse_iso(b["started_at"]))
+    assert second_start >= first_end, (
+        f"two asynchronous jobs of key qf (max_concurrent 1) ran at once, both accepted with 202: "
+        f"{a['id']} {a['started_at']}..{a['finished_at']}, {b['id']} {b['started_at']}..{b['finished_at']}")

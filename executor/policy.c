@@ -1,0 +1,193 @@
+/* executor/policy.c - an environment's policy: the limits and settings every
+ * job in that environment runs with, stored as JSON with each version.
+ *
+ * Fields (all optional; an absent one takes the server's default):
+ *   timeout_default, timeout_max  seconds
+ *   memory, workspace_size, output_limit  bytes
+ *   cpu  CPUs (a number)      pids  processes
+ *   network  "none" or "bridge"
+ *   pool_size  warm containers   recycle  jobs per container (1: fresh each)
+ * Each is bounded by a server-wide maximum; a request may lower memory, cpu,
+ * pids and output_limit, and choose a timeout, within them. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor.h"
+
+#include "core/banned.h"
+
+void executor_limits_default(const struct config *cfg, struct exec_limits *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->timeout_default = cfg->default_timeout;
+    ret->timeout_max = cfg->max_timeout;
+    ret->memory = cfg->memory_limit;
+    ret->cpu_millis = cfg->cpu_millis;
+    ret->pids = cfg->pids_limit;
+    ret->output_limit = cfg->output_limit;
+    ret->workspace_size = cfg->workspace_size;
+    ret->network = strcmp(cfg->network_mode, "bridge") == 0;
+    ret->pool_size = 0;
+    ret->recycle = 1;
+}
+
+/* An integer field within [min, max]; absent keeps *v. */
+static int int_field(json_t *doc, const char *name, int64_t min, int64_t max, const char *max_name,
+                     int64_t *v, json_t *canon, struct err *err)
+{
+    json_t *j = json_object_get(doc, name);
+    if (!j || json_is_null(j))
+        return 0;
+    if (!json_is_integer(j))
+        return err_set(err, ERR_INVALID, "policy.%s: must be an integer", name);
+    int64_t x = json_integer_value(j);
+    if (x < min)
+        return err_set(err, ERR_INVALID, "policy.%s: %lld is below the minimum of %lld", name,
+                       (long long)x, (long long)min);
+    if (x > max)
+        return err_set(err, ERR_INVALID, "policy.%s: %lld is over the server's maximum of %lld (%s)",
+                       name, (long long)x, (long long)max, max_name);
+    *v = x;
+    json_object_set_new(canon, name, json_integer(x));
+    return 0;
+}
+
+int executor_policy_parse(const struct config *cfg, const char *json, struct exec_limits *ret,
+                          char **ret_canonical, struct err *err)
+{
+    json_error_t jerr;
+    json_auto_t *doc = json_loads(json && *json ? json : "{}", 0, &jerr);
+    json_auto_t *canon = json_object();
+    struct exec_limits l;
+    static const char *const known[] = {"timeout_default", "timeout_max", "memory", "cpu", "pids",
+                                        "output_limit", "workspace_size", "network", "pool_size",
+                                        "recycle"};
+
+    executor_limits_default(cfg, &l);
+    if (!json_is_object(doc))
+        return err_set(err, ERR_INVALID, "policy: must be a JSON object");
+    const char *key;
+    json_t *value;
+    json_object_foreach(doc, key, value)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            ok |= strcmp(key, known[i]) == 0;
+        if (!ok)
+            return err_set(err, ERR_INVALID,
+                           "policy.%.40s: unknown field (known: timeout_default, timeout_max, "
+                           "memory, cpu, pids, output_limit, workspace_size, network, pool_size, "
+                           "recycle)",
+                           key);
+    }
+    if (int_field(doc, "timeout_max", 1, cfg->max_timeout, "ENVHUB_MAX_TIMEOUT", &l.timeout_max,
+                  canon, err) < 0 ||
+        int_field(doc, "timeout_default", 1, l.timeout_max, "policy.timeout_max",
+                  &l.timeout_default, canon, err) < 0 ||
+        int_field(doc, "memory", 6 * 1024 * 1024, cfg->max_memory, "ENVHUB_MAX_MEMORY", &l.memory,
+                  canon, err) < 0 ||
+        int_field(doc, "pids", 8, cfg->max_pids, "ENVHUB_MAX_PIDS", &l.pids, canon, err) < 0 ||
+        int_field(doc, "output_limit", 1024, cfg->max_output_limit, "ENVHUB_MAX_OUTPUT_LIMIT",
+                  &l.output_limit, canon, err) < 0 ||
+        int_field(doc, "workspace_size", 1024 * 1024, cfg->max_workspace_size,
+                  "ENVHUB_MAX_WORKSPACE_SIZE", &l.workspace_size, canon, err) < 0 ||
+        int_field(doc, "pool_size", 0, cfg->max_pool_size, "ENVHUB_MAX_POOL_SIZE", &l.pool_size,
+                  canon, err) < 0 ||
+        int_field(doc, "recycle", 1, 100000, "100000", &l.recycle, canon, err) < 0)
+        return -1;
+    if (!json_object_get(doc, "timeout_default") && l.timeout_default > l.timeout_max)
+        l.timeout_default = l.timeout_max;
+    json_t *cpu = json_object_get(doc, "cpu");
+    if (cpu && !json_is_null(cpu)) {
+        if (!json_is_number(cpu))
+            return err_set(err, ERR_INVALID, "policy.cpu: must be a number of CPUs");
+        double c = json_number_value(cpu);
+        if (!(c >= 0.01) || c * 1000 > (double)cfg->max_cpu_millis)
+            return err_set(err, ERR_INVALID,
+                           "policy.cpu: %g is outside 0.01 to the server's maximum of %.2f "
+                           "(ENVHUB_MAX_CPU)",
+                           c, (double)cfg->max_cpu_millis / 1000);
+        l.cpu_millis = (int64_t)llround(c * 1000);
+        json_object_set_new(canon, "cpu", json_real((double)l.cpu_millis / 1000));
+    }
+    json_t *net = json_object_get(doc, "network");
+    if (net && !json_is_null(net)) {
+        const char *n = json_string_value(net);
+        if (!n || (strcmp(n, "none") != 0 && strcmp(n, "bridge") != 0))
+            return err_set(err, ERR_INVALID, "policy.network: must be \"none\" or \"bridge\"");
+        if (strcmp(n, "bridge") == 0 && !cfg->allow_network)
+            return err_set(err, ERR_INVALID,
+                           "policy.network: \"bridge\" is not allowed on this server "
+                           "(ENVHUB_ALLOW_NETWORK)");
+        l.network = strcmp(n, "bridge") == 0;
+        json_object_set_new(canon, "network", json_string(n));
+    }
+    if (ret)
+        *ret = l;
+    if (ret_canonical)
+        *ret_canonical = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+    return 0;
+}
+
+int executor_limits_lower(const struct exec_limits *env, const struct job_overrides *o,
+                          struct exec_limits *ret, struct err *err)
+{
+    *ret = *env;
+    if (!o)
+        return 0;
+    if (o->memory > 0) {
+        if (o->memory > env->memory)
+            return err_set(err, ERR_INVALID,
+                           "limits.memory: %lld bytes is over the environment's limit of %lld",
+                           (long long)o->memory, (long long)env->memory);
+        ret->memory = o->memory;
+    }
+    if (o->cpu_millis > 0) {
+        if (o->cpu_millis > env->cpu_millis)
+            return err_set(err, ERR_INVALID,
+                           "limits.cpu: %.2f is over the environment's limit of %.2f",
+                           (double)o->cpu_millis / 1000, (double)env->cpu_millis / 1000);
+        ret->cpu_millis = o->cpu_millis;
+    }
+    if (o->pids > 0) {
+        if (o->pids > env->pids)
+            return err_set(err, ERR_INVALID,
+                           "limits.pids: %lld is over the environment's limit of %lld",
+                           (long long)o->pids, (long long)env->pids);
+        ret->pids = o->pids;
+    }
+    if (o->output_limit > 0) {
+        if (o->output_limit > env->output_limit)
+            return err_set(err, ERR_INVALID,
+                           "limits.output_limit: %lld bytes is over the environment's limit of "
+                           "%lld",
+                           (long long)o->output_limit, (long long)env->output_limit);
+        ret->output_limit = o->output_limit;
+    }
+    return 0;
+}
+
+char *executor_limits_json(const struct exec_limits *l, int64_t timeout_s)
+{
+    json_t *doc = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:s}", "timeout", (json_int_t)timeout_s,
+                            "memory", (json_int_t)l->memory, "cpu", (double)l->cpu_millis / 1000,
+                            "pids", (json_int_t)l->pids, "output_limit",
+                            (json_int_t)l->output_limit, "workspace_size",
+                            (json_int_t)l->workspace_size, "network",
+                            l->network ? "bridge" : "none");
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    return s;
+}
+
+bool executor_limits_equal(const struct exec_limits *a, const struct exec_limits *b)
+{
+    return a->memory == b->memory && a->cpu_millis == b->cpu_millis && a->pids == b->pids &&
+           a->workspace_size == b->workspace_size && a->network == b->network;
+}
