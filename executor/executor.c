@@ -55,8 +55,10 @@ static void list_push(struct container_ref **list, const char *id)
     *list = c;
 }
 
-static void ref_free(struct container_ref *c)
+void exec_ref_free(struct container_ref *c)
 {
+    if (!c)
+        return;
     free(c->id);
     free(c->image);
     free(c->exec_id);
@@ -70,7 +72,7 @@ static void list_remove(struct container_ref **list, const char *id)
         if (strcmp((*p)->id, id) == 0) {
             struct container_ref *c = *p;
             *p = c->next;
-            ref_free(c);
+            exec_ref_free(c);
             return;
         }
 }
@@ -101,8 +103,7 @@ static void *removal_main(void *arg)
         struct err err = ERR_INIT;
         if (engine_container_remove(x->engine, c->id, &err) < 0)
             log_warn("executor: cannot remove container '%.12s', ignoring: %s", c->id, err.msg);
-        free(c->id);
-        free(c);
+        exec_ref_free(c);
         pthread_mutex_lock(&x->lock);
     }
     pthread_mutex_unlock(&x->lock);
@@ -595,8 +596,7 @@ void executor_shutdown(struct executor *x)
         kill_list = c->next;
         if (engine_container_kill(x->engine, c->id, &err) < 0)
             log_warn("executor: cannot kill container '%.12s', ignoring: %s", c->id, err.msg);
-        free(c->id);
-        free(c);
+        exec_ref_free(c);
     }
 }
 
@@ -618,7 +618,7 @@ void executor_close(struct executor *x)
     while (x->active) {
         struct container_ref *c = x->active;
         x->active = c->next;
-        ref_free(c);
+        exec_ref_free(c);
     }
     exec_pools_free(x);
     while (x->counters) {

@@ -110,6 +110,8 @@ struct executor {
 
 /* ---- executor.c ---- */
 
+/* Free a container_ref and its strings; NULL is fine. */
+void exec_ref_free(struct container_ref *c);
 /* Hand a container to the removal thread; nobody waits for it. */
 void exec_container_release(struct executor *x, const char *id);
 bool exec_stopping(struct executor *x);

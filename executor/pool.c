@@ -42,14 +42,6 @@ static struct container_ref *ref_new(const char *id, const char *image, int64_t 
     return c;
 }
 
-static void ref_free(struct container_ref *c)
-{
-    if (!c)
-        return;
-    free(c->id);
-    free(c->image);
-    free(c);
-}
 
 /* Under the lock: to the removal thread. */
 static void to_removal_locked(struct executor *x, struct container_ref *c)
@@ -75,7 +67,7 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
         p->hits++;
         *ret_uses = c->uses;
         id = steal_ptr(c->id);
-        ref_free(c);
+        exec_ref_free(c);
         pthread_cond_signal(&x->pool_wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
@@ -94,7 +86,7 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
         if (strcmp((*a)->id, cid) == 0) {
             struct container_ref *gone = *a;
             *a = gone->next;
-            ref_free(gone);
+            exec_ref_free(gone);
             break;
         }
     struct pool *p = pool_find(x, image);

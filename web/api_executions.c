@@ -545,6 +545,128 @@ static void csv_row(struct buf *b, const struct history_item *it)
 #undef SEP
 }
 
+/* The JSON line of an item, written directly: the export streams 100,000s
+ * of rows a second, and building each as a jansson object cost more than
+ * reading it. Same members, same order and values as item_json(). */
+static void jl_str(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    _cleanup_free_ char *clean = NULL;
+
+    if (!s) {
+        out_put(b, "null", 4);
+        return;
+    }
+    size_t n = strlen(s);
+    if (!utf8_valid(s, n)) { /* shown repaired, as item_json does */
+        clean = utf8_sanitize(s, n, &n);
+        s = clean;
+    }
+    out_put(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        out_put(b, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        switch (c) {
+        case '"': out_put(b, "\\\"", 2); break;
+        case '\\': out_put(b, "\\\\", 2); break;
+        case '\n': out_put(b, "\\n", 2); break;
+        case '\r': out_put(b, "\\r", 2); break;
+        case '\t': out_put(b, "\\t", 2); break;
+        case '\b': out_put(b, "\\b", 2); break;
+        case '\f': out_put(b, "\\f", 2); break;
+        default: out_put(b, esc, 6); break;
+        }
+    }
+    out_put(b, s + run, n - run);
+    out_put(b, "\"", 1);
+}
+
+static void jl_key(struct buf *b, const char *key, bool first)
+{
+    if (!first)
+        out_put(b, ",", 1);
+    out_put(b, "\"", 1);
+    out_put(b, key, strlen(key));
+    out_put(b, "\":", 2);
+}
+
+static void jl_int(struct buf *b, int64_t v, bool null)
+{
+    char tmp[24];
+    if (null) {
+        out_put(b, "null", 4);
+        return;
+    }
+    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    out_put(b, tmp, (size_t)n);
+}
+
+static void jl_time(struct buf *b, int64_t ms)
+{
+    char iso[TIME_ISO_MAX];
+    if (ms <= 0) {
+        out_put(b, "null", 4);
+        return;
+    }
+    time_format_iso(ms, iso);
+    jl_str(b, iso);
+}
+
+static void jsonl_row(struct buf *b, const struct history_item *it)
+{
+    const struct execution_record *r = &it->rec;
+
+    out_put(b, "{", 1);
+    jl_key(b, "id", true);
+    jl_str(b, r->id);
+    jl_key(b, "environment", false);
+    jl_str(b, r->environment);
+    jl_key(b, "environment_version", false);
+    jl_int(b, r->environment_version, false);
+    jl_key(b, "image", false);
+    jl_str(b, r->image);
+    jl_key(b, "image_id", false);
+    jl_str(b, r->image_id);
+    jl_key(b, "principal", false);
+    jl_str(b, r->principal);
+    jl_key(b, "client_addr", false);
+    jl_str(b, r->client_addr);
+    jl_key(b, "code_sha256", false);
+    jl_str(b, r->code_sha256);
+    jl_key(b, "status", false);
+    jl_str(b, exec_status_name(r->status));
+    jl_key(b, "exit_code", false);
+    jl_int(b, r->exit_code, r->exit_code == -1);
+    jl_key(b, "error", false);
+    jl_str(b, r->error);
+    jl_key(b, "timeout_s", false);
+    jl_int(b, r->timeout_s, false);
+    jl_key(b, "queued_at", false);
+    jl_time(b, r->queued_at);
+    jl_key(b, "started_at", false);
+    jl_time(b, r->started_at);
+    jl_key(b, "finished_at", false);
+    jl_time(b, r->finished_at);
+    jl_key(b, "recorded_at", false);
+    jl_time(b, it->recorded_at);
+    jl_key(b, "duration_ms", false);
+    jl_int(b, r->duration_ms, r->duration_ms < 0);
+    jl_key(b, "stdout_truncated", false);
+    out_put(b, r->stdout_truncated ? "true" : "false", r->stdout_truncated ? 4 : 5);
+    jl_key(b, "stderr_truncated", false);
+    out_put(b, r->stderr_truncated ? "true" : "false", r->stderr_truncated ? 4 : 5);
+    jl_key(b, "chain_seq", false);
+    jl_int(b, it->chain_seq, it->chain_seq == 0);
+    jl_key(b, "chain_hash", false);
+    jl_str(b, it->chain_hash[0] ? it->chain_hash : NULL);
+    out_put(b, "}\n", 2);
+}
+
 static bool send_chunk(struct web_request *rq, struct buf *b)
 {
     bool ok = b->len == 0 || mg_send_chunk(rq->conn, b->data, (unsigned)b->len) > 0;
@@ -608,16 +730,10 @@ void api_executions_export(struct web_request *rq)
         if (n == 0)
             break;
         for (size_t i = 0; i < n && ok; i++) {
-            if (csv) {
+            if (csv)
                 csv_row(&out, &items[i]);
-            } else {
-                json_t *doc = item_json(&items[i]);
-                char *line = json_dumps(doc, JSON_COMPACT);
-                json_decref(doc);
-                out_put(&out, line, strlen(line));
-                out_put(&out, "\n", 1);
-                free(line);
-            }
+            else
+                jsonl_row(&out, &items[i]);
             if (out.len >= HISTORY_CHUNK)
                 ok = send_chunk(rq, &out);
         }

@@ -28,13 +28,13 @@
  * outputs are shown from memory). */
 #define CSP_APP                                                                                    \
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "        \
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                   \
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                    \
     "form-action 'self'; frame-ancestors 'none'"
 /* Swagger UI and ReDoc set inline styles (ReDoc injects <style> elements)
  * and ReDoc searches in a worker made from a blob: URL. */
 #define CSP_DOCS                                                                                   \
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "                   \
-    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; font-src 'self' data:; "  \
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "                    \
+    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; font-src 'self' data:; "   \
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 static const struct {
@@ -197,8 +197,8 @@ void api_templates(struct web_request *rq)
         _cleanup_free_ char *name = xstrndup(file, len > 3 ? len - 3 : len); /* no ".sh" */
         _cleanup_free_ char *desc = template_description(name, (const char *)f->data);
         json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s%}", "name", name, "file", file,
-                                              "description", desc, "script",
-                                              (const char *)f->data, f->len));
+                                              "description", desc, "script", (const char *)f->data,
+                                              f->len));
     }
     web_reply_json(rq, 200, json_pack("{s:o, s:I}", "templates", list, "total", (json_int_t)n));
 }

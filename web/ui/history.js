@@ -232,7 +232,25 @@ async function loadChart() {
     showError($("hist-chart-error"), err);
     return;
   }
-  drawChart(box, [...days.entries()].sort(([a], [b]) => a.localeCompare(b)).slice(-31), wanted);
+  drawChart(box, dayRange(days), wanted);
+}
+
+// Every day from the first with executions (or two weeks back) to the last (or today), so that
+// quiet days show as gaps; at most 31 days, the newest.
+function dayRange(days) {
+  const keys = [...days.keys()].sort();
+  const today = new Date().toISOString().slice(0, 10);
+  const dayMs = 86400000;
+  const last = keys.length && keys[keys.length - 1] > today ? keys[keys.length - 1] : today;
+  const lastMs = Date.parse(`${last}T00:00:00Z`);
+  let firstMs = Math.min(keys.length ? Date.parse(`${keys[0]}T00:00:00Z`) : lastMs, lastMs - 13 * dayMs);
+  firstMs = Math.max(firstMs, lastMs - 30 * dayMs);
+  const out = [];
+  for (let t = firstMs; t <= lastMs; t += dayMs) {
+    const key = new Date(t).toISOString().slice(0, 10);
+    out.push([key, days.get(key) || {}]);
+  }
+  return out;
 }
 
 function svg(tag, attrs, ...children) {
@@ -245,15 +263,15 @@ function svg(tag, attrs, ...children) {
 function drawChart(box, days, statuses) {
   const legend = $("hist-chart-legend");
   legend.replaceChildren(...statuses.map((s) => h("li", null, h("span", { class: `swatch sw-${s}` }), s)));
-  if (!days.length) {
+  if (!days.some(([, c]) => statuses.some((s) => c[s]))) {
     box.replaceChildren(h("p", { class: "muted" }, "No executions in this range."));
     return;
   }
   const W = 640, H = 240, left = 40, bottom = 28, top = 10, right = 8;
   const totals = days.map(([, c]) => statuses.reduce((n, s) => n + (c[s] || 0), 0));
   const max = Math.max(1, ...totals);
-  const step = Math.pow(10, Math.floor(Math.log10(max)));
-  const ymax = Math.ceil(max / step) * step;
+  const step = Math.max(1, Math.ceil(max / 4)); // whole executions per grid line
+  const ymax = step * 4;
   const plotW = W - left - right, plotH = H - top - bottom;
   const bw = plotW / days.length;
   const sum = totals.reduce((a, b) => a + b, 0);
@@ -263,12 +281,13 @@ function drawChart(box, days, statuses) {
     const v = (ymax * i) / 4;
     const y = top + plotH - (v / ymax) * plotH;
     root.append(svg("line", { x1: left, x2: W - right, y1: y, y2: y, stroke: "#e5e7eb" }),
-      svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, Number.isInteger(v) ? v : v.toFixed(1)));
+      svg("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, v));
   }
-  const labelEvery = Math.ceil(days.length / 8);
+  const labelEvery = Math.ceil(days.length / 7);
   days.forEach(([day, counts], i) => {
     let y = top + plotH;
-    const x = left + i * bw + bw * 0.15;
+    const w = Math.max(1, Math.min(bw * 0.7, 36));
+    const x = left + i * bw + (bw - w) / 2;
     const g = svg("g", { class: "bar", "data-day": day });
     g.append(svg("title", null, `${day}: ${statuses.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ") || "none"}`));
     for (const s of statuses) {
@@ -276,10 +295,10 @@ function drawChart(box, days, statuses) {
       if (!n) continue;
       const hgt = (n / ymax) * plotH;
       y -= hgt;
-      g.append(svg("rect", { x, y, width: Math.max(1, bw * 0.7), height: hgt, fill: COLORS[s] || "#9ca3af" }));
+      g.append(svg("rect", { x, y, width: w, height: hgt, fill: COLORS[s] || "#9ca3af" }));
     }
     root.append(g);
-    if (i % labelEvery === 0)
+    if ((days.length - 1 - i) % labelEvery === 0)
       root.append(svg("text", { x: left + i * bw + bw / 2, y: H - 8, "text-anchor": "middle" }, day.slice(5)));
   });
   box.replaceChildren(root);
