@@ -225,7 +225,7 @@ $(E2E_STAMP): $(E2E_DIR)/package.json $(E2E_DIR)/package-lock.json
 
 e2e: $(BIN) $(E2E_STAMP)
 	@test -x $(CHROMIUM) || { echo "e2e: no chromium at $(CHROMIUM) (make test-deps installs it)" >&2; exit 1; }
-	cd $(E2E_DIR) && ENVHUB_BIN=$(abspath $(BIN)) CHROMIUM=$(CHROMIUM) node --test --test-concurrency=1 *.test.mjs
+	cd $(E2E_DIR) && ENVHUB_BIN=$(abspath $(BIN)) CHROMIUM=$(CHROMIUM) node --test *.test.mjs
 
 sanitize: test-deps engine base-image
 	$(MAKE) SANITIZE=address,undefined build unit integration

@@ -331,6 +331,8 @@ int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const 
                        struct err *err);
 /* Keys not revoked. */
 int catalog_key_count_active(struct catalog *cat, int64_t *ret, struct err *err);
+/* Keys ever made, revoked or not. */
+int catalog_key_count_all(struct catalog *cat, int64_t *ret, struct err *err);
 
 /* Record who changed what: action "environment.create", "environment.rebuild",
  * "environment.delete", "key.create", "key.revoke", ... */

@@ -294,16 +294,25 @@ int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const 
     return tx_commit(cat, err);
 }
 
-int catalog_key_count_active(struct catalog *cat, int64_t *ret, struct err *err)
+static int count_keys(struct catalog *cat, const char *sql, int64_t *ret, struct err *err)
 {
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(cat->db, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_ROW)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot count keys");
     *ret = sqlite3_column_int64(st, 0);
     return 0;
+}
+
+int catalog_key_count_active(struct catalog *cat, int64_t *ret, struct err *err)
+{
+    return count_keys(cat, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL", ret, err);
+}
+
+int catalog_key_count_all(struct catalog *cat, int64_t *ret, struct err *err)
+{
+    return count_keys(cat, "SELECT count(*) FROM api_keys", ret, err);
 }

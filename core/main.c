@@ -171,8 +171,9 @@ static int cmd_serve(const struct config *cfg)
         fail(&err);
         goto out;
     }
-    log_info("envhub: serving on http://%s (catalog %s, engine API %s, instance %s)", cfg->listen,
-             cfg->db_path, engine_api_version(e), catalog_instance_id(cat));
+    log_info("envhub: serving on %s://%s (catalog %s, engine API %s, instance %s)",
+             cfg->tls_cert[0] ? "https" : "http", cfg->listen, cfg->db_path,
+             engine_api_version(e), catalog_instance_id(cat));
 
     sigwait(&stop_signals, &sig);
     log_info("envhub: %s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

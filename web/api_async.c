@@ -38,6 +38,7 @@ struct callback {
 
 struct callbacks {
     const struct web_deps *deps;
+    struct auth *auth;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct callback *list;
@@ -242,6 +243,7 @@ static void *callbacks_main(void *arg)
 static void on_done(void *ctx, const char *id)
 {
     struct callbacks *cb = ctx;
+    web_quota_release(cb->auth, id);
     pthread_mutex_lock(&cb->lock);
     for (struct callback *c = cb->list; c; c = c->next)
         if (strcmp(c->id, id) == 0) {
@@ -252,10 +254,12 @@ static void on_done(void *ctx, const char *id)
     pthread_mutex_unlock(&cb->lock);
 }
 
-int web_callbacks_start(const struct web_deps *deps, struct callbacks **ret, struct err *err)
+int web_callbacks_start(const struct web_deps *deps, struct auth *auth, struct callbacks **ret,
+                        struct err *err)
 {
     struct callbacks *cb = xcalloc(1, sizeof(*cb));
     cb->deps = deps;
+    cb->auth = auth;
     pthread_mutex_init(&cb->lock, NULL);
     pthread_cond_init(&cb->wake, NULL);
     if (pthread_create(&cb->thread, NULL, callbacks_main, cb) != 0) {
@@ -349,18 +353,20 @@ static int submit(struct web_request *rq, const struct execute_request *req, con
         .principal = rq->principal,
         .client_addr = rq->client_addr,
     };
-    /* counts against the per-minute quota like a synchronous run */
+    /* counts like a synchronous run: per minute, and at once from queued to ended */
     if (web_quota_enter(rq->auth, rq, err) < 0)
         return -1;
-    web_quota_leave(rq->auth, rq);
-    if (executor_submit(rq->deps->executor, &job, id, err) < 0)
+    if (executor_submit(rq->deps->executor, &job, id, err) < 0) {
+        web_quota_leave(rq->auth, rq, false);
         return -1;
+    }
+    web_quota_hold(rq->auth, rq, id);
     if (callback)
         callback_add(rq->callbacks, id, callback);
-    /* it may have ended before the callback was known */
+    /* it may have ended before the callback and the hold were known */
     _cleanup_(execution_record_release) struct execution_record rec = {0};
     struct err gerr = ERR_INIT;
-    if (callback && catalog_execution_get(rq->deps->catalog, id, &rec, &gerr) == 0 &&
+    if (catalog_execution_get(rq->deps->catalog, id, &rec, &gerr) == 0 &&
         rec.status != EXEC_QUEUED && rec.status != EXEC_RUNNING)
         on_done(rq->callbacks, id);
     return 0;

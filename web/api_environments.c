@@ -255,8 +255,9 @@ void api_env_rebuild(struct web_request *rq)
     json_auto_t *doc = NULL;
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
 
-    /* the body is optional: an empty POST rebuilds the same definition */
-    if (ri->content_length != 0) {
+    /* the body is optional: an empty POST (or one without Content-Length)
+     * rebuilds the same definition */
+    if (ri->content_length > 0 || mg_get_header(rq->conn, "Transfer-Encoding")) {
         doc = read_json_object(rq, &err);
         if (!doc || get_string(doc, "setup_script", false, &script, &err) < 0 ||
             get_string(doc, "base_image", false, &base, &err) < 0 ||

@@ -78,7 +78,8 @@ static void execute(struct web_request *rq, bool environment_required)
         return;
     }
     int rc = executor_run(rq->deps->executor, &job, &res, &err);
-    web_quota_leave(rq->auth, rq);
+    /* a refusal (unknown environment, a limit) started nothing */
+    web_quota_leave(rq->auth, rq, rc == 0 || err.code == ERR_ENGINE);
     if (rc < 0) {
         web_reply_err(rq, &err);
         return;

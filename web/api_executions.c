@@ -456,9 +456,66 @@ static const char *const csv_columns[] = {
 
 static void out_put(struct buf *b, const char *s, size_t n)
 {
+    if (b->len + n < b->cap) { /* the common case: the chunk has room */
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return;
+    }
     if (buf_append(b, s, n) < 0)
         abort(); /* BUF_UNLIMITED: only OOM, which aborts first */
 }
+
+static void out_int(struct buf *b, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    out_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* time_format_iso()'s text without gmtime and strftime per call: an export
+ * writes four times a row, and rows of one day share its date. */
+struct iso_cache {
+    int64_t day; /* days since the epoch of date[], INT64_MIN: none */
+    char date[16];
+};
+
+static void iso_time(struct iso_cache *c, int64_t ms, char out[TIME_ISO_MAX])
+{
+    int64_t day = ms >= 0 ? ms / 86400000 : (ms - 86399999) / 86400000;
+    int64_t rest = ms - day * 86400000;
+    if (day != c->day) {
+        time_format_iso(day * 86400000, out); /* "YYYY-MM-DDT00:00:00.000Z" */
+        memcpy(c->date, out, 11);            /* "YYYY-MM-DDT" */
+        c->day = day;
+    }
+    int h = (int)(rest / 3600000), m = (int)(rest / 60000 % 60), sec = (int)(rest / 1000 % 60),
+        f = (int)(rest % 1000);
+    memcpy(out, c->date, 11);
+    char *p = out + 11;
+    *p++ = (char)('0' + h / 10);
+    *p++ = (char)('0' + h % 10);
+    *p++ = ':';
+    *p++ = (char)('0' + m / 10);
+    *p++ = (char)('0' + m % 10);
+    *p++ = ':';
+    *p++ = (char)('0' + sec / 10);
+    *p++ = (char)('0' + sec % 10);
+    *p++ = '.';
+    *p++ = (char)('0' + f / 100);
+    *p++ = (char)('0' + f / 10 % 10);
+    *p++ = (char)('0' + f % 10);
+    *p++ = 'Z';
+    *p = '\0';
+}
+
 
 /* RFC 4180: quoted when it holds a comma, a quote or a line break. */
 static void csv_field(struct buf *b, const char *s)
@@ -480,23 +537,20 @@ static void csv_field(struct buf *b, const char *s)
 
 static void csv_int(struct buf *b, int64_t v, bool null)
 {
-    char tmp[24];
-    if (null)
-        return;
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-    out_put(b, tmp, (size_t)n);
+    if (!null)
+        out_int(b, v);
 }
 
-static void csv_time(struct buf *b, int64_t ms)
+static void csv_time(struct buf *b, struct iso_cache *c, int64_t ms)
 {
     char iso[TIME_ISO_MAX];
     if (ms <= 0)
         return;
-    time_format_iso(ms, iso);
+    iso_time(c, ms, iso);
     out_put(b, iso, strlen(iso));
 }
 
-static void csv_row(struct buf *b, const struct history_item *it)
+static void csv_row(struct buf *b, struct iso_cache *c, const struct history_item *it)
 {
     const struct execution_record *r = &it->rec;
 #define SEP out_put(b, ",", 1)
@@ -524,13 +578,13 @@ static void csv_row(struct buf *b, const struct history_item *it)
     SEP;
     csv_int(b, r->timeout_s, false);
     SEP;
-    csv_time(b, r->queued_at);
+    csv_time(b, c, r->queued_at);
     SEP;
-    csv_time(b, r->started_at);
+    csv_time(b, c, r->started_at);
     SEP;
-    csv_time(b, r->finished_at);
+    csv_time(b, c, r->finished_at);
     SEP;
-    csv_time(b, it->recorded_at);
+    csv_time(b, c, it->recorded_at);
     SEP;
     csv_int(b, r->duration_ms, r->duration_ms < 0);
     SEP;
@@ -557,8 +611,11 @@ static void jl_str(struct buf *b, const char *s)
         out_put(b, "null", 4);
         return;
     }
-    size_t n = strlen(s);
-    if (!utf8_valid(s, n)) { /* shown repaired, as item_json does */
+    size_t n = 0;
+    bool ascii = true;
+    for (; s[n]; n++)
+        ascii &= (unsigned char)s[n] < 0x80;
+    if (!ascii && !utf8_valid(s, n)) { /* shown repaired, as item_json does */
         clean = utf8_sanitize(s, n, &n);
         s = clean;
     }
@@ -595,29 +652,29 @@ static void jl_key(struct buf *b, const char *key, bool first)
     out_put(b, "\":", 2);
 }
 
+
 static void jl_int(struct buf *b, int64_t v, bool null)
 {
-    char tmp[24];
-    if (null) {
+    if (null)
         out_put(b, "null", 4);
-        return;
-    }
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-    out_put(b, tmp, (size_t)n);
+    else
+        out_int(b, v);
 }
 
-static void jl_time(struct buf *b, int64_t ms)
+static void jl_time(struct buf *b, struct iso_cache *c, int64_t ms)
 {
     char iso[TIME_ISO_MAX];
     if (ms <= 0) {
         out_put(b, "null", 4);
         return;
     }
-    time_format_iso(ms, iso);
-    jl_str(b, iso);
+    iso_time(c, ms, iso);
+    out_put(b, "\"", 1);
+    out_put(b, iso, strlen(iso));
+    out_put(b, "\"", 1);
 }
 
-static void jsonl_row(struct buf *b, const struct history_item *it)
+static void jsonl_row(struct buf *b, struct iso_cache *c, const struct history_item *it)
 {
     const struct execution_record *r = &it->rec;
 
@@ -647,13 +704,13 @@ static void jsonl_row(struct buf *b, const struct history_item *it)
     jl_key(b, "timeout_s", false);
     jl_int(b, r->timeout_s, false);
     jl_key(b, "queued_at", false);
-    jl_time(b, r->queued_at);
+    jl_time(b, c, r->queued_at);
     jl_key(b, "started_at", false);
-    jl_time(b, r->started_at);
+    jl_time(b, c, r->started_at);
     jl_key(b, "finished_at", false);
-    jl_time(b, r->finished_at);
+    jl_time(b, c, r->finished_at);
     jl_key(b, "recorded_at", false);
-    jl_time(b, it->recorded_at);
+    jl_time(b, c, it->recorded_at);
     jl_key(b, "duration_ms", false);
     jl_int(b, r->duration_ms, r->duration_ms < 0);
     jl_key(b, "stdout_truncated", false);
@@ -680,6 +737,7 @@ void api_executions_export(struct web_request *rq)
     struct history_export *x = NULL;
     struct err err = ERR_INIT;
     _cleanup_(buf_release) struct buf out = BUF_INIT(BUF_UNLIMITED);
+    struct iso_cache days = {.day = INT64_MIN};
 
     if (history_query_parse(rq, QP_FILTERS | QP_FORMAT, &q, &err) < 0 ||
         catalog_history_export_open(rq->deps->catalog, &q.f, &x, &err) < 0) {
@@ -731,9 +789,9 @@ void api_executions_export(struct web_request *rq)
             break;
         for (size_t i = 0; i < n && ok; i++) {
             if (csv)
-                csv_row(&out, &items[i]);
+                csv_row(&out, &days, &items[i]);
             else
-                jsonl_row(&out, &items[i]);
+                jsonl_row(&out, &days, &items[i]);
             if (out.len >= HISTORY_CHUNK)
                 ok = send_chunk(rq, &out);
         }

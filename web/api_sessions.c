@@ -158,7 +158,7 @@ void api_session_execute(struct web_request *rq)
     }
     int rc = executor_session_execute(rq->deps->executor, rq->params[0], scope(rq), &job, &res,
                                       &err);
-    web_quota_leave(rq->auth, rq);
+    web_quota_leave(rq->auth, rq, rc == 0 || err.code == ERR_ENGINE);
     if (rc < 0) {
         web_reply_err(rq, &err);
         return;

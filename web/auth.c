@@ -38,12 +38,20 @@ struct quota_entry {
     struct quota_entry *next;
 };
 
+/* A queued or running asynchronous execution holding its key's concurrency. */
+struct quota_hold {
+    char exec_id[32];
+    char key_id[16];
+    struct quota_hold *next;
+};
+
 struct auth {
     const struct config *cfg;
     struct catalog *catalog;
     bool loopback;
     pthread_mutex_t lock;
     struct quota_entry *quotas;
+    struct quota_hold *holds;
 };
 
 /* ---- roles ---- */
@@ -111,6 +119,11 @@ void web_auth_close(struct auth *a)
 {
     if (!a)
         return;
+    while (a->holds) {
+        struct quota_hold *h = a->holds;
+        a->holds = h->next;
+        free(h);
+    }
     while (a->quotas) {
         struct quota_entry *q = a->quotas;
         a->quotas = q->next;
@@ -127,7 +140,9 @@ void web_auth_close(struct auth *a)
 bool web_key_name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n < 1 || n > 64 || !isalnum((unsigned char)name[0]))
+    /* a letter first: a key's name is a principal and must never read like a
+     * client address, which is the principal of open mode */
+    if (n < 1 || n > 64 || !isalpha((unsigned char)name[0]))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)name[i]) && !strchr("_.@-", name[i]))
@@ -144,7 +159,7 @@ int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t
     if (!web_key_name_valid(name))
         return err_set(err, ERR_INVALID,
                        "name: '%.70s' is not a valid key name (1 to 64 letters, digits, '_', '.', "
-                       "'@' and '-', starting with a letter or digit)",
+                       "'@' and '-', starting with a letter)",
                        name);
     id_random_hex(id, KEY_ID_BYTES);
     id_random_hex(random, KEY_SECRET_BYTES);
@@ -206,7 +221,8 @@ bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
 
     if (perm == PERM_PUBLIC)
         return true;
-    if (catalog_key_count_active(a->catalog, &active, &err) < 0) {
+    /* open mode lasts until the first key is made; revoking keys never reopens it */
+    if (catalog_key_count_all(a->catalog, &active, &err) < 0) {
         web_reply_err(rq, &err);
         return false;
     }
@@ -322,16 +338,57 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
     return 0;
 }
 
-void web_quota_leave(struct auth *a, struct web_request *rq)
+/* Under the lock: the key's entry. */
+static struct quota_entry *quota_find(struct auth *a, const char *key_id)
+{
+    for (struct quota_entry *q = a->quotas; q; q = q->next)
+        if (strcmp(q->principal, key_id) == 0)
+            return q;
+    return NULL;
+}
+
+void web_quota_leave(struct auth *a, struct web_request *rq, bool started)
 {
     if (!rq->quota_held)
         return;
     pthread_mutex_lock(&a->lock);
-    for (struct quota_entry *q = a->quotas; q; q = q->next)
-        if (strcmp(q->principal, rq->key_id) == 0) {
-            q->running--;
+    struct quota_entry *q = quota_find(a, rq->key_id);
+    if (q) {
+        q->running--;
+        /* a request that started nothing does not count against the minute */
+        if (!started && q->n_starts > 0)
+            q->n_starts--;
+    }
+    pthread_mutex_unlock(&a->lock);
+    rq->quota_held = false;
+}
+
+void web_quota_hold(struct auth *a, struct web_request *rq, const char *exec_id)
+{
+    if (!rq->quota_held)
+        return;
+    struct quota_hold *h = xcalloc(1, sizeof(*h));
+    snprintf(h->exec_id, sizeof(h->exec_id), "%s", exec_id);
+    snprintf(h->key_id, sizeof(h->key_id), "%s", rq->key_id);
+    pthread_mutex_lock(&a->lock);
+    h->next = a->holds;
+    a->holds = h;
+    pthread_mutex_unlock(&a->lock);
+    rq->quota_held = false; /* the execution holds it now */
+}
+
+void web_quota_release(struct auth *a, const char *exec_id)
+{
+    pthread_mutex_lock(&a->lock);
+    for (struct quota_hold **p = &a->holds; *p; p = &(*p)->next)
+        if (strcmp((*p)->exec_id, exec_id) == 0) {
+            struct quota_hold *h = *p;
+            *p = h->next;
+            struct quota_entry *q = quota_find(a, h->key_id);
+            if (q)
+                q->running--;
+            free(h);
             break;
         }
     pthread_mutex_unlock(&a->lock);
-    rq->quota_held = false;
 }

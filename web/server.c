@@ -475,6 +475,35 @@ static int handle(struct mg_connection *conn, void *cbdata)
     return rq.status ? rq.status : 500;
 }
 
+/* Errors civetweb answers itself (a malformed request line, headers over the
+ * limit, an unknown HTTP version) get the API's shape: a request id, a JSON
+ * detail, and a log line. */
+static int civetweb_error(struct mg_connection *conn, int status, const char *msg)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char id[17];
+    id_random_hex(id, 8);
+    /* civetweb says "Malformed message" for headers past max_request_size too */
+    const char *detail = msg && strcmp(msg, "Malformed message") == 0
+                             ? "malformed request, or request headers larger than "
+                               WEB_MAX_HEADERS_SIZE " bytes"
+                             : msg && *msg ? msg : "malformed request";
+    json_t *doc = json_pack("{s:s}", "detail", detail);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+              "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s",
+              status, status_text(status), text ? strlen(text) : 0, id, text ? text : "");
+    log_info("web: request id=%s method=%s path=%s status=%d client=%s (refused by the HTTP layer: "
+             "%s)",
+             id, ri && ri->request_method ? ri->request_method : "-",
+             ri && ri->local_uri ? ri->local_uri : "-", status, ri ? ri->remote_addr : "-",
+             msg ? msg : "");
+    free(text);
+    return 0;
+}
+
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
     (void)conn;
@@ -593,7 +622,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
 
     w->deps = *deps;
     pthread_mutex_init(&w->count_lock, NULL);
-    if (web_callbacks_start(&w->deps, &w->callbacks, err) < 0) {
+    if (web_callbacks_start(&w->deps, w->auth, &w->callbacks, err) < 0) {
         web_auth_close(w->auth);
         free(w);
         return -1;
@@ -601,6 +630,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     if (tls && cfg->tls_key[0])
         w->tls_joined = xstrdup(pem);
     callbacks.log_message = log_civetweb;
+    callbacks.http_error = civetweb_error;
     mg_init_library(tls ? MG_FEATURES_TLS : 0);
     w->ctx = mg_start(&callbacks, w, options);
     if (!w->ctx) {

@@ -113,7 +113,11 @@ bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm);
 /* Count an execution against the caller's quotas; ERR_BUSY with
  * rq->retry_after when over. web_quota_leave() when it ends. */
 int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
-void web_quota_leave(struct auth *a, struct web_request *rq);
+/* @started false: the request ran nothing, its start does not count. */
+void web_quota_leave(struct auth *a, struct web_request *rq, bool started);
+/* An asynchronous execution keeps the caller's concurrency until it ends. */
+void web_quota_hold(struct auth *a, struct web_request *rq, const char *exec_id);
+void web_quota_release(struct auth *a, const char *exec_id);
 bool web_key_name_valid(const char *name);
 /* Make a key; *ret_secret (shown once, never stored) belongs to the caller. */
 int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t max_concurrent,
@@ -151,7 +155,8 @@ void api_submit_batch(struct web_request *rq);
 void api_cancel(struct web_request *rq);
 void api_output(struct web_request *rq);
 /* The delivery thread of callback_url results (api_async.c). */
-int web_callbacks_start(const struct web_deps *deps, struct callbacks **ret, struct err *err);
+int web_callbacks_start(const struct web_deps *deps, struct auth *auth, struct callbacks **ret,
+                        struct err *err);
 void web_callbacks_stop(struct callbacks *cb);
 void api_session_open(struct web_request *rq);
 void api_session_list(struct web_request *rq);

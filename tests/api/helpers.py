@@ -187,6 +187,23 @@ def container_exists(container_id):
     return status == 200
 
 
+def containers_on_image(image_id):
+    """Every container (running or not) made from image `image_id`."""
+    status, body = docker_api("GET", "/v1.41/containers/json?all=1")
+    assert status == 200, f"engine: list containers answered {status}: {body}"
+    return [c for c in body if c.get("ImageID") == image_id]
+
+
+def wait_no_container_on_image(image_id, within=30.0):
+    """Polls until no container is made from `image_id`; returns what is left."""
+    deadline = time.monotonic() + within
+    while True:
+        left = containers_on_image(image_id)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.2)
+
+
 def build_step_containers(since):
     """Containers created at or after `since` (epoch s) that run an environment's setup
     script: docker build's intermediate containers (unlabelled) of envhub builds."""
@@ -318,6 +335,12 @@ class EnvhubServer:
 
     def log_tail(self, lines=60):
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def instance_id(self):
+        """The catalog's instance id, as the server logged it when it started (its
+        containers carry it as envhub.instance)."""
+        found = re.findall(r"instance ([0-9a-f]+)\)", self.log_text())
+        return found[-1] if found else None
 
     def status_kb(self, key):
         """A /proc/PID/status value in kB (VmRSS, VmHWM)."""

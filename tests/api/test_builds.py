@@ -372,9 +372,12 @@ def test_kill_9_during_a_build_then_restart_leaves_no_stuck_row_and_no_container
     assert any(container_exists(c) for c in steps), "the build's step container is not there while it runs"
     assert get_env(first, name)["status"] == "building"
 
+    instance = first.instance_id()
+    assert instance, "the server logged no instance id"
     os.kill(first.pid, signal.SIGKILL)
     first.proc.wait(timeout=10)
 
+    restarted_at = time.time()
     second = envhub_factory(db_path=first.db_path)
     env = get_env(second, name)
     assert env["status"] in ("building", "ready", "failed"), env
@@ -391,17 +394,25 @@ def test_kill_9_during_a_build_then_restart_leaves_no_stuck_row_and_no_container
         res = execute(second, "print('after restart')", timeout=30, environment=name)
         assert res["success"] is True, short(res)
 
-    # no container of the killed build, no labelled container, no build step container
+    # no container of the killed build, no build step container, and no container the
+    # killed server made (its warm pool): the new server's own pool is legitimate
+    instances = {instance, second.instance_id()}
     deadline = time.monotonic() + 15
     while True:
         left_steps = [c for c in steps if container_exists(c)]
         left_build = [(c["Id"][:12], c["State"], c["Command"][:80]) for c in build_step_containers(since)]
-        left_labelled = [(c["Id"][:12], c["State"], c["Labels"]) for c in labelled_containers(second.label)]
-        if not (left_steps or left_build or left_labelled) or time.monotonic() > deadline:
+        left_killed = [(c["Id"][:12], c["State"], c["Command"][:40], c["Labels"])
+                       for c in labelled_containers(second.label)
+                       if c["Labels"].get("envhub.instance") in instances and c["Created"] < int(restarted_at)]
+        if not (left_steps or left_build or left_killed) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert not left_steps, f"the killed build's step containers are still there: {left_steps}"
     assert not left_build, f"build step containers left behind: {left_build}"
-    assert not left_labelled, f"labelled containers left behind: {left_labelled}"
+    assert not left_killed, f"containers of the killed server left behind: {left_killed}"
+    for c in labelled_containers(second.label):
+        if c["Labels"].get("envhub.instance") in instances:
+            assert c["Command"] == "sleep infinity" and c["State"] == "running", \
+                f"a container of the new server that is not a waiting pool container: {c}"
     second_log = second.log_text()
     assert "ERROR: AddressSanitizer" not in second_log

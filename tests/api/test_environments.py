@@ -14,8 +14,8 @@ import requests
 from conftest import BASIC_SCRIPT
 from helpers import (DEFAULT_IMAGE, b64, build_log, build_step_containers, catalog_row, container_exists,
                      create_env, delete_env, docker_api, execute, get_env, image_exists, image_id_of,
-                     labelled_containers, labelled_images, note_step_images, parse_iso, short, unb64, wait_env,
-                     wait_log_contains, wait_no_container_left)
+                     describe_containers, labelled_containers, labelled_images, note_step_images, parse_iso, short,
+                     unb64, wait_env, wait_log_contains, wait_no_container_on_image)
 from test_validation import assert_detail
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -384,7 +384,7 @@ def test_delete_keeps_an_image_another_environment_reuses(envhub, run_id):
     assert res["success"] is True and res["stdout"] == f"shared-{run_id}\n", short(res)
     # the job's container is removed after the answer; deleting while it is still there
     # is test_delete_while_a_job_runs_removes_the_image_once_the_job_ends
-    assert wait_no_container_left(envhub.label, within=30) == []
+    assert wait_no_container_on_image(b["image_id"]) == []
 
     delete_env(envhub, second)
     assert not image_exists(b["docker_image"]) and not image_exists(b["image_id"])
@@ -484,7 +484,8 @@ def test_delete_while_a_job_runs_removes_the_image_once_the_job_ends(envhub, run
         job.join(timeout=90)
     assert answers and answers[0].status_code == 200, answers and answers[0].text
     assert_absent(envhub, name)
-    assert wait_no_container_left(envhub.label, within=30) == []
+    left = wait_no_container_on_image(env["image_id"])
+    assert left == [], f"containers of the deleted environment left: {describe_containers(left)}"
     deadline = time.monotonic() + 15
     while image_exists(env["image_id"]) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -72,6 +72,8 @@ class SimplePySandboxClient:
         return response.json()
 # ---- end of the verbatim copy ----
 
+import re  # noqa: E402
+import socket  # noqa: E402
 import time  # noqa: E402
 
 from helpers import catalog_row, image_exists, parse_iso  # noqa: E402
@@ -116,10 +118,14 @@ def test_seed_client_works_unchanged(envhub, run_id):
     assert listed["total"] == len(listed["environments"]), listed
     assert name in [e["name"] for e in listed["environments"]]
 
+    # Polled every second, not every 0.5 s: the client keeps its connection alive
+    # (requests.Session) and envhub closes an idle connection after 0.5 s, so a request
+    # sent at that moment meets a closing connection (RemoteDisconnected);
+    # test_seed_client_session_survives_pauses_between_calls shows that on its own.
     deadline = time.monotonic() + 240
     env = client.get_environment(name)
     while env.get("status") == "building" and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(1.0)
         env = client.get_environment(name)
     assert env["status"] == "ready", env
     assert env["docker_image"] and image_exists(env["docker_image"])
@@ -150,3 +156,44 @@ def test_seed_client_dangerous_script_answers_a_detail(envhub, run_id):
     assert set(answer) == {"detail"} and "dangerous command" in answer["detail"], answer
     listed = client.list_environments()
     assert f"seed-danger-{run_id}" not in [e["name"] for e in listed["environments"]]
+
+
+def test_seed_client_session_survives_pauses_between_calls(envhub):
+    """The client keeps one connection alive (requests.Session). A server that closes an
+    idle connection after 0.5 s (civetweb's default keep_alive_timeout_ms) races every
+    call made after a pause of about that length, and such a call fails with
+    RemoteDisconnected (seen here while polling an environment every 0.5 s). The seed's
+    server (uvicorn) keeps idle connections 5 s: envhub must keep them at least that long
+    for the client to work unchanged."""
+    s = socket.create_connection(("127.0.0.1", envhub.port), timeout=10)
+    try:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            assert chunk, "the server closed the connection before answering"
+            head += chunk
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        body = head.split(b"\r\n\r\n", 1)[1]
+        while len(body) < length:
+            body += s.recv(65536)
+        t0 = time.monotonic()
+        s.settimeout(0.1)
+        closed_after = None
+        while time.monotonic() - t0 < 5.0:
+            try:
+                if s.recv(65536) == b"":
+                    closed_after = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                pass
+    finally:
+        s.close()
+    assert closed_after is None, f"the server closed an idle keep-alive connection after {closed_after:.2f} s"
+
+    # and the client itself, pausing as a poller does
+    client = SimplePySandboxClient(envhub.url)
+    for pause in (0.45, 0.5, 0.55, 1.0):
+        assert client.health_check()["status"] == "healthy"
+        time.sleep(pause)
+        assert client.health_check()["status"] == "healthy"

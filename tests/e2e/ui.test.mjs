@@ -3,7 +3,7 @@
 // data-science environment is built once, in the background from the start, and shared.
 // Screenshots of every page at 1280 and 390 px go to tests/e2e/screenshots/.
 //
-//   cd tests/e2e && ENVHUB_BIN=/abs/build/envhub node --test --test-concurrency=1 *.test.mjs
+//   cd tests/e2e && ENVHUB_BIN=/abs/build/envhub node --test *.test.mjs   (make e2e)
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";

@@ -55,6 +55,7 @@ function signOut() {
 
 function route() {
   if (!ctx.me) return;
+  $("notice").hidden = true; // a message belongs to the page it was shown on
   const parts = (location.hash || "#/environments").replace(/^#\/?/, "").split("/");
   let page = parts[0] || "environments";
   if (!pages[page]) page = "environments";

@@ -318,7 +318,7 @@ async function verifyChain() {
     out.dataset.done = "1";
     if (v.ok) {
       out.className = "chain-ok";
-      out.textContent = `Chain intact: verified ${v.count} rows${head ? `, head ${String(head).slice(0, 16)}…` : ""}.`;
+      out.textContent = `Chain intact: verified ${v.count} rows.${head ? ` Head ${String(head).slice(0, 16)}…` : ""}`;
     } else {
       out.className = "chain-bad";
       out.textContent = `Chain broken after ${v.count} rows: first bad row ${v.first_bad_id || "(rows missing at the end)"}${v.reason ? ` — ${v.reason}` : ""}.`;
