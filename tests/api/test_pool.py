@@ -1,0 +1,348 @@
+"""Warm pools (issue 7): started containers of the default image (and of environments
+whose policy asks for a pool) wait for jobs; a job takes one, a replacement starts, a
+container never serves a second job (outside recycling mode); pools follow environment
+versions, are emptied on delete and on shutdown.
+
+Which container served a job: the job prints its container id (/proc/self/cgroup) and
+hostname (WHOAMI_CODE); the servers' containers are told apart by envhub.instance."""
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, catalog_row, container_exists, create_env, delete_env,
+                     describe_containers, execute, get_env, get_metrics, instance_label, labelled_containers,
+                     pool_state, running_containers, served_by, short, wait_build, wait_env, wait_until,
+                     whoami)
+
+POOL = 2
+SETTLE_WITHIN = 30.0  # s for a pool to (re)fill and the used containers to go
+
+
+@pytest.fixture(scope="module")
+def pool(envhub_module_factory):
+    """A server with a default pool of 2 (the default, given explicitly)."""
+    server = envhub_module_factory("--pool-size", str(POOL))
+    server.instance = instance_label(server)
+    return server
+
+
+def settled(server, want=POOL, image=DEFAULT_IMAGE, environment="", within=SETTLE_WITHIN):
+    """Waits until the pool of `image` reports `want` ready containers and exactly `want`
+    running containers of the server use that image (no job in between, the used ones
+    removed); returns {id: container} of those."""
+    last = {}
+
+    def check():
+        ready, target, _h, _m = pool_state(server, environment, image)
+        running = {i: c for i, c in running_containers(server.instance).items() if c["Image"] == image}
+        last.update(ready=ready, target=target, running=describe_containers(running.values()))
+        if ready == want and len(running) == want:
+            return running
+        return None
+
+    running = wait_until(check, within, poll=0.2)
+    assert running, (f"the pool of {image!r} did not settle at {want} ready containers within {within:.0f} s: "
+                     f"metrics ready={last.get('ready')} target={last.get('target')}, running "
+                     f"containers of the server with that image: {last.get('running')}")
+    return running
+
+
+# ---------------------------------------------------------------- the default image's pool
+
+def test_the_default_pool_fills_to_its_target_with_started_labelled_containers(pool, run_id):
+    running = settled(pool)
+    ready, target, hits, misses = pool_state(pool)
+    assert (ready, target, hits, misses) == (POOL, POOL, 0, 0), (ready, target, hits, misses)
+    for cid, c in running.items():
+        labels = c.get("Labels") or {}
+        assert labels.get("envhub.managed") == "1", labels
+        assert labels.get("envhub.test") == run_id, labels
+        assert c["Image"] == DEFAULT_IMAGE, c["Image"]
+        assert c["State"] == "running"
+
+
+def test_pool_hit_the_jobs_container_was_pre_started(pool):
+    before = settled(pool)
+    _r, _t, hits0, misses0 = pool_state(pool)
+    t0 = time.time()
+    res = execute(pool, WHOAMI_CODE, timeout=20)
+    assert res["success"] is True, short(res)
+    me = whoami(res["stdout"])
+    cid = served_by(me, before)
+    assert cid, (f"the job ran in {me} (started before the request? the server's running containers at "
+                 f"{t0:.1f} were {sorted(i[:12] for i in before)}): not a pool container")
+    _r, _t, hits1, misses1 = pool_state(pool)
+    assert (hits1 - hits0, misses1 - misses0) == (1, 0), \
+        f"a pool hit should count one hit and no miss: hits {hits0}->{hits1}, misses {misses0}->{misses1}"
+    assert catalog_row(pool.db_path, res["id"])["status"] == "succeeded"
+
+
+def test_a_replacement_starts_after_a_hit_and_the_used_container_goes(pool):
+    before = settled(pool)
+    res = execute(pool, WHOAMI_CODE, timeout=20)
+    assert res["success"] is True, short(res)
+    cid = served_by(whoami(res["stdout"]), before)
+    assert cid, f"the job did not run in a pool container: {whoami(res['stdout'])}"
+    after = settled(pool, within=15)
+    assert cid not in after, f"the used container {cid[:12]} is back among the ready ones"
+    new = set(after) - set(before)
+    assert len(new) == 1 and set(after) == (set(before) - {cid}) | new, \
+        (f"expected the other warm container plus one replacement: before {sorted(i[:12] for i in before)}, "
+         f"used {cid[:12]}, after {sorted(i[:12] for i in after)}")
+    gone = wait_until(lambda: not container_exists(cid), 15, poll=0.2)
+    assert gone, f"the container {cid[:12]} of a finished job still exists"
+
+
+LEAVE_TRACES = r"""
+import json, os, socket
+seen = {
+    "hostname": socket.gethostname(),
+    "workspace_mark": os.path.exists('/workspace/mark.txt'),
+    "tmp_mark": os.path.exists('/tmp/mark.txt'),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "tmp": sorted(os.listdir('/tmp')),
+}
+with open('/workspace/mark.txt', 'w') as f:
+    f.write(seen['hostname'])
+with open('/tmp/mark.txt', 'w') as f:
+    f.write(seen['hostname'])
+print(json.dumps(seen))
+"""
+
+
+def test_no_container_serves_a_second_job(pool):
+    settled(pool)
+    seen = []
+    for _ in range(4):
+        res = execute(pool, LEAVE_TRACES, timeout=20)
+        assert res["success"] is True, short(res)
+        assert "mark.txt" in res["files"], f"the job's own output file is missing: {short(res)}"
+        seen.append(json.loads(res["stdout"]))
+    hostnames = [s["hostname"] for s in seen]
+    assert len(set(hostnames)) == len(hostnames), f"a container served two jobs: hostnames {hostnames}"
+    for s in seen:
+        assert not s["workspace_mark"] and not s["tmp_mark"] and s["workspace"] == [] and s["tmp"] == [], \
+            f"a job found what an earlier job left: {seen}"
+
+
+def test_jobs_beyond_the_ready_containers_are_misses_and_all_run(pool):
+    settled(pool)
+    _r, _t, hits0, misses0 = pool_state(pool)
+    n = POOL + 2
+    results, errors = [None] * n, []
+
+    def run(i):
+        try:
+            results[i] = execute(pool, "import time\ntime.sleep(1)\n" + WHOAMI_CODE, timeout=20)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert all(r and r["success"] for r in results), [short(r) for r in results]
+    hostnames = [whoami(r["stdout"])["hostname"] for r in results]
+    assert len(set(hostnames)) == n, f"concurrent jobs shared a container: {hostnames}"
+    _r, _t, hits1, misses1 = pool_state(pool)
+    dh, dm = hits1 - hits0, misses1 - misses0
+    assert dh + dm == n, f"every job is a hit or a miss: {n} jobs, {dh} hits, {dm} misses"
+    assert 1 <= dh <= n - 1 and dm >= 1, f"{n} jobs at once on a pool of {POOL}: {dh} hits, {dm} misses"
+    settled(pool)  # and the pool comes back to its target
+
+
+# ---------------------------------------------------------------- an environment's pool
+
+ENV_SCRIPT = "#!/bin/bash\nset -e\necho {version} > /etc/envhub-pool-test\n"
+READ_VERSION = "print(open('/etc/envhub-pool-test').read().strip())\n" + WHOAMI_CODE
+
+
+@pytest.fixture(scope="module")
+def pool_env(pool, run_id):
+    """An environment whose policy asks for a pool of 1: {"name", "image" (its v1 tag)}."""
+    name = f"pool-{run_id}"
+    created = create_env(pool, name, ENV_SCRIPT.format(version="one"), policy={"pool_size": 1})
+    env = wait_env(pool, name)
+    state = {"name": name, "image": env["docker_image"], "created": created, "env": env, "deleted": False}
+    yield state
+    if not state["deleted"]:
+        requests.delete(f"{pool.url}/environments/{name}", timeout=60)
+
+
+def env_running(server, image):
+    return {i: c for i, c in running_containers(server.instance).items() if c["Image"] == image}
+
+
+def test_an_environment_with_pool_size_gets_a_warm_pool(pool, pool_env):
+    name, image = pool_env["name"], pool_env["image"]
+    assert pool_env["env"].get("policy", {}).get("pool_size") == 1, pool_env["env"]
+    before = settled(pool, want=1, image=image, environment=name)
+    ready, target, hits0, _m = pool_state(pool, name, image)
+    assert (ready, target) == (1, 1)
+    res = execute(pool, READ_VERSION, timeout=20, environment=name)
+    assert res["success"] is True, short(res)
+    assert res["stdout"].splitlines()[0] == "one", short(res)
+    cid = served_by(whoami(res["stdout"]), before)
+    assert cid, f"the job in {name} did not run in its warm container {list(before)[0][:12]}: {res['stdout']}"
+    assert pool_state(pool, name, image)[2] == hits0 + 1
+    settled(pool, want=1, image=image, environment=name)  # replaced
+    # the default pool is untouched by the environment's
+    settled(pool)
+
+
+def test_the_environment_pool_follows_a_rebuild(pool, pool_env):
+    name, old_image = pool_env["name"], pool_env["image"]
+    settled(pool, want=1, image=old_image, environment=name)
+    r = requests.post(f"{pool.url}/environments/{name}/rebuild",
+                      json={"setup_script": ENV_SCRIPT.format(version="two")}, timeout=30)
+    assert r.status_code == 202, f"rebuild answered {r.status_code}: {r.text[:1000]}"
+    version = r.json()["version"]
+    wait_build(pool, name, version)
+    env = get_env(pool, name)
+    new_image = env["docker_image"]
+    assert new_image != old_image and env["version"] == version, env
+    assert env.get("policy", {}).get("pool_size") == 1, f"a rebuild without a policy keeps the current: {env}"
+    pool_env["image"] = new_image
+    new = settled(pool, want=1, image=new_image, environment=name)
+    drained = wait_until(lambda: not env_running(pool, old_image), 15, poll=0.2)
+    assert drained, (f"the pool of the old version ({old_image}) was not drained after the rebuild: "
+                     f"{describe_containers(env_running(pool, old_image).values())}")
+    old_ready = get_metrics(pool).get("envhub_pool_ready", environment=name, image=old_image)
+    assert old_ready in (None, 0), f"/metrics still shows {old_ready} ready containers of {old_image}"
+    res = execute(pool, READ_VERSION, timeout=20, environment=name)
+    assert res["success"] is True and res["stdout"].splitlines()[0] == "two", short(res)
+    assert served_by(whoami(res["stdout"]), new), f"the job did not take the new version's warm container: {res['stdout']}"
+
+
+def test_deleting_the_environment_empties_its_pool(pool, pool_env):
+    name, image = pool_env["name"], pool_env["image"]
+    settled(pool, want=1, image=image, environment=name)
+    delete_env(pool, name)
+    pool_env["deleted"] = True
+    emptied = wait_until(lambda: not env_running(pool, image), 15, poll=0.2)
+    assert emptied, (f"the warm containers of the deleted environment {name} remain: "
+                     f"{describe_containers(env_running(pool, image).values())}")
+    m = get_metrics(pool)
+    left = {k: m.get(f"envhub_pool_{k}", environment=name, image=image) for k in ("ready", "target")}
+    assert all(v in (None, 0) for v in left.values()), f"/metrics after the delete: {left}"
+    settled(pool)
+
+
+# ---------------------------------------------------------------- recycling mode
+
+RECYCLE = 3
+
+RECYCLE_PROBE = r"""
+import json, os, socket, subprocess
+me = os.getpid()
+mine = {1, me}  # 1: the container's own `sleep infinity`
+p = me
+while p > 1:  # my ancestors: the wrapper
+    with open(f'/proc/{p}/stat') as f:
+        p = int(f.read().rsplit(')', 1)[1].split()[1])
+    mine.add(p)
+others = []
+for d in os.listdir('/proc'):
+    if d.isdigit() and int(d) not in mine:
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+            with open(f'/proc/{d}/cmdline', 'rb') as f:
+                cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+            others.append(f"{d} {state} {cmd}")
+        except OSError:
+            pass
+seen = {
+    "hostname": socket.gethostname(),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "tmp": sorted(os.listdir('/tmp')),
+    "shm": sorted(os.listdir('/dev/shm')),
+    "others": others,
+}
+# traces for the next job in this container
+for path in ('/workspace/left.txt', '/workspace/.hidden', '/tmp/left.txt', '/tmp/.hidden', '/dev/shm/left'):
+    with open(path, 'w') as f:
+        f.write('left')
+os.makedirs('/workspace/sub/dir', exist_ok=True)
+if LEAVE_A_PROCESS:
+    subprocess.Popen(['sleep', '1000'], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(json.dumps(seen))
+"""
+
+
+@pytest.fixture(scope="module")
+def recycler(envhub_module_factory):
+    """A server whose default-image containers serve up to RECYCLE jobs, with a pool of 1."""
+    server = envhub_module_factory("--pool-size", "1", "--pool-recycle", str(RECYCLE))
+    server.instance = instance_label(server)
+    return server
+
+
+def run_recycle_probes(server, n, leave_a_process):
+    """Runs the probe `n` times one after the other; returns what each saw."""
+    # (recycled containers come back beside the replacement: the pool may hold more than 1)
+    assert wait_until(lambda: (pool_state(server)[0] or 0) >= 1, SETTLE_WITHIN), "the pool did not fill"
+    code = f"LEAVE_A_PROCESS = {leave_a_process!r}\n" + RECYCLE_PROBE
+    seen = []
+    for _ in range(n):
+        res = execute(server, code, timeout=20)
+        assert res["success"] is True, short(res)
+        s = json.loads(res["stdout"])
+        seen.append(s)
+
+        # until the used container is back in the pool (ready 2 with the replacement) or gone
+        def back_or_gone():
+            if (pool_state(server)[0] or 0) >= 2:
+                return True
+            return not any(i.startswith(s["hostname"]) for i in running_containers(server.instance))
+
+        wait_until(back_or_gone, 10, poll=0.1)
+    return seen
+
+
+def assert_recycled(seen, what):
+    hostnames = [s["hostname"] for s in seen]
+    reused = [i for i in range(1, len(seen)) if hostnames[i] in hostnames[:i]]
+    assert reused, (f"--pool-recycle {RECYCLE}: no container served a second job ({what}); hostnames of "
+                    f"{len(seen)} jobs one after the other: {hostnames}")
+    for h in set(hostnames):
+        assert hostnames.count(h) <= RECYCLE, f"a container served more than {RECYCLE} jobs: {hostnames}"
+
+
+def test_recycling_mode_reuses_a_container_with_its_files_wiped(recycler):
+    seen = run_recycle_probes(recycler, RECYCLE + 2, leave_a_process=False)
+    dirty = [(i, s) for i, s in enumerate(seen) if s["workspace"] or s["tmp"] or s["shm"] or s["others"]]
+    assert not dirty, ("a job found the files or processes of an earlier job (job index, what it saw): "
+                       f"{dirty}")
+    assert_recycled(seen, "jobs that leave files in /workspace, /tmp and /dev/shm")
+
+
+def test_recycling_mode_kills_the_previous_jobs_processes(recycler):
+    seen = run_recycle_probes(recycler, RECYCLE + 2, leave_a_process=True)
+    # a zombie (state Z) is dead: only what still runs counts as surviving
+    alive = [(i, s["hostname"], [p for p in s["others"] if p.split()[1] != "Z"]) for i, s in enumerate(seen)]
+    survivors = [a for a in alive if a[2]]
+    assert not survivors, f"a process of an earlier job survived into a later one: {survivors}"
+    assert_recycled(seen, "jobs that leave a background `sleep 1000`, to be killed between jobs")
+
+
+# ---------------------------------------------------------------- shutdown
+
+def test_shutdown_removes_the_warm_containers(envhub_factory):
+    server = envhub_factory("--pool-size", str(POOL))
+    server.instance = instance_label(server)
+    settled(server)
+    status, killed = server.stop()
+    assert not killed and status == 0, f"envhub exited {status} (killed: {killed})"
+    left = labelled_containers(server.instance)
+    if left:
+        time.sleep(2)
+        left = labelled_containers(server.instance)
+    assert not left, f"containers of the stopped server remain: {describe_containers(left)}"
