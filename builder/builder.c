@@ -7,6 +7,7 @@
  * watchers are woken, so a watcher that reads the catalog after waking never
  * misses a line. */
 #include "builder/builder.h"
+#include "builder/builder_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,52 +27,12 @@
 
 #include "core/banned.h"
 
-#define MAX_LABELS 16
 #define VERIFY_OUTPUT_MAX (8 * 1024 * 1024)
 #define VERIFY_TIMEOUT_MS 120000
 #define CGROUP_ROOT "/sys/fs/cgroup"
-
-struct queued {
-    int64_t build_id;
-    struct queued *next;
-};
-
-struct active {
-    int64_t build_id;
-    char *environment;
-    bool cancel;
-    struct active *next;
-};
-
-enum cgroup_mode { CGROUP_NONE = 0, CGROUP_V1, CGROUP_V2 };
-
-struct builder {
-    const struct config *cfg;
-    struct engine *engine;
-    struct catalog *catalog;
-
-    struct engine_label image_labels[MAX_LABELS];     /* on built images */
-    size_t n_image_labels;
-    struct engine_label container_labels[MAX_LABELS]; /* on verification containers */
-    size_t n_container_labels;
-    char *label_storage;
-    enum cgroup_mode cgroups;
-
-    pthread_mutex_t lock; /* guards everything below */
-    pthread_cond_t work;     /* the queue got a build, or stop */
-    pthread_cond_t progress; /* a log line or a build's end */
-    int64_t generation;      /* counts progress events */
-    struct queued *head, *tail;
-    struct active *active;
-    bool stopping;
-    pthread_t *workers;
-    size_t n_workers;
-    void (*listener)(void *ctx);
-    void *listener_ctx;
-    uint64_t finished[BUILD_CANCELLED + 1]; /* builds ended, by status */
-    double seconds_sum;
-    uint64_t seconds_count;
-};
+#define ACCEPT_OUTPUT_MAX (1024 * 1024)
+#define ACCEPT_LOG_LINES 2000
+#define ACCEPT_SHM_SIZE (4 * 1024 * 1024)
 
 static void count_build(struct builder *b, enum build_status st, int64_t ms)
 {
@@ -111,7 +72,7 @@ int builder_metrics(struct builder *b, struct buf *out)
     return fail ? -1 : 0;
 }
 
-static void notify_listener(struct builder *b)
+void builder_notify_listener(struct builder *b)
 {
     pthread_mutex_lock(&b->lock);
     void (*fn)(void *) = b->listener;
@@ -419,6 +380,455 @@ out:
     return rc;
 }
 
+/* ---- the acceptance check ---- */
+
+/* The default acceptance check: import every distribution named in argv
+ * (those the setup script installed), each through the top-level modules
+ * importlib.metadata maps it to (top_level.txt or its files), else its name
+ * lower-cased with '-' and '.' as '_'; a distribution without an importable
+ * module is skipped. One line per distribution: "ok|skip|fail\tDIST\t...". */
+static const char import_check_py[] =
+    "import importlib, importlib.util, os, re, sys\n"
+    "def norm(n):\n"
+    "    return re.sub(r'[-_.]+', '-', n).lower()\n"
+    "mods = {}\n"
+    "try:\n"
+    "    import importlib.metadata as md\n"
+    "    for mod, dists in md.packages_distributions().items():\n"
+    "        for d in dists:\n"
+    "            mods.setdefault(norm(d), set()).add(mod)\n"
+    "except Exception:\n"
+    "    pass\n"
+    "failed = 0\n"
+    "for dist in sys.argv[1:]:\n"
+    "    cands = sorted(m for m in mods.get(norm(dist), ()) if m.isidentifier())\n"
+    "    if not cands:\n"
+    "        cands = [re.sub(r'[-.]', '_', dist.lower())]\n"
+    "    public = [m for m in cands if not m.startswith('_')] or cands\n"
+    "    found = []\n"
+    "    for m in public:\n"
+    "        try:\n"
+    "            if importlib.util.find_spec(m) is not None:\n"
+    "                found.append(m)\n"
+    "        except Exception:\n"
+    "            found.append(m)\n"
+    "    if not found:\n"
+    "        print('skip\\t%s\\t%s' % (dist, ','.join(public)), flush=True)\n"
+    "        continue\n"
+    "    for m in found:\n"
+    "        try:\n"
+    "            importlib.import_module(m)\n"
+    "        except BaseException as e:\n"
+    "            msg = ('%s: %s' % (type(e).__name__, e)).replace('\\n', ' ')[:300]\n"
+    "            print('fail\\t%s\\t%s\\t%s' % (dist, m, msg), flush=True)\n"
+    "            failed += 1\n"
+    "            break\n"
+    "    else:\n"
+    "        print('ok\\t%s\\t%s' % (dist, ','.join(found)), flush=True)\n"
+    "sys.stdout.flush()\n"
+    "os._exit(1 if failed else 0)\n";
+
+/* stdout and stderr into one text, a whole line at a time: a line written
+ * in pieces (print() writes its text, then the newline) is not cut by the
+ * other stream. */
+struct capture_lines {
+    struct buf out;
+    struct buf partial[2]; /* stdout's, stderr's unfinished line */
+    char last_err[160];    /* the last line of stderr ("" when none) */
+};
+
+static int capture_both(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct capture_lines *c = ctx;
+    if (stream != ENGINE_STDOUT && stream != ENGINE_STDERR)
+        return 0;
+    struct buf *part = &c->partial[stream == ENGINE_STDERR];
+    while (len) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) + 1 : len;
+        (void)buf_append_upto(part, data, n);
+        if (nl) {
+            (void)buf_append_upto(&c->out, part->data, part->len);
+            if (stream == ENGINE_STDERR && part->len > 1)
+                snprintf(c->last_err, sizeof(c->last_err), "%.*s", (int)(part->len - 1),
+                         part->data);
+            buf_reset(part);
+        }
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static void capture_lines_finish(struct capture_lines *c)
+{
+    if (c->partial[1].len)
+        snprintf(c->last_err, sizeof(c->last_err), "%.*s", (int)c->partial[1].len,
+                 c->partial[1].data);
+    for (int i = 0; i < 2; i++) {
+        if (c->partial[i].len) {
+            (void)buf_append_upto(&c->out, c->partial[i].data, c->partial[i].len);
+            (void)buf_append_upto(&c->out, "\n", 1);
+        }
+        buf_release(&c->partial[i]);
+    }
+}
+
+/* The sandbox of version @policy: the policy function's answer, or the
+ * server's job settings without one. */
+static int accept_sandbox(struct builder *b, const char *policy, struct builder_sandbox *sb,
+                          struct err *err)
+{
+    builder_policy_fn fn;
+    void *ctx;
+
+    *sb = (struct builder_sandbox){
+        .memory = b->cfg->memory_limit,
+        .cpu_millis = b->cfg->cpu_millis,
+        .pids = b->cfg->pids_limit,
+        .workspace_size = b->cfg->workspace_size,
+        .timeout_s = b->cfg->max_timeout,
+        .network = strcmp(b->cfg->network_mode, "bridge") == 0,
+    };
+    pthread_mutex_lock(&b->lock);
+    fn = b->policy_fn;
+    ctx = b->policy_ctx;
+    pthread_mutex_unlock(&b->lock);
+    if (fn && fn(ctx, policy, sb, err) < 0)
+        return err_prefix(err, "the version's policy");
+    return 0;
+}
+
+/* Start a sandbox container of @image: a job's (read-only root, tmpfs
+ * workspace and /tmp, uid 1000, no capabilities, @sb's limits and network). */
+static int accept_container(struct builder *b, const char *image, const struct builder_sandbox *sb,
+                            char **ret_cid, struct err *err)
+{
+    static const char *const entrypoint[] = {"sleep", NULL};
+    static const char *const cmd[] = {"infinity", NULL};
+    _cleanup_free_ char *ws = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,"
+                                        "gid=1000,mode=0755",
+                                        (long long)sb->workspace_size,
+                                        (long long)b->cfg->tmpfs_inodes);
+    _cleanup_free_ char *tmp = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777",
+                                         (long long)b->cfg->tmp_size,
+                                         (long long)b->cfg->tmpfs_inodes);
+    struct engine_tmpfs tmpfs[] = {{b->cfg->work_dir, ws}, {"/tmp", tmp}};
+    struct engine_container_spec spec = {
+        .image = image,
+        .entrypoint = entrypoint,
+        .cmd = cmd,
+        .user = "1000:1000",
+        .working_dir = b->cfg->work_dir,
+        .labels = b->container_labels,
+        .n_labels = b->n_container_labels,
+        .tmpfs = tmpfs,
+        .n_tmpfs = 2,
+        .memory_bytes = sb->memory,
+        .nano_cpus = sb->cpu_millis * 1000000,
+        .pids_limit = sb->pids,
+        .shm_size = ACCEPT_SHM_SIZE,
+        .network_mode = sb->network ? "bridge" : "none",
+        .network_disabled = !sb->network,
+        .read_only_rootfs = true,
+        .cap_drop_all = true,
+        .no_new_privileges = true,
+        .log_driver_none = true,
+    };
+    if (engine_container_create(b->engine, &spec, ret_cid, err) < 0)
+        return -1;
+    return engine_container_start(b->engine, *ret_cid, err);
+}
+
+/* Write @program into the workspace and run it with python3 and @args;
+ * stdout and stderr (together, capped) into *ret_out. */
+static int accept_run(struct builder *b, const char *cid, const char *program,
+                      const char *const *args, size_t n_args, int64_t timeout_s, char **ret_out,
+                      char ret_last_err[160], int *ret_code, bool *ret_timed_out,
+                      struct err *err)
+{
+    /* unbuffered: stdout and stderr reach the build log in the order written */
+    static const char *const env[] = {"HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
+                                      "PYTHONUNBUFFERED=1", NULL};
+    _cleanup_free_ char *path = xasprintf("%s/.envhub_acceptance.py", b->cfg->work_dir);
+    const char *write_cmd[] = {"/bin/sh", "-c", "cat > \"$1\"", "sh", path, NULL};
+    struct engine_exec_result res = {0};
+    struct capture_lines cap = {.out = BUF_INIT(ACCEPT_OUTPUT_MAX),
+                                .partial = {BUF_INIT(ACCEPT_OUTPUT_MAX),
+                                            BUF_INIT(ACCEPT_OUTPUT_MAX)}};
+    struct engine_exec_spec spec = {
+        .cmd = write_cmd,
+        .env = env,
+        .user = "1000:1000",
+        .working_dir = b->cfg->work_dir,
+        .stdin_data = program,
+        .stdin_len = strlen(program),
+        .output = capture_both,
+        .output_ctx = &cap,
+        .deadline_ms = time_mono_ms() + VERIFY_TIMEOUT_MS,
+    };
+    int rc = engine_exec(b->engine, cid, &spec, &res, err);
+    capture_lines_finish(&cap);
+    if (rc == 0 && res.exit_code != 0)
+        rc = err_set(err, ERR_INVALID, "cannot write the check into the workspace (exit %d): %.120s",
+                     res.exit_code, buf_str(&cap.out));
+    if (rc < 0) {
+        buf_release(&cap.out);
+        return -1;
+    }
+    buf_reset(&cap.out);
+
+    const char **cmd = xcalloc(n_args + 3, sizeof(*cmd));
+    cmd[0] = "python3";
+    cmd[1] = path;
+    for (size_t i = 0; i < n_args; i++)
+        cmd[i + 2] = args[i];
+    spec.cmd = cmd;
+    spec.stdin_data = NULL;
+    spec.stdin_len = 0;
+    spec.deadline_ms = time_mono_ms() + timeout_s * 1000;
+    memset(&res, 0, sizeof(res));
+    rc = engine_exec(b->engine, cid, &spec, &res, err);
+    capture_lines_finish(&cap);
+    free(cmd);
+    if (rc < 0) {
+        buf_release(&cap.out);
+        return -1;
+    }
+    *ret_code = res.exit_code;
+    *ret_timed_out = res.timed_out;
+    snprintf(ret_last_err, 160, "%s", cap.last_err);
+    *ret_out = buf_detach(&cap.out, NULL);
+    if (!*ret_out)
+        *ret_out = xstrdup("");
+    return 0;
+}
+
+/* Copy the check's output into the build log, @prefix before each line. */
+static void accept_log_output(struct build_ctx *c, const char *prefix, const char *out)
+{
+    size_t lines = 0, dropped = 0;
+    for (const char *p = out; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (lines < ACCEPT_LOG_LINES) {
+            build_log(c, "%s%.*s", prefix, (int)len, p);
+            lines++;
+        } else {
+            dropped++;
+        }
+        p += len;
+        if (*p == '\n')
+            p++;
+    }
+    if (dropped)
+        build_log(c, "envhub: ... %zu more lines of output not shown", dropped);
+}
+
+/* The last non-empty line of @out (borrowed into @buf). */
+static const char *last_line(const char *out, char *buf, size_t size)
+{
+    const char *end = out + strlen(out);
+    while (end > out && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    const char *start = end;
+    while (start > out && start[-1] != '\n')
+        start--;
+    snprintf(buf, size, "%.*s", (int)(end - start), start);
+    return buf;
+}
+
+/* The base image's pip packages ("name==version" lines), listed once per
+ * image id in a locked-down container of it; NULL when it cannot be run. */
+static char *base_pip_freeze(struct build_ctx *c, const char *base_id)
+{
+    struct builder *b = c->b;
+    char *found = NULL;
+
+    pthread_mutex_lock(&b->lock);
+    for (struct base_pip *p = b->base_pips; p && !found; p = p->next)
+        if (strcmp(p->image_id, base_id) == 0)
+            found = xstrdup(p->freeze);
+    pthread_mutex_unlock(&b->lock);
+    if (found)
+        return found;
+
+    struct builder_sandbox sb = {
+        .memory = b->cfg->memory_limit,
+        .cpu_millis = b->cfg->cpu_millis,
+        .pids = b->cfg->pids_limit,
+        .workspace_size = b->cfg->workspace_size,
+    };
+    _cleanup_free_ char *cid = NULL;
+    _cleanup_free_ char *out = NULL;
+    struct err err = ERR_INIT;
+    int code = -1;
+    if (accept_container(b, base_id, &sb, &cid, &err) == 0)
+        verify_exec(b, cid,
+                    "python3 -m pip list --format=freeze --disable-pip-version-check "
+                    "2>/dev/null; true",
+                    &out, &code, &err);
+    if (cid) {
+        struct err rerr = ERR_INIT;
+        engine_container_remove(b->engine, cid, &rerr);
+    }
+    if (!out || code != 0) {
+        build_log(c, "envhub: cannot list the pip packages of base image %s (%s): every pip "
+                     "package is checked",
+                  base_id, err.msg[0] ? err.msg : "no answer");
+        return NULL;
+    }
+    struct base_pip *p = xcalloc(1, sizeof(*p));
+    p->image_id = xstrdup(base_id);
+    p->freeze = xstrdup(out);
+    pthread_mutex_lock(&b->lock);
+    p->next = b->base_pips;
+    b->base_pips = p;
+    pthread_mutex_unlock(&b->lock);
+    return steal_ptr(out);
+}
+
+/* Is "name==version" a line of @freeze? */
+static bool freeze_has(const char *freeze, const char *name, const char *version)
+{
+    _cleanup_free_ char *line = xasprintf("%s==%s", name, version);
+    size_t n = strlen(line);
+    for (const char *p = freeze; p && *p;) {
+        size_t len = strcspn(p, "\r\n");
+        if (len == n && strncmp(p, line, n) == 0)
+            return true;
+        p += len;
+        while (*p == '\r' || *p == '\n')
+            p++;
+    }
+    return false;
+}
+
+/* The check that decides whether version N may serve, in a sandbox made
+ * like a job's with the version's policy: its test_script, or else an import
+ * of every pip package the setup script installed (in this image, not in the
+ * base image). ERR_INVALID with the reason when it does not pass. */
+static int acceptance_check(struct build_ctx *c, const struct package_entry *pkgs, size_t n_pkgs,
+                            struct err *err)
+{
+    struct builder *b = c->b;
+    struct builder_sandbox sb;
+    const char *script = c->rec.test_script && *c->rec.test_script ? c->rec.test_script : NULL;
+    const char **dists = NULL;
+    size_t n_dists = 0;
+    _cleanup_free_ char *cid = NULL, *out = NULL, *freeze = NULL;
+    int code = -1, rc = -1;
+    bool timed_out = false;
+    char last_err[160] = "";
+    int64_t t0 = time_mono_ms();
+
+    if (accept_sandbox(b, c->rec.policy, &sb, err) < 0)
+        return -1;
+    if (!script) {
+        freeze = c->rec.base_image_id ? base_pip_freeze(c, c->rec.base_image_id) : NULL;
+        dists = xcalloc(n_pkgs + 1, sizeof(*dists));
+        for (size_t i = 0; i < n_pkgs; i++)
+            if (strcmp(pkgs[i].manager, "pip") == 0 &&
+                !freeze_has(freeze, pkgs[i].name, pkgs[i].version))
+                dists[n_dists++] = pkgs[i].name;
+        if (n_dists == 0) {
+            build_log(c, "envhub: import check: the setup script installed no pip package; "
+                         "nothing to import");
+            free(dists);
+            return 0;
+        }
+        build_log(c, "envhub: import check: importing the %zu pip packages the setup script "
+                     "installed, in a sandbox (memory %lld bytes, network %s, timeout %lld s)",
+                  n_dists, (long long)sb.memory, sb.network ? "bridge" : "none",
+                  (long long)sb.timeout_s);
+    } else {
+        build_log(c, "envhub: acceptance check: running test_script in a sandbox (memory %lld "
+                     "bytes, %.2f CPUs, network %s, uid 1000, read-only root, timeout %lld s)",
+                  (long long)sb.memory, (double)sb.cpu_millis / 1000,
+                  sb.network ? "bridge" : "none", (long long)sb.timeout_s);
+    }
+
+    if (accept_container(b, c->rec.image_id, &sb, &cid, err) < 0 ||
+        accept_run(b, cid, script ? script : import_check_py, dists, n_dists, sb.timeout_s, &out,
+                   last_err, &code, &timed_out, err) < 0) {
+        err_prefix(err, "the acceptance check could not run");
+        goto out;
+    }
+    if (script) {
+        char last[160];
+        accept_log_output(c, "test_script| ", out);
+        if (timed_out)
+            err_set(err, ERR_INVALID, "test_script did not finish within %lld s",
+                    (long long)sb.timeout_s);
+        else if (code != 0) /* the last line of stderr says why (a traceback's does) */
+            err_set(err, ERR_INVALID, "test_script failed (exit %d%s): %s", code,
+                    code == 137 ? ", killed: out of memory?" : "",
+                    *last_err ? last_err : *out ? last_line(out, last, sizeof(last)) : "no output");
+        else {
+            build_log(c, "envhub: test_script passed in %.1f s",
+                      (double)(time_mono_ms() - t0) / 1000);
+            rc = 0;
+        }
+        goto out;
+    }
+
+    /* the import check's report */
+    size_t ok = 0, skipped = 0, failed = 0;
+    char first_fail[ERR_MSG_MAX] = "";
+    for (char *line = out; *line;) {
+        size_t len = strcspn(line, "\n");
+        char save = line[len];
+        line[len] = '\0';
+        if (strncmp(line, "ok\t", 3) == 0) {
+            ok++;
+        } else if (strncmp(line, "skip\t", 5) == 0) {
+            skipped++;
+            char *tab = strchr(line + 5, '\t');
+            build_log(c, "envhub: import check: %.*s skipped: no importable top-level module (%s)",
+                      (int)(tab ? tab - (line + 5) : (ptrdiff_t)strlen(line + 5)), line + 5,
+                      tab ? tab + 1 : "");
+        } else if (strncmp(line, "fail\t", 5) == 0) {
+            char *dist = line + 5, *mod = strchr(dist, '\t'), *why = mod ? strchr(mod + 1, '\t')
+                                                                        : NULL;
+            if (mod)
+                *mod++ = '\0';
+            if (why)
+                *why++ = '\0';
+            build_log(c, "envhub: import check: package '%s' does not import (import %s: %s)",
+                      dist, mod ? mod : "?", why ? why : "?");
+            if (!failed++)
+                snprintf(first_fail, sizeof(first_fail), "package '%.60s' does not import "
+                         "(import %.40s: %.100s)",
+                         dist, mod ? mod : "?", why ? why : "?");
+        } else if (*line) {
+            build_log(c, "import| %s", line);
+        }
+        line[len] = save;
+        line += len + (save == '\n');
+    }
+    if (timed_out)
+        err_set(err, ERR_INVALID, "import check did not finish within %lld s",
+                (long long)sb.timeout_s);
+    else if (failed)
+        err_set(err, ERR_INVALID, "import check failed: %s%s", first_fail,
+                failed > 1 ? " (and others: see the log)" : "");
+    else if (code != 0)
+        err_set(err, ERR_INVALID, "import check failed (exit %d) after %zu packages", code, ok);
+    else {
+        build_log(c, "envhub: import check passed: %zu packages imported, %zu skipped in %.1f s",
+                  ok, skipped, (double)(time_mono_ms() - t0) / 1000);
+        rc = 0;
+    }
+out:
+    if (cid) {
+        struct err rerr = ERR_INIT;
+        if (engine_container_remove(b->engine, cid, &rerr) < 0)
+            log_warn("builder: cannot remove acceptance container '%.12s', ignoring: %s", cid,
+                     rerr.msg);
+    }
+    free(dists);
+    return rc;
+}
+
 /* A ready build with the same definition whose image is still there:
  * tag it for this version instead of building. 1 when reused, 0 when not. */
 static int try_reuse(struct build_ctx *c, struct package_entry **pkgs, size_t *n_pkgs,
@@ -433,6 +843,17 @@ static int try_reuse(struct build_ctx *c, struct package_entry **pkgs, size_t *n
         return 0;
     if (!prev.image_id || engine_image_inspect(b->engine, prev.image_id, &info, &local) < 0)
         return 0;
+    engine_image_info_release(&info);
+    /* the same reference on another image (drift): build on what it names now */
+    if (prev.base_image_id &&
+        engine_image_inspect(b->engine, c->rec.base_image, &info, &local) == 0 &&
+        strcmp(info.id, prev.base_image_id) != 0) {
+        build_log(c, "envhub: definition unchanged, but base image '%s' is now %s (version %lld "
+                     "was built on %s): building again",
+                  c->rec.base_image, info.id, (long long)prev.version, prev.base_image_id);
+        engine_image_info_release(&info);
+        return 0;
+    }
     engine_image_info_release(&info);
     if (engine_image_tag(b->engine, prev.image_id, c->rec.image, err) < 0)
         return -1;
@@ -561,7 +982,16 @@ static void run_build(struct builder *b, int64_t id)
               c.rec.environment, (long long)c.rec.version, c.rec.definition);
 
     int reused = try_reuse(&c, &pkgs, &n_pkgs, &err);
-    if (reused < 0 || (reused == 0 && build_image(&c, &pkgs, &n_pkgs, &err) < 0)) {
+    int built = reused < 0 ? -1 : reused == 0 ? build_image(&c, &pkgs, &n_pkgs, &err) : 0;
+    if (built == 0 && acceptance_check(&c, pkgs, n_pkgs, &err) < 0) {
+        /* not in service: a new image goes, a reused one loses this version's tag */
+        struct err rerr = ERR_INIT;
+        if (engine_image_remove(b->engine, c.rec.image, reused == 0, &rerr) < 0)
+            log_warn("builder: cannot remove image '%s' of a build that failed its check: %s",
+                     c.rec.image, rerr.msg);
+        built = -1;
+    }
+    if (built < 0) {
         if (build_cancelled(b, id)) {
             bool stopping;
             pthread_mutex_lock(&b->lock);
@@ -604,7 +1034,7 @@ static void run_build(struct builder *b, int64_t id)
              c.rec.environment, (long long)c.rec.version, (long long)(time_mono_ms() - t0),
              c.rec.cache_hit ? " (image reused)" : "");
     count_build(b, BUILD_READY, time_mono_ms() - t0);
-    notify_listener(b);
+    builder_notify_listener(b);
     prune_old_images(b, c.rec.environment, c.rec.version);
 done:
     package_entries_free(pkgs, n_pkgs);
@@ -682,6 +1112,22 @@ static int validate(struct builder *b, const char *name, const char *base_image,
     return 0;
 }
 
+/* An optional test script: valid UTF-8 within ENVHUB_MAX_SCRIPT_LENGTH. */
+static int validate_test_script(struct builder *b, const char *script, struct err *err)
+{
+    if (!script)
+        return 0;
+    size_t len = strlen(script);
+    if (len > (size_t)b->cfg->max_script_length)
+        return err_set(err, ERR_INVALID,
+                       "test_script: %zu characters; it must have at most %lld "
+                       "(ENVHUB_MAX_SCRIPT_LENGTH)",
+                       len, (long long)b->cfg->max_script_length);
+    if (!utf8_valid(script, len))
+        return err_set(err, ERR_INVALID, "test_script: not valid UTF-8");
+    return 0;
+}
+
 int builder_create(struct builder *b, const struct env_definition *def, struct env_record *ret,
                    struct err *err)
 {
@@ -690,7 +1136,8 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
     char definition[65];
     int64_t now = time_now_ms();
 
-    if (validate(b, def->name, base, def->setup_script, py, err) < 0)
+    if (validate(b, def->name, base, def->setup_script, py, err) < 0 ||
+        validate_test_script(b, def->test_script, err) < 0)
         return -1;
     builder_definition_hash(base, py, def->setup_script, definition);
     _cleanup_free_ char *image = builder_image_ref(def->name, 1);
@@ -705,6 +1152,7 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
         .updated_at = now,
         .created_by = (char *)(def->created_by ? def->created_by : ""),
         .policy = (char *)(def->policy ? def->policy : "{}"),
+        .test_script = (char *)def->test_script,
     };
     struct build_record build = {
         .environment = (char *)def->name,
@@ -717,6 +1165,7 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
         .queued_at = now,
         .created_by = env.created_by,
         .policy = env.policy,
+        .test_script = env.test_script,
     };
     if (catalog_env_create(b->catalog, &env, &build, err) < 0) {
         if (err->code == ERR_CONFLICT)
@@ -730,8 +1179,8 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
 }
 
 int builder_rebuild(struct builder *b, const char *name, const char *setup_script,
-                    const char *base_image, const char *policy, const char *created_by,
-                    struct build_record *ret, struct err *err)
+                    const char *base_image, const char *policy, const char *test_script,
+                    const char *created_by, struct build_record *ret, struct err *err)
 {
     _cleanup_(env_record_release) struct env_record env = {0};
     char definition[65];
@@ -741,9 +1190,14 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
             return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
         return -1;
     }
+    if (env.lifecycle == ENV_RETIRED)
+        return err_set(err, ERR_CONFLICT,
+                       "environment '%s' is retired; reinstate it before rebuilding it", name);
     const char *script = setup_script ? setup_script : env.setup_script;
     const char *base = base_image ? base_image : env.base_image;
-    if (validate(b, NULL, base, script, env.python_version, err) < 0)
+    const char *test = test_script ? test_script : env.test_script;
+    if (validate(b, NULL, base, script, env.python_version, err) < 0 ||
+        validate_test_script(b, test, err) < 0)
         return -1;
     builder_definition_hash(base, env.python_version, script, definition);
     struct build_record build = {
@@ -756,6 +1210,7 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
         .queued_at = time_now_ms(),
         .created_by = (char *)(created_by ? created_by : ""),
         .policy = (char *)(policy ? policy : env.policy ? env.policy : "{}"),
+        .test_script = (char *)test,
     };
     /* the version is assigned by the catalog; the tag follows it */
     int64_t next = (env.latest_version > env.version ? env.latest_version : env.version) + 1;
@@ -821,8 +1276,9 @@ int builder_delete(struct builder *b, const char *name, struct err *err)
         if (engine_image_remove(b->engine, builds[i].image, true, &rerr) < 0)
             log_warn("builder: cannot remove image '%s' of deleted '%s', ignoring: %s",
                      builds[i].image, name, rerr.msg);
+        builder_image_orphaned(b, &builds[i]); /* a running job's container kept it */
     }
-    notify_listener(b);
+    builder_notify_listener(b);
     log_info("builder: environment '%s' deleted with %zu builds", name, n);
     build_records_free(builds, n);
     progress_signal(b);
@@ -963,7 +1419,8 @@ static void setup_cgroups(struct builder *b)
 }
 
 int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat,
-                 struct builder **ret, struct err *err)
+                 builder_policy_fn policy_fn, void *policy_ctx, struct builder **ret,
+                 struct err *err)
 {
     struct builder *b = xcalloc(1, sizeof(*b));
     struct build_record *unfinished = NULL;
@@ -972,9 +1429,12 @@ int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat
     b->cfg = cfg;
     b->engine = e;
     b->catalog = cat;
+    b->policy_fn = policy_fn;
+    b->policy_ctx = policy_ctx;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->progress, NULL);
+    pthread_cond_init(&b->maint_wake, NULL);
     if (setup_labels(b, err) < 0) {
         builder_close(b);
         return -1;
@@ -1009,6 +1469,10 @@ int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat
         }
         b->n_workers++;
     }
+    if (builder_maintenance_start(b, err) < 0) {
+        builder_close(b);
+        return -1;
+    }
     *ret = b;
     return 0;
 }
@@ -1019,6 +1483,7 @@ void builder_shutdown(struct builder *b)
     b->stopping = true;
     pthread_cond_broadcast(&b->work);
     pthread_cond_broadcast(&b->progress);
+    pthread_cond_broadcast(&b->maint_wake);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -1030,6 +1495,15 @@ void builder_close(struct builder *b)
     for (size_t i = 0; i < b->n_workers; i++)
         pthread_join(b->workers[i], NULL);
     free(b->workers);
+    builder_maintenance_stop(b);
+    while (b->base_pips) {
+        struct base_pip *p = b->base_pips;
+        b->base_pips = p->next;
+        free(p->image_id);
+        free(p->freeze);
+        free(p);
+    }
+    pthread_cond_destroy(&b->maint_wake);
     while (b->head) {
         struct queued *q = b->head;
         b->head = q->next;

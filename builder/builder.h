@@ -26,10 +26,19 @@
 
 struct builder;
 
-/* Start the workers; builds a stop cut off are queued again. @cfg, @e and
- * @cat are borrowed and must outlive the builder. */
+struct builder_sandbox;
+/* Turns a version's policy (JSON) into the sandbox its acceptance check runs
+ * in; ERR_INVALID when the server refuses it. */
+typedef int (*builder_policy_fn)(void *ctx, const char *policy, struct builder_sandbox *ret,
+                                 struct err *err);
+
+/* Start the workers and the maintenance thread (retired images, drift);
+ * builds a stop cut off are queued again. @cfg, @e and @cat are borrowed and
+ * must outlive the builder. @policy_fn (may be NULL: acceptance checks then
+ * run with the server's job settings) and its @policy_ctx too. */
 int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat,
-                 struct builder **ret, struct err *err);
+                 builder_policy_fn policy_fn, void *policy_ctx, struct builder **ret,
+                 struct err *err);
 /* Cancel running builds (they are queued again at the next start) and wake
  * every waiter; returns at once. Safe to call twice. */
 void builder_shutdown(struct builder *b);
@@ -44,6 +53,7 @@ struct env_definition {
     const char *python_version; /* NULL: "3.11" */
     const char *policy;         /* canonical policy JSON (checked by the caller); NULL: "{}" */
     const char *created_by;
+    const char *test_script;    /* acceptance check (python); NULL or "": the import check */
 };
 
 /* Validate @def and create the environment with build 1 queued. *ret (the
@@ -53,13 +63,14 @@ struct env_definition {
 int builder_create(struct builder *b, const struct env_definition *def, struct env_record *ret,
                    struct err *err);
 
-/* Queue version N+1 of @name, with a new script, base image and/or policy
- * when given (NULL keeps the current one); version N keeps serving until N+1 is ready.
+/* Queue version N+1 of @name, with a new script, base image, policy and/or
+ * test script when given (NULL keeps the current one; a test script "" goes
+ * back to the import check); version N keeps serving until N+1 is ready.
  * *ret is the queued build. ERR_NOT_FOUND, ERR_CONFLICT (a build is already
- * queued or running), ERR_INVALID. */
+ * queued or running, or the environment is retired), ERR_INVALID. */
 int builder_rebuild(struct builder *b, const char *name, const char *setup_script,
-                    const char *base_image, const char *policy, const char *created_by,
-                    struct build_record *ret, struct err *err);
+                    const char *base_image, const char *policy, const char *test_script,
+                    const char *created_by, struct build_record *ret, struct err *err);
 
 /* Cancel a build in progress, remove the environment's images and its
  * catalog rows (executions keep theirs). ERR_NOT_FOUND. */
@@ -76,6 +87,44 @@ void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx);
 
 /* Append the builder's metrics in Prometheus text format to @out. */
 int builder_metrics(struct builder *b, struct buf *out);
+
+/* ---- curation (builder/curation.c) ---- */
+
+/* The sandbox an acceptance check runs in: a job's, with the limits of the
+ * version's policy. */
+struct builder_sandbox {
+    int64_t memory, cpu_millis, pids, workspace_size; /* bytes, thousandths, processes, bytes */
+    int64_t timeout_s;
+    bool network; /* bridge; else none */
+};
+
+/* Move @name to lifecycle @state: deprecated (still runnable; executions carry
+ * a warning naming @replacement when given), retired (not runnable; its images
+ * are removed ENVHUB_RETIRE_GRACE seconds later; history kept) or active
+ * (reinstated: when its images were removed, the same definition is rebuilt
+ * and *ret_rebuild (optional) says which version, else 0). @replacement must
+ * be another existing environment. *ret is the environment as now recorded.
+ * ERR_NOT_FOUND, ERR_INVALID (the replacement). */
+int builder_set_lifecycle(struct builder *b, const char *name, enum env_lifecycle state,
+                          const char *replacement, const char *by, struct env_record *ret,
+                          int64_t *ret_rebuild, struct err *err);
+
+/* One environment's base image, then and now. */
+struct drift_report {
+    char *environment;
+    int64_t version;     /* in service */
+    char *base_image;    /* the reference it was built FROM */
+    char *built_on;      /* the image id it was built on; NULL when not recorded */
+    char *resolves_to;   /* what the reference resolves to now; NULL: not in the engine */
+    int drifted;         /* 1: they differ; 0: the same; -1: unknown */
+    int64_t checked_at;
+};
+void drift_reports_free(struct drift_report *r, size_t n); /* NULL is fine */
+/* Resolve the base image reference of @name (NULL: every environment with a
+ * version in service and not retired) in the engine now, record the answer
+ * in the catalog, and report. ERR_NOT_FOUND for an unknown @name. */
+int builder_drift_check(struct builder *b, const char *name, struct drift_report **ret,
+                        size_t *ret_n, struct err *err);
 
 /* ---- pure helpers (unit-tested) ---- */
 
@@ -100,5 +149,12 @@ char *builder_dockerfile(const char *base_image, const char *name, int64_t versi
  * owners) into @out. */
 int builder_context_tar(const char *dockerfile, const char *script, struct buf *out,
                         struct err *err);
+/* A unified diff (`diff -u` format, @context lines around each change) of
+ * the lines of @a and @b, headed "--- @label_a" / "+++ @label_b"; "" when
+ * they are equal. A longest-common-subsequence diff after the common head
+ * and tail are set aside; past about 4 million line pairs it falls back to
+ * replacing the differing middle whole. The caller frees. */
+char *builder_unified_diff(const char *a, const char *b, const char *label_a, const char *label_b,
+                           int context);
 
 #endif

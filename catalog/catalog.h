@@ -94,7 +94,9 @@ int catalog_execution_insert(struct catalog *cat, const struct execution_record 
                              struct err *err);
 /* Record the outcome: status, exit code, error, times, duration, stdout and
  * stderr with their truncation flags, image id, and the output files of
- * @rec (those with direction FILE_OUT), in one transaction. */
+ * @rec (those with direction FILE_OUT), in one transaction, which also adds
+ * the final row to the audit chain (see "history" below). ERR_CONFLICT when
+ * the row is sealed in the chain already. */
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
                              struct err *err);
 /* Mark one execution running with its start time. */
@@ -104,7 +106,9 @@ int catalog_execution_start(struct catalog *cat, const char *id, int64_t started
 int catalog_execution_get(struct catalog *cat, const char *id, struct execution_record *ret,
                           struct err *err);
 /* Start-up recovery: every execution still queued or running was cut off by
- * a stop; mark them interrupted at @now. *ret_count says how many. */
+ * a stop; mark them interrupted at @now. *ret_count says how many. In the
+ * same transaction, every final execution not yet in the audit chain (those,
+ * and those of a catalog from before the chain) joins it, in seq order. */
 int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
                                struct err *err);
 /* Number of executions (all statuses). */
@@ -120,6 +124,15 @@ int catalog_execution_count(struct catalog *cat, int64_t *ret, struct err *err);
 enum env_status { ENV_BUILDING = 0, ENV_READY, ENV_FAILED };
 /* "building", "ready", "failed"; "unknown" for anything else. */
 const char *env_status_name(enum env_status s);
+
+/* Curators' lifecycle of an environment, beside its build status: active ->
+ * deprecated (still runnable; executions carry a warning) -> retired (not
+ * runnable; its images are removed after a grace period; history kept). */
+enum env_lifecycle { ENV_ACTIVE = 0, ENV_DEPRECATED, ENV_RETIRED };
+/* "active", "deprecated", "retired"; "unknown" for anything else. */
+const char *env_lifecycle_name(enum env_lifecycle l);
+/* -1 when @name is not a state. */
+int env_lifecycle_parse(const char *name);
 
 struct env_record {
     char *name;
@@ -141,6 +154,17 @@ struct env_record {
     int64_t latest_version;
     char *latest_status; /* "queued", "building", "ready", "failed", "cancelled" */
     char *policy;        /* JSON object: the policy of the version in service (or asked for) */
+    /* curation (migration 0008) */
+    char *test_script;   /* the acceptance check (python); NULL: the default import check */
+    enum env_lifecycle lifecycle;
+    char *replacement;   /* the environment to use instead; NULL when none */
+    int64_t lifecycle_at; /* when the lifecycle state last changed; 0: never */
+    char *lifecycle_by;
+    char *warning;       /* what its executions carry (deprecated, retired); NULL when active */
+    int64_t images_removed_at; /* retired and its images removed; 0: not */
+    char *base_image_id; /* the base image id the version in service was built on */
+    int64_t drift_checked_at; /* the last drift check; 0: never */
+    char *drift_image_id; /* what base_image resolved to then; NULL: not in the engine */
 };
 /* Free the strings and zero *env; NULL and a zeroed record are fine. */
 void env_record_release(struct env_record *env);
@@ -172,6 +196,7 @@ struct build_record {
     char *created_by;
     int64_t log_lines; /* filled by the get/list calls: lines in its log */
     char *policy;      /* JSON object: limits, network, pool, recycling of this version */
+    char *test_script; /* the acceptance check (python); NULL: the default import check */
 };
 /* Free the strings and zero *b; NULL and a zeroed record are fine. */
 void build_record_release(struct build_record *b);
@@ -189,8 +214,8 @@ void package_entries_free(struct package_entry *p, size_t n);
 
 /* Create environment @env->name (status building, version 0, no image,
  * created_at = updated_at = env->created_at; description, base_image,
- * setup_script, python_version and created_by from @env, its other fields
- * ignored) and its first build (version 1, status queued, base_image,
+ * setup_script, python_version, created_by, policy and test_script from
+ * @env, its other fields ignored) and its first build (version 1, status queued, base_image,
  * setup_script, python_version, definition, image, queued_at and created_by
  * from @build, which belongs to @env whatever build->environment says), in
  * one transaction. Sets build->id and build->version (1).
@@ -201,7 +226,8 @@ int catalog_env_create(struct catalog *cat, const struct env_record *env,
                        struct build_record *build, struct err *err);
 /* Queue the next version (the highest of its builds + 1) of environment
  * build->environment, with @build's base_image, setup_script,
- * python_version, definition, image, queued_at and created_by; sets
+ * python_version, definition, image, queued_at, created_by, policy and
+ * test_script ("" stored as none); sets
  * build->id and build->version. The environment's status becomes building
  * when no version is ready (a ready one keeps serving); updated_at =
  * build->queued_at. ERR_NOT_FOUND when the environment does not exist (exact
@@ -253,8 +279,8 @@ int catalog_build_find_ready_by_definition(struct catalog *cat, const char *defi
  * listed twice keeps its last version); and, unless the environment already
  * serves a newer version, the build's version goes into service: the
  * environment gets status ready, the build's version, image, definition,
- * base_image, setup_script and python_version, b->image_id, no error, and
- * updated_at = b->finished_at. The environment, version, image and definition
+ * base_image, setup_script, python_version, policy and test_script,
+ * b->image_id, no error, no images_removed_at, and updated_at = b->finished_at. The environment, version, image and definition
  * are those stored with the build; the other fields of @b are not read.
  * ERR_NOT_FOUND when the build does not exist (its environment was deleted);
  * ERR_CONFLICT when it is not queued or building. */
@@ -295,6 +321,70 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
  * the build has none or does not exist. */
 int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry **ret,
                            size_t *ret_n, struct err *err);
+
+/* ---- curation: lifecycle, usage, drift, package queries (catalog/packages.c) ---- */
+
+/* Set @name's lifecycle state, replacement (NULL: none), warning (NULL: none),
+ * lifecycle_at = @at and lifecycle_by = @by, in one statement. ERR_NOT_FOUND. */
+int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_lifecycle state,
+                              const char *replacement, const char *warning, int64_t at,
+                              const char *by, struct err *err);
+/* A retired environment's images are gone: images_removed_at = @at. */
+int catalog_env_mark_images_removed(struct catalog *cat, const char *name, int64_t at,
+                                    struct err *err);
+/* Record a drift check of @name at @at: its base image reference resolved to
+ * @image_id (NULL: it is not in the engine). ERR_NOT_FOUND. */
+int catalog_env_set_drift(struct catalog *cat, const char *name, int64_t at, const char *image_id,
+                          struct err *err);
+
+/* Executions of @name recorded in the last 7, 30 and 90 days before @now
+ * (ret[0], ret[1], ret[2]): seeks on the recorded_at and environment
+ * indexes, then counts index entries of the 90-day window only. */
+int catalog_env_runs(struct catalog *cat, const char *name, int64_t now, int64_t ret[3],
+                     struct err *err);
+
+/* One ready build carrying a package. */
+struct package_hit {
+    char *environment;
+    int64_t environment_version;
+    bool in_service;            /* that version is the environment's version in service */
+    enum env_lifecycle lifecycle;
+    char *manager, *name, *version;
+};
+void package_hits_free(struct package_hit *h, size_t n); /* NULL is fine */
+/* Ready builds carrying package @name (compared as pip compares names: case
+ * and '_', '.' against '-' do not matter), of @manager ("pip", "dpkg", NULL:
+ * both), ordered by environment, version (newest first), manager. */
+int catalog_packages_find(struct catalog *cat, const char *name, const char *manager,
+                          struct package_hit **ret, size_t *ret_n, struct err *err);
+
+/* ---- package versions (pure, catalog/packages.c) ---- */
+
+/* PEP 440 ordering of @a and @b (epoch, release, a/b/rc pre-releases, post,
+ * dev, local; the usual spellings normalised: "1.0-RC1" is "1.0rc1"): *ret
+ * <0, 0, >0. -1 when one is not a PEP 440 version. */
+int version_pep440_compare(const char *a, const char *b, int *ret);
+/* dpkg's ordering of Debian versions ([epoch:]upstream[-revision], '~' before
+ * everything, letters before other characters): <0, 0, >0. */
+int version_dpkg_compare(const char *a, const char *b);
+
+#define VERSION_SPEC_MAX 8
+/* A version filter: comma-separated clauses, each "==V", "!=V", "<V", "<=V",
+ * ">V", ">=V" or a bare "V" (==); "==1.2.*" matches by release prefix. */
+struct version_spec {
+    size_t n;
+    struct {
+        char op[3];        /* "==", "!=", "<", "<=", ">", ">=" */
+        char version[64];
+        bool prefix;       /* "==V.*" / "!=V.*" */
+    } clauses[VERSION_SPEC_MAX];
+};
+/* ERR_INVALID naming "version" when @text is not a filter. */
+int version_spec_parse(const char *text, struct version_spec *ret, struct err *err);
+/* Does @version of a @manager ("pip": PEP 440, "dpkg": dpkg's order) package
+ * satisfy every clause? A version that does not parse matches only by
+ * string equality ("==" and "!="). */
+bool version_spec_match(const struct version_spec *spec, const char *manager, const char *version);
 
 /* ---- API keys and change events ---- */
 
@@ -380,7 +470,8 @@ struct history_filter {
 struct history_item {
     struct execution_record rec;
     int64_t seq;         /* insertion order: the key of pages */
-    int64_t recorded_at; /* start (or queue) time, never decreasing with seq */
+    int64_t recorded_at; /* entered the history: start (or queue) time, never
+                          * decreasing with seq */
     int64_t chain_seq;   /* 0 while not final */
     char chain_hash[65]; /* "" while not final */
 };

@@ -46,6 +46,28 @@ static int env_status_parse(const char *name)
     return -1;
 }
 
+static const char *const env_lifecycle_names[] = {
+    [ENV_ACTIVE] = "active",
+    [ENV_DEPRECATED] = "deprecated",
+    [ENV_RETIRED] = "retired",
+};
+
+const char *env_lifecycle_name(enum env_lifecycle l)
+{
+    return (unsigned)l < ARRAY_SIZE(env_lifecycle_names) ? env_lifecycle_names[l] : "unknown";
+}
+
+int env_lifecycle_parse(const char *name)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(env_lifecycle_names); i++) {
+        if (strcmp(name, env_lifecycle_names[i]) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
 const char *build_status_name(enum build_status s)
 {
     return (unsigned)s < ARRAY_SIZE(build_status_names) ? build_status_names[s] : "unknown";
@@ -80,6 +102,12 @@ void env_record_release(struct env_record *env)
     free(env->created_by);
     free(env->latest_status);
     free(env->policy);
+    free(env->test_script);
+    free(env->replacement);
+    free(env->lifecycle_by);
+    free(env->warning);
+    free(env->base_image_id);
+    free(env->drift_image_id);
     memset(env, 0, sizeof(*env));
 }
 
@@ -108,6 +136,7 @@ void build_record_release(struct build_record *b)
     free(b->error);
     free(b->created_by);
     free(b->policy);
+    free(b->test_script);
     memset(b, 0, sizeof(*b));
 }
 
@@ -221,11 +250,15 @@ static struct package_entry *package_array_push(struct package_array *a)
 
 /* The environment's columns, then its newest build's version and status
  * (NULL when it has none), found through the builds (environment, version)
- * unique index. */
+ * unique index; the curation columns, and the base image id of the version in
+ * service (the same index). */
 #define ENV_SELECT                                                                                 \
     "SELECT e.name, e.description, e.base_image, e.setup_script, e.python_version, e.status,"      \
     " e.version, e.image, e.image_id, e.definition, e.error, e.created_at, e.updated_at,"          \
-    " e.last_used, e.created_by, b.version, b.status, e.policy"                                    \
+    " e.last_used, e.created_by, b.version, b.status, e.policy, e.test_script, e.lifecycle,"       \
+    " e.replacement, e.lifecycle_at, e.lifecycle_by, e.warning, e.images_removed_at,"              \
+    " (SELECT base_image_id FROM builds WHERE environment = e.name AND version = e.version),"      \
+    " e.drift_checked_at, e.drift_image_id"                                                        \
     " FROM environments e LEFT JOIN builds b ON b.environment = e.name"                            \
     " AND b.version = (SELECT max(version) FROM builds WHERE environment = e.name)"
 
@@ -248,6 +281,16 @@ enum {
     ENV_COL_LATEST_VERSION,
     ENV_COL_LATEST_STATUS,
     ENV_COL_POLICY,
+    ENV_COL_TEST_SCRIPT,
+    ENV_COL_LIFECYCLE,
+    ENV_COL_REPLACEMENT,
+    ENV_COL_LIFECYCLE_AT,
+    ENV_COL_LIFECYCLE_BY,
+    ENV_COL_WARNING,
+    ENV_COL_IMAGES_REMOVED_AT,
+    ENV_COL_BASE_IMAGE_ID,
+    ENV_COL_DRIFT_CHECKED_AT,
+    ENV_COL_DRIFT_IMAGE_ID,
 };
 
 static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *err)
@@ -276,6 +319,17 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     env->latest_version = sqlite3_column_int64(st, ENV_COL_LATEST_VERSION);
     env->latest_status = column_strdup(st, ENV_COL_LATEST_STATUS);
     env->policy = column_strdup(st, ENV_COL_POLICY);
+    env->test_script = column_strdup(st, ENV_COL_TEST_SCRIPT);
+    int l = env_lifecycle_parse((const char *)sqlite3_column_text(st, ENV_COL_LIFECYCLE));
+    env->lifecycle = l < 0 ? ENV_ACTIVE : (enum env_lifecycle)l;
+    env->replacement = column_strdup(st, ENV_COL_REPLACEMENT);
+    env->lifecycle_at = sqlite3_column_int64(st, ENV_COL_LIFECYCLE_AT);
+    env->lifecycle_by = column_strdup(st, ENV_COL_LIFECYCLE_BY);
+    env->warning = column_strdup(st, ENV_COL_WARNING);
+    env->images_removed_at = sqlite3_column_int64(st, ENV_COL_IMAGES_REMOVED_AT);
+    env->base_image_id = column_strdup(st, ENV_COL_BASE_IMAGE_ID);
+    env->drift_checked_at = sqlite3_column_int64(st, ENV_COL_DRIFT_CHECKED_AT);
+    env->drift_image_id = column_strdup(st, ENV_COL_DRIFT_IMAGE_ID);
     return 0;
 }
 
@@ -285,7 +339,8 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     "SELECT b.id, b.environment, b.version, b.status, b.base_image, b.setup_script,"               \
     " b.python_version, b.definition, b.image, b.image_id, b.base_image_id, b.python_found,"       \
     " b.cache_hit, b.error, b.queued_at, b.started_at, b.finished_at, b.created_by,"               \
-    " coalesce((SELECT max(seq) FROM build_logs WHERE build_id = b.id), 0), b.policy"              \
+    " coalesce((SELECT max(seq) FROM build_logs WHERE build_id = b.id), 0), b.policy,"             \
+    " b.test_script"                                                                               \
     " FROM builds b"
 
 enum {
@@ -309,6 +364,7 @@ enum {
     BUILD_COL_CREATED_BY,
     BUILD_COL_LOG_LINES,
     BUILD_COL_POLICY,
+    BUILD_COL_TEST_SCRIPT,
 };
 
 static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *err)
@@ -339,6 +395,7 @@ static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *
     b->created_by = column_strdup(st, BUILD_COL_CREATED_BY);
     b->log_lines = sqlite3_column_int64(st, BUILD_COL_LOG_LINES);
     b->policy = column_strdup(st, BUILD_COL_POLICY);
+    b->test_script = column_strdup(st, BUILD_COL_TEST_SCRIPT);
     return 0;
 }
 
@@ -412,7 +469,8 @@ static int build_insert(struct catalog *cat, const char *environment, int64_t ve
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO builds (environment, version, status, base_image,"
                             " setup_script, python_version, definition, image, queued_at,"
-                            " created_by, policy) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " created_by, policy, test_script)"
+                            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
         bd = binder_of(st);
@@ -426,6 +484,7 @@ static int build_insert(struct catalog *cat, const char *environment, int64_t ve
         bind_int64(&bd, b->queued_at);
         bind_text(&bd, b->created_by ? b->created_by : "");
         bind_text(&bd, b->policy ? b->policy : "{}");
+        bind_text(&bd, b->test_script && *b->test_script ? b->test_script : NULL);
         rc = bd.rc;
     }
     if (rc == SQLITE_OK)
@@ -472,8 +531,8 @@ static int env_create_tx(struct catalog *cat, const struct env_record *env,
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO environments (name, description, base_image,"
                             " setup_script, python_version, status, version, created_at,"
-                            " updated_at, created_by, policy) VALUES (?, ?, ?, ?, ?, 'building', 0,"
-                            " ?, ?, ?, ?)",
+                            " updated_at, created_by, policy, test_script) VALUES (?, ?, ?, ?, ?,"
+                            " 'building', 0, ?, ?, ?, ?, ?)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(ins);
@@ -486,6 +545,7 @@ static int env_create_tx(struct catalog *cat, const struct env_record *env,
         bind_int64(&b, env->created_at);
         bind_text(&b, env->created_by ? env->created_by : "");
         bind_text(&b, env->policy ? env->policy : "{}");
+        bind_text(&b, env->test_script && *env->test_script ? env->test_script : NULL);
         rc = b.rc;
     }
     if (rc == SQLITE_OK)
@@ -979,9 +1039,10 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE environments SET (status, version, image, image_id,"
                             " definition, base_image, setup_script, python_version, error,"
-                            " updated_at, policy) = (SELECT 'ready', b.version, b.image, ?1,"
-                            " b.definition, b.base_image, b.setup_script, b.python_version, NULL,"
-                            " ?2, b.policy FROM builds b WHERE b.id = ?3)"
+                            " updated_at, policy, test_script, images_removed_at) = (SELECT"
+                            " 'ready', b.version, b.image, ?1, b.definition, b.base_image,"
+                            " b.setup_script, b.python_version, NULL, ?2, b.policy, b.test_script,"
+                            " NULL FROM builds b WHERE b.id = ?3)"
                             " WHERE name = (SELECT environment FROM builds WHERE id = ?3)"
                             " AND version < (SELECT version FROM builds WHERE id = ?3)",
                             -1, &env, NULL);
@@ -1198,5 +1259,144 @@ int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry
     *ret_n = a.n;
     *ret = steal_ptr(a.v);
     a.n = 0;
+    return 0;
+}
+
+/* ---- curation: lifecycle, drift, usage ---- */
+
+int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_lifecycle state,
+                              const char *replacement, const char *warning, int64_t at,
+                              const char *by, struct err *err)
+{
+    if ((unsigned)state >= ARRAY_SIZE(env_lifecycle_names))
+        return err_set(err, ERR_INVALID, "unknown lifecycle state %d", (int)state);
+
+    CATALOG_LOCK(cat);
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    struct binder b;
+    int rc;
+
+    rc = sqlite3_prepare_v2(cat->db,
+                            "UPDATE environments SET lifecycle = ?, replacement = ?, warning = ?,"
+                            " lifecycle_at = ?, lifecycle_by = ? WHERE name = ?",
+                            -1, &st, NULL);
+    b = binder_of(st);
+    if (rc == SQLITE_OK) {
+        bind_text(&b, env_lifecycle_names[state]);
+        bind_text(&b, replacement);
+        bind_text(&b, warning);
+        bind_int64(&b, at);
+        bind_text(&b, by ? by : "");
+    }
+    return env_change(cat, st, &b, rc, name, "change the lifecycle of", err);
+}
+
+int catalog_env_mark_images_removed(struct catalog *cat, const char *name, int64_t at,
+                                    struct err *err)
+{
+    CATALOG_LOCK(cat);
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    struct binder b;
+    int rc;
+
+    rc = sqlite3_prepare_v2(cat->db, "UPDATE environments SET images_removed_at = ? WHERE name = ?",
+                            -1, &st, NULL);
+    b = binder_of(st);
+    if (rc == SQLITE_OK)
+        bind_int64(&b, at);
+    return env_change(cat, st, &b, rc, name, "record the images removed of", err);
+}
+
+int catalog_env_set_drift(struct catalog *cat, const char *name, int64_t at, const char *image_id,
+                          struct err *err)
+{
+    CATALOG_LOCK(cat);
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    struct binder b;
+    int rc;
+
+    rc = sqlite3_prepare_v2(cat->db,
+                            "UPDATE environments SET drift_checked_at = ?, drift_image_id = ?"
+                            " WHERE name = ?",
+                            -1, &st, NULL);
+    b = binder_of(st);
+    if (rc == SQLITE_OK) {
+        bind_int64(&b, at);
+        bind_text(&b, image_id);
+    }
+    return env_change(cat, st, &b, rc, name, "record the drift check of", err);
+}
+
+#define RUNS_DAY_MS 86400000LL
+
+/* The first seq recorded at or after @since: recorded_at never decreases
+ * with seq, so one seek in executions_recorded (recorded_at, seq, ...) finds
+ * where a time window starts. INT64_MAX when nothing is that recent. */
+static int runs_first_seq(struct catalog *cat, int64_t since, int64_t *ret, struct err *err)
+{
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    struct binder b;
+    int rc;
+
+    rc = sqlite3_prepare_v2(cat->db,
+                            "SELECT seq FROM executions WHERE recorded_at >= ?"
+                            " ORDER BY recorded_at, seq LIMIT 1",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        b = binder_of(st);
+        bind_int64(&b, since);
+        rc = b.rc;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+    }
+    if (rc == SQLITE_DONE) {
+        *ret = INT64_MAX;
+        return 0;
+    }
+    return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot count recent executions");
+}
+
+int catalog_env_runs(struct catalog *cat, const char *name, int64_t now, int64_t ret[3],
+                     struct err *err)
+{
+    static const int64_t days[3] = {7, 30, 90};
+    int64_t first[3];
+
+    CATALOG_LOCK(cat);
+    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    struct binder b;
+    int rc;
+
+    for (int i = 0; i < 3; i++)
+        if (runs_first_seq(cat, now - days[i] * RUNS_DAY_MS, &first[i], err) < 0)
+            return -1;
+    ret[0] = ret[1] = ret[2] = 0;
+    if (first[2] == INT64_MAX)
+        return 0;
+    /* executions_env (environment, seq, ...): a range of the 90-day window */
+    rc = sqlite3_prepare_v2(cat->db,
+                            "SELECT count(*), coalesce(sum(seq >= ?2), 0),"
+                            " coalesce(sum(seq >= ?3), 0)"
+                            " FROM executions WHERE environment = ?1 AND seq >= ?4",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        b = binder_of(st);
+        bind_text(&b, name);
+        bind_int64(&b, first[0]);
+        bind_int64(&b, first[1]);
+        bind_int64(&b, first[2]);
+        rc = b.rc;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot count the runs of '%s'", name);
+    ret[2] = sqlite3_column_int64(st, 0);
+    ret[0] = sqlite3_column_int64(st, 1);
+    ret[1] = sqlite3_column_int64(st, 2);
     return 0;
 }

@@ -35,17 +35,18 @@
 #include "core/banned.h"
 
 #define HISTORY_BUSY_TIMEOUT_MS 5000
-#define HISTORY_VERIFY_BATCH 8192   /* links per verify batch */
+#define HISTORY_VERIFY_BATCH 4096 /* links per verify batch */
 #define HISTORY_VERIFY_THREADS 2
-#define HISTORY_PRUNE_BATCH 10000   /* rows per prune transaction */
+#define HISTORY_PRUNE_BATCH 10000 /* rows per prune transaction */
 #define HISTORY_CANON_VERSION "envhub-chain-v1\n"
+#define HISTORY_SCHEMA_MIN 7 /* session_id (0006) and limits (0007) are audited */
 #define GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define DAY_MS 86400000LL
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 /* ---- small helpers ---- */
 
-static void put(struct buf *b, const void *p, size_t n)
+static inline __attribute__((always_inline)) void put(struct buf *b, const void *p, size_t n)
 {
     /* the verifier writes ~100 small pieces per row: copy while there is room */
     if (b->len + n < b->cap) {
@@ -58,13 +59,13 @@ static void put(struct buf *b, const void *p, size_t n)
         abort();
 }
 
-static void puts_(struct buf *b, const char *s)
+static inline void puts_(struct buf *b, const char *s)
 {
     put(b, s, strlen(s));
 }
 
 /* Decimal without printf: the verifier writes a few dozen numbers per row. */
-static void put_int(struct buf *b, int64_t v)
+static inline void put_int(struct buf *b, int64_t v)
 {
     char tmp[24];
     size_t i = sizeof(tmp);
@@ -133,7 +134,7 @@ void history_stats_free(struct history_stat *stats, size_t n)
     "chain_seq, seq, id, environment, environment_version, image, image_id, principal,"            \
     " client_addr, code, timeout_s, status, exit_code, error, queued_at, started_at,"              \
     " finished_at, recorded_at, duration_ms, stdout, stdout_truncated, stderr,"                    \
-    " stderr_truncated, code_sha256, chain_hash"
+    " stderr_truncated, session_id, limits, code_sha256, chain_hash"
 
 enum {
     CC_CHAIN_SEQ,
@@ -159,6 +160,8 @@ enum {
     CC_STDOUT_TRUNCATED,
     CC_STDERR,
     CC_STDERR_TRUNCATED,
+    CC_SESSION_ID,
+    CC_LIMITS,
     CC_CODE_SHA256,
     CC_CHAIN_HASH,
 };
@@ -192,6 +195,8 @@ static const struct canon_field {
     {"stdout_truncated", CC_STDOUT_TRUNCATED, false},
     {"stderr_sha256", CC_STDERR, true},
     {"stderr_truncated", CC_STDERR_TRUNCATED, false},
+    {"session_id", CC_SESSION_ID, false},
+    {"limits", CC_LIMITS, false},
 };
 
 #define CANON_FILES_SQL                                                                            \
@@ -246,8 +251,7 @@ static void canon_value(struct buf *out, const char *name, sqlite3_stmt *st, int
 
 /* name "=" ("null" | "s64:" hex sha256 of the column's bytes) "\n". The
  * digest is also left in @hex ("" for NULL). */
-static void canon_digest(struct buf *out, const char *name, sqlite3_stmt *st, int col,
-                         char hex[65])
+static void canon_digest(struct buf *out, const char *name, sqlite3_stmt *st, int col, char hex[65])
 {
     puts_(out, name);
     if (sqlite3_column_type(st, col) == SQLITE_NULL) {
@@ -266,18 +270,72 @@ static void canon_digest(struct buf *out, const char *name, sqlite3_stmt *st, in
     put(out, "\n", 1);
 }
 
+/* Where canon_row finds an execution's files: @lookup (CANON_FILES_SQL)
+ * one execution at a time, or, when @merge is set, a cursor over the files
+ * of a range of executions in (execution_seq, direction, path) order
+ * (MERGE_FILES_SQL), read alongside rows that come in nearly the same order:
+ * a row behind the cursor falls back to the lookup. */
+struct canon_files {
+    sqlite3_stmt *lookup;
+    sqlite3_stmt *merge;
+    int merge_rc;   /* of its last step: SQLITE_ROW while it holds a file */
+    int64_t merged; /* the highest execution the cursor has served */
+};
+
+#define MERGE_FILES_SQL                                                                            \
+    "SELECT direction, path, size, sha256, execution_seq FROM execution_files"                     \
+    " WHERE execution_seq BETWEEN ?1 AND ?2 ORDER BY execution_seq, direction, path"
+
+/* The files of execution @seq as canonical lines into @fbuf; *ret_n. */
+static int canon_files(sqlite3 *db, struct canon_files *src, int64_t seq, struct buf *fbuf,
+                       int64_t *ret_n, struct err *err)
+{
+    sqlite3_stmt *st = src->lookup;
+    int rc;
+
+    *ret_n = 0;
+    if (src->merge && seq > src->merged) {
+        while (src->merge_rc == SQLITE_ROW && sqlite3_column_int64(src->merge, 4) < seq)
+            src->merge_rc = sqlite3_step(src->merge);
+        while (src->merge_rc == SQLITE_ROW && sqlite3_column_int64(src->merge, 4) == seq) {
+            for (int c = 0; c < 4; c++)
+                canon_value(fbuf, canon_file_fields[c], src->merge, c);
+            (*ret_n)++;
+            src->merge_rc = sqlite3_step(src->merge);
+        }
+        src->merged = seq;
+        if (src->merge_rc == SQLITE_ROW || src->merge_rc == SQLITE_DONE)
+            return 0;
+        return catalog_sqlite_err(db, src->merge_rc, ERR_OK, err,
+                                  "cannot read the files of execution %lld", (long long)seq);
+    }
+    sqlite3_reset(st);
+    rc = sqlite3_bind_int64(st, 1, seq);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        for (int c = 0; c < 4; c++)
+            canon_value(fbuf, canon_file_fields[c], st, c);
+        (*ret_n)++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot read the files of execution %lld",
+                                  (long long)seq);
+    return 0;
+}
+
 /* Append to @out: @prev_hex (the previous link's hash, 64 characters), then
  * the canonical serialisation of the current row of @row (CANON_COLUMNS) at
- * chain position @chain_seq, with its files read through @files
- * (CANON_FILES_SQL, reset here). @fbuf is scratch. The code's sha256 is left
- * in @code_hex. */
-static int canon_row(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *files, int64_t chain_seq,
-                     const char *prev_hex, struct buf *out, struct buf *fbuf,
-                     char code_hex[65], struct err *err)
+ * chain position @chain_seq, with its files from @files. @fbuf is scratch.
+ * The code's sha256 is left in @code_hex. */
+static int canon_row(sqlite3 *db, sqlite3_stmt *row, struct canon_files *files, int64_t chain_seq,
+                     const char *prev_hex, struct buf *out, struct buf *fbuf, char code_hex[65],
+                     struct err *err)
 {
-    char hex[65];
+    char hex[65] = "";
     int64_t n_files = 0;
-    int rc;
 
     put(out, prev_hex, strlen(prev_hex));
     puts_(out, HISTORY_CANON_VERSION);
@@ -293,20 +351,8 @@ static int canon_row(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *files, int64_
     }
 
     buf_reset(fbuf);
-    sqlite3_reset(files);
-    rc = sqlite3_bind_int64(files, 1, sqlite3_column_int64(row, CC_SEQ));
-    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-        rc = sqlite3_step(files);
-        if (rc != SQLITE_ROW)
-            break;
-        for (int c = 0; c < 4; c++)
-            canon_value(fbuf, canon_file_fields[c], files, c);
-        n_files++;
-    }
-    sqlite3_reset(files);
-    if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot read the files of execution %lld",
-                                  (long long)sqlite3_column_int64(row, CC_SEQ));
+    if (canon_files(db, files, sqlite3_column_int64(row, CC_SEQ), fbuf, &n_files, err) < 0)
+        return -1;
     puts_(out, "files=i");
     put_int(out, n_files);
     put(out, "\n", 1);
@@ -314,8 +360,7 @@ static int canon_row(sqlite3 *db, sqlite3_stmt *row, sqlite3_stmt *files, int64_
     return 0;
 }
 
-int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *out,
-                      struct err *err)
+int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *out, struct err *err)
 {
     _cleanup_(stmt_finalizep) sqlite3_stmt *row = NULL;
     _cleanup_(stmt_finalizep) sqlite3_stmt *files = NULL;
@@ -337,7 +382,8 @@ int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *o
     if (rc != SQLITE_ROW)
         return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot read execution %lld",
                                   (long long)seq);
-    if (canon_row(db, row, files, chain_seq, "", &ser, &fbuf, code_hex, err) < 0)
+    struct canon_files src = {.lookup = files};
+    if (canon_row(db, row, &src, chain_seq, "", &ser, &fbuf, code_hex, err) < 0)
         return -1;
     put(out, ser.data, ser.len);
     return 0;
@@ -393,8 +439,8 @@ static int head_read(struct chain_ctx *c, int64_t *ret_seq, char ret_hash[65], s
         return -1;
     rc = sqlite3_step(c->head_get);
     if (rc != SQLITE_ROW)
-        return catalog_sqlite_err(c->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, ERR_INTERNAL,
-                                  err, "cannot read the head of the audit chain");
+        return catalog_sqlite_err(c->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, ERR_INTERNAL, err,
+                                  "cannot read the head of the audit chain");
     *ret_seq = sqlite3_column_int64(c->head_get, 0);
     column_hex64(c->head_get, 1, ret_hash);
     sqlite3_reset(c->head_get);
@@ -499,7 +545,8 @@ static int chain_row(struct chain_ctx *c, int64_t seq, struct err *err)
     }
 
     buf_reset(&c->ser);
-    if (canon_row(c->db, c->row, c->files, pos, prev, &c->ser, &c->fbuf, code_hex, err) < 0) {
+    struct canon_files src = {.lookup = c->files};
+    if (canon_row(c->db, c->row, &src, pos, prev, &c->ser, &c->fbuf, code_hex, err) < 0) {
         sqlite3_reset(c->row);
         return -1;
     }
@@ -507,7 +554,8 @@ static int chain_row(struct chain_ctx *c, int64_t seq, struct err *err)
     sha256_hex(c->ser.data, c->ser.len, hash);
 
     if (prepare_once(c->db, &c->link_set,
-                     "UPDATE executions SET chain_seq = ?, chain_hash = ? WHERE seq = ?", err) < 0 ||
+                     "UPDATE executions SET chain_seq = ?, chain_hash = ? WHERE seq = ?",
+                     err) < 0 ||
         prepare_once(c->db, &c->head_set,
                      "UPDATE history_head SET chain_seq = ?, chain_hash = ? WHERE id = 1", err) < 0)
         return -1;
@@ -658,8 +706,44 @@ void history_sql(const struct history_filter *f, int group, enum history_sql_kin
     if (text)
         sqlf(out, " FROM executions_fts CROSS JOIN executions"
                   " ON executions.seq = executions_fts.rowid WHERE executions_fts MATCH ?1");
+    else if (kind == HISTORY_SQL_STATS && !f->environment && f->status < 0 && !f->principal &&
+             !f->code_sha256)
+        /* the narrowest index that holds every column statistics read, in
+         * day order (the planner picks a wider one) */
+        sqlf(out, " FROM executions INDEXED BY executions_recorded WHERE 1");
     else
         sqlf(out, " FROM executions WHERE 1");
+    if (text) {
+        /* Words come in seq order from the FTS index; the other filters are
+         * checked first on a filter index (an entry of a few bytes) rather
+         * than on the row: common words with rare filters skip many rows. */
+        const char *idx = f->code_sha256   ? "executions_code"
+                          : f->environment ? (f->environment_version > 0 ? "executions_env_version"
+                                              : f->status >= 0           ? "executions_env_status"
+                                                                         : "executions_env")
+                          : f->principal   ? (f->status >= 0 ? "executions_principal_status"
+                                                             : "executions_principal")
+                          : f->status >= 0 ? "executions_by_status"
+                                           : NULL;
+        if (idx) {
+            /* only what the index holds: the rest is checked on the row */
+            bool principal_idx = strstr(idx, "principal") != NULL;
+            sqlf(out, " AND EXISTS (SELECT 1 FROM executions AS probe INDEXED BY ");
+            sqlf(out, idx);
+            sqlf(out, " WHERE probe.seq = executions_fts.rowid");
+            if (f->environment)
+                sqlf(out, " AND probe.environment = ?2");
+            if (f->environment_version > 0 && strcmp(idx, "executions_env_version") == 0)
+                sqlf(out, " AND probe.environment_version = ?3");
+            if (f->status >= 0)
+                sqlf(out, " AND probe.status = ?4");
+            if (f->principal && principal_idx)
+                sqlf(out, " AND probe.principal = ?5");
+            if (f->code_sha256 && strcmp(idx, "executions_code") == 0)
+                sqlf(out, " AND probe.code_sha256 = ?6");
+            sqlf(out, ")");
+        }
+    }
     if (f->environment)
         sqlf(out, " AND executions.environment = ?2");
     if (f->environment_version > 0)
@@ -1181,15 +1265,67 @@ static void day_key(int64_t ms, char out[16])
     strftime(out, 16, "%Y-%m-%d", &tm);
 }
 
+/* Days seen so far -> their group: open addressing on the day number
+ * (rows of a filter index come in no day order). */
+struct day_map {
+    int64_t *days;
+    size_t *groups;
+    size_t cap, n; /* cap a power of two, 0 when empty */
+};
+
+static void day_map_release(struct day_map *m)
+{
+    free(m->days);
+    free(m->groups);
+}
+
+static size_t *day_map_slot(struct day_map *m, int64_t day, bool *ret_new)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        struct day_map grown = {.cap = m->cap ? 2 * m->cap : 64};
+        grown.days = xmalloc(grown.cap * sizeof(*grown.days));
+        grown.groups = xmalloc(grown.cap * sizeof(*grown.groups));
+        for (size_t i = 0; i < grown.cap; i++)
+            grown.days[i] = INT64_MIN;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->days[i] == INT64_MIN)
+                continue;
+            bool fresh;
+            *day_map_slot(&grown, m->days[i], &fresh) = m->groups[i];
+        }
+        day_map_release(m);
+        *m = grown;
+    }
+    size_t i = (size_t)((uint64_t)day * 0x9E3779B97F4A7C15ULL) & (m->cap - 1);
+    while (m->days[i] != INT64_MIN && m->days[i] != day)
+        i = (i + 1) & (m->cap - 1);
+    *ret_new = m->days[i] == INT64_MIN;
+    if (*ret_new) {
+        m->days[i] = day;
+        m->n++;
+    }
+    return &m->groups[i];
+}
+
+static size_t stat_group_new(struct stat_acc **accs, size_t *n, size_t *cap, const char *key)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *accs = xrealloc(*accs, *cap * sizeof(**accs));
+    }
+    memset(&(*accs)[*n], 0, sizeof((*accs)[*n]));
+    (*accs)[*n].key = key ? xstrdup(key) : NULL;
+    return (*n)++;
+}
+
 static int stats_on(sqlite3 *db, const struct history_filter *f, enum history_group group,
                     struct history_stat **ret, size_t *ret_n, struct history_stat *ret_all,
                     struct err *err)
 {
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     struct stat_acc *accs = NULL, all = {0};
+    struct day_map days = {0};
     size_t n = 0, cap = 0;
-    int64_t last_day = INT64_MIN;
-    size_t last = 0;
     int rc;
 
     if (query_prepare(db, f, 0, 0, (int)group, HISTORY_SQL_STATS, &st, err) < 0)
@@ -1199,42 +1335,28 @@ static int stats_on(sqlite3 *db, const struct history_filter *f, enum history_gr
         if (rc != SQLITE_ROW)
             break;
         size_t i;
-        char day[16];
-        const char *key = NULL;
-        bool found = false;
         if (group == HISTORY_GROUP_DAY) {
-            int64_t d = sqlite3_column_int64(st, 0);
-            d = (d >= 0 ? d : d - DAY_MS + 1) / DAY_MS;
-            /* rows come in recorded_at order mostly: try the last day first */
-            if (n && d == last_day) {
-                i = last;
-                found = true;
-            } else {
-                day_key(sqlite3_column_int64(st, 0), day);
-                key = day;
-                last_day = d;
+            int64_t ms = sqlite3_column_int64(st, 0);
+            bool fresh;
+            size_t *slot = day_map_slot(&days, (ms >= 0 ? ms : ms - DAY_MS + 1) / DAY_MS, &fresh);
+            if (fresh) {
+                char day[16];
+                day_key(ms, day);
+                *slot = stat_group_new(&accs, &n, &cap, day);
             }
-        } else {
-            key = (const char *)sqlite3_column_text(st, 0);
-        }
-        if (!found) {
+            i = *slot;
+        } else { /* a handful of environments or statuses */
+            const char *key = (const char *)sqlite3_column_text(st, 0);
             for (i = 0; i < n; i++)
                 if ((!key && !accs[i].key) || (key && accs[i].key && strcmp(key, accs[i].key) == 0))
                     break;
-            if (i == n) {
-                if (n == cap) {
-                    cap = cap ? 2 * cap : 16;
-                    accs = xrealloc(accs, cap * sizeof(*accs));
-                }
-                memset(&accs[n], 0, sizeof(accs[n]));
-                accs[n].key = key ? xstrdup(key) : NULL;
-                n++;
-            }
-            last = i;
+            if (i == n)
+                i = stat_group_new(&accs, &n, &cap, key);
         }
         stat_add(&accs[i], st);
         stat_add(&all, st);
     }
+    day_map_release(&days);
     if (rc != SQLITE_DONE) {
         stat_accs_free(accs, n);
         free(all.d);
@@ -1278,18 +1400,20 @@ int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
 /* ---- verification ---- */
 
 #define VERIFY_ROWS_SQL                                                                            \
-    "SELECT " CANON_COLUMNS " FROM executions WHERE chain_seq >= ?1 AND chain_seq <= ?2"            \
+    "SELECT " CANON_COLUMNS " FROM executions WHERE chain_seq >= ?1 AND chain_seq <= ?2"           \
     " ORDER BY chain_seq"
 #define VERIFY_PREV_SQL                                                                            \
-    "SELECT chain_seq, chain_hash FROM executions WHERE chain_seq < ?1 AND chain_seq > ?2"          \
+    "SELECT chain_seq, chain_hash FROM executions WHERE chain_seq < ?1 AND chain_seq > ?2"         \
     " ORDER BY chain_seq DESC LIMIT 1"
+#define VERIFY_SPAN_SQL                                                                            \
+    "SELECT min(seq), max(seq) FROM executions WHERE chain_seq BETWEEN ?1 AND ?2"
 #define VERIFY_BEYOND_SQL                                                                          \
     "SELECT id, chain_seq FROM executions WHERE chain_seq > ? ORDER BY chain_seq LIMIT 1"
 #define VERIFY_UNCHAINED_SQL                                                                       \
     "SELECT id FROM executions WHERE chain_seq IS NULL AND status NOT IN ('queued', 'running')"    \
     " ORDER BY seq LIMIT 1"
 #define CHECKPOINT_SQL                                                                             \
-    "SELECT chain_seq, chain_hash, before, created_at, pruned FROM history_checkpoints"           \
+    "SELECT chain_seq, chain_hash, before, created_at, pruned FROM history_checkpoints"            \
     " ORDER BY chain_seq DESC, id DESC LIMIT 1"
 #define PRUNE_CUT_SQL                                                                              \
     "SELECT chain_seq FROM executions WHERE chain_seq > ?1 AND (finished_at IS NULL"               \
@@ -1299,6 +1423,8 @@ int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
 const char *const history_fixed_sql[] = {
     VERIFY_ROWS_SQL,
     VERIFY_PREV_SQL,
+    VERIFY_SPAN_SQL,
+    MERGE_FILES_SQL,
     VERIFY_BEYOND_SQL,
     VERIFY_UNCHAINED_SQL,
     CHECKPOINT_SQL,
@@ -1322,15 +1448,15 @@ struct verify_bad {
 /* What a whole walk shares between its threads. */
 struct verify_walk {
     pthread_mutex_t lock;
-    const char *path;     /* each thread opens it read-only; NULL: shared_db alone */
-    sqlite3 *shared_db;   /* a catalog in memory: cat->db, its lock held by the caller */
-    int64_t from, to;     /* links to check */
-    int64_t cp_seq;       /* the checkpoint (0 and the genesis hash: none) */
+    const char *path;   /* each thread opens it read-only; NULL: shared_db alone */
+    sqlite3 *shared_db; /* a catalog in memory: cat->db, its lock held by the caller */
+    int64_t from, to;   /* links to check */
+    int64_t cp_seq;     /* the checkpoint (0 and the genesis hash: none) */
     char cp_hash[65];
-    int64_t next;         /* the next batch's first link */
+    int64_t next; /* the next batch's first link */
     int64_t checked;
     struct verify_bad bad;
-    bool failed;          /* a read failed: err says why */
+    bool failed; /* a read failed: err says why */
     struct err err;
 };
 
@@ -1360,8 +1486,11 @@ static int verify_range(sqlite3 *db, int64_t a, int64_t b, int64_t cp_seq, const
     _cleanup_(stmt_finalizep) sqlite3_stmt *prev_st = NULL;
     _cleanup_(stmt_finalizep) sqlite3_stmt *rows = NULL;
     _cleanup_(stmt_finalizep) sqlite3_stmt *files = NULL;
+    _cleanup_(stmt_finalizep) sqlite3_stmt *span = NULL;
+    _cleanup_(stmt_finalizep) sqlite3_stmt *merge = NULL;
     _cleanup_(buf_release) struct buf ser = BUF_INIT(BUF_UNLIMITED);
     _cleanup_(buf_release) struct buf fbuf = BUF_INIT(BUF_UNLIMITED);
+    struct canon_files src = {0};
     char prev[65], hash[65], code_hex[65];
     int64_t prev_seq = cp_seq, checked = 0;
     int rc;
@@ -1391,6 +1520,33 @@ static int verify_range(sqlite3 *db, int64_t a, int64_t b, int64_t cp_seq, const
         rc = sqlite3_bind_int64(rows, 1, a);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(rows, 2, b);
+    src.lookup = files;
+    /* links follow insertion closely: the range's files in one ordered
+     * read, unless the range spreads over far more rows than it holds */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, VERIFY_SPAN_SQL, -1, &span, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(span, 1, a);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(span, 2, b);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(span)) == SQLITE_ROW) {
+        int64_t lo = sqlite3_column_int64(span, 0), hi = sqlite3_column_int64(span, 1);
+        rc = SQLITE_OK;
+        if (sqlite3_column_type(span, 0) != SQLITE_NULL && hi - lo <= 4 * (b - a + 1)) {
+            rc = sqlite3_prepare_v2(db, MERGE_FILES_SQL, -1, &merge, NULL);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(merge, 1, lo);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(merge, 2, hi);
+            if (rc == SQLITE_OK) {
+                src.merge = merge;
+                src.merged = lo - 1;
+                src.merge_rc = sqlite3_step(merge);
+                if (src.merge_rc != SQLITE_ROW && src.merge_rc != SQLITE_DONE)
+                    rc = src.merge_rc;
+            }
+        }
+    }
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         rc = sqlite3_step(rows);
         if (rc != SQLITE_ROW)
@@ -1408,7 +1564,7 @@ static int verify_range(sqlite3 *db, int64_t a, int64_t b, int64_t cp_seq, const
             break;
         }
         buf_reset(&ser);
-        if (canon_row(db, rows, files, cs, prev, &ser, &fbuf, code_hex, err) < 0)
+        if (canon_row(db, rows, &src, cs, prev, &ser, &fbuf, code_hex, err) < 0)
             return -1;
         char stored_code[65];
         column_hex64(rows, CC_CODE_SHA256, stored_code);
@@ -1443,8 +1599,8 @@ static int verify_batch(struct verify_walk *w, sqlite3 *db, int64_t a, int64_t b
     int r, rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot read the audit chain");
-    r = verify_range(db, a, b, w->cp_seq, w->cp_hash, bad, ret_checked, ret_last_seq,
-                     ret_last_hash, err);
+    r = verify_range(db, a, b, w->cp_seq, w->cp_hash, bad, ret_checked, ret_last_seq, ret_last_hash,
+                     err);
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return r;
 }
@@ -1577,8 +1733,7 @@ static int verify_on(sqlite3 *db, const char *path, struct history_verify *ret, 
 {
     struct history_verify v = {0};
     struct verify_bad extra;
-    struct verify_walk w = {.path = path, .shared_db = path ? NULL : db,
-                            .bad = {.seq = INT64_MAX}};
+    struct verify_walk w = {.path = path, .shared_db = path ? NULL : db, .bad = {.seq = INT64_MAX}};
     int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), r;
 
     if (rc != SQLITE_OK)
@@ -1683,6 +1838,11 @@ int catalog_history_verify_file(const char *path, struct history_verify *ret, st
                        "catalog '%s' has no audit chain: its schema is at version %d (the chain "
                        "came with 4; `envhub migrate` upgrades it)",
                        path, version);
+    if (version < HISTORY_SCHEMA_MIN) /* the serialisation reads columns of later migrations */
+        return err_set(err, ERR_INVALID,
+                       "catalog '%s' is at schema version %d, older than this envhub reads (%d): "
+                       "`envhub migrate` a copy of it first",
+                       path, version, HISTORY_SCHEMA_MIN);
     if (verify_on(db, path, ret, err) < 0)
         return err_prefix(err, "catalog '%s'", path);
     return 0;
@@ -1732,8 +1892,8 @@ static int prune_batch(struct catalog *cat, int64_t before, int64_t now, int64_t
         return 0;
     }
     /* what is deleted must hold up: a prune never launders a broken chain */
-    if (verify_range(cat->db, cp_seq + 1, end, cp_seq, v.checkpoint_hash, &bad, &checked,
-                     &last_seq, last_hash, err) < 0)
+    if (verify_range(cat->db, cp_seq + 1, end, cp_seq, v.checkpoint_hash, &bad, &checked, &last_seq,
+                     last_hash, err) < 0)
         return -1;
     if (bad.seq != INT64_MAX)
         return err_set(err, ERR_CONFLICT,
@@ -1838,8 +1998,8 @@ int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
  * seed sets it itself, which also tells the triggers to leave the row (and
  * its words) to the seed. */
 static int seed_one(struct catalog *cat, sqlite3_stmt *ins, sqlite3_stmt *files,
-                    struct chain_ctx *c, const struct execution_record *rec,
-                    int64_t *recorded_at, struct err *err)
+                    struct chain_ctx *c, const struct execution_record *rec, int64_t *recorded_at,
+                    struct err *err)
 {
     struct binder b = binder_of(ins);
     int64_t at = rec->started_at ? rec->started_at : rec->queued_at;
@@ -1878,8 +2038,7 @@ static int seed_one(struct catalog *cat, sqlite3_stmt *ins, sqlite3_stmt *files,
     if (rc == SQLITE_OK)
         rc = sqlite3_step(ins);
     if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot seed execution '%s'",
-                                  rec->id);
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot seed execution '%s'", rec->id);
     int64_t seq = sqlite3_last_insert_rowid(cat->db);
     for (size_t i = 0; i < rec->n_files; i++) {
         const struct file_entry *f = &rec->files[i];

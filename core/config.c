@@ -142,6 +142,10 @@ static const struct opt opts[] = {
      "1: environments' policies may give jobs a network (bridge); 0: never"},
     {"request-timeout", "ENVHUB_REQUEST_TIMEOUT", OPT_INT, OFF(request_timeout_ms), "30000", 1000,
      3600000, "milliseconds a client may stall while sending a request or reading an answer"},
+    {"retire-grace", "ENVHUB_RETIRE_GRACE", OPT_INT, OFF(retire_grace), "604800", 0,
+     10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
+    {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0,
+     30 * 86400, "seconds between checks of environments' base images for drift (0: never)"},
 };
 
 static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,

@@ -65,6 +65,9 @@ struct config {
     int64_t max_pool_size;            /* ENVHUB_MAX_POOL_SIZE */
     int64_t allow_network;            /* ENVHUB_ALLOW_NETWORK: 1 lets policies choose bridge */
     char *callback_hosts;             /* ENVHUB_CALLBACK_HOSTS: hosts callbacks may reach */
+    int64_t retire_grace;             /* ENVHUB_RETIRE_GRACE: seconds a retired environment
+                                       * keeps its images */
+    int64_t drift_interval;           /* ENVHUB_DRIFT_INTERVAL: seconds between drift checks */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

@@ -45,9 +45,16 @@ static void usage(FILE *out)
             "  audit verify --db PATH   check the audit chain of a catalog file (exit 1: broken)\n"
             "\n"
             "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
-            "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER] [--wait]\n"
+            "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER]\n"
+            "             [--test TEST.py] [--wait]\n"
             "  env list | env show NAME | env logs NAME [-f] | env rm NAME\n"
-            "  env rebuild NAME [SCRIPT] [--base IMAGE] [--wait]\n"
+            "  env rebuild NAME [SCRIPT] [--base IMAGE] [--test TEST.py | --no-test] [--wait]\n"
+            "                           (--test: an acceptance check run before the version serves)\n"
+            "  env diff NAME [FROM [TO]]  packages added, removed, changed and the script diff\n"
+            "  env deprecate|retire NAME [--replacement OTHER] | env reinstate NAME\n"
+            "  env check [NAME]         base images that drifted (exit 1), with the rebuild to run\n"
+            "  packages NAME [--version SPEC] [--manager pip|dpkg] [--current]\n"
+            "                           environments and versions carrying a package (SPEC: \"<2\")\n"
             "  run [--env NAME] [--file PATH]... [--out DIR] [--timeout S] CODE_FILE|-\n"
             "                           run code; exits with its exit code (124: timeout)\n"
             "  history [--env NAME] [--status S] [--principal P] [--since DATE] [--until DATE]\n"
@@ -129,6 +136,25 @@ static void refresh_pools(void *executor)
     executor_pool_refresh(executor);
 }
 
+/* An acceptance check runs in the sandbox a job of that version would get:
+ * the executor reads the policy, the builder makes the container. */
+static int acceptance_sandbox(void *ctx, const char *policy, struct builder_sandbox *ret,
+                              struct err *err)
+{
+    struct exec_limits l;
+    if (executor_policy_parse(ctx, policy, &l, NULL, err) < 0)
+        return -1;
+    *ret = (struct builder_sandbox){
+        .memory = l.memory,
+        .cpu_millis = l.cpu_millis,
+        .pids = l.pids,
+        .workspace_size = l.workspace_size,
+        .timeout_s = l.timeout_max,
+        .network = l.network,
+    };
+    return 0;
+}
+
 static int cmd_serve(const struct config *cfg)
 {
     struct err err = ERR_INIT;
@@ -160,7 +186,7 @@ static int cmd_serve(const struct config *cfg)
         fail(&err);
         goto out;
     }
-    if (builder_open(cfg, e, cat, &b, &err) < 0) {
+    if (builder_open(cfg, e, cat, acceptance_sandbox, (void *)cfg, &b, &err) < 0) {
         fail(&err);
         goto out;
     }
@@ -222,7 +248,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "config") == 0) {
         config_print(&cfg, stdout);
         rc = 0;
-    } else if (strcmp(cmd, "env") == 0 || strcmp(cmd, "run") == 0)
+    } else if (strcmp(cmd, "env") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "packages") == 0)
         rc = web_cli_main(&cfg, argc - 1, argv + 1);
     else if (strcmp(cmd, "key") == 0)
         rc = web_key_cli(&cfg, argc - 2, argv + 2);

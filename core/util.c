@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,10 +138,22 @@ void id_random_hex(char *out, size_t nbytes)
     out[2 * nbytes] = '\0';
 }
 
+/* With EVP_sha256(), OpenSSL 3 looks the implementation up again at every
+ * digest (a lock and a search: more than the hashing of a kilobyte); the
+ * audit chain hashes millions of rows. Fetched once, kept for the process. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void sha256_raw(const void *data, size_t len, unsigned char out[32])
 {
     unsigned int n = 32;
-    if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL))
         abort();
 }
 

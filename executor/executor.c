@@ -42,6 +42,7 @@ void job_result_release(struct job_result *r)
     job_files_free(r->files, r->n_files);
     strv_free(r->files_skipped);
     free(r->error);
+    free(r->warning);
     memset(r, 0, sizeof(*r));
 }
 
@@ -278,6 +279,9 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
                 return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", req->environment);
             return -1;
         }
+        /* curation: a retired environment runs nothing; a deprecated one warns */
+        if (env.lifecycle == ENV_RETIRED)
+            return err_set(err, ERR_GONE, "%s", env.warning ? env.warning : "retired");
         if (env.version == 0 || !env.image)
             return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", req->environment,
                            env_status_name(env.status));
@@ -331,6 +335,7 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
     rec->queued_at = time_now_ms();
     rec->status = EXEC_QUEUED;
     exec_manifest_add(rec, FILE_IN, req->files, req->n_files);
+    pj->warning = steal_ptr(env.warning); /* deprecated: the result says so (the row by trigger) */
     return 0;
 }
 
@@ -338,6 +343,7 @@ void exec_job_release(struct prepared_job *pj)
 {
     execution_record_release(&pj->rec);
     buf_release(&pj->input_tar);
+    free(pj->warning);
 }
 
 /* Run a prepared job to its end: a slot, a container (warm or fresh), the
@@ -462,6 +468,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
         job_result_release(&res);
         return -1;
     }
+    res.warning = pj->warning ? xstrdup(pj->warning) : NULL;
     *ret = res;
     return 0;
 }

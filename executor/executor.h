@@ -107,12 +107,14 @@ struct job_result {
     size_t n_files;
     char **files_skipped;        /* "path: reason", NULL-terminated; may be NULL */
     char *error;                 /* NULL on success, else the seed's message */
+    char *warning;               /* the environment is deprecated: says so; else NULL */
 };
 void job_result_release(struct job_result *r);
 
 /* Run one job to its end. Returns 0 when the job ran, whatever its outcome
  * (see ret->status); -1 when it could not run: ERR_BUSY (queue full),
- * ERR_NOT_FOUND (unknown environment, image missing), ERR_INVALID (environment
+ * ERR_NOT_FOUND (unknown environment, image missing), ERR_GONE (environment
+ * retired), ERR_INVALID (environment
  * not ready), ERR_UNAVAILABLE (shutting down, engine down), ERR_ENGINE. A job
  * that got as far as the catalog has its row in every case. */
 int executor_run(struct executor *x, const struct job_request *req, struct job_result *ret,

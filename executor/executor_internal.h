@@ -177,6 +177,7 @@ struct prepared_job {
     struct buf input_tar;
     struct exec_limits limits;   /* the environment's, lowered by the request */
     bool pool_ok;                /* the environment's own limits: a warm container fits */
+    char *warning;               /* the environment's deprecation notice, for the result */
 };
 /* Resolve the environment (404/400 with the seed's messages), pack code and
  * files, fill the row (status queued). exec_job_release() it. */

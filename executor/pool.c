@@ -127,7 +127,7 @@ static size_t read_targets(struct executor *x, struct target **ret)
     executor_limits_default(x->cfg, &t[k++].limits);
     for (size_t i = 0; i < n; i++) {
         struct exec_limits l;
-        if (envs[i].version == 0 || !envs[i].image ||
+        if (envs[i].version == 0 || !envs[i].image || envs[i].lifecycle == ENV_RETIRED ||
             executor_policy_parse(x->cfg, envs[i].policy, &l, NULL, &err) < 0)
             continue;
         t[k++] = (struct target){xstrdup(envs[i].image), xstrdup(envs[i].name), l.pool_size,

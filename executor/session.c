@@ -151,6 +151,8 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
                 return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", environment);
             return -1;
         }
+        if (env.lifecycle == ENV_RETIRED) /* curation: retired runs nothing */
+            return err_set(err, ERR_GONE, "%s", env.warning ? env.warning : "retired");
         if (env.version == 0 || !env.image)
             return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", environment,
                            env_status_name(env.status));

@@ -69,6 +69,7 @@ json_t *web_env_json(const struct env_record *env)
     json_error_t jerr;
     json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
+    web_env_curation_json(env, doc);
     return doc;
 }
 
@@ -96,6 +97,7 @@ static json_t *build_json(const struct build_record *b)
                      "definition", b->definition,
                      "log_lines", (json_int_t)b->log_lines);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
+    json_object_set_new(doc, "test_script", str_or_null(b->test_script));
     return doc;
 }
 
@@ -176,6 +178,7 @@ void api_env_create(struct web_request *rq)
         get_string(doc, "description", false, &def.description, &err) < 0 ||
         get_string(doc, "base_image", false, &def.base_image, &err) < 0 ||
         get_string(doc, "python_version", false, &def.python_version, &err) < 0 ||
+        get_string(doc, "test_script", false, &def.test_script, &err) < 0 ||
         get_policy(rq, doc, &policy, &err) < 0) {
         web_reply_err(rq, &err);
         return;
@@ -207,8 +210,11 @@ void api_env_list(struct web_request *rq)
         return;
     }
     json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, web_env_json(&envs[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = web_env_json(&envs[i]);
+        web_env_runs_json(rq, envs[i].name, item);
+        json_array_append_new(list, item);
+    }
     env_records_free(envs, n);
     web_reply_json(rq, 200, json_pack("{s:o, s:I}", "environments", list, "total", (json_int_t)n));
 }
@@ -230,8 +236,23 @@ static bool load_env(struct web_request *rq, struct env_record *env)
 void api_env_get(struct web_request *rq)
 {
     _cleanup_(env_record_release) struct env_record env = {0};
-    if (load_env(rq, &env))
-        web_reply_json(rq, 200, web_env_json(&env));
+    if (!load_env(rq, &env))
+        return;
+    /* drift: the base image reference resolved now (one engine call) */
+    if (env.version > 0 && env.lifecycle != ENV_RETIRED) {
+        struct drift_report *r = NULL;
+        size_t n = 0;
+        struct err err = ERR_INIT;
+        if (builder_drift_check(rq->deps->builder, env.name, &r, &n, &err) == 0) {
+            env_record_release(&env);
+            drift_reports_free(r, n);
+            if (!load_env(rq, &env))
+                return;
+        }
+    }
+    json_t *doc = web_env_json(&env);
+    web_env_runs_json(rq, env.name, doc);
+    web_reply_json(rq, 200, doc);
 }
 
 void api_env_delete(struct web_request *rq)
@@ -249,7 +270,7 @@ void api_env_delete(struct web_request *rq)
 void api_env_rebuild(struct web_request *rq)
 {
     struct err err = ERR_INIT;
-    const char *script = NULL, *base = NULL;
+    const char *script = NULL, *base = NULL, *test_script = NULL;
     _cleanup_free_ char *policy = NULL;
     _cleanup_(build_record_release) struct build_record build = {0};
     json_auto_t *doc = NULL;
@@ -261,13 +282,14 @@ void api_env_rebuild(struct web_request *rq)
         doc = read_json_object(rq, &err);
         if (!doc || get_string(doc, "setup_script", false, &script, &err) < 0 ||
             get_string(doc, "base_image", false, &base, &err) < 0 ||
+            get_string(doc, "test_script", false, &test_script, &err) < 0 ||
             get_policy(rq, doc, &policy, &err) < 0) {
             web_reply_err(rq, &err);
             return;
         }
     }
-    if (builder_rebuild(rq->deps->builder, rq->params[0], script, base, policy, rq->principal,
-                        &build, &err) < 0) {
+    if (builder_rebuild(rq->deps->builder, rq->params[0], script, base, policy, test_script,
+                        rq->principal, &build, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }

@@ -96,8 +96,18 @@ static void send_file(struct web_request *rq, const struct embedded_file *f, con
     bool fresh = inm && strstr(inm, etag) != NULL;
 
     rq->status = fresh ? 304 : 200;
+    if (fresh) {
+        mg_printf(rq->conn,
+                  "HTTP/1.1 304 Not Modified\r\n"
+                  "X-Request-Id: %s\r\n"
+                  "Cache-Control: no-cache\r\n"
+                  "ETag: %s\r\n"
+                  "\r\n",
+                  rq->request_id, etag);
+        return;
+    }
     mg_printf(rq->conn,
-              "HTTP/1.1 %d %s\r\n"
+              "HTTP/1.1 200 OK\r\n"
               "Content-Type: %s\r\n"
               "Content-Length: %zu\r\n"
               "X-Request-Id: %s\r\n"
@@ -107,9 +117,8 @@ static void send_file(struct web_request *rq, const struct embedded_file *f, con
               "X-Content-Type-Options: nosniff\r\n"
               "Referrer-Policy: no-referrer\r\n"
               "\r\n",
-              rq->status, fresh ? "Not Modified" : "OK", content_type_of(base_name(f->path)),
-              fresh ? (size_t)0 : f->len, rq->request_id, etag, csp);
-    if (!fresh && strcmp(rq->method, "HEAD") != 0)
+              content_type_of(base_name(f->path)), f->len, rq->request_id, etag, csp);
+    if (strcmp(rq->method, "HEAD") != 0)
         mg_write(rq->conn, f->data, f->len);
 }
 

@@ -227,9 +227,13 @@ static int env_wait_and_report(const struct client *c, const char *name)
 static void print_env_row(json_t *env)
 {
     const char *last = json_string_value(json_object_get(env, "last_used"));
-    printf("%-24s %-9s %4lld  %-28s %-24s %s\n", json_string_value(json_object_get(env, "name")),
+    const char *lifecycle = json_string_value(json_object_get(env, "lifecycle"));
+    json_t *runs = json_object_get(json_object_get(env, "runs"), "30d");
+    printf("%-24s %-9s %4lld  %-10s %7lld  %-28s %-24s %s\n",
+           json_string_value(json_object_get(env, "name")),
            json_string_value(json_object_get(env, "status")),
            (long long)json_integer_value(json_object_get(env, "version")),
+           lifecycle ? lifecycle : "-", (long long)json_integer_value(runs),
            json_string_value(json_object_get(env, "base_image")), last ? last : "-",
            json_string_value(json_object_get(env, "description")));
 }
@@ -244,8 +248,8 @@ static int env_list(const struct client *c)
     json_auto_t *doc = answer_json(&a, "cannot list environments");
     if (!doc)
         return 1;
-    printf("%-24s %-9s %4s  %-28s %-24s %s\n", "NAME", "STATUS", "VER", "BASE IMAGE",
-           "LAST USED", "DESCRIPTION");
+    printf("%-24s %-9s %4s  %-10s %7s  %-28s %-24s %s\n", "NAME", "STATUS", "VER", "LIFECYCLE",
+           "RUNS30D", "BASE IMAGE", "LAST USED", "DESCRIPTION");
     size_t i;
     json_t *env;
     json_array_foreach(json_object_get(doc, "environments"), i, env) print_env_row(env);
@@ -258,8 +262,8 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
     struct err err = ERR_INIT;
     _cleanup_(answer_release) struct answer a = {0};
     _cleanup_free_ char *ename = escape_path(name);
-    const char *script_path = NULL, *base = NULL, *desc = NULL, *py = NULL;
-    bool wait = false;
+    const char *script_path = NULL, *base = NULL, *desc = NULL, *py = NULL, *test_path = NULL;
+    bool wait = false, no_test = false;
 
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--wait") == 0)
@@ -270,6 +274,10 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
             desc = argv[++i];
         else if (strcmp(argv[i], "--python") == 0 && i + 1 < argc)
             py = argv[++i];
+        else if (strcmp(argv[i], "--test") == 0 && i + 1 < argc)
+            test_path = argv[++i];
+        else if (strcmp(argv[i], "--no-test") == 0)
+            no_test = true;
         else if ((argv[i][0] != '-' || strcmp(argv[i], "-") == 0) && !script_path)
             script_path = argv[i];
         else {
@@ -280,7 +288,7 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
     }
     if (create && !script_path) {
         fprintf(stderr, "usage: envhub env create NAME SCRIPT [--base IMAGE] "
-                        "[--description TEXT] [--python VERSION] [--wait]\n");
+                        "[--description TEXT] [--python VERSION] [--test TEST.py] [--wait]\n");
         return 2;
     }
     json_auto_t *body = json_object();
@@ -294,6 +302,19 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
             return 1;
         }
         json_object_set_new(body, "setup_script", s);
+    }
+    if (test_path) {
+        _cleanup_(buf_release) struct buf test = BUF_INIT(CLI_MAX_FILE);
+        if (read_file(test_path, &test, &err) < 0)
+            return cli_fail(&err);
+        json_t *t = json_stringn(buf_str(&test), test.len);
+        if (!t) {
+            fprintf(stderr, "envhub: '%s' is not valid UTF-8\n", test_path);
+            return 1;
+        }
+        json_object_set_new(body, "test_script", t);
+    } else if (no_test) {
+        json_object_set_new(body, "test_script", json_string(""));
     }
     if (create)
         json_object_set_new(body, "name", json_string(name));
@@ -349,15 +370,269 @@ static int env_simple(const struct client *c, const char *method, const char *na
     return 0;
 }
 
+/* ---- curation: lifecycle, diff, drift, package queries ---- */
+
+static char *escape_query(const char *s)
+{
+    size_t size = 3 * strlen(s) + 1;
+    char *out = xcalloc(size, 1);
+    if (mg_url_encode(s, out, size) < 0) {
+        free(out);
+        return xstrdup(s);
+    }
+    return out;
+}
+
+static int env_lifecycle(const struct client *c, const char *sub, const char *name, int argc,
+                         char **argv)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(answer_release) struct answer a = {0};
+    _cleanup_free_ char *ename = escape_path(name);
+    const char *replacement = NULL;
+    const char *state = strcmp(sub, "deprecate") == 0 ? "deprecated"
+                        : strcmp(sub, "retire") == 0  ? "retired"
+                                                      : "active";
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--replacement") == 0 && i + 1 < argc && strcmp(state, "active") != 0)
+            replacement = argv[++i];
+        else {
+            fprintf(stderr, "usage: envhub env %s NAME%s\n", sub,
+                    strcmp(state, "active") != 0 ? " [--replacement OTHER]" : "");
+            return 2;
+        }
+    }
+    json_auto_t *body = json_pack("{s:s}", "state", state);
+    if (replacement)
+        json_object_set_new(body, "replacement", json_string(replacement));
+    _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
+    _cleanup_free_ char *path = xasprintf("/environments/%s/lifecycle", ename);
+    if (client_call(c, "POST", path, text, 60000, &a, &err) < 0)
+        return cli_fail(&err);
+    json_auto_t *doc = answer_json(&a, "cannot change the lifecycle");
+    if (!doc)
+        return 1;
+    const char *warning = json_string_value(json_object_get(doc, "warning"));
+    json_t *rebuild = json_object_get(doc, "rebuild");
+    if (strcmp(state, "deprecated") == 0)
+        printf("envhub: '%s' is deprecated; its executions carry: %s\n", name, warning);
+    else if (strcmp(state, "retired") == 0)
+        printf("envhub: '%s' is retired: it runs nothing (410: %s); its images are removed after "
+               "the grace period (ENVHUB_RETIRE_GRACE), its history stays\n",
+               name, warning);
+    else if (json_is_integer(rebuild))
+        printf("envhub: '%s' is active again; its images had been removed: version %lld is "
+               "being built (envhub env logs %s -f)\n",
+               name, (long long)json_integer_value(rebuild), name);
+    else
+        printf("envhub: '%s' is active again\n", name);
+    return 0;
+}
+
+static void print_packages(const char *sign, json_t *list)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        const char *from = json_string_value(json_object_get(p, "from"));
+        if (from)
+            printf("  %s %-4s %-40s %s -> %s\n", sign,
+                   json_string_value(json_object_get(p, "manager")),
+                   json_string_value(json_object_get(p, "name")), from,
+                   json_string_value(json_object_get(p, "to")));
+        else
+            printf("  %s %-4s %-40s %s\n", sign, json_string_value(json_object_get(p, "manager")),
+                   json_string_value(json_object_get(p, "name")),
+                   json_string_value(json_object_get(p, "version")));
+    }
+}
+
+static int env_diff(const struct client *c, const char *name, int argc, char **argv)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(answer_release) struct answer a = {0};
+    _cleanup_free_ char *ename = escape_path(name);
+    const char *from = NULL, *to = NULL;
+    int64_t v;
+
+    for (int i = 0; i < argc; i++) {
+        if (parse_int(argv[i], 1, INT64_MAX, &v) < 0 || (from && to)) {
+            fprintf(stderr, "usage: envhub env diff NAME [FROM [TO]]   (version numbers; by "
+                            "default the version in service against the one before)\n");
+            return 2;
+        }
+        if (!from)
+            from = argv[i];
+        else
+            to = argv[i];
+    }
+    _cleanup_free_ char *path = xasprintf("/environments/%s/diff%s%s%s%s", ename,
+                                          from ? "?from=" : "", from ? from : "",
+                                          to ? "&to=" : "", to ? to : "");
+    if (client_call(c, "GET", path, NULL, 60000, &a, &err) < 0)
+        return cli_fail(&err);
+    json_auto_t *doc = answer_json(&a, "cannot diff the versions");
+    if (!doc)
+        return 1;
+    json_t *pk = json_object_get(doc, "packages");
+    printf("'%s' version %lld -> %lld\n", name,
+           (long long)json_integer_value(json_object_get(doc, "from")),
+           (long long)json_integer_value(json_object_get(doc, "to")));
+    printf("packages: %zu added, %zu removed, %zu changed, %lld unchanged\n",
+           json_array_size(json_object_get(pk, "added")),
+           json_array_size(json_object_get(pk, "removed")),
+           json_array_size(json_object_get(pk, "changed")),
+           (long long)json_integer_value(json_object_get(pk, "unchanged")));
+    print_packages("+", json_object_get(pk, "added"));
+    print_packages("-", json_object_get(pk, "removed"));
+    print_packages("~", json_object_get(pk, "changed"));
+    json_t *base = json_object_get(doc, "base_image");
+    if (json_is_true(json_object_get(base, "changed")))
+        printf("base image: %s -> %s\n", json_string_value(json_object_get(base, "from")),
+               json_string_value(json_object_get(base, "to")));
+    json_t *pol = json_object_get(doc, "policy");
+    if (json_is_true(json_object_get(pol, "changed"))) {
+        _cleanup_free_ char *pf = json_dumps(json_object_get(pol, "from"), JSON_COMPACT);
+        _cleanup_free_ char *pt = json_dumps(json_object_get(pol, "to"), JSON_COMPACT);
+        printf("policy: %s -> %s\n", pf, pt);
+    }
+    static const char *const texts[][2] = {{"setup_script", "setup script"},
+                                           {"test_script", "test script"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *t = json_object_get(doc, texts[i][0]);
+        if (json_is_true(json_object_get(t, "changed")))
+            printf("%s:\n%s", texts[i][1], json_string_value(json_object_get(t, "diff")));
+        else
+            printf("%s: unchanged\n", texts[i][1]);
+    }
+    return 0;
+}
+
+static int env_check(const struct client *c, int argc, char **argv)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(answer_release) struct answer a = {0};
+    _cleanup_free_ char *path = NULL;
+
+    if (argc > 1) {
+        fprintf(stderr, "usage: envhub env check [NAME]\n");
+        return 2;
+    }
+    if (argc == 1) {
+        _cleanup_free_ char *q = escape_query(argv[0]);
+        path = xasprintf("/drift?environment=%s", q);
+    } else {
+        path = xstrdup("/drift");
+    }
+    if (client_call(c, "GET", path, NULL, 120000, &a, &err) < 0)
+        return cli_fail(&err);
+    json_auto_t *doc = answer_json(&a, "cannot check for drift");
+    if (!doc)
+        return 1;
+    size_t i;
+    json_t *r;
+    printf("%-24s %4s  %-36s %-9s %s\n", "NAME", "VER", "BASE IMAGE", "DRIFT", "BUILT ON -> NOW");
+    json_array_foreach(json_object_get(doc, "environments"), i, r)
+    {
+        json_t *d = json_object_get(r, "drifted");
+        const char *built = json_string_value(json_object_get(r, "built_on"));
+        const char *now = json_string_value(json_object_get(r, "resolves_to"));
+        printf("%-24s %4lld  %-36s %-9s %.19s -> %.19s\n",
+               json_string_value(json_object_get(r, "environment")),
+               (long long)json_integer_value(json_object_get(r, "version")),
+               json_string_value(json_object_get(r, "base_image")),
+               json_is_true(d) ? "DRIFTED" : json_is_false(d) ? "ok" : "unknown",
+               built ? built : "-", now ? now : "(not in the engine)");
+    }
+    int64_t drifted = json_integer_value(json_object_get(doc, "drifted"));
+    json_array_foreach(json_object_get(doc, "environments"), i, r)
+    {
+        if (!json_is_true(json_object_get(r, "drifted")))
+            continue;
+        const char *n = json_string_value(json_object_get(r, "environment"));
+        printf("rebuild '%s' onto the new base image: envhub env rebuild %s   (or POST "
+               "/environments/%s/rebuild)\n",
+               n, n, n);
+    }
+    printf("envhub: %lld checked, %lld drifted\n",
+           (long long)json_integer_value(json_object_get(doc, "checked")), (long long)drifted);
+    return drifted ? 1 : 0;
+}
+
+static int cmd_packages(const struct client *c, int argc, char **argv)
+{
+    struct err err = ERR_INIT;
+    _cleanup_(answer_release) struct answer a = {0};
+    const char *name = NULL, *spec = NULL, *manager = NULL;
+    bool current = false, bad = false;
+
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc)
+            spec = argv[++i];
+        else if (strcmp(argv[i], "--manager") == 0 && i + 1 < argc)
+            manager = argv[++i];
+        else if (strcmp(argv[i], "--current") == 0)
+            current = true;
+        else if (!name && argv[i][0] != '-')
+            name = argv[i];
+        else
+            bad = true;
+    }
+    if (!name || bad) {
+        fprintf(stderr, "usage: envhub packages NAME [--version SPEC] [--manager pip|dpkg] "
+                        "[--current]\n  SPEC: ==V, !=V, <V, <=V, >V, >=V, ~=V, comma-separated "
+                        "(\"<2\", \">=1.20,<2\")\n");
+        return 2;
+    }
+    _cleanup_free_ char *qn = escape_query(name);
+    _cleanup_free_ char *qs = spec ? escape_query(spec) : NULL;
+    _cleanup_free_ char *qm = manager ? escape_query(manager) : NULL;
+    _cleanup_free_ char *path = xasprintf("/packages?name=%s%s%s%s%s%s", qn, qs ? "&version=" : "",
+                                          qs ? qs : "", qm ? "&manager=" : "", qm ? qm : "",
+                                          current ? "&current=1" : "");
+    if (client_call(c, "GET", path, NULL, 60000, &a, &err) < 0)
+        return cli_fail(&err);
+    json_auto_t *doc = answer_json(&a, "cannot query the packages");
+    if (!doc)
+        return 1;
+    json_t *matches = json_object_get(doc, "matches");
+    if (json_array_size(matches) == 0) {
+        fprintf(stderr, "envhub: no environment version carries %s%s%s\n", name,
+                spec ? " " : "", spec ? spec : "");
+        return 0;
+    }
+    printf("%-24s %4s  %-7s %-10s %-4s %-30s %s\n", "ENVIRONMENT", "VER", "SERVING", "LIFECYCLE",
+           "MGR", "PACKAGE", "VERSION");
+    size_t i;
+    json_t *m;
+    json_array_foreach(matches, i, m)
+    {
+        printf("%-24s %4lld  %-7s %-10s %-4s %-30s %s\n",
+               json_string_value(json_object_get(m, "environment")),
+               (long long)json_integer_value(json_object_get(m, "environment_version")),
+               json_is_true(json_object_get(m, "in_service")) ? "yes" : "no",
+               json_string_value(json_object_get(m, "lifecycle")),
+               json_string_value(json_object_get(m, "manager")),
+               json_string_value(json_object_get(m, "package")),
+               json_string_value(json_object_get(m, "version")));
+    }
+    return 0;
+}
+
 static int cmd_env(const struct client *c, int argc, char **argv)
 {
     if (argc < 1) {
-        fprintf(stderr, "usage: envhub env create|list|show|logs|rebuild|rm ...\n");
+        fprintf(stderr, "usage: envhub env create|list|show|logs|rebuild|rm|diff|check|"
+                        "deprecate|retire|reinstate ...\n");
         return 2;
     }
     const char *sub = argv[0];
     if (strcmp(sub, "list") == 0)
         return env_list(c);
+    if (strcmp(sub, "check") == 0)
+        return env_check(c, argc - 1, argv + 1);
     if (argc < 2) {
         fprintf(stderr, "usage: envhub env %s NAME ...\n", sub);
         return 2;
@@ -374,6 +649,11 @@ static int cmd_env(const struct client *c, int argc, char **argv)
     }
     if (strcmp(sub, "rm") == 0)
         return env_simple(c, "DELETE", name, "", "cannot delete the environment");
+    if (strcmp(sub, "diff") == 0)
+        return env_diff(c, name, argc - 2, argv + 2);
+    if (strcmp(sub, "deprecate") == 0 || strcmp(sub, "retire") == 0 ||
+        strcmp(sub, "reinstate") == 0)
+        return env_lifecycle(c, sub, name, argc - 2, argv + 2);
     fprintf(stderr, "envhub env: unknown subcommand '%s'\n", sub);
     return 2;
 }
@@ -502,6 +782,8 @@ int web_cli_main(const struct config *cfg, int argc, char **argv)
         rc = cmd_env(&c, argc - 1, argv + 1);
     else if (strcmp(argv[0], "run") == 0)
         rc = cmd_run(&c, cfg, argc - 1, argv + 1);
+    else if (strcmp(argv[0], "packages") == 0)
+        rc = cmd_packages(&c, argc - 1, argv + 1);
     else {
         fprintf(stderr, "envhub: unknown client command '%s'\n", argv[0]);
         rc = 2;

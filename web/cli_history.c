@@ -58,10 +58,14 @@ struct filter_flag {
 };
 
 static const struct filter_flag filter_flags[] = {
-    {"--env", "environment"},     {"--env-version", "environment_version"},
-    {"--status", "status"},       {"--principal", "principal"},
-    {"--since", "since"},         {"--until", "until"},
-    {"--code-sha256", "code_sha256"}, {"--q", "q"},
+    {"--env", "environment"},
+    {"--env-version", "environment_version"},
+    {"--status", "status"},
+    {"--principal", "principal"},
+    {"--since", "since"},
+    {"--until", "until"},
+    {"--code-sha256", "code_sha256"},
+    {"--q", "q"},
 };
 
 static void query_add(struct buf *q, const char *name, const char *value)
@@ -157,8 +161,8 @@ static int history_list(const struct client *c, struct list_opts *o)
     bool table = strcmp(o->format, "table") == 0;
 
     if (table)
-        printf("%-27s %-24s %-28s %-11s %4s %10s  %s\n", "ID", "RECORDED", "ENVIRONMENT",
-               "STATUS", "EXIT", "DURATION", "PRINCIPAL");
+        printf("%-27s %-24s %-28s %-11s %4s %10s  %s\n", "ID", "RECORDED", "ENVIRONMENT", "STATUS",
+               "EXIT", "DURATION", "PRINCIPAL");
     for (;;) {
         _cleanup_(answer_release) struct answer a = {0};
         int64_t want = o->limit == 0 || o->limit - shown > CLI_PAGE ? CLI_PAGE : o->limit - shown;
@@ -172,10 +176,9 @@ static int history_list(const struct client *c, struct list_opts *o)
         json_auto_t *doc = answer_json(&a, "cannot list executions");
         if (!doc)
             return 1;
-        size_t i;
-        json_t *it;
-        json_array_foreach(json_object_get(doc, "items"), i, it)
-        {
+        json_t *items = json_object_get(doc, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            json_t *it = json_array_get(items, i);
             if (table) {
                 print_row(it);
             } else {
@@ -251,24 +254,27 @@ static int history_show(const struct client *c, int argc, char **argv)
         putchar('\n');
         return 0;
     }
-    static const char *const fields[] = {
-        "id",         "status",      "exit_code",   "error",       "environment",
-        "environment_version", "image", "image_id", "principal",   "client_addr",
-        "queued_at",  "started_at",  "finished_at", "duration_ms", "timeout_s",
-        "code_sha256", "chain_seq",  "chain_hash"};
+    static const char *const fields[] = {"id",          "status",      "exit_code",
+                                         "error",       "environment", "environment_version",
+                                         "image",       "image_id",    "principal",
+                                         "client_addr", "queued_at",   "started_at",
+                                         "finished_at", "duration_ms", "timeout_s",
+                                         "code_sha256", "chain_seq",   "chain_hash"};
     for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
         json_t *v = json_object_get(doc, fields[i]);
         _cleanup_free_ char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
-        printf("%-20s %s\n", fields[i], json_is_string(v) ? json_string_value(v)
-                                        : text              ? text
-                                                            : "null");
+        printf("%-20s %s\n", fields[i],
+               json_is_string(v) ? json_string_value(v)
+               : text            ? text
+                                 : "null");
     }
     printf("files\n");
-    size_t i;
-    json_t *f;
-    json_array_foreach(json_object_get(doc, "files"), i, f)
+    json_t *files = json_object_get(doc, "files");
+    for (size_t i = 0; i < json_array_size(files); i++) {
+        json_t *f = json_array_get(files, i);
         printf("  %-3s %-40s %10lld  %s\n", jget(f, "direction"), jget(f, "path"),
                (long long)json_integer_value(json_object_get(f, "size")), jget(f, "sha256"));
+    }
     printf("---- code ----\n%s", jget(doc, "code"));
     printf("\n---- stdout%s ----\n%s",
            json_is_true(json_object_get(doc, "stdout_truncated")) ? " (truncated)" : "",
@@ -301,12 +307,12 @@ static int history_stats(const struct client *c, struct list_opts *o)
     }
     printf("%-24s %10s %14s %10s %10s\n", jget(doc, "group"), "COUNT", "TOTAL s", "P50 ms",
            "P95 ms");
-    size_t i;
-    json_t *g;
-    json_array_foreach(json_object_get(doc, "groups"), i, g)
-    {
+    json_t *groups = json_object_get(doc, "groups");
+    for (size_t i = 0; i < json_array_size(groups); i++) {
+        json_t *g = json_array_get(groups, i);
         json_t *k = json_object_get(g, "key");
-        printf("%-24s %10lld %14.1f %10lld %10lld\n", json_is_string(k) ? json_string_value(k) : "(none)",
+        printf("%-24s %10lld %14.1f %10lld %10lld\n",
+               json_is_string(k) ? json_string_value(k) : "(none)",
                (long long)json_integer_value(json_object_get(g, "count")),
                (double)json_integer_value(json_object_get(g, "total_duration_ms")) / 1000,
                (long long)json_integer_value(json_object_get(g, "p50_duration_ms")),
@@ -364,8 +370,8 @@ static int verify_report(json_t *doc, bool json)
     } else {
         json_t *id = json_object_get(doc, "first_bad_id");
         printf("audit chain BROKEN at %s%s (link %lld): %s\n",
-               json_is_string(id) ? "execution " : "", json_is_string(id) ? json_string_value(id)
-                                                                            : "the end of the chain",
+               json_is_string(id) ? "execution " : "",
+               json_is_string(id) ? json_string_value(id) : "the end of the chain",
                (long long)json_integer_value(json_object_get(doc, "first_bad_seq")),
                jget(doc, "reason"));
     }
@@ -438,7 +444,7 @@ int web_history_cli_main(const struct config *cfg, int argc, char **argv, bool d
         if (rc == 0 && o.group && !stats)
             rc = usage_error("--group is for `history stats`");
         if (rc == 0)
-            rc = stats                            ? history_stats(&c, &o)
+            rc = stats                          ? history_stats(&c, &o)
                  : strcmp(o.format, "csv") == 0 ? history_csv(&c, &o)
                                                 : history_list(&c, &o);
         buf_release(&o.query);

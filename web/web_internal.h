@@ -182,6 +182,18 @@ extern const struct embedded_file templates_embedded[];
 /* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
 json_t *web_env_json(const struct env_record *env);
 
+/* ---- curation (api_curation.c) ---- */
+void api_packages(struct web_request *rq);
+void api_env_diff(struct web_request *rq);
+void api_env_lifecycle(struct web_request *rq);
+void api_drift(struct web_request *rq);
+/* Add an environment's curation fields to its JSON @doc: test_script,
+ * lifecycle, replacement, warning, lifecycle_changed_at/_by,
+ * images_removed_at, drift. */
+void web_env_curation_json(const struct env_record *env, json_t *doc);
+/* Add "runs": {"7d", "30d", "90d"} (executions recorded in those last days). */
+void web_env_runs_json(struct web_request *rq, const char *name, json_t *doc);
+
 /* ---- history (api_executions.c, cli_history.c) ---- */
 void api_executions_list(struct web_request *rq);
 void api_executions_get(struct web_request *rq);

@@ -63,7 +63,7 @@ def run_label(run_id, docker_engine):
         print(f"\nremoved containers left with {label}: {removed}")
     # the servers are stopped by now (they depend on this fixture): the environment
     # images they built carry the label too
-    helpers.remove_labelled_images(label)
+    helpers.remove_labelled_images(label, run_id)
     helpers.remove_step_images()
 
 

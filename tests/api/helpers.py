@@ -136,9 +136,15 @@ def labelled_images(label):
     return body
 
 
-def remove_labelled_images(label):
+def remove_labelled_images(label, run_id=None):
+    """Removes the images carrying `label`; with `run_id`, also the (untagged) step images
+    of environments whose name contains it (they carry envhub.environment, not `label`)."""
     removed = []
-    for image in labelled_images(label):
+    images = labelled_images(label)
+    if run_id:
+        images += [i for i in labelled_images("envhub.managed=1")
+                   if run_id in ((i.get("Labels") or {}).get("envhub.environment") or "")]
+    for image in images:
         status, _ = docker_api("DELETE", f"/v1.41/images/{image['Id']}?force=1", timeout=60)
         if status == 200:
             removed.append(image["Id"][7:19])
@@ -586,3 +592,150 @@ def wait_log_line(server, text, within=5.0):
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- warm pools, sessions, metrics (issue 7)
+
+def instance_id(server):
+    """The catalog's instance id: every container the server makes carries
+    envhub.instance=<it>, which tells its containers from other servers' of the run."""
+    conn = connect_ro(server.db_path)
+    try:
+        return conn.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def instance_label(server):
+    return f"envhub.instance={instance_id(server)}"
+
+
+def running_containers(label):
+    """{full id: container} of the running containers carrying `label`."""
+    return {c["Id"]: c for c in labelled_containers(label) if c.get("State") == "running"}
+
+
+# A job that tells which container it runs in: the id from /proc/self/cgroup (cgroup v1:
+# .../docker/<64 hex>) when it is there, and the hostname (the id's first 12 hex).
+WHOAMI_CODE = r"""
+import json, re, socket
+cid = None
+try:
+    for line in open('/proc/self/cgroup'):
+        m = re.search(r'(?:/docker/|docker-)([0-9a-f]{64})', line)
+        if m:
+            cid = m.group(1)
+            break
+except OSError:
+    pass
+print(json.dumps({"cid": cid, "hostname": socket.gethostname()}))
+"""
+
+
+def whoami(stdout):
+    """The JSON line WHOAMI_CODE printed (the last line of `stdout` that parses)."""
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "hostname" in doc:
+            return doc
+    raise AssertionError(f"no whoami line in the job's stdout: {stdout[-500:]!r}")
+
+
+def served_by(doc, container_ids):
+    """The id among `container_ids` of the container `doc` (whoami) ran in, or None."""
+    for cid in container_ids:
+        if (doc.get("cid") and doc["cid"] == cid) or (not doc.get("cid") and cid.startswith(doc["hostname"])):
+            return cid
+    return None
+
+
+def wait_until(predicate, within, poll=0.1):
+    """Calls predicate() until it answers something true or `within` s pass; returns
+    its last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(poll)
+
+
+_METRIC_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+-?\d+)?$')
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+class Metrics:
+    """GET /metrics parsed: samples {(name, frozenset(labels)): value}, types and helps
+    {family: text}, and the lines that did not parse (`bad`)."""
+
+    def __init__(self, text):
+        self.text = text
+        self.samples = {}
+        self.types = {}
+        self.helps = {}
+        self.bad = []
+        self.order = []  # (name, labels dict) in the order of the text
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] == "TYPE":
+                    self.types[parts[2]] = parts[3] if len(parts) > 3 else ""
+                elif len(parts) >= 3 and parts[1] == "HELP":
+                    self.helps[parts[2]] = parts[3] if len(parts) > 3 else ""
+                continue
+            m = _METRIC_RE.match(line)
+            if not m:
+                self.bad.append(line)
+                continue
+            name, labels_text, value = m.group(1), m.group(3) or "", m.group(4)
+            labels, pos = {}, 0
+            while pos < len(labels_text):
+                lm = _LABEL_RE.match(labels_text, pos)
+                if not lm:
+                    break
+                labels[lm.group(1)] = re.sub(r'\\(.)', lambda e: {"n": "\n"}.get(e.group(1), e.group(1)),
+                                             lm.group(2))
+                pos = lm.end()
+            try:
+                number = float(value)
+            except ValueError:
+                self.bad.append(line)
+                continue
+            if pos < len(labels_text.strip()):
+                self.bad.append(line)
+                continue
+            key = (name, frozenset(labels.items()))
+            if key in self.samples:
+                self.bad.append(f"duplicate sample: {line}")
+            self.samples[key] = number
+            self.order.append((name, labels))
+
+    def get(self, name, default=None, **labels):
+        """The value of the sample `name` with exactly `labels`, else `default`."""
+        return self.samples.get((name, frozenset(labels.items())), default)
+
+    def value(self, name, **labels):
+        """Like get(), 0 when absent (a counter not yet incremented)."""
+        return self.get(name, 0.0, **labels)
+
+    def series(self, name):
+        """[(labels dict, value)] of every sample called `name`."""
+        return [(dict(k[1]), v) for k, v in self.samples.items() if k[0] == name]
+
+
+def get_metrics(server, **kw):
+    r = requests.get(f"{server.url}/metrics", timeout=30, **kw)
+    assert r.status_code == 200, f"GET /metrics answered {r.status_code}: {r.text[:1000]}"
+    return Metrics(r.text)
+
+
+def pool_state(server, environment="", image=DEFAULT_IMAGE):
+    """(ready, target, hits, misses) of one pool from /metrics (None where absent)."""
+    m = get_metrics(server)
+    lab = {"environment": environment, "image": image}
+    return tuple(m.get(f"envhub_pool_{k}", **lab) for k in ("ready", "target", "hits_total", "misses_total"))

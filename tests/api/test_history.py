@@ -10,13 +10,13 @@ The 10,000 rows are seeded through the catalog API by tests/bench/seed_history
 (build/bench/seed_history, built by `make api`), writing into the served catalog
 like one more writer; a few real executions go through POST /execute."""
 
+import calendar
 import csv
 import io
 import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -29,6 +29,19 @@ import helpers
 
 SEED_ROWS = 10000
 SEED_DAYS = 30
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def stop_clean(server):
+    """Stop a server of this module; fail if it needed killing or a sanitizer spoke."""
+    _status, killed = server.stop()
+    log = server.log_text()
+    assert not killed, f"envhub (pid {server.pid}) ignored SIGTERM: {server.log_tail()}"
+    for mark in SANITIZER_MARKS:
+        assert mark not in log, f"the sanitizer reported in {server.log_path}:\n{server.log_tail(80)}"
+    shutil.rmtree(server.tmpdir, ignore_errors=True)
 
 
 def seed_bin_path(envhub_bin):
@@ -44,10 +57,6 @@ def seed(seed_bin, db_path, count, *args):
     r = subprocess.run([seed_bin, db_path, str(count), "--quiet", *args], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"seed_history failed: {r.stdout}{r.stderr}"
-
-
-def ms(iso):
-    return int(helpers.parse_iso(iso).timestamp() * 1000) if iso else None
 
 
 def iso_of(ms_value):
@@ -78,8 +87,7 @@ def hist(envhub_bin, run_id, run_label, seed_bin):
                         timeout=20),
     ]
     yield server
-    server.stop()
-    shutil.rmtree(server.tmpdir, ignore_errors=True)
+    stop_clean(server)
 
 
 def oracle(db_path, where="1", args=()):
@@ -187,7 +195,7 @@ def test_filters_combined_match_the_catalog(hist):
         assert want, f"{params} selects nothing: a weak test"
     # a date alone is midnight UTC; an offset is honoured
     day = time.strftime("%Y-%m-%d", time.gmtime(week / 1000))
-    midnight = int(time.mktime(time.strptime(day, "%Y-%m-%d"))) * 1000 - time.timezone * 1000
+    midnight = calendar.timegm(time.strptime(day, "%Y-%m-%d")) * 1000
     want = oracle(hist.db_path, "recorded_at >= ?", (midnight,))
     assert ids(walk(hist, {"since": day})) == want
     assert ids(walk(hist, {"since": day + "T02:00:00+02:00"})) == want
@@ -380,7 +388,8 @@ def pristine(envhub_bin, run_id, run_label, seed_bin):
     helpers.execute(server, "import sys; print('bad'); sys.exit(2)", timeout=20)
     r = requests.get(f"{server.url}/audit/verify", timeout=60)
     assert r.status_code == 200 and r.json()["ok"] and r.json()["count"] == 302, r.text
-    server.stop()
+    _status, killed = server.stop()
+    assert not killed and not any(m in server.log_text() for m in SANITIZER_MARKS), server.log_tail()
     yield server.db_path
     shutil.rmtree(server.tmpdir, ignore_errors=True)
 
@@ -425,8 +434,7 @@ def api_verify(envhub_bin, run_id, db_path):
         assert r.status_code == 200, r.text
         return r.json()
     finally:
-        server.stop()
-        shutil.rmtree(server.tmpdir, ignore_errors=True)
+        stop_clean(server)
 
 
 def assert_broken_at(envhub_bin, run_id, db_path, bad_id):
@@ -490,7 +498,8 @@ def test_prune_keeps_a_checkpoint_verify_starts_from_and_tampering_after_shows(
     assert doc["checkpoint"]["pruned"] == 100
 
     victim = link(copy, 250)
-    sqlite_cli(copy, f"UPDATE executions SET exit_code = 0, status = 'succeeded' WHERE id = '{victim}'")
+    sqlite_cli(copy, f"UPDATE executions SET exit_code = coalesce(exit_code, 0) + 1"
+                     f" WHERE id = '{victim}'")
     assert_broken_at(envhub_bin, run_id, copy, victim)
 
 

@@ -436,17 +436,21 @@ def pool_numbers(port, environment=None):
 
 def wait_quiet(server, engine, within=60.0):
     """Until the server's pools are full and nothing else of it lives in the engine (its
-    removals done): every pool at its target and as many containers as that. Returns the
-    seconds waited, or None when it did not settle within `within`."""
+    removals done, its replacements started): as many containers as its pools hold ready,
+    all running, at least their targets. Polls the engine, and /metrics only to confirm,
+    so that the server's CPU is hardly touched while it settles. Returns the seconds
+    waited, or None when it did not settle within `within`."""
     t0 = time.monotonic()
-    while True:
-        pools = pool_numbers(server.port)
-        if pools["ready"] >= pools["target"]:
-            if len(engine.containers(server.label)) == pools["target"]:
+    target = pool_numbers(server.port)["target"]
+    while time.monotonic() - t0 < within:
+        cs = engine.containers(server.label)
+        if len(cs) >= target and all(c.get("State") == "running" for c in cs):
+            pools = pool_numbers(server.port)
+            if pools["ready"] == len(cs) and pools["ready"] >= pools["target"]:
                 return time.monotonic() - t0
-        if time.monotonic() - t0 > within:
-            return None
+            time.sleep(0.2)
         time.sleep(0.1)
+    return None
 
 
 # ---------------------------------------------------------------- load

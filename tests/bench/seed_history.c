@@ -56,15 +56,26 @@ static void app(struct buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *const envs[] = {"data-science", "machine-learning", "web-development",
-                                   "basic-python", "etl-jobs",         "reporting",
+static const char *const envs[] = {"data-science",
+                                   "machine-learning",
+                                   "web-development",
+                                   "basic-python",
+                                   "etl-jobs",
+                                   "reporting",
                                    NULL};
 static const int env_weight[] = {30, 20, 15, 10, 10, 5, 10};
 static const int env_versions[] = {6, 4, 3, 2, 5, 2, 1};
 
-static const char *const libs[] = {"pandas as pd", "numpy as np", "json", "requests", "re",
-                                   "sklearn.linear_model", "matplotlib.pyplot as plt", "csv",
-                                   "datetime", "statistics"};
+static const char *const libs[] = {"pandas as pd",
+                                   "numpy as np",
+                                   "json",
+                                   "requests",
+                                   "re",
+                                   "sklearn.linear_model",
+                                   "matplotlib.pyplot as plt",
+                                   "csv",
+                                   "datetime",
+                                   "statistics"};
 
 static void make_code(struct buf *b, int64_t i)
 {
@@ -120,8 +131,8 @@ static void make_stdout(struct buf *b, enum exec_status st)
 
 static void add_file(struct execution_record *rec, enum file_direction dir, int64_t i, int k)
 {
-    static const char *const names[] = {"data.csv", "config.json", "model.pkl", "report.html",
-                                        "out/summary.txt", "plot.png"};
+    static const char *const names[] = {"data.csv",    "config.json",     "model.pkl",
+                                        "report.html", "out/summary.txt", "plot.png"};
     struct file_entry *f = &rec->files[rec->n_files++];
     char seed[64];
     f->direction = dir;
@@ -203,8 +214,8 @@ static void make_record(struct execution_record *rec, int64_t i, int64_t t, cons
         rec->error = xstrdup("interrupted: envhub stopped before the execution finished");
         break;
     }
-    rec->finished_at = rec->started_at + (rec->duration_ms > 0 ? rec->duration_ms : 0) +
-                       rnd_in(5, 60);
+    rec->finished_at =
+        rec->started_at + (rec->duration_ms > 0 ? rec->duration_ms : 0) + rnd_in(5, 60);
     make_stdout(&out, rec->status);
     rec->stdout_text = buf_detach(&out, NULL);
     if (rec->status == EXEC_FAILED)
@@ -301,7 +312,8 @@ int main(int argc, char **argv)
     }
     int64_t t0 = time_mono_ms();
     struct gen gens[2] = {
-        {.start = end - days * DAY_MS, .step = count ? (double)(days * DAY_MS) / (double)count : 0,
+        {.start = end - days * DAY_MS,
+         .step = count ? (double)(days * DAY_MS) / (double)count : 0,
          .prefix = prefix},
     };
     gens[1] = gens[0];
@@ -342,8 +354,8 @@ int main(int argc, char **argv)
         cur = 1 - cur;
         if (!quiet && (done % (batch * 10) == 0 || done == count)) {
             double sec = (double)(time_mono_ms() - t0) / 1000;
-            fprintf(stderr, "seed_history: %" PRId64 " / %" PRId64 " (%.0f rows/s)\n", done,
-                    count, sec > 0 ? (double)done / sec : 0.0);
+            fprintf(stderr, "seed_history: %" PRId64 " / %" PRId64 " (%.0f rows/s)\n", done, count,
+                    sec > 0 ? (double)done / sec : 0.0);
         }
     }
     if (rc) /* the batch made ahead was never seeded */

@@ -127,18 +127,25 @@ describe("envhub UI", { skip }, () => {
       // log lines appear while the build runs, with the elapsed time
       let liveLines = 0;
       let elapsedSeen = false;
+      const boxes = new Set(); // the log box's place and size while lines stream in: no layout jumps
       const env = await until(async () => {
         const state = (await page.textContent("#env-log-state")) || "";
         const lines = ((await page.textContent("#env-log")) || "").split("\n").filter(Boolean).length;
         if (/live/.test(state)) {
           liveLines = Math.max(liveLines, lines);
           elapsedSeen ||= /elapsed \d/.test((await page.textContent("#env-log-elapsed")) || "");
+          const b = await page.locator("#env-log").evaluate((el) => {
+            const r = el.getBoundingClientRect();
+            return `${Math.round(r.top + window.scrollY)},${Math.round(r.height)}`;
+          });
+          if (lines > 0) boxes.add(b);
         }
         return /ready|failed/.test(state) && !/live/.test(state) ? state : null;
       }, 240000, `${BASIC} to finish building`);
       assert.match(env, /ready/, `the build ended: ${env}; log:\n${await page.textContent("#env-log")}`);
       assert.ok(liveLines > 0, "no log line appeared before the build ended");
       assert.ok(elapsedSeen, "no elapsed time was shown while building");
+      assert.equal(boxes.size, 1, `the log box moved or changed size while streaming: ${[...boxes].join(" ")}`);
       assert.match(await page.textContent("#env-log-elapsed"), /took/);
       // the list shows it ready, with its version
       const row = page.locator(`#env-rows tr[data-name="${BASIC}"]`);
@@ -296,10 +303,10 @@ describe("envhub UI", { skip }, () => {
     await page.goto(`${server.url}/docs`);
     await until(async () => (await page.locator(".opblock").count()) > 20, 20000, "Swagger UI's operations");
     assert.ok(await page.getByText("/environments/{name}/builds/{version}/log", { exact: true }).count());
-    await screenshot(page, "docs");
+    await screenshot(page, "docs", { fullPage: false });
     await page.goto(`${server.url}/redoc`);
     await until(async () => (await page.locator("[data-section-id]").count()) > 20, 20000, "ReDoc's sections");
-    await screenshot(page, "redoc");
+    await screenshot(page, "redoc", { fullPage: false });
     assertClean();
   });
 });

@@ -249,6 +249,8 @@ static const char expected_canonical[] =
     "stdout_truncated=i0\n"
     "stderr_sha256=s64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
     "stderr_truncated=i0\n"
+    "session_id=null\n"
+    "limits=s14:{\"timeout\":30}\n"
     "files=i2\n"
     "file.direction=s2:in\n"
     "file.path=s5:a.txt\n"
@@ -260,7 +262,7 @@ static const char expected_canonical[] =
     "file.sha256=s64:a3632134c04f6bd72478cf554b18b773b910ed28f942bb1cdcdff478fb5311f1\n";
 /* sha256("0" x 64 || expected_canonical), computed apart from envhub */
 static const char expected_hash[] =
-    "e903430ab5fa180652c6b2f635be2c07bd4e5edaf8e7c9120c2c6ece738d6c67";
+    "ae59bcbb68246b3a24f929188c81a02bedc26e43ca728757c1eb80c41fa492f7";
 
 static void canonical_serialisation_is_exactly_as_documented(void **state)
 {
@@ -281,6 +283,7 @@ static void canonical_serialisation_is_exactly_as_documented(void **state)
     rec.code = xstrdup("print('hi')\n");
     sha256_hex(rec.code, strlen(rec.code), rec.code_sha256);
     rec.timeout_s = 30;
+    rec.limits = xstrdup("{\"timeout\":30}");
     rec.status = EXEC_RUNNING;
     rec.exit_code = -1;
     rec.queued_at = T0;
@@ -417,11 +420,11 @@ static void verify_of_an_intact_history_is_ok_on_file_and_in_memory(void **state
     struct err err = ERR_INIT;
     struct catalog *mem = NULL;
 
-    seed(fx->cat, 20000); /* more than one batch of links: two threads */
+    seed(fx->cat, 5000); /* more than one batch of links: two threads */
     v = verify(fx->cat);
     assert_true(v.ok);
-    assert_int_equal(v.count, 20000);
-    assert_int_equal(v.head_seq, 20000);
+    assert_int_equal(v.count, 5000);
+    assert_int_equal(v.head_seq, 5000);
     assert_false(v.has_checkpoint);
     assert_int_equal(catalog_history_verify_file(fx->path, &f, &err), 0);
     assert_true(f.ok);
@@ -440,7 +443,8 @@ static void verify_finds_an_edited_stdout(void **state)
     struct fixture *fx = *state;
 
     seed(fx->cat, 30);
-    raw_exec(fx->path, "UPDATE executions SET stdout = 'forged' WHERE id = 'ex_hist00000000000000012'");
+    raw_exec(fx->path,
+             "UPDATE executions SET stdout = 'forged' WHERE id = 'ex_hist00000000000000012'");
     assert_broken_at(fx->cat, fx->path, "ex_hist00000000000000012");
 }
 
@@ -455,7 +459,8 @@ static void verify_finds_edited_fields_code_and_files(void **state)
     raw_exec(fx->path, "UPDATE execution_files SET size = size + 1 WHERE execution_seq ="
                        " (SELECT seq FROM executions WHERE id = 'ex_hist00000000000000009')");
     assert_broken_at(fx->cat, fx->path, "ex_hist00000000000000009");
-    raw_exec(fx->path, "UPDATE executions SET code = 'print(1)' WHERE id = 'ex_hist00000000000000004'");
+    raw_exec(fx->path,
+             "UPDATE executions SET code = 'print(1)' WHERE id = 'ex_hist00000000000000004'");
     assert_broken_at(fx->cat, fx->path, "ex_hist00000000000000004");
     struct history_verify v = verify(fx->cat);
     assert_non_null(strstr(v.reason, "code_sha256"));
@@ -479,22 +484,21 @@ static void verify_finds_swapped_rows(void **state)
 
     seed(fx->cat, 30);
     /* rows 5 and 20 (links 6 and 21) trade places in the chain */
-    raw_exec(fx->path,
-             "UPDATE executions SET chain_seq = -chain_seq WHERE chain_seq IN (6, 21);"
-             "UPDATE executions SET chain_seq = 21 WHERE chain_seq = -6;"
-             "UPDATE executions SET chain_seq = 6 WHERE chain_seq = -21;");
+    raw_exec(fx->path, "UPDATE executions SET chain_seq = -chain_seq WHERE chain_seq IN (6, 21);"
+                       "UPDATE executions SET chain_seq = 21 WHERE chain_seq = -6;"
+                       "UPDATE executions SET chain_seq = 6 WHERE chain_seq = -21;");
     assert_broken_at(fx->cat, fx->path, "ex_hist00000000000000020");
 
     /* their whole contents swapped, links kept: the same */
-    raw_exec(fx->path,
-             "UPDATE executions SET chain_seq = -chain_seq WHERE chain_seq IN (6, 21);"
-             "UPDATE executions SET chain_seq = 21 WHERE chain_seq = -6;"
-             "UPDATE executions SET chain_seq = 6 WHERE chain_seq = -21;");
+    raw_exec(fx->path, "UPDATE executions SET chain_seq = -chain_seq WHERE chain_seq IN (6, 21);"
+                       "UPDATE executions SET chain_seq = 21 WHERE chain_seq = -6;"
+                       "UPDATE executions SET chain_seq = 6 WHERE chain_seq = -21;");
     assert_true(verify(fx->cat).ok);
-    raw_exec(fx->path,
-             "CREATE TEMP TABLE t AS SELECT seq, stdout, code FROM executions;"
-             "UPDATE executions SET stdout = (SELECT stdout FROM t WHERE t.seq = 3) WHERE seq = 2;"
-             "UPDATE executions SET stdout = (SELECT stdout FROM t WHERE t.seq = 2) WHERE seq = 3;");
+    raw_exec(
+        fx->path,
+        "CREATE TEMP TABLE t AS SELECT seq, stdout, code FROM executions;"
+        "UPDATE executions SET stdout = (SELECT stdout FROM t WHERE t.seq = 3) WHERE seq = 2;"
+        "UPDATE executions SET stdout = (SELECT stdout FROM t WHERE t.seq = 2) WHERE seq = 3;");
     assert_broken_at(fx->cat, fx->path, "ex_hist00000000000000001");
 }
 
@@ -528,8 +532,7 @@ static void prune_keeps_a_checkpoint_that_verify_starts_from(void **state)
 
     seed(fx->cat, 40);
     /* finished before T0 + 15 h: rows 0 .. 14 */
-    assert_int_equal(catalog_history_prune(fx->cat, T0 + 15 * HOUR, T0 + 1000 * HOUR, &p, &err),
-                     0);
+    assert_int_equal(catalog_history_prune(fx->cat, T0 + 15 * HOUR, T0 + 1000 * HOUR, &p, &err), 0);
     assert_int_equal(p.pruned, 15);
     assert_int_equal(p.checkpoint_seq, 15);
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM executions"), 25);
@@ -775,9 +778,8 @@ static void stats_count_and_take_nearest_rank_percentiles(void **state)
     struct err err = ERR_INIT;
 
     seed(fx->cat, 40); /* duration 10 * (i + 1) */
-    assert_int_equal(catalog_history_stats(fx->cat, &f, HISTORY_GROUP_ENVIRONMENT, &st, &n, &all,
-                                           &err),
-                     0);
+    assert_int_equal(
+        catalog_history_stats(fx->cat, &f, HISTORY_GROUP_ENVIRONMENT, &st, &n, &all, &err), 0);
     assert_int_equal(n, 3);
     assert_null(st[0].key); /* the default image first */
     assert_string_equal(st[1].key, "alpha");
@@ -804,8 +806,7 @@ static void stats_count_and_take_nearest_rank_percentiles(void **state)
     f = filter_any();
     f.has_since = true;
     f.since = T0 + 24 * HOUR; /* the second day: rows 24 .. 39 */
-    assert_int_equal(catalog_history_stats(fx->cat, &f, HISTORY_GROUP_DAY, &st, &n, &all, &err),
-                     0);
+    assert_int_equal(catalog_history_stats(fx->cat, &f, HISTORY_GROUP_DAY, &st, &n, &all, &err), 0);
     assert_int_equal(all.count, 16);
     assert_true(n >= 1);
     int64_t sum = 0;
@@ -920,7 +921,9 @@ static void no_query_of_the_api_scans_executions(void **state)
             .environment_version = (m & 2) ? 1 : 0,
             .status = (m & 4) ? EXEC_FAILED : -1,
             .principal = (m & 8) ? "user1" : NULL,
-            .code_sha256 = (m & 16) ? "0000000000000000000000000000000000000000000000000000000000000000" : NULL,
+            .code_sha256 = (m & 16)
+                               ? "0000000000000000000000000000000000000000000000000000000000000000"
+                               : NULL,
             .text = (m & 32) ? "read_csv" : NULL,
             .has_since = (m & 64) != 0,
             .since = T0,

@@ -44,9 +44,13 @@ export function reset() {
   $("env-template").replaceChildren(h("option", { value: "" }, "(empty script)"));
 }
 
+let showSeq = 0;
+
 export async function show(name) {
   active = true;
+  const seq = ++showSeq;
   await loadList();
+  if (seq !== showSeq) return; // navigated again meanwhile: the newer call decides
   if (ctx.can("environments_write") && !templates.length) loadTemplates();
   if (name) openDetail(name);
   else closeDetail();
@@ -224,6 +228,10 @@ function renderFacts(env) {
   fact(dl, "Description", env.description || "—");
   fact(dl, "Created", `${fmtTime(env.created_at)}${env.created_by ? ` by ${env.created_by}` : ""}`);
   fact(dl, "Last used", env.last_used ? fmtTime(env.last_used) : "never");
+  if (env.lifecycle && env.lifecycle !== "active")
+    fact(dl, "Lifecycle", `${env.lifecycle}${env.replacement ? ` — use ${env.replacement} instead` : ""}`);
+  if (env.warning) fact(dl, "Warning", env.warning);
+  if (env.drift && env.drift.drifted) fact(dl, "Base image drift", `${env.base_image} has changed since this version was built: rebuild to catch up`);
   if (env.error) fact(dl, "Error", h("span", { class: "error-text", id: "env-error-text" }, env.error));
   $("env-script-view").textContent = env.setup_script;
 }

@@ -112,14 +112,18 @@ function envLabel(item) {
   return v ? `${env} v${v}` : env;
 }
 
+let pageSeq = 0;
 async function loadPage() {
+  const seq = ++pageSeq;
   const limit = $("hist-limit").value;
   const cursor = cursors[cursors.length - 1];
   showError($("hist-error"), null);
   let doc;
   try {
     doc = await get(`/executions${qs(Object.assign({}, filters, { cursor, limit }))}`);
+    if (seq !== pageSeq) return; // a newer request decides what the table shows
   } catch (err) {
+    if (seq !== pageSeq) return;
     showError($("hist-error"), err);
     $("hist-rows").replaceChildren();
     $("hist-next").disabled = true;
@@ -144,7 +148,9 @@ async function loadPage() {
 
 // ---- one execution ----
 
+let detailSeq = 0;
 async function openDetail(id) {
+  const seq = ++detailSeq;
   const box = $("hist-detail");
   box.hidden = false;
   $("hist-detail-title").textContent = `Execution ${id}`;
@@ -156,7 +162,9 @@ async function openDetail(id) {
   let ex;
   try {
     ex = await get(`/executions/${encodeURIComponent(id)}`);
+    if (seq !== detailSeq) return;
   } catch (err) {
+    if (seq !== detailSeq) return;
     showError($("hist-detail-error"), err);
     return;
   }

@@ -230,13 +230,14 @@ export function watchPage(page, origin) {
   return seen;
 }
 
-export async function screenshot(page, name) {
+// @name-1280.png and @name-390.png; fullPage false for the very long documentation pages.
+export async function screenshot(page, name, { fullPage = true } = {}) {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
   const size = page.viewportSize();
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
     await page.waitForTimeout(150);
-    await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-${width}.png`), fullPage: true });
+    await page.screenshot({ path: path.join(SCREENSHOTS, `${name}-${width}.png`), fullPage });
   }
   await page.setViewportSize(size);
 }
