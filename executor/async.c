@@ -64,15 +64,21 @@ static void live_unref_locked(struct executor *x, struct live *l)
     free(l);
 }
 
-struct live *exec_live_open(struct executor *x, const char *id)
+static struct live *exec_live_open_locked(struct executor *x, const char *id)
 {
     struct live *l = xcalloc(1, sizeof(*l));
     snprintf(l->id, sizeof(l->id), "%s", id);
     l->data = (struct buf)BUF_INIT(LIVE_MAX);
     l->refs = 1;
-    pthread_mutex_lock(&x->lock);
     l->next = x->lives;
     x->lives = l;
+    return l;
+}
+
+struct live *exec_live_open(struct executor *x, const char *id)
+{
+    pthread_mutex_lock(&x->lock);
+    struct live *l = exec_live_open_locked(x, id);
     pthread_mutex_unlock(&x->lock);
     return l;
 }
@@ -160,44 +166,78 @@ out:
 
 /* ---- submissions ---- */
 
+static void finish_unrun(struct executor *x, struct prepared_job *pj, const char *why);
+
+int executor_submit_batch(struct executor *x, const struct job_request *reqs, size_t n,
+                          char (*ret_ids)[32], struct err *err)
+{
+    struct async_job **jobs = xcalloc(n ? n : 1, sizeof(*jobs));
+    size_t ready = 0, recorded = 0;
+    int rc = -1;
+
+    /* every job resolved (environment, policy, files) before any is queued */
+    for (; ready < n; ready++) {
+        jobs[ready] = xcalloc(1, sizeof(**jobs));
+        if (exec_job_prepare(x, &reqs[ready], &jobs[ready]->pj, err) < 0) {
+            if (n > 1)
+                err_prefix(err, "jobs[%zu]", ready);
+            free(jobs[ready]);
+            jobs[ready] = NULL;
+            goto out;
+        }
+    }
+    pthread_mutex_lock(&x->lock);
+    bool full = x->async_queued + (int64_t)n > x->cfg->async_queue_limit;
+    bool stopping = x->stopping;
+    pthread_mutex_unlock(&x->lock);
+    if (stopping) {
+        err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+        goto out;
+    }
+    if (full) {
+        err_set(err, ERR_BUSY,
+                "the asynchronous queue is full (ENVHUB_ASYNC_QUEUE_LIMIT %lld); retry later",
+                (long long)x->cfg->async_queue_limit);
+        goto out;
+    }
+    for (; recorded < n; recorded++)
+        if (catalog_execution_insert(x->catalog, &jobs[recorded]->pj.rec, err) < 0) {
+            err_prefix(err, "cannot record execution");
+            goto out;
+        }
+    pthread_mutex_lock(&x->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct async_job *j = jobs[i];
+        snprintf(ret_ids[i], 32, "%s", j->pj.rec.id);
+        j->pj.live = exec_live_open_locked(x, j->pj.rec.id); /* followers may come early */
+        if (x->async_tail)
+            x->async_tail->next = j;
+        else
+            x->async_head = j;
+        x->async_tail = j;
+        x->async_queued++;
+        jobs[i] = NULL;
+    }
+    pthread_cond_broadcast(&x->async_ready);
+    pthread_mutex_unlock(&x->lock);
+    rc = 0;
+out:
+    for (size_t i = 0; i < ready; i++) {
+        if (!jobs[i])
+            continue;
+        if (i < recorded) /* recorded, then the batch failed: the row must not stay queued */
+            finish_unrun(x, &jobs[i]->pj, "not run: the rest of its batch could not be queued");
+        exec_job_release(&jobs[i]->pj);
+        free(jobs[i]);
+    }
+    free(jobs);
+    return rc;
+}
+
 int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
                     struct err *err)
 {
-    struct async_job *j = xcalloc(1, sizeof(*j));
-
-    if (exec_job_prepare(x, req, &j->pj, err) < 0) {
-        free(j);
-        return -1;
-    }
-    pthread_mutex_lock(&x->lock);
-    bool full = x->async_queued >= x->cfg->async_queue_limit, stopping = x->stopping;
-    pthread_mutex_unlock(&x->lock);
-    if (stopping || full) {
-        exec_job_release(&j->pj);
-        free(j);
-        if (stopping)
-            return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
-        return err_set(err, ERR_BUSY,
-                       "the asynchronous queue is full (ENVHUB_ASYNC_QUEUE_LIMIT %lld); retry "
-                       "later",
-                       (long long)x->cfg->async_queue_limit);
-    }
-    if (catalog_execution_insert(x->catalog, &j->pj.rec, err) < 0) {
-        exec_job_release(&j->pj);
-        free(j);
-        return err_prefix(err, "cannot record execution");
-    }
-    snprintf(ret_id, 32, "%s", j->pj.rec.id);
-    pthread_mutex_lock(&x->lock);
-    if (x->async_tail)
-        x->async_tail->next = j;
-    else
-        x->async_head = j;
-    x->async_tail = j;
-    x->async_queued++;
-    pthread_cond_signal(&x->async_ready);
-    pthread_mutex_unlock(&x->lock);
-    return 0;
+    return executor_submit_batch(x, req, 1, (char (*)[32])ret_id, err);
 }
 
 static void notify_done(struct executor *x, const char *id)
@@ -223,7 +263,20 @@ static void finish_unrun(struct executor *x, struct prepared_job *pj, const char
     exec_count(x, rec->environment, EXEC_INTERRUPTED, -1);
     if (catalog_execution_finish(x->catalog, rec, &err) < 0)
         log_warn("executor: cannot record the end of %s: %s", rec->id, err.msg);
+    if (pj->live) {
+        exec_live_close(x, pj->live);
+        pj->live = NULL;
+    }
     notify_done(x, rec->id);
+}
+
+static void taken_remove_locked(struct executor *x, struct async_job *j)
+{
+    for (struct async_job **p = &x->async_taken; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
 }
 
 static void *async_main(void *arg)
@@ -241,14 +294,30 @@ static void *async_main(void *arg)
         if (!x->async_head)
             x->async_tail = NULL;
         x->async_queued--;
+        j->next = x->async_taken;
+        x->async_taken = j;
         pthread_mutex_unlock(&x->lock);
 
         struct job_result res = {0};
         struct err err = ERR_INIT;
-        if (exec_job_execute(x, &j->pj, true, &res, &err) < 0)
-            log_warn("executor: asynchronous job %s: %s", j->pj.rec.id, err.msg);
+        if (exec_job_execute(x, &j->pj, true, &res, &err) < 0) {
+            if (j->pj.rec.status == EXEC_QUEUED) {
+                /* it never started (cancelled while it waited, or shutting down):
+                 * the row must not stay queued */
+                finish_unrun(x, &j->pj, err.msg);
+            } else {
+                log_warn("executor: asynchronous job %s: %s", j->pj.rec.id, err.msg);
+                notify_done(x, j->pj.rec.id);
+            }
+        } else {
+            notify_done(x, j->pj.rec.id);
+        }
         job_result_release(&res);
-        notify_done(x, j->pj.rec.id);
+        pthread_mutex_lock(&x->lock);
+        taken_remove_locked(x, j);
+        pthread_mutex_unlock(&x->lock);
+        if (j->pj.live)
+            exec_live_close(x, j->pj.live);
         exec_job_release(&j->pj);
         free(j);
         pthread_mutex_lock(&x->lock);
@@ -283,7 +352,21 @@ int executor_cancel(struct executor *x, const char *id, const char *by, struct e
                 kill_id = xstrdup(c->id);
                 break;
             }
+    bool taken = false;
+    if (!found && !kill_id)
+        for (struct async_job *j = x->async_taken; j; j = j->next)
+            if (strcmp(j->pj.rec.id, id) == 0) {
+                /* waiting for a slot, or its container is being made: it stops
+                 * at the next step (set once, read without the lock after) */
+                if (!j->pj.cancelled_by)
+                    j->pj.cancelled_by = xstrdup(by ? by : "?");
+                pthread_cond_broadcast(&x->slot_freed);
+                taken = true;
+                break;
+            }
     pthread_mutex_unlock(&x->lock);
+    if (taken)
+        return 0;
 
     if (found) {
         _cleanup_free_ char *why = xasprintf("cancelled by %s before it ran", by ? by : "?");

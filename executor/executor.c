@@ -113,7 +113,11 @@ static void *removal_main(void *arg)
 
 /* ---- slots ---- */
 
-static int slot_acquire(struct executor *x, struct err *err)
+/* A slot to run in, waiting in the queue if need be. An asynchronous job
+ * (@queued: it waited in the asynchronous queue, bounded on its own) always
+ * waits, and gives up with ERR_CANCELLED when cancelled meanwhile. */
+static int slot_acquire(struct executor *x, const struct prepared_job *pj, bool queued,
+                        struct err *err)
 {
     pthread_mutex_lock(&x->lock);
     if (x->stopping) {
@@ -121,7 +125,7 @@ static int slot_acquire(struct executor *x, struct err *err)
         return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
     }
     if (x->running >= x->cfg->concurrent_limit) {
-        if (x->waiting >= x->cfg->queue_limit) {
+        if (x->waiting >= x->cfg->queue_limit && !queued) {
             int64_t running = x->running, waiting = x->waiting;
             pthread_mutex_unlock(&x->lock);
             return err_set(err, ERR_BUSY,
@@ -131,13 +135,19 @@ static int slot_acquire(struct executor *x, struct err *err)
                            (long long)x->cfg->concurrent_limit, (long long)x->cfg->queue_limit);
         }
         x->waiting++;
-        while (x->running >= x->cfg->concurrent_limit && !x->stopping)
+        while (x->running >= x->cfg->concurrent_limit && !x->stopping && !pj->cancelled_by)
             pthread_cond_wait(&x->slot_freed, &x->lock);
         x->waiting--;
         if (x->stopping) {
             pthread_mutex_unlock(&x->lock);
             return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
         }
+    }
+    if (pj->cancelled_by) {
+        pthread_cond_signal(&x->slot_freed); /* the wake-up may have been for another */
+        err_set(err, ERR_CANCELLED, "cancelled by %s before it ran", pj->cancelled_by);
+        pthread_mutex_unlock(&x->lock);
+        return -1;
     }
     x->running++;
     pthread_mutex_unlock(&x->lock);
@@ -344,6 +354,7 @@ void exec_job_release(struct prepared_job *pj)
     execution_record_release(&pj->rec);
     buf_release(&pj->input_tar);
     free(pj->warning);
+    free(pj->cancelled_by);
 }
 
 /* Run a prepared job to its end: a slot, a container (warm or fresh), the
@@ -359,7 +370,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
 
     snprintf(res.id, sizeof(res.id), "%s", rec->id);
     res.exit_code = -1;
-    if (slot_acquire(x, err) < 0)
+    if (slot_acquire(x, pj, recorded, err) < 0)
         return -1;
     pthread_mutex_lock(&x->lock);
     x->wait_ms_total += (uint64_t)(time_mono_ms() - t_wait);
@@ -379,7 +390,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     }
 
     bool warm = false;
-    cid = pj->pool_ok ? exec_pool_take(x, rec->image, &pj->limits, &uses) : NULL;
+    cid = pj->pool_ok ? exec_pool_take(x, rec->image, &pj->limits, &uses, true) : NULL;
     if (cid) {
         warm = true;
     } else {
@@ -398,15 +409,25 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
         list_push(&x->active, cid);
         x->active->exec_id = xstrdup(rec->id);
         bool stopping = x->stopping;
+        if (pj->cancelled_by) /* cancelled while its container was being made */
+            x->active->cancelled_by = xstrdup(pj->cancelled_by);
+        bool cancelled = pj->cancelled_by != NULL;
         pthread_mutex_unlock(&x->lock);
-        if (stopping) {
+        if (cancelled) {
+            res.status = EXEC_INTERRUPTED;
+            res.error = xasprintf("cancelled by %s before it ran", pj->cancelled_by);
+            res.stdout_text = xstrdup("");
+            res.stderr_text = xstrdup("");
+            exec_container_release(x, cid);
+        } else if (stopping) {
             res.status = EXEC_INTERRUPTED;
             res.error = xstrdup("the job was interrupted: envhub is shutting down");
             res.stdout_text = xstrdup("");
             res.stderr_text = xstrdup("");
             exec_container_release(x, cid);
         } else {
-            struct live_tap tap = {x, exec_live_open(x, rec->id)};
+            struct live_tap tap = {x, pj->live ? pj->live : exec_live_open(x, rec->id)};
+            pj->live = NULL;
             struct job_io io = {
                 .input_tar = &pj->input_tar,
                 .timeout_s = rec->timeout_s,
@@ -430,7 +451,8 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
                 res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
                 out.container_usable = false;
             }
-            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable && pj->pool_ok);
+            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable && pj->pool_ok,
+                             warm);
         }
     }
     slot_release(x);
@@ -551,6 +573,7 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
         return -1;
     }
     pthread_cond_init(&x->pool_wake, NULL);
+    pthread_cond_init(&x->dirty_ready, NULL);
     pthread_cond_init(&x->reaper_wake, NULL);
     pthread_cond_init(&x->async_ready, NULL);
     pthread_cond_init(&x->live_cond, NULL);
@@ -589,6 +612,7 @@ void executor_shutdown(struct executor *x)
     x->stopping = true;
     pthread_cond_broadcast(&x->slot_freed);
     pthread_cond_broadcast(&x->pool_wake);
+    pthread_cond_broadcast(&x->dirty_ready);
     pthread_cond_broadcast(&x->reaper_wake);
     pthread_cond_broadcast(&x->async_ready);
     pthread_cond_broadcast(&x->live_cond);
@@ -637,6 +661,7 @@ void executor_close(struct executor *x)
     pthread_cond_destroy(&x->async_ready);
     pthread_cond_destroy(&x->live_cond);
     pthread_cond_destroy(&x->pool_wake);
+    pthread_cond_destroy(&x->dirty_ready);
     pthread_cond_destroy(&x->reaper_wake);
     pthread_cond_destroy(&x->removal_ready);
     pthread_cond_destroy(&x->slot_freed);

@@ -174,6 +174,11 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
  * id. ERR_BUSY when ENVHUB_ASYNC_QUEUE_LIMIT jobs wait. */
 int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
                     struct err *err);
+/* executor_submit() for @n jobs, all or none: every job is resolved (its
+ * environment, policy and files) before any is recorded; a failure names
+ * the job ("jobs[i]: ..."). */
+int executor_submit_batch(struct executor *x, const struct job_request *reqs, size_t n,
+                          char (*ret_ids)[32], struct err *err);
 /* Cancel execution @id, queued or running (its row ends interrupted, "cancelled
  * by @by"). ERR_NOT_FOUND when it is neither. */
 int executor_cancel(struct executor *x, const char *id, const char *by, struct err *err);

@@ -35,6 +35,8 @@ struct pool {
     int64_t want;      /* ready containers to keep */
     int64_t recycle;   /* jobs one container may serve; 1: a fresh one each time */
     int64_t starting;  /* being created now */
+    int64_t n_out;     /* recycling: taken by jobs that bring them back */
+    int64_t n_cleaning; /* recycling: back from a job, being cleaned */
     int64_t n_ready;
     struct container_ref *ready;
     uint64_t hits, misses;
@@ -55,6 +57,8 @@ struct exec_counter {
 struct session;
 struct live;
 struct async_job;
+
+#define EXEC_POOL_CLEANERS 2 /* threads cleaning recycled containers */
 
 struct executor {
     const struct config *cfg;
@@ -86,6 +90,9 @@ struct executor {
     pthread_cond_t pool_wake;
     pthread_t pool_thread;
     bool pool_started;
+    pthread_cond_t dirty_ready;  /* a container to clean */
+    pthread_t clean_threads[EXEC_POOL_CLEANERS];
+    size_t n_clean_threads;
 
     /* sessions (session.c) */
     struct session *sessions;
@@ -95,6 +102,7 @@ struct executor {
 
     /* asynchronous jobs and live output (async.c) */
     struct async_job *async_head, *async_tail;
+    struct async_job *async_taken; /* taken by a worker, until they end */
     int64_t async_queued;
     pthread_cond_t async_ready;
     pthread_t *async_threads;
@@ -178,6 +186,8 @@ struct prepared_job {
     struct exec_limits limits;   /* the environment's, lowered by the request */
     bool pool_ok;                /* the environment's own limits: a warm container fits */
     char *warning;               /* the environment's deprecation notice, for the result */
+    struct live *live;           /* opened at submission for asynchronous jobs */
+    char *cancelled_by;          /* under the lock: cancelled before its container ran */
 };
 /* Resolve the environment (404/400 with the seed's messages), pack code and
  * files, fill the row (status queued). exec_job_release() it. */
@@ -195,13 +205,15 @@ int exec_pool_start(struct executor *x, struct err *err);
 /* Stop the pool thread and hand every pooled container to removal. */
 void exec_pool_stop(struct executor *x);
 /* A started container of @image made with limits @l, or NULL (a miss).
- * *ret_uses: jobs it served. */
+ * *ret_uses: jobs it served. @returns: the caller hands it back with
+ * exec_pool_return(..., from_pool true) (a job; a session keeps it). */
 char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
-                     int64_t *ret_uses);
+                     int64_t *ret_uses, bool returns);
 /* After a job: a container that may serve again goes to the clean-up and back
- * to its pool; anything else to removal. */
+ * to its pool (in recycling mode, while the pool's circulation is short of
+ * its target); anything else to removal. */
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
-                      bool usable);
+                      bool usable, bool from_pool);
 
 void exec_pools_free(struct executor *x);
 

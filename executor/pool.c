@@ -23,7 +23,10 @@
 
 #include "core/banned.h"
 
-#define POOL_RETRY_MS 2000 /* after a failure to start a container */
+#define POOL_RETRY_MS 2000     /* after a failure to start a container */
+#define RECYCLE_MAX_ZOMBIES 16 /* more and a recycled container goes away */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static struct pool *pool_find(struct executor *x, const char *image)
 {
@@ -52,7 +55,7 @@ static void to_removal_locked(struct executor *x, struct container_ref *c)
 }
 
 char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
-                     int64_t *ret_uses)
+                     int64_t *ret_uses, bool returns)
 {
     char *id = NULL;
 
@@ -68,6 +71,8 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
         *ret_uses = c->uses;
         id = steal_ptr(c->id);
         exec_ref_free(c);
+        if (returns && p->recycle > 1)
+            p->n_out++; /* it comes back: no replacement unless it does not */
         pthread_cond_signal(&x->pool_wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
@@ -76,8 +81,14 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
     return id;
 }
 
+/* Under the lock: containers of @p in use, in the clean-up, ready or starting. */
+static int64_t circulation(const struct pool *p)
+{
+    return p->n_ready + p->starting + p->n_out + p->n_cleaning;
+}
+
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
-                      bool usable)
+                      bool usable, bool from_pool)
 {
     struct container_ref *c = ref_new(cid, image, uses);
 
@@ -90,12 +101,18 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
             break;
         }
     struct pool *p = pool_find(x, image);
-    if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !x->stopping) {
+    if (p && from_pool && p->n_out > 0)
+        p->n_out--;
+    if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !x->stopping &&
+        circulation(p) < p->want) {
+        p->n_cleaning++;
         c->next = x->dirty;
         x->dirty = c;
-        pthread_cond_signal(&x->pool_wake);
+        pthread_cond_signal(&x->dirty_ready);
     } else {
         to_removal_locked(x, c);
+        if (p && from_pool)
+            pthread_cond_signal(&x->pool_wake); /* its replacement, if the pool is short */
     }
     pthread_mutex_unlock(&x->lock);
 }
@@ -186,14 +203,22 @@ static void apply_targets(struct executor *x, struct target *t, size_t n)
  * can signal only its own processes. */
 static int recycle_clean(struct executor *x, const char *cid, struct err *err)
 {
+    /* Zombies (background processes killed here, whose parent was the
+     * container's first process, which never reaps) cannot be killed and
+     * do no harm but use the pids limit: a few are tolerated. */
     static const char script[] =
         "kill -9 -1 2>/dev/null; "
         "rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
         "/dev/shm/* 2>/dev/null; "
-        "for try in 1 2 3 4 5 6 7 8 9 10; do left=0; "
-        "for p in /proc/[0-9]*; do q=${p#/proc/}; [ \"$q\" = 1 ] || [ \"$q\" = $$ ] || left=1; "
+        "for try in 1 2 3 4 5 6 7 8 9 10; do left=0; z=0; "
+        "for p in /proc/[0-9]*; do q=${p#/proc/}; [ \"$q\" = 1 ] || [ \"$q\" = $$ ] && continue; "
+        "st=; while read -r k v rest; do [ \"$k\" = State: ] && { st=$v; break; }; "
+        "done < $p/status 2>/dev/null; "
+        "case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac; "
         "done; [ $left = 0 ] && break; sleep 0.02; done; "
-        "[ $left = 0 ] && [ -z \"$(ls -A /workspace /tmp 2>/dev/null)\" ]";
+        "[ $left = 0 ] && [ $z -le " STR(RECYCLE_MAX_ZOMBIES) " ] && "
+        "[ -z \"$(ls -A /workspace)\" ] && [ -z \"$(ls -A /tmp)\" ] && "
+        "[ -z \"$(ls -A /dev/shm)\" ]";
     const char *cmd[] = {"/bin/sh", "-c", script, NULL};
     struct engine_exec_spec spec = {
         .cmd = cmd,
@@ -245,6 +270,43 @@ static void refresh_default_image_id(struct executor *x)
     engine_image_info_release(&info);
 }
 
+/* Cleans recycled containers, EXEC_POOL_CLEANERS at a time, so that recycling
+ * keeps up with jobs; a clean container goes back to its pool while the
+ * pool is short of its target, otherwise away. */
+static void *cleaner_main(void *arg)
+{
+    struct executor *x = arg;
+
+    pthread_mutex_lock(&x->lock);
+    while (!x->stopping) {
+        if (!x->dirty) {
+            pthread_cond_wait(&x->dirty_ready, &x->lock);
+            continue;
+        }
+        struct container_ref *c = x->dirty;
+        x->dirty = c->next;
+        pthread_mutex_unlock(&x->lock);
+        struct err err = ERR_INIT;
+        int rc = recycle_clean(x, c->id, &err);
+        if (rc < 0)
+            log_debug("executor: container '%.12s' not recycled: %s", c->id, err.msg);
+        pthread_mutex_lock(&x->lock);
+        struct pool *p = pool_find(x, c->image);
+        if (p)
+            p->n_cleaning--;
+        if (rc == 0 && p && p->wanted && !x->stopping && circulation(p) < p->want) {
+            c->next = p->ready;
+            p->ready = c;
+            p->n_ready++;
+        } else {
+            to_removal_locked(x, c);
+            pthread_cond_signal(&x->pool_wake); /* its replacement, if the pool is short */
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+    return NULL;
+}
+
 static void *pool_main(void *arg)
 {
     struct executor *x = arg;
@@ -266,28 +328,9 @@ static void *pool_main(void *arg)
             free(t);
             continue;
         }
-        if (x->dirty) {
-            struct container_ref *c = x->dirty;
-            x->dirty = c->next;
-            pthread_mutex_unlock(&x->lock);
-            struct err err = ERR_INIT;
-            int rc = recycle_clean(x, c->id, &err);
-            if (rc < 0)
-                log_debug("executor: container '%.12s' not recycled: %s", c->id, err.msg);
-            pthread_mutex_lock(&x->lock);
-            struct pool *p = pool_find(x, c->image);
-            if (rc == 0 && p && p->wanted && !x->stopping) {
-                c->next = p->ready;
-                p->ready = c;
-                p->n_ready++;
-            } else {
-                to_removal_locked(x, c);
-            }
-            continue;
-        }
         struct pool *need = NULL;
         for (struct pool *p = x->pools; p && !need; p = p->next)
-            if (p->wanted && p->n_ready + p->starting < p->want)
+            if (p->wanted && circulation(p) < p->want)
                 need = p;
         if (!need) {
             pthread_cond_wait(&x->pool_wake, &x->lock);
@@ -316,7 +359,7 @@ static void *pool_main(void *arg)
             continue;
         }
         struct container_ref *c = ref_new(id, image, 0);
-        if (p && p->wanted && !x->stopping && p->n_ready < p->want &&
+        if (p && p->wanted && !x->stopping && circulation(p) < p->want &&
             executor_limits_equal(&p->limits, &limits)) {
             c->next = p->ready;
             p->ready = c;
@@ -343,6 +386,11 @@ int exec_pool_start(struct executor *x, struct err *err)
     if (pthread_create(&x->pool_thread, NULL, pool_main, x) != 0)
         return err_set(err, ERR_INTERNAL, "cannot start the warm pool thread");
     x->pool_started = true;
+    for (size_t i = 0; i < EXEC_POOL_CLEANERS; i++) {
+        if (pthread_create(&x->clean_threads[i], NULL, cleaner_main, x) != 0)
+            return err_set(err, ERR_INTERNAL, "cannot start the recycling threads");
+        x->n_clean_threads++;
+    }
     return 0;
 }
 
@@ -350,11 +398,15 @@ void exec_pool_stop(struct executor *x)
 {
     pthread_mutex_lock(&x->lock);
     pthread_cond_broadcast(&x->pool_wake);
+    pthread_cond_broadcast(&x->dirty_ready);
     pthread_mutex_unlock(&x->lock);
     if (x->pool_started) {
         pthread_join(x->pool_thread, NULL);
         x->pool_started = false;
     }
+    for (size_t i = 0; i < x->n_clean_threads; i++)
+        pthread_join(x->clean_threads[i], NULL);
+    x->n_clean_threads = 0;
     pthread_mutex_lock(&x->lock);
     for (struct pool *p = x->pools; p; p = p->next)
         while (p->ready) {

@@ -177,7 +177,7 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
 
     /* a warm container if the pool has one, else a fresh one */
     int64_t uses = 0;
-    _cleanup_free_ char *cid = exec_pool_take(x, image, &limits, &uses);
+    _cleanup_free_ char *cid = exec_pool_take(x, image, &limits, &uses, false);
     if (!cid) {
         struct sandbox sb;
         exec_sandbox_spec(x, image, &limits, &sb);

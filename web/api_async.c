@@ -6,6 +6,7 @@
  * final result as a JSON POST, tried 3 times with backoff by one delivery
  * thread. GET /executions/{id}/output?follow=1 streams a running job's
  * stdout and stderr as server-sent events until it ends. */
+#include <arpa/inet.h>
 #include <civetweb.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -80,8 +81,9 @@ static int parse_url(const char *url, char *host, size_t host_len, int *port, co
 
 static bool host_allowed(const struct config *cfg, const char *host)
 {
-    if (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-        strncmp(host, "127.", 4) == 0)
+    struct in_addr a;
+    if (strcmp(host, "localhost") == 0 ||
+        (inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127))
         return true;
     size_t n = strlen(host);
     for (const char *p = cfg->callback_hosts; *p;) {
@@ -338,10 +340,9 @@ static int parse_job(struct web_request *rq, json_t *obj, struct execute_request
     return 0;
 }
 
-static int submit(struct web_request *rq, const struct execute_request *req, const char *callback,
-                  char id[32], struct err *err)
+static struct job_request job_of(struct web_request *rq, const struct execute_request *req)
 {
-    struct job_request job = {
+    return (struct job_request){
         .code = req->code,
         .code_len = req->code_len,
         .timeout_s = req->timeout_s,
@@ -353,23 +354,52 @@ static int submit(struct web_request *rq, const struct execute_request *req, con
         .principal = rq->principal,
         .client_addr = rq->client_addr,
     };
-    /* counts like a synchronous run: per minute, and at once from queued to ended */
-    if (web_quota_enter(rq->auth, rq, err) < 0)
-        return -1;
-    if (executor_submit(rq->deps->executor, &job, id, err) < 0) {
-        web_quota_leave(rq->auth, rq, false);
-        return -1;
+}
+
+/* Submit @n parsed jobs, all or none. Each counts against the key's quota
+ * like a synchronous run: per minute, and at once from queued to ended. */
+static int submit(struct web_request *rq, const struct execute_request *reqs,
+                  char *const *callbacks, size_t n, char (*ids)[32], struct err *err)
+{
+    struct job_request jobs[BATCH_MAX] = {0};
+    bool held[BATCH_MAX] = {0};
+    size_t entered = 0;
+    int rc = -1;
+
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = job_of(rq, &reqs[i]);
+    for (; entered < n; entered++) {
+        if (web_quota_enter(rq->auth, rq, err) < 0) {
+            if (n > 1)
+                err_prefix(err, "jobs[%zu]", entered);
+            goto out;
+        }
+        held[entered] = rq->quota_held;
+        rq->quota_held = false;
     }
-    web_quota_hold(rq->auth, rq, id);
-    if (callback)
-        callback_add(rq->callbacks, id, callback);
-    /* it may have ended before the callback and the hold were known */
-    _cleanup_(execution_record_release) struct execution_record rec = {0};
-    struct err gerr = ERR_INIT;
-    if (catalog_execution_get(rq->deps->catalog, id, &rec, &gerr) == 0 &&
-        rec.status != EXEC_QUEUED && rec.status != EXEC_RUNNING)
-        on_done(rq->callbacks, id);
-    return 0;
+    if (executor_submit_batch(rq->deps->executor, jobs, n, ids, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        rq->quota_held = held[i];
+        web_quota_hold(rq->auth, rq, ids[i]);
+        held[i] = false;
+        if (callbacks[i])
+            callback_add(rq->callbacks, ids[i], callbacks[i]);
+        /* it may have ended before the callback and the hold were known */
+        _cleanup_(execution_record_release) struct execution_record rec = {0};
+        struct err gerr = ERR_INIT;
+        if (catalog_execution_get(rq->deps->catalog, ids[i], &rec, &gerr) == 0 &&
+            rec.status != EXEC_QUEUED && rec.status != EXEC_RUNNING)
+            on_done(rq->callbacks, ids[i]);
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < entered; i++)
+        if (held[i]) {
+            rq->quota_held = true;
+            web_quota_leave(rq->auth, rq, false);
+        }
+    return rc;
 }
 
 static json_t *read_object(struct web_request *rq, struct err *err)
@@ -398,7 +428,7 @@ void api_submit(struct web_request *rq)
     json_auto_t *doc = read_object(rq, &err);
 
     if (!doc || parse_job(rq, doc, &req, &callback, &err) < 0 ||
-        submit(rq, &req, callback, id, &err) < 0) {
+        submit(rq, &req, &callback, 1, (char (*)[32])id, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -441,21 +471,15 @@ void api_submit_batch(struct web_request *rq)
         }
     }
     if (n == json_array_size(jobs)) {
-        json_t *ids = json_array();
-        for (size_t i = 0; i < n; i++) {
-            char id[32];
-            if (submit(rq, &reqs[i], callbacks[i], id, &err) < 0) {
-                err_prefix(&err, "jobs[%zu] (the ones before it were submitted)", i);
-                json_decref(ids);
-                ids = NULL;
-                break;
-            }
-            json_array_append_new(ids, json_string(id));
-        }
-        if (ids)
-            web_reply_json(rq, 202, json_pack("{s:o, s:s}", "ids", ids, "status", "queued"));
-        else
+        char ids[BATCH_MAX][32];
+        if (submit(rq, reqs, callbacks, n, ids, &err) == 0) {
+            json_t *list = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(list, json_string(ids[i]));
+            web_reply_json(rq, 202, json_pack("{s:o, s:s}", "ids", list, "status", "queued"));
+        } else {
             web_reply_err(rq, &err);
+        }
     } else {
         web_reply_err(rq, &err);
     }

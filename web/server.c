@@ -444,31 +444,32 @@ static int handle(struct mg_connection *conn, void *cbdata)
     size_t route_index = ARRAY_SIZE(w->counts) - 1;
 
     id_random_hex(rq.request_id, 8);
-    if (gate(&rq)) {
-        const struct route *found = NULL;
-        for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
-            if (!route_match(routes[i].pattern, rq.path))
-                continue;
-            path_known = true;
-            if (strcmp(routes[i].method, rq.method) == 0 ||
-                (strcmp(rq.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
-                found = &routes[i];
-                route_index = i;
-                break;
-            }
+    /* The route first, so that refusals at the gate count under it too. */
+    const struct route *found = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+        if (!route_match(routes[i].pattern, rq.path))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i].method, rq.method) == 0 ||
+            (strcmp(rq.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            found = &routes[i];
+            route_index = i;
+            break;
         }
-        if (found) {
-            route_capture(found->pattern, rq.path, params, &n_params);
-            for (size_t i = 0; i < n_params; i++)
-                rq.params[i] = params[i];
-            rq.n_params = n_params;
-            if (web_authorize(w->auth, &rq, found->perm))
-                found->handler(&rq);
-        } else if (path_known) {
-            web_reply_detail(&rq, 405, "method %s is not allowed on %s", rq.method, rq.path);
-        } else {
-            web_reply_detail(&rq, 404, "not found: %s", rq.path);
-        }
+    }
+    if (!gate(&rq)) {
+        /* refused: the gate answered */
+    } else if (found) {
+        route_capture(found->pattern, rq.path, params, &n_params);
+        for (size_t i = 0; i < n_params; i++)
+            rq.params[i] = params[i];
+        rq.n_params = n_params;
+        if (web_authorize(w->auth, &rq, found->perm))
+            found->handler(&rq);
+    } else if (path_known) {
+        web_reply_detail(&rq, 405, "method %s is not allowed on %s", rq.method, rq.path);
+    } else {
+        web_reply_detail(&rq, 404, "not found: %s", rq.path);
     }
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
@@ -616,6 +617,8 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
         "request_timeout_ms", timeout_s,
         "max_request_size", WEB_MAX_HEADERS_SIZE,
         "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "6000", /* past the 5 s clients expect (uvicorn's) */
+        "tcp_nodelay", "1",              /* small JSON answers go out at once */
         "enable_directory_listing", "no",
         "access_control_allow_origin", "",
         "decode_url", "yes",

@@ -8,14 +8,34 @@ import time
 import requests
 
 from helpers import (OUTPUT_LIMIT, catalog_row, describe_containers, docker_api, execute, is_sanitizer_build,
-                     labelled_containers, short, unb64, wait_no_container_left)
+                     labelled_containers, pool_state, short, unb64)
 
 TIMEOUT_SLACK_S = 3.0  # container start + kill + removal on top of the job's timeout
 
 
-def assert_no_container_left(run_label, within=5.0):
-    left = wait_no_container_left(run_label, within)
-    assert not left, f"containers left with {run_label}: {describe_containers(left)}"
+HOSTNAME_FIRST = "import socket\nprint(socket.gethostname(), flush=True)\n"
+
+
+def assert_no_container_left(server, run_label, served=(), within=5.0):
+    """No container of `server` outlives its job: none of the containers that served
+    the jobs (`served`: their hostnames, which are container id prefixes) is left, none
+    is left stopped, and what still runs is no more than its warm pool's target."""
+    instance = server.instance_id()
+    target = int(pool_state(server)[1] or 0)
+    deadline = time.monotonic() + within
+    while True:
+        mine = [c for c in labelled_containers(run_label)
+                if c.get("Labels", {}).get("envhub.instance") == instance]
+        left = [c for c in mine if c.get("State") != "running" or
+                any(h and c["Id"].startswith(h) for h in served)]
+        idle = [c for c in mine if c not in left]
+        if len(idle) > target:
+            left += idle
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    assert not left, (f"containers left with {run_label} (warm pool target {target}, served by the jobs "
+                      f"{list(served)}): {describe_containers(left)}")
 
 
 def test_job_runs_as_uid_1000_without_capabilities_on_a_read_only_root(envhub):
@@ -85,7 +105,7 @@ print(json.dumps(out))
 
 def test_timeout_is_honoured_and_the_container_removed(envhub, run_label):
     t0 = time.monotonic()
-    res = execute(envhub, "print('spinning', flush=True)\nwhile True:\n    pass\n", timeout=2, http_timeout=30)
+    res = execute(envhub, HOSTNAME_FIRST + "while True:\n    pass\n", timeout=2, http_timeout=30)
     elapsed = time.monotonic() - t0
     assert res["success"] is False
     assert res["status"] == "timeout"
@@ -93,17 +113,18 @@ def test_timeout_is_honoured_and_the_container_removed(envhub, run_label):
     assert 1.9 <= elapsed < 2 + TIMEOUT_SLACK_S, f"answered after {elapsed:.2f} s"
     row = catalog_row(envhub.db_path, res["id"])
     assert row["status"] == "timeout" and row["timeout_s"] == 2, row
-    assert_no_container_left(run_label)
+    assert_no_container_left(envhub, run_label, served=[res["stdout"].strip()])
 
 
 def test_600_mb_allocation_ends_as_oom(envhub, run_label):
-    res = execute(envhub, "b = b'x' * (600 * 1024 * 1024)\nprint(len(b))\n", timeout=60)
+    res = execute(envhub, HOSTNAME_FIRST + "b = b'x' * (600 * 1024 * 1024)\nprint(len(b))\n", timeout=60)
     assert res["success"] is False, short(res)
     assert res["status"] == "oom", short(res)
     assert res["error"], short(res)
-    assert res["stdout"] == ""
+    hostname = res["stdout"].strip()
+    assert hostname and "\n" not in hostname, f"only the hostname line should be out: {short(res)}"
     assert catalog_row(envhub.db_path, res["id"])["status"] == "oom"
-    assert_no_container_left(run_label)
+    assert_no_container_left(envhub, run_label, served=[hostname])
 
 
 def test_job_killing_itself_with_sigkill_is_failed_not_oom(envhub):
@@ -115,7 +136,7 @@ def test_job_killing_itself_with_sigkill_is_failed_not_oom(envhub):
     assert catalog_row(envhub.db_path, res["id"])["status"] == "failed"
 
 def test_fork_bomb_is_contained_and_the_server_still_answers(envhub, run_label):
-    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    code = HOSTNAME_FIRST + "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     t0 = time.monotonic()
     res = execute(envhub, code, timeout=5, http_timeout=60)
     elapsed = time.monotonic() - t0
@@ -126,7 +147,7 @@ def test_fork_bomb_is_contained_and_the_server_still_answers(envhub, run_label):
     assert h.status_code == 200, h.text
     after = execute(envhub, 'print("Hello, World!")', timeout=10)
     assert after["success"] is True and after["stdout"] == "Hello, World!\n", short(after)
-    assert_no_container_left(run_label)
+    assert_no_container_left(envhub, run_label, served=[res["stdout"].split("\n")[0].strip()])
 
 
 def test_inode_flood_is_stopped_by_the_inode_limit(envhub):
@@ -283,4 +304,4 @@ def test_execution_time_measures_the_run(envhub):
 
 
 def test_no_container_left_behind(envhub, run_label):
-    assert_no_container_left(run_label)
+    assert_no_container_left(envhub, run_label)
