@@ -136,7 +136,8 @@ struct build_ctx {
     char failed_line[ERR_MSG_MAX]; /* "setup.sh failed at line N: CMD", from the ERR trap */
 };
 
-static int build_log(struct build_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int build_log(struct build_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int build_log(struct build_ctx *c, const char *fmt, ...)
 {
@@ -184,11 +185,10 @@ static char *cgroup_create(struct builder *b, int64_t build_id)
 {
     if (b->cgroups == CGROUP_NONE)
         return NULL;
-    _cleanup_free_ char *name = xasprintf("envhub-build-%s-%lld",
-                                          catalog_instance_id(b->catalog), (long long)build_id);
-    _cleanup_free_ char *dir = b->cgroups == CGROUP_V1
-                                   ? xasprintf(CGROUP_ROOT "/pids/%s", name)
-                                   : xasprintf(CGROUP_ROOT "/%s", name);
+    _cleanup_free_ char *name =
+        xasprintf("envhub-build-%s-%lld", catalog_instance_id(b->catalog), (long long)build_id);
+    _cleanup_free_ char *dir = b->cgroups == CGROUP_V1 ? xasprintf(CGROUP_ROOT "/pids/%s", name)
+                                                       : xasprintf(CGROUP_ROOT "/%s", name);
     _cleanup_free_ char *max = xasprintf("%s/pids.max", dir);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         log_warn("builder: cannot create cgroup '%s', building without a process limit: %s", dir,
@@ -306,8 +306,8 @@ static int verify_image(struct build_ctx *c, const char *image_id, struct packag
     struct builder *b = c->b;
     static const char *const entrypoint[] = {"sleep", NULL};
     static const char *const cmd[] = {"infinity", NULL};
-    _cleanup_free_ char *tmpfs_ws = xasprintf("rw,nosuid,nodev,size=%lld,uid=1000,gid=1000",
-                                              (long long)b->cfg->workspace_size);
+    _cleanup_free_ char *tmpfs_ws =
+        xasprintf("rw,nosuid,nodev,size=%lld,uid=1000,gid=1000", (long long)b->cfg->workspace_size);
     struct engine_tmpfs tmpfs[] = {{"/workspace", tmpfs_ws}, {"/tmp", "rw,nosuid,nodev,size=64m"}};
     struct engine_container_spec spec = {
         .image = image_id,
@@ -336,14 +336,15 @@ static int verify_image(struct build_ctx *c, const char *image_id, struct packag
     if (engine_container_create(b->engine, &spec, &cid, err) < 0 ||
         engine_container_start(b->engine, cid, err) < 0)
         goto out;
-    if (verify_exec(b, cid,
-                    "python3 --version 2>&1 || { echo 'envhub: python3 does not run' >&2; exit 3; }; "
-                    "command -v tar >/dev/null || { echo 'envhub: tar is missing'; exit 4; }; "
-                    "[ \"$(id -u)\" = 1000 ] || { echo \"envhub: runs as uid $(id -u), not 1000\"; "
-                    "exit 5; }; "
-                    "touch /workspace/.envhub-verify && rm /workspace/.envhub-verify || "
-                    "{ echo 'envhub: /workspace is not writable by uid 1000'; exit 6; }",
-                    &out, &code, err) < 0)
+    if (verify_exec(
+            b, cid,
+            "python3 --version 2>&1 || { echo 'envhub: python3 does not run' >&2; exit 3; }; "
+            "command -v tar >/dev/null || { echo 'envhub: tar is missing'; exit 4; }; "
+            "[ \"$(id -u)\" = 1000 ] || { echo \"envhub: runs as uid $(id -u), not 1000\"; "
+            "exit 5; }; "
+            "touch /workspace/.envhub-verify && rm /workspace/.envhub-verify || "
+            "{ echo 'envhub: /workspace is not writable by uid 1000'; exit 6; }",
+            &out, &code, err) < 0)
         goto out;
     if (code != 0) {
         const char *msg = out && *out ? out : "the verification run failed";
@@ -506,13 +507,13 @@ static int accept_container(struct builder *b, const char *image, const struct b
 {
     static const char *const entrypoint[] = {"sleep", NULL};
     static const char *const cmd[] = {"infinity", NULL};
-    _cleanup_free_ char *ws = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,"
-                                        "gid=1000,mode=0755",
-                                        (long long)sb->workspace_size,
-                                        (long long)b->cfg->tmpfs_inodes);
-    _cleanup_free_ char *tmp = xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777",
-                                         (long long)b->cfg->tmp_size,
-                                         (long long)b->cfg->tmpfs_inodes);
+    _cleanup_free_ char *ws =
+        xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,"
+                  "gid=1000,mode=0755",
+                  (long long)sb->workspace_size, (long long)b->cfg->tmpfs_inodes);
+    _cleanup_free_ char *tmp =
+        xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777", (long long)b->cfg->tmp_size,
+                  (long long)b->cfg->tmpfs_inodes);
     struct engine_tmpfs tmpfs[] = {{b->cfg->work_dir, ws}, {"/tmp", tmp}};
     struct engine_container_spec spec = {
         .image = image,
@@ -544,8 +545,7 @@ static int accept_container(struct builder *b, const char *image, const struct b
  * stdout and stderr (together, capped) into *ret_out. */
 static int accept_run(struct builder *b, const char *cid, const char *program,
                       const char *const *args, size_t n_args, int64_t timeout_s, char **ret_out,
-                      char ret_last_err[160], int *ret_code, bool *ret_timed_out,
-                      struct err *err)
+                      char ret_last_err[160], int *ret_code, bool *ret_timed_out, struct err *err)
 {
     /* unbuffered: stdout and stderr reach the build log in the order written */
     static const char *const env[] = {"HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
@@ -553,9 +553,9 @@ static int accept_run(struct builder *b, const char *cid, const char *program,
     _cleanup_free_ char *path = xasprintf("%s/.envhub_acceptance.py", b->cfg->work_dir);
     const char *write_cmd[] = {"/bin/sh", "-c", "cat > \"$1\"", "sh", path, NULL};
     struct engine_exec_result res = {0};
-    struct capture_lines cap = {.out = BUF_INIT(ACCEPT_OUTPUT_MAX),
-                                .partial = {BUF_INIT(ACCEPT_OUTPUT_MAX),
-                                            BUF_INIT(ACCEPT_OUTPUT_MAX)}};
+    struct capture_lines cap = {
+        .out = BUF_INIT(ACCEPT_OUTPUT_MAX),
+        .partial = {BUF_INIT(ACCEPT_OUTPUT_MAX), BUF_INIT(ACCEPT_OUTPUT_MAX)}};
     struct engine_exec_spec spec = {
         .cmd = write_cmd,
         .env = env,
@@ -570,8 +570,9 @@ static int accept_run(struct builder *b, const char *cid, const char *program,
     int rc = engine_exec(b->engine, cid, &spec, &res, err);
     capture_lines_finish(&cap);
     if (rc == 0 && res.exit_code != 0)
-        rc = err_set(err, ERR_INVALID, "cannot write the check into the workspace (exit %d): %.120s",
-                     res.exit_code, buf_str(&cap.out));
+        rc =
+            err_set(err, ERR_INVALID, "cannot write the check into the workspace (exit %d): %.120s",
+                    res.exit_code, buf_str(&cap.out));
     if (rc < 0) {
         buf_release(&cap.out);
         return -1;
@@ -672,8 +673,9 @@ static char *base_pip_freeze(struct build_ctx *c, const char *base_id)
         engine_container_remove(b->engine, cid, &rerr);
     }
     if (!out || code != 0) {
-        build_log(c, "envhub: cannot list the pip packages of base image %s (%s): every pip "
-                     "package is checked",
+        build_log(c,
+                  "envhub: cannot list the pip packages of base image %s (%s): every pip "
+                  "package is checked",
                   base_id, err.msg[0] ? err.msg : "no answer");
         return NULL;
     }
@@ -690,9 +692,11 @@ static char *base_pip_freeze(struct build_ctx *c, const char *base_id)
 /* Is "name==version" a line of @freeze? */
 static bool freeze_has(const char *freeze, const char *name, const char *version)
 {
+    if (!freeze)
+        return false;
     _cleanup_free_ char *line = xasprintf("%s==%s", name, version);
     size_t n = strlen(line);
-    for (const char *p = freeze; p && *p;) {
+    for (const char *p = freeze; *p;) {
         size_t len = strcspn(p, "\r\n");
         if (len == n && strncmp(p, line, n) == 0)
             return true;
@@ -736,13 +740,15 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
             free(dists);
             return 0;
         }
-        build_log(c, "envhub: import check: importing the %zu pip packages the setup script "
-                     "installed, in a sandbox (memory %lld bytes, network %s, timeout %lld s)",
+        build_log(c,
+                  "envhub: import check: importing the %zu pip packages the setup script "
+                  "installed, in a sandbox (memory %lld bytes, network %s, timeout %lld s)",
                   n_dists, (long long)sb.memory, sb.network ? "bridge" : "none",
                   (long long)sb.timeout_s);
     } else {
-        build_log(c, "envhub: acceptance check: running test_script in a sandbox (memory %lld "
-                     "bytes, %.2f CPUs, network %s, uid 1000, read-only root, timeout %lld s)",
+        build_log(c,
+                  "envhub: acceptance check: running test_script in a sandbox (memory %lld "
+                  "bytes, %.2f CPUs, network %s, uid 1000, read-only root, timeout %lld s)",
                   (long long)sb.memory, (double)sb.cpu_millis / 1000,
                   sb.network ? "bridge" : "none", (long long)sb.timeout_s);
     }
@@ -762,7 +768,9 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
         else if (code != 0) /* the last line of stderr says why (a traceback's does) */
             err_set(err, ERR_INVALID, "test_script failed (exit %d%s): %s", code,
                     code == 137 ? ", killed: out of memory?" : "",
-                    *last_err ? last_err : *out ? last_line(out, last, sizeof(last)) : "no output");
+                    *last_err ? last_err
+                    : *out    ? last_line(out, last, sizeof(last))
+                              : "no output");
         else {
             build_log(c, "envhub: test_script passed in %.1f s",
                       (double)(time_mono_ms() - t0) / 1000);
@@ -787,16 +795,17 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
                       (int)(tab ? tab - (line + 5) : (ptrdiff_t)strlen(line + 5)), line + 5,
                       tab ? tab + 1 : "");
         } else if (strncmp(line, "fail\t", 5) == 0) {
-            char *dist = line + 5, *mod = strchr(dist, '\t'), *why = mod ? strchr(mod + 1, '\t')
-                                                                        : NULL;
+            char *dist = line + 5, *mod = strchr(dist, '\t'),
+                 *why = mod ? strchr(mod + 1, '\t') : NULL;
             if (mod)
                 *mod++ = '\0';
             if (why)
                 *why++ = '\0';
-            build_log(c, "envhub: import check: package '%s' does not import (import %s: %s)",
-                      dist, mod ? mod : "?", why ? why : "?");
+            build_log(c, "envhub: import check: package '%s' does not import (import %s: %s)", dist,
+                      mod ? mod : "?", why ? why : "?");
             if (!failed++)
-                snprintf(first_fail, sizeof(first_fail), "package '%.60s' does not import "
+                snprintf(first_fail, sizeof(first_fail),
+                         "package '%.60s' does not import "
                          "(import %.40s: %.100s)",
                          dist, mod ? mod : "?", why ? why : "?");
         } else if (*line) {
@@ -848,8 +857,9 @@ static int try_reuse(struct build_ctx *c, struct package_entry **pkgs, size_t *n
     if (prev.base_image_id &&
         engine_image_inspect(b->engine, c->rec.base_image, &info, &local) == 0 &&
         strcmp(info.id, prev.base_image_id) != 0) {
-        build_log(c, "envhub: definition unchanged, but base image '%s' is now %s (version %lld "
-                     "was built on %s): building again",
+        build_log(c,
+                  "envhub: definition unchanged, but base image '%s' is now %s (version %lld "
+                  "was built on %s): building again",
                   c->rec.base_image, info.id, (long long)prev.version, prev.base_image_id);
         engine_image_info_release(&info);
         return 0;
@@ -859,7 +869,8 @@ static int try_reuse(struct build_ctx *c, struct package_entry **pkgs, size_t *n
         return -1;
     if (catalog_build_packages(b->catalog, prev.id, pkgs, n_pkgs, err) < 0)
         return -1;
-    build_log(c, "envhub: definition unchanged (sha256 %.12s): reusing image %s of '%s' version "
+    build_log(c,
+              "envhub: definition unchanged (sha256 %.12s): reusing image %s of '%s' version "
               "%lld, no build needed",
               c->rec.definition, prev.image_id, prev.environment, (long long)prev.version);
     c->rec.image_id = xstrdup(prev.image_id);
@@ -901,8 +912,7 @@ static int build_image(struct build_ctx *c, struct package_entry **pkgs, size_t 
     if (engine_image_inspect(b->engine, c->rec.base_image, &base, err) < 0) {
         if (err->code != ERR_NOT_FOUND)
             return -1;
-        build_log(c, "envhub: base image '%s' is not in the engine; pulling it",
-                  c->rec.base_image);
+        build_log(c, "envhub: base image '%s' is not in the engine; pulling it", c->rec.base_image);
         if (engine_image_pull(b->engine, c->rec.base_image, on_build_line, c, err) < 0 ||
             engine_image_inspect(b->engine, c->rec.base_image, &base, err) < 0)
             return err_set(err, ERR_INVALID,
@@ -941,8 +951,9 @@ static int build_image(struct build_ctx *c, struct package_entry **pkgs, size_t 
         if (err->code == ERR_INVALID && c->failed_line[0])
             err_set(err, ERR_INVALID, "%s", c->failed_line);
         if (err->code == ERR_TIMEOUT)
-            err_set(err, ERR_TIMEOUT, "the build passed its time limit of %lld s "
-                                      "(ENVHUB_BUILD_TIMEOUT)",
+            err_set(err, ERR_TIMEOUT,
+                    "the build passed its time limit of %lld s "
+                    "(ENVHUB_BUILD_TIMEOUT)",
                     (long long)b->cfg->build_timeout);
         goto out;
     }
@@ -976,8 +987,8 @@ static void run_build(struct builder *b, int64_t id)
         log_warn("builder: cannot start build %lld: %s", (long long)id, err.msg);
         goto done;
     }
-    log_info("builder: build %lld of '%s' version %lld started", (long long)id,
-             c.rec.environment, (long long)c.rec.version);
+    log_info("builder: build %lld of '%s' version %lld started", (long long)id, c.rec.environment,
+             (long long)c.rec.version);
     build_log(&c, "envhub: build of '%s' version %lld started (definition %.12s)",
               c.rec.environment, (long long)c.rec.version, c.rec.definition);
 
@@ -1009,8 +1020,7 @@ static void run_build(struct builder *b, int64_t id)
         build_log(&c, "envhub: build %s: %s", build_status_name(st), err.msg);
         struct err ferr = ERR_INIT;
         if (catalog_build_fail(b->catalog, id, st, err.msg, time_now_ms(), &ferr) < 0)
-            log_warn("builder: cannot record the end of build %lld: %s", (long long)id,
-                     ferr.msg);
+            log_warn("builder: cannot record the end of build %lld: %s", (long long)id, ferr.msg);
         count_build(b, st, time_mono_ms() - t0);
         log_info("builder: build %lld of '%s' %s after %lld ms: %s", (long long)id,
                  c.rec.environment, build_status_name(st), (long long)(time_mono_ms() - t0),
@@ -1078,8 +1088,8 @@ static void *worker_main(void *arg)
 
 /* ---- API ---- */
 
-static int validate(struct builder *b, const char *name, const char *base_image,
-                    const char *script, const char *python_version, struct err *err)
+static int validate(struct builder *b, const char *name, const char *base_image, const char *script,
+                    const char *python_version, struct err *err)
 {
     const char *danger;
 
@@ -1100,8 +1110,7 @@ static int validate(struct builder *b, const char *name, const char *base_image,
     if (!utf8_valid(script, len))
         return err_set(err, ERR_INVALID, "setup_script: not valid UTF-8");
     if ((danger = builder_script_danger(script)))
-        return err_set(err, ERR_INVALID, "setup_script: contains a dangerous command: %s",
-                       danger);
+        return err_set(err, ERR_INVALID, "setup_script: contains a dangerous command: %s", danger);
     if (strlen(python_version) == 0 || strlen(python_version) > 16)
         return err_set(err, ERR_INVALID, "python_version: '%.20s' must be like \"3.11\"",
                        python_version);
@@ -1209,7 +1218,9 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
         .definition = definition,
         .queued_at = time_now_ms(),
         .created_by = (char *)(created_by ? created_by : ""),
-        .policy = (char *)(policy ? policy : env.policy ? env.policy : "{}"),
+        .policy = (char *)(policy       ? policy
+                           : env.policy ? env.policy
+                                        : "{}"),
         .test_script = (char *)test,
     };
     /* the version is assigned by the catalog; the tag follows it */
@@ -1369,8 +1380,9 @@ static void cgroup_remove_leftovers(struct builder *b)
         if (h->d_name[0] == '.')
             continue;
         /* v1: one folder per controller; v2: the build cgroups sit at the root */
-        _cleanup_free_ char *dir = b->cgroups == CGROUP_V2 ? xstrdup(CGROUP_ROOT)
-                                                           : xasprintf(CGROUP_ROOT "/%s", h->d_name);
+        _cleanup_free_ char *dir = b->cgroups == CGROUP_V2
+                                       ? xstrdup(CGROUP_ROOT)
+                                       : xasprintf(CGROUP_ROOT "/%s", h->d_name);
         if (b->cgroups == CGROUP_V2 && strncmp(h->d_name, prefix, plen) == 0) {
             _cleanup_free_ char *path = xasprintf("%s/%s", dir, h->d_name);
             rmdir(path);

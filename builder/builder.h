@@ -47,13 +47,13 @@ void builder_close(struct builder *b);
 
 struct env_definition {
     const char *name;
-    const char *description;    /* NULL: "" */
-    const char *base_image;     /* NULL: the configured default image */
+    const char *description; /* NULL: "" */
+    const char *base_image;  /* NULL: the configured default image */
     const char *setup_script;
     const char *python_version; /* NULL: "3.11" */
     const char *policy;         /* canonical policy JSON (checked by the caller); NULL: "{}" */
     const char *created_by;
-    const char *test_script;    /* acceptance check (python); NULL or "": the import check */
+    const char *test_script; /* acceptance check (python); NULL or "": the import check */
 };
 
 /* Validate @def and create the environment with build 1 queued. *ret (the
@@ -112,11 +112,11 @@ int builder_set_lifecycle(struct builder *b, const char *name, enum env_lifecycl
 /* One environment's base image, then and now. */
 struct drift_report {
     char *environment;
-    int64_t version;     /* in service */
-    char *base_image;    /* the reference it was built FROM */
-    char *built_on;      /* the image id it was built on; NULL when not recorded */
-    char *resolves_to;   /* what the reference resolves to now; NULL: not in the engine */
-    int drifted;         /* 1: they differ; 0: the same; -1: unknown */
+    int64_t version;   /* in service */
+    char *base_image;  /* the reference it was built FROM */
+    char *built_on;    /* the image id it was built on; NULL when not recorded */
+    char *resolves_to; /* what the reference resolves to now; NULL: not in the engine */
+    int drifted;       /* 1: they differ; 0: the same; -1: unknown */
     int64_t checked_at;
 };
 void drift_reports_free(struct drift_report *r, size_t n); /* NULL is fine */
@@ -140,8 +140,8 @@ const char *builder_script_danger(const char *script);
 char *builder_image_ref(const char *name, int64_t version);
 /* sha256 of what decides the image: base image, Python version, script and
  * the Dockerfile template's own version. */
-void builder_definition_hash(const char *base_image, const char *python_version,
-                             const char *script, char out[65]);
+void builder_definition_hash(const char *base_image, const char *python_version, const char *script,
+                             char out[65]);
 /* The Dockerfile of a build. The caller frees. */
 char *builder_dockerfile(const char *base_image, const char *name, int64_t version,
                          const char *definition);

@@ -37,8 +37,8 @@ static const struct danger dangers[] = {
     {"shutdown/reboot/halt/poweroff", CMD "(shutdown|reboot|halt|poweroff)" END},
     {"chmod -R 777 / (opening the whole filesystem)",
      CMD "chmod[[:space:]]+(-[[:alnum:]-]+[[:space:]]+)*[0-7]?777[[:space:]]+/" END},
-    {"chown -R of / (taking the whole filesystem)",
-     CMD "chown[[:space:]]+(-[[:alnum:]-]+[[:space:]]+)*-R[[:space:]]+[^[:space:]]+[[:space:]]+/" END},
+    {"chown -R of / (taking the whole filesystem)", CMD
+     "chown[[:space:]]+(-[[:alnum:]-]+[[:space:]]+)*-R[[:space:]]+[^[:space:]]+[[:space:]]+/" END},
     {"writing to /proc/sysrq-trigger", "/proc/sysrq-trigger"},
 };
 

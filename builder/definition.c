@@ -102,8 +102,9 @@ bool builder_image_ref_valid(const char *ref)
     for (;;) {
         char *end = strchr(p, '/');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        bool is_domain = first && end && (memchr(p, '.', n) || memchr(p, ':', n) ||
-                                          (n == 9 && strncmp(p, "localhost", 9) == 0));
+        bool is_domain =
+            first && end &&
+            (memchr(p, '.', n) || memchr(p, ':', n) || (n == 9 && strncmp(p, "localhost", 9) == 0));
         if (is_domain ? !ref_domain_valid(p, n) : !ref_component_valid(p, n))
             return false;
         if (!end)
@@ -126,8 +127,8 @@ char *builder_image_ref(const char *name, int64_t version)
     return xasprintf("envhub-env/%s-%.8s:v%lld", lower, hash, (long long)version);
 }
 
-void builder_definition_hash(const char *base_image, const char *python_version,
-                             const char *script, char out[65])
+void builder_definition_hash(const char *base_image, const char *python_version, const char *script,
+                             char out[65])
 {
     _cleanup_(buf_release) struct buf b = BUF_INIT(BUF_UNLIMITED);
     /* NUL separators: no field can end inside another */

@@ -657,7 +657,8 @@ int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
-        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot mark unfinished executions interrupted");
+        catalog_sqlite_err(cat->db, rc, ERR_OK, err,
+                           "cannot mark unfinished executions interrupted");
         tx_rollback(cat);
         return -1;
     }

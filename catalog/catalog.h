@@ -57,30 +57,30 @@ enum file_direction { FILE_IN = 0, FILE_OUT = 1 };
 
 struct file_entry {
     enum file_direction direction;
-    char *path;           /* relative to the workspace */
+    char *path; /* relative to the workspace */
     int64_t size;
     char sha256[65];
 };
 
 struct execution_record {
-    char *id;                 /* "ex_" + 24 hex characters */
-    char *environment;        /* NULL: the default image */
+    char *id;                    /* "ex_" + 24 hex characters */
+    char *environment;           /* NULL: the default image */
     int64_t environment_version; /* 0 when no environment */
-    char *image;              /* the image reference used */
-    char *image_id;           /* "sha256:..." or NULL when not known */
-    char *session_id;         /* the session the call belongs to, NULL when none */
-    char *limits;             /* JSON: the limits it ran with; NULL when unknown */
-    char *principal;          /* who ran it */
+    char *image;                 /* the image reference used */
+    char *image_id;              /* "sha256:..." or NULL when not known */
+    char *session_id;            /* the session the call belongs to, NULL when none */
+    char *limits;                /* JSON: the limits it ran with; NULL when unknown */
+    char *principal;             /* who ran it */
     char *client_addr;
     char *code;
     char code_sha256[65];
     int64_t timeout_s;
     enum exec_status status;
-    int exit_code;            /* -1 when none */
-    char *error;              /* NULL when none */
+    int exit_code;                              /* -1 when none */
+    char *error;                                /* NULL when none */
     int64_t queued_at, started_at, finished_at; /* 0 when not yet */
-    int64_t duration_ms;      /* of the user's code; -1 when it did not run */
-    char *stdout_text;        /* as stored: capped */
+    int64_t duration_ms;                        /* of the user's code; -1 when it did not run */
+    char *stdout_text;                          /* as stored: capped */
     char *stderr_text;
     bool stdout_truncated, stderr_truncated;
     struct file_entry *files;
@@ -109,8 +109,7 @@ int catalog_execution_get(struct catalog *cat, const char *id, struct execution_
  * a stop; mark them interrupted at @now. *ret_count says how many. In the
  * same transaction, every final execution not yet in the audit chain (those,
  * and those of a catalog from before the chain) joins it, in seq order. */
-int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count,
-                               struct err *err);
+int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count, struct err *err);
 /* Number of executions (all statuses). */
 int catalog_execution_count(struct catalog *cat, int64_t *ret, struct err *err);
 
@@ -155,16 +154,16 @@ struct env_record {
     char *latest_status; /* "queued", "building", "ready", "failed", "cancelled" */
     char *policy;        /* JSON object: the policy of the version in service (or asked for) */
     /* curation (migration 0008) */
-    char *test_script;   /* the acceptance check (python); NULL: the default import check */
+    char *test_script; /* the acceptance check (python); NULL: the default import check */
     enum env_lifecycle lifecycle;
-    char *replacement;   /* the environment to use instead; NULL when none */
+    char *replacement;    /* the environment to use instead; NULL when none */
     int64_t lifecycle_at; /* when the lifecycle state last changed; 0: never */
     char *lifecycle_by;
-    char *warning;       /* what its executions carry (deprecated, retired); NULL when active */
+    char *warning; /* what its executions carry (deprecated, retired); NULL when active */
     int64_t images_removed_at; /* retired and its images removed; 0: not */
-    char *base_image_id; /* the base image id the version in service was built on */
-    int64_t drift_checked_at; /* the last drift check; 0: never */
-    char *drift_image_id; /* what base_image resolved to then; NULL: not in the engine */
+    char *base_image_id;       /* the base image id the version in service was built on */
+    int64_t drift_checked_at;  /* the last drift check; 0: never */
+    char *drift_image_id;      /* what base_image resolved to then; NULL: not in the engine */
 };
 /* Free the strings and zero *env; NULL and a zeroed record are fine. */
 void env_record_release(struct env_record *env);
@@ -280,10 +279,10 @@ int catalog_build_find_ready_by_definition(struct catalog *cat, const char *defi
  * serves a newer version, the build's version goes into service: the
  * environment gets status ready, the build's version, image, definition,
  * base_image, setup_script, python_version, policy and test_script,
- * b->image_id, no error, no images_removed_at, and updated_at = b->finished_at. The environment, version, image and definition
- * are those stored with the build; the other fields of @b are not read.
- * ERR_NOT_FOUND when the build does not exist (its environment was deleted);
- * ERR_CONFLICT when it is not queued or building. */
+ * b->image_id, no error, no images_removed_at, and updated_at = b->finished_at. The environment,
+ * version, image and definition are those stored with the build; the other fields of @b are not
+ * read. ERR_NOT_FOUND when the build does not exist (its environment was deleted); ERR_CONFLICT
+ * when it is not queued or building. */
 int catalog_build_succeed(struct catalog *cat, const struct build_record *b,
                           const struct package_entry *pkgs, size_t n_pkgs, struct err *err);
 /* Finish build @id with @status (BUILD_FAILED or BUILD_CANCELLED, else
@@ -347,7 +346,7 @@ int catalog_env_runs(struct catalog *cat, const char *name, int64_t now, int64_t
 struct package_hit {
     char *environment;
     int64_t environment_version;
-    bool in_service;            /* that version is the environment's version in service */
+    bool in_service; /* that version is the environment's version in service */
     enum env_lifecycle lifecycle;
     char *manager, *name, *version;
 };
@@ -374,9 +373,9 @@ int version_dpkg_compare(const char *a, const char *b);
 struct version_spec {
     size_t n;
     struct {
-        char op[3];        /* "==", "!=", "<", "<=", ">", ">=" */
+        char op[3]; /* "==", "!=", "<", "<=", ">", ">=" */
         char version[64];
-        bool prefix;       /* "==V.*" / "!=V.*" */
+        bool prefix; /* "==V.*" / "!=V.*" */
     } clauses[VERSION_SPEC_MAX];
 };
 /* ERR_INVALID naming "version" when @text is not a filter. */
@@ -393,13 +392,13 @@ const char *role_name(enum role r);
 int role_parse(const char *name); /* -1 when unknown */
 
 struct key_record {
-    char *id;             /* the public part of the secret */
+    char *id; /* the public part of the secret */
     char *name;
     enum role role;
-    char *secret_sha256;  /* hex; the secret itself is never stored */
+    char *secret_sha256; /* hex; the secret itself is never stored */
     int64_t created_at;
     char *created_by;
-    int64_t revoked_at;   /* 0: active */
+    int64_t revoked_at; /* 0: active */
     char *revoked_by;
     int64_t max_concurrent; /* -1: the role's default */
     int64_t max_per_minute; /* -1: the role's default */
@@ -413,8 +412,7 @@ int catalog_key_create(struct catalog *cat, const struct key_record *key, struct
 /* The key with public id @id, revoked or not; ERR_NOT_FOUND. */
 int catalog_key_get(struct catalog *cat, const char *id, struct key_record *ret, struct err *err);
 /* Every key, by name. */
-int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n,
-                     struct err *err);
+int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n, struct err *err);
 /* Revoke key @name at @at, by @by, with its key.revoke event. ERR_NOT_FOUND;
  * ERR_CONFLICT when it is revoked already. */
 int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const char *by,
@@ -462,7 +460,7 @@ struct history_filter {
                                   * occur in the code (letters and digits; '.', '_' and
                                   * other punctuation separate words) */
     bool has_since, has_until;
-    int64_t since, until;        /* recorded_at in [since, until) */
+    int64_t since, until; /* recorded_at in [since, until) */
 };
 
 /* One execution as the history shows it. List items carry no code, stdout,
@@ -510,11 +508,11 @@ enum history_group { HISTORY_GROUP_ENVIRONMENT = 0, HISTORY_GROUP_STATUS, HISTOR
 /* Statistics of one group. Percentiles are nearest-rank over the rows that
  * have a duration; -1 when none has. */
 struct history_stat {
-    char *key;          /* environment (NULL: the default image), status name, or
-                         * "YYYY-MM-DD" (UTC day of recorded_at) */
-    int64_t count;      /* executions */
-    int64_t timed;      /* of which with a duration */
-    int64_t total_ms;   /* sum of their durations */
+    char *key;        /* environment (NULL: the default image), status name, or
+                       * "YYYY-MM-DD" (UTC day of recorded_at) */
+    int64_t count;    /* executions */
+    int64_t timed;    /* of which with a duration */
+    int64_t total_ms; /* sum of their durations */
     int64_t p50_ms, p95_ms;
 };
 void history_stats_free(struct history_stat *stats, size_t n); /* NULL is fine */
@@ -527,10 +525,10 @@ int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
 
 struct history_verify {
     bool ok;
-    int64_t count;             /* links checked (after the checkpoint) */
-    int64_t head_seq;          /* the newest link: its chain_seq and hash */
+    int64_t count;    /* links checked (after the checkpoint) */
+    int64_t head_seq; /* the newest link: its chain_seq and hash */
     char head_hash[65];
-    bool has_checkpoint;       /* a prune cut the chain: verify starts after it */
+    bool has_checkpoint; /* a prune cut the chain: verify starts after it */
     int64_t checkpoint_seq, checkpoint_before, checkpoint_at, checkpoint_pruned;
     char checkpoint_hash[65];
     /* When !ok: the first execution, in chain order, whose link does not hold
@@ -555,8 +553,8 @@ int catalog_history_verify(struct catalog *cat, struct history_verify *ret, stru
 int catalog_history_verify_file(const char *path, struct history_verify *ret, struct err *err);
 
 struct history_prune {
-    int64_t pruned;          /* executions deleted */
-    int64_t checkpoint_seq;  /* the chain's cut: the last link deleted (0: none ever) */
+    int64_t pruned;         /* executions deleted */
+    int64_t checkpoint_seq; /* the chain's cut: the last link deleted (0: none ever) */
     char checkpoint_hash[65];
 };
 /* Delete the oldest links of the chain whose executions finished before
@@ -577,7 +575,7 @@ int catalog_history_seed(struct catalog *cat, const struct execution_record *rec
 struct session_record {
     char *id;
     char *principal;
-    char *environment;   /* NULL: the default image */
+    char *environment; /* NULL: the default image */
     char *image;
     int64_t idle_timeout_s;
     int64_t created_at;

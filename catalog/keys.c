@@ -70,8 +70,10 @@ static void key_from_row(sqlite3_stmt *st, struct key_record *k)
     k->created_by = column_strdup(st, 5);
     k->revoked_at = sqlite3_column_type(st, 6) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 6);
     k->revoked_by = column_strdup(st, 7);
-    k->max_concurrent = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
-    k->max_per_minute = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9);
+    k->max_concurrent =
+        sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8);
+    k->max_per_minute =
+        sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9);
 }
 
 /* Insert one event; the caller holds the lock (and maybe a transaction). */
@@ -213,8 +215,7 @@ int catalog_key_get(struct catalog *cat, const char *id, struct key_record *ret,
     return 0;
 }
 
-int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n,
-                     struct err *err)
+int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n, struct err *err)
 {
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
@@ -271,8 +272,8 @@ int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const 
         return err_set(err, ERR_CONFLICT, "key '%s' is revoked already", name);
     }
     rc = sqlite3_prepare_v2(cat->db,
-                            "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE name = ?",
-                            -1, &st, NULL);
+                            "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE name = ?", -1,
+                            &st, NULL);
     struct binder b = binder_of(st);
     if (rc == SQLITE_OK) {
         bind_int64(&b, at);

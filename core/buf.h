@@ -14,7 +14,10 @@ struct buf {
     size_t len, cap, limit;
 };
 
-#define BUF_INIT(max) { .data = NULL, .len = 0, .cap = 0, .limit = (max) }
+#define BUF_INIT(max)                                                                              \
+    {                                                                                              \
+        .data = NULL, .len = 0, .cap = 0, .limit = (max)                                           \
+    }
 #define BUF_UNLIMITED ((size_t)-1)
 
 int buf_append(struct buf *b, const void *p, size_t n) __attribute__((warn_unused_result));

@@ -66,8 +66,7 @@ static const struct opt opts[] = {
      "bytes of a request body"},
     {"memory-limit", "MEMORY_LIMIT", OPT_SIZE, OFF(memory_limit), "512m", 6 * MIB, 1024 * GIB,
      "memory of one job"},
-    {"cpu-limit", "CPU_LIMIT", OPT_CPU, OFF(cpu_millis), "1.0", 10, 1024000,
-     "CPUs of one job"},
+    {"cpu-limit", "CPU_LIMIT", OPT_CPU, OFF(cpu_millis), "1.0", 10, 1024000, "CPUs of one job"},
     {"pids-limit", "ENVHUB_PIDS_LIMIT", OPT_INT, OFF(pids_limit), "128", 8, 1000000,
      "processes and threads of one job"},
     {"workspace-size", "ENVHUB_WORKSPACE_SIZE", OPT_SIZE, OFF(workspace_size), "128m", MIB,
@@ -90,10 +89,10 @@ static const struct opt opts[] = {
      16 * MIB, "characters of an environment's setup script"},
     {"build-timeout", "ENVHUB_BUILD_TIMEOUT", OPT_INT, OFF(build_timeout), "1800", 10, 86400,
      "seconds an environment build may take"},
-    {"build-concurrency", "ENVHUB_BUILD_CONCURRENCY", OPT_INT, OFF(build_concurrency), "2", 1,
-     64, "environment builds at once; the rest wait in order"},
-    {"build-memory", "ENVHUB_BUILD_MEMORY", OPT_SIZE, OFF(build_memory), "2g", 64 * MIB,
-     1024 * GIB, "memory of each step of a build"},
+    {"build-concurrency", "ENVHUB_BUILD_CONCURRENCY", OPT_INT, OFF(build_concurrency), "2", 1, 64,
+     "environment builds at once; the rest wait in order"},
+    {"build-memory", "ENVHUB_BUILD_MEMORY", OPT_SIZE, OFF(build_memory), "2g", 64 * MIB, 1024 * GIB,
+     "memory of each step of a build"},
     {"build-cpu", "ENVHUB_BUILD_CPU", OPT_CPU, OFF(build_cpu_millis), "2.0", 100, 1024000,
      "CPUs of a build"},
     {"build-pids", "ENVHUB_BUILD_PIDS", OPT_INT, OFF(build_pids), "1024", 16, 1000000,
@@ -144,8 +143,8 @@ static const struct opt opts[] = {
      3600000, "milliseconds a client may stall while sending a request or reading an answer"},
     {"retire-grace", "ENVHUB_RETIRE_GRACE", OPT_INT, OFF(retire_grace), "604800", 0,
      10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
-    {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0,
-     30 * 86400, "seconds between checks of environments' base images for drift (0: never)"},
+    {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0, 30 * 86400,
+     "seconds between checks of environments' base images for drift (0: never)"},
 };
 
 static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,
@@ -166,9 +165,10 @@ static int opt_set(struct config *cfg, const struct opt *o, const char *value, c
         break;
     case OPT_SIZE:
         if (parse_size(value, &v) < 0 || v < o->min || v > o->max)
-            return err_set(err, ERR_INVALID,
-                           "%s '%s' must be a size (bytes, or with k, m, g) from %lld to %lld bytes",
-                           source, value, (long long)o->min, (long long)o->max);
+            return err_set(
+                err, ERR_INVALID,
+                "%s '%s' must be a size (bytes, or with k, m, g) from %lld to %lld bytes", source,
+                value, (long long)o->min, (long long)o->max);
         break;
     case OPT_CPU: {
         char *end;
@@ -275,7 +275,8 @@ void config_release(struct config *cfg)
 
 void config_print(const struct config *cfg, FILE *out)
 {
-    fprintf(out, "| flag | variable | default | current | meaning |\n| --- | --- | --- | --- | --- |\n");
+    fprintf(out,
+            "| flag | variable | default | current | meaning |\n| --- | --- | --- | --- | --- |\n");
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         const struct opt *o = &opts[i];
         const char *base = (const char *)cfg + o->offset;

@@ -11,48 +11,48 @@
 #include "core/err.h"
 
 struct config {
-    char *listen;              /* ENVHUB_LISTEN: host:port (loopback by default) */
-    char *db_path;             /* ENVHUB_DB: the SQLite catalog file */
-    char *docker_host;         /* DOCKER_HOST: unix:///path of the engine socket */
-    char *default_image;       /* DOCKER_IMAGE: image of jobs that name no environment */
-    char *network_mode;        /* NETWORK_MODE: none or bridge for jobs */
-    char *work_dir;            /* WORK_DIR: the job's working directory in the sandbox */
-    char *cors_origins;        /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
-    char *labels;              /* ENVHUB_LABELS: extra container labels k=v,k=v */
-    char *log_level;           /* ENVHUB_LOG_LEVEL */
-    char *tls_cert;            /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
-    char *tls_key;             /* ENVHUB_TLS_KEY: PEM key when not in the certificate file */
-    int64_t default_timeout;   /* SANDBOX_TIMEOUT: seconds when a request names none */
-    int64_t max_timeout;       /* ENVHUB_MAX_TIMEOUT: the largest timeout a request may ask */
-    int64_t max_code_length;   /* MAX_CODE_LENGTH: bytes of code */
-    int64_t max_file_size;     /* MAX_FILE_SIZE: bytes of one input or output file */
-    int64_t max_files;         /* ENVHUB_MAX_FILES: input files per request */
-    int64_t max_body;          /* ENVHUB_MAX_BODY: bytes of a request body */
-    int64_t memory_limit;      /* MEMORY_LIMIT: bytes of memory per job */
-    int64_t cpu_millis;        /* CPU_LIMIT: thousandths of a CPU per job */
-    int64_t pids_limit;        /* ENVHUB_PIDS_LIMIT: processes per job */
-    int64_t workspace_size;    /* ENVHUB_WORKSPACE_SIZE: bytes of the /workspace tmpfs */
-    int64_t tmp_size;          /* ENVHUB_TMP_SIZE: bytes of the /tmp tmpfs */
-    int64_t tmpfs_inodes;      /* ENVHUB_TMPFS_INODES: inodes of each tmpfs */
-    int64_t output_limit;      /* ENVHUB_OUTPUT_LIMIT: bytes kept of stdout and of stderr */
-    int64_t output_files_limit;/* ENVHUB_OUTPUT_FILES_LIMIT: bytes of all output files of a job */
-    int64_t concurrent_limit;  /* CONCURRENT_LIMIT: jobs running at once */
-    int64_t queue_limit;       /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
-    int64_t server_threads;    /* ENVHUB_THREADS: HTTP worker threads (0: derived) */
-    int64_t max_script_length; /* ENVHUB_MAX_SCRIPT_LENGTH: characters of a setup script */
-    int64_t build_timeout;     /* ENVHUB_BUILD_TIMEOUT: seconds a build may take */
-    int64_t build_concurrency; /* ENVHUB_BUILD_CONCURRENCY: builds at once */
-    int64_t build_memory;      /* ENVHUB_BUILD_MEMORY: bytes of memory per build step */
-    int64_t build_cpu_millis;  /* ENVHUB_BUILD_CPU: thousandths of a CPU per build */
-    int64_t build_pids;        /* ENVHUB_BUILD_PIDS: processes of a build */
+    char *listen;               /* ENVHUB_LISTEN: host:port (loopback by default) */
+    char *db_path;              /* ENVHUB_DB: the SQLite catalog file */
+    char *docker_host;          /* DOCKER_HOST: unix:///path of the engine socket */
+    char *default_image;        /* DOCKER_IMAGE: image of jobs that name no environment */
+    char *network_mode;         /* NETWORK_MODE: none or bridge for jobs */
+    char *work_dir;             /* WORK_DIR: the job's working directory in the sandbox */
+    char *cors_origins;         /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
+    char *labels;               /* ENVHUB_LABELS: extra container labels k=v,k=v */
+    char *log_level;            /* ENVHUB_LOG_LEVEL */
+    char *tls_cert;             /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
+    char *tls_key;              /* ENVHUB_TLS_KEY: PEM key when not in the certificate file */
+    int64_t default_timeout;    /* SANDBOX_TIMEOUT: seconds when a request names none */
+    int64_t max_timeout;        /* ENVHUB_MAX_TIMEOUT: the largest timeout a request may ask */
+    int64_t max_code_length;    /* MAX_CODE_LENGTH: bytes of code */
+    int64_t max_file_size;      /* MAX_FILE_SIZE: bytes of one input or output file */
+    int64_t max_files;          /* ENVHUB_MAX_FILES: input files per request */
+    int64_t max_body;           /* ENVHUB_MAX_BODY: bytes of a request body */
+    int64_t memory_limit;       /* MEMORY_LIMIT: bytes of memory per job */
+    int64_t cpu_millis;         /* CPU_LIMIT: thousandths of a CPU per job */
+    int64_t pids_limit;         /* ENVHUB_PIDS_LIMIT: processes per job */
+    int64_t workspace_size;     /* ENVHUB_WORKSPACE_SIZE: bytes of the /workspace tmpfs */
+    int64_t tmp_size;           /* ENVHUB_TMP_SIZE: bytes of the /tmp tmpfs */
+    int64_t tmpfs_inodes;       /* ENVHUB_TMPFS_INODES: inodes of each tmpfs */
+    int64_t output_limit;       /* ENVHUB_OUTPUT_LIMIT: bytes kept of stdout and of stderr */
+    int64_t output_files_limit; /* ENVHUB_OUTPUT_FILES_LIMIT: bytes of all output files of a job */
+    int64_t concurrent_limit;   /* CONCURRENT_LIMIT: jobs running at once */
+    int64_t queue_limit;        /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
+    int64_t server_threads;     /* ENVHUB_THREADS: HTTP worker threads (0: derived) */
+    int64_t max_script_length;  /* ENVHUB_MAX_SCRIPT_LENGTH: characters of a setup script */
+    int64_t build_timeout;      /* ENVHUB_BUILD_TIMEOUT: seconds a build may take */
+    int64_t build_concurrency;  /* ENVHUB_BUILD_CONCURRENCY: builds at once */
+    int64_t build_memory;       /* ENVHUB_BUILD_MEMORY: bytes of memory per build step */
+    int64_t build_cpu_millis;   /* ENVHUB_BUILD_CPU: thousandths of a CPU per build */
+    int64_t build_pids;         /* ENVHUB_BUILD_PIDS: processes of a build */
     int64_t quota_runner_concurrent;  /* ENVHUB_QUOTA_RUNNER_CONCURRENT (0: none) */
     int64_t quota_runner_per_minute;  /* ENVHUB_QUOTA_RUNNER_PER_MINUTE */
     int64_t quota_curator_concurrent; /* ENVHUB_QUOTA_CURATOR_CONCURRENT */
     int64_t quota_curator_per_minute; /* ENVHUB_QUOTA_CURATOR_PER_MINUTE */
     int64_t request_timeout_ms;       /* ENVHUB_REQUEST_TIMEOUT: ms a read or write may stall */
-    int64_t pool_size;         /* ENVHUB_POOL_SIZE: warm containers of the default image */
-    int64_t pool_recycle;      /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
-    int64_t session_idle_timeout;     /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
+    int64_t pool_size;                /* ENVHUB_POOL_SIZE: warm containers of the default image */
+    int64_t pool_recycle;         /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
+    int64_t session_idle_timeout; /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
     int64_t session_max_idle_timeout; /* ENVHUB_SESSION_MAX_IDLE_TIMEOUT: seconds */
     int64_t sessions_per_principal;   /* ENVHUB_SESSIONS_PER_PRINCIPAL */
     int64_t reaper_interval;          /* ENVHUB_REAPER_INTERVAL: seconds between checks at most */

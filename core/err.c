@@ -92,21 +92,36 @@ void err_clear(struct err *err)
 const char *err_code_name(enum err_code code)
 {
     switch (code) {
-    case ERR_OK: return "ok";
-    case ERR_INVALID: return "invalid";
-    case ERR_UNPROCESSABLE: return "unprocessable";
-    case ERR_NOT_FOUND: return "not_found";
-    case ERR_CONFLICT: return "conflict";
-    case ERR_TOO_LARGE: return "too_large";
-    case ERR_BUSY: return "busy";
-    case ERR_TIMEOUT: return "timeout";
-    case ERR_ENGINE: return "engine";
-    case ERR_UNAVAILABLE: return "unavailable";
-    case ERR_FORBIDDEN: return "forbidden";
-    case ERR_UNSUPPORTED: return "unsupported";
-    case ERR_GONE: return "gone";
-    case ERR_CANCELLED: return "cancelled";
-    case ERR_INTERNAL: return "internal";
+    case ERR_OK:
+        return "ok";
+    case ERR_INVALID:
+        return "invalid";
+    case ERR_UNPROCESSABLE:
+        return "unprocessable";
+    case ERR_NOT_FOUND:
+        return "not_found";
+    case ERR_CONFLICT:
+        return "conflict";
+    case ERR_TOO_LARGE:
+        return "too_large";
+    case ERR_BUSY:
+        return "busy";
+    case ERR_TIMEOUT:
+        return "timeout";
+    case ERR_ENGINE:
+        return "engine";
+    case ERR_UNAVAILABLE:
+        return "unavailable";
+    case ERR_FORBIDDEN:
+        return "forbidden";
+    case ERR_UNSUPPORTED:
+        return "unsupported";
+    case ERR_GONE:
+        return "gone";
+    case ERR_CANCELLED:
+        return "cancelled";
+    case ERR_INTERNAL:
+        return "internal";
     }
     return "unknown";
 }

@@ -13,20 +13,20 @@
 
 enum err_code {
     ERR_OK = 0,
-    ERR_INVALID,     /* 400: the request is wrong */
+    ERR_INVALID,       /* 400: the request is wrong */
     ERR_UNPROCESSABLE, /* 422: the request is malformed (types, JSON, ranges) */
-    ERR_NOT_FOUND,   /* 404 */
-    ERR_CONFLICT,    /* 409 (or 400 where the seed's contract says so) */
-    ERR_TOO_LARGE,   /* 413 */
-    ERR_BUSY,        /* 429 */
-    ERR_TIMEOUT,     /* 504 for a call; a job's own timeout is not an error */
-    ERR_ENGINE,      /* 502: the Docker engine failed or refused */
-    ERR_UNAVAILABLE, /* 503 */
-    ERR_FORBIDDEN,   /* 403 */
-    ERR_UNSUPPORTED, /* 415 */
-    ERR_GONE,        /* 410 */
-    ERR_CANCELLED,   /* the work was cancelled on purpose (shutdown, delete) */
-    ERR_INTERNAL,    /* 500: our bug or the machine's; logged in full */
+    ERR_NOT_FOUND,     /* 404 */
+    ERR_CONFLICT,      /* 409 (or 400 where the seed's contract says so) */
+    ERR_TOO_LARGE,     /* 413 */
+    ERR_BUSY,          /* 429 */
+    ERR_TIMEOUT,       /* 504 for a call; a job's own timeout is not an error */
+    ERR_ENGINE,        /* 502: the Docker engine failed or refused */
+    ERR_UNAVAILABLE,   /* 503 */
+    ERR_FORBIDDEN,     /* 403 */
+    ERR_UNSUPPORTED,   /* 415 */
+    ERR_GONE,          /* 410 */
+    ERR_CANCELLED,     /* the work was cancelled on purpose (shutdown, delete) */
+    ERR_INTERNAL,      /* 500: our bug or the machine's; logged in full */
 };
 
 #define ERR_MSG_MAX 256
@@ -37,7 +37,10 @@ struct err {
     char msg[ERR_MSG_MAX];
 };
 
-#define ERR_INIT { .code = ERR_OK, .sys_errno = 0, .msg = "" }
+#define ERR_INIT                                                                                   \
+    {                                                                                              \
+        .code = ERR_OK, .sys_errno = 0, .msg = ""                                                  \
+    }
 
 /* Each returns -1, so a caller can `return err_set(...)`. */
 int err_set(struct err *err, enum err_code code, const char *fmt, ...)

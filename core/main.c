@@ -25,47 +25,48 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "envhub %s - curated Python environments and sandboxed execution\n"
-            "\n"
-            "usage: envhub [--flag VALUE]... COMMAND [ARGS]\n"
-            "\n"
-            "commands:\n"
-            "  serve                    serve the API on ENVHUB_LISTEN (127.0.0.1:8000)\n"
-            "  migrate                  create or upgrade the catalog (ENVHUB_DB) and exit\n"
-            "  config                   print every setting with its current value\n"
-            "  image exists REF         exit 0 when the engine has image REF, 1 when not\n"
-            "  image import REF TAR     import a root filesystem tar as image REF\n"
-            "  key create --name NAME --role admin|curator|runner|auditor\n"
-            "             [--max-concurrent N] [--max-per-minute N]\n"
-            "                           make an API key (on the catalog file); prints its secret once\n"
-            "  key list | key revoke NAME\n"
-            "  history prune --before DATE  delete executions finished before DATE (on the\n"
-            "                           catalog file), keeping a checkpoint of the audit chain\n"
-            "  audit verify --db PATH   check the audit chain of a catalog file (exit 1: broken)\n"
-            "\n"
-            "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
-            "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER]\n"
-            "             [--test TEST.py] [--wait]\n"
-            "  env list | env show NAME | env logs NAME [-f] | env rm NAME\n"
-            "  env rebuild NAME [SCRIPT] [--base IMAGE] [--test TEST.py | --no-test] [--wait]\n"
-            "                           (--test: an acceptance check run before the version serves)\n"
-            "  env diff NAME [FROM [TO]]  packages added, removed, changed and the script diff\n"
-            "  env deprecate|retire NAME [--replacement OTHER] | env reinstate NAME\n"
-            "  env check [NAME]         base images that drifted (exit 1), with the rebuild to run\n"
-            "  packages NAME [--version SPEC] [--manager pip|dpkg] [--current]\n"
-            "                           environments and versions carrying a package (SPEC: \"<2\")\n"
-            "  run [--env NAME] [--file PATH]... [--out DIR] [--timeout S] CODE_FILE|-\n"
-            "                           run code; exits with its exit code (124: timeout)\n"
-            "  history [--env NAME] [--status S] [--principal P] [--since DATE] [--until DATE]\n"
-            "          [--q WORDS] [--limit N] [--format table|json|csv]\n"
-            "  history show ID | history stats [--group environment|status|day] [filters]\n"
-            "  audit verify             check the audit chain through the server (exit 1: broken)\n"
-            "  version                  print the version\n"
-            "\n"
-            "Every setting is a flag (--listen 127.0.0.1:9000) or an environment variable\n"
-            "(ENVHUB_LISTEN); `envhub config` lists them.\n",
-            ENVHUB_VERSION);
+    fprintf(
+        out,
+        "envhub %s - curated Python environments and sandboxed execution\n"
+        "\n"
+        "usage: envhub [--flag VALUE]... COMMAND [ARGS]\n"
+        "\n"
+        "commands:\n"
+        "  serve                    serve the API on ENVHUB_LISTEN (127.0.0.1:8000)\n"
+        "  migrate                  create or upgrade the catalog (ENVHUB_DB) and exit\n"
+        "  config                   print every setting with its current value\n"
+        "  image exists REF         exit 0 when the engine has image REF, 1 when not\n"
+        "  image import REF TAR     import a root filesystem tar as image REF\n"
+        "  key create --name NAME --role admin|curator|runner|auditor\n"
+        "             [--max-concurrent N] [--max-per-minute N]\n"
+        "                           make an API key (on the catalog file); prints its secret once\n"
+        "  key list | key revoke NAME\n"
+        "  history prune --before DATE  delete executions finished before DATE (on the\n"
+        "                           catalog file), keeping a checkpoint of the audit chain\n"
+        "  audit verify --db PATH   check the audit chain of a catalog file (exit 1: broken)\n"
+        "\n"
+        "client commands (talk to the server at ENVHUB_URL, default http://ENVHUB_LISTEN):\n"
+        "  env create NAME SCRIPT [--base IMAGE] [--description TEXT] [--python VER]\n"
+        "             [--test TEST.py] [--wait]\n"
+        "  env list | env show NAME | env logs NAME [-f] | env rm NAME\n"
+        "  env rebuild NAME [SCRIPT] [--base IMAGE] [--test TEST.py | --no-test] [--wait]\n"
+        "                           (--test: an acceptance check run before the version serves)\n"
+        "  env diff NAME [FROM [TO]]  packages added, removed, changed and the script diff\n"
+        "  env deprecate|retire NAME [--replacement OTHER] | env reinstate NAME\n"
+        "  env check [NAME]         base images that drifted (exit 1), with the rebuild to run\n"
+        "  packages NAME [--version SPEC] [--manager pip|dpkg] [--current]\n"
+        "                           environments and versions carrying a package (SPEC: \"<2\")\n"
+        "  run [--env NAME] [--file PATH]... [--out DIR] [--timeout S] CODE_FILE|-\n"
+        "                           run code; exits with its exit code (124: timeout)\n"
+        "  history [--env NAME] [--status S] [--principal P] [--since DATE] [--until DATE]\n"
+        "          [--q WORDS] [--limit N] [--format table|json|csv]\n"
+        "  history show ID | history stats [--group environment|status|day] [filters]\n"
+        "  audit verify             check the audit chain through the server (exit 1: broken)\n"
+        "  version                  print the version\n"
+        "\n"
+        "Every setting is a flag (--listen 127.0.0.1:9000) or an environment variable\n"
+        "(ENVHUB_LISTEN); `envhub config` lists them.\n",
+        ENVHUB_VERSION);
 }
 
 static int fail(const struct err *err)
@@ -198,8 +199,8 @@ static int cmd_serve(const struct config *cfg)
         goto out;
     }
     log_info("envhub: serving on %s://%s (catalog %s, engine API %s, instance %s)",
-             cfg->tls_cert[0] ? "https" : "http", cfg->listen, cfg->db_path,
-             engine_api_version(e), catalog_instance_id(cat));
+             cfg->tls_cert[0] ? "https" : "http", cfg->listen, cfg->db_path, engine_api_version(e),
+             catalog_instance_id(cat));
 
     sigwait(&stop_signals, &sig);
     log_info("envhub: %s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -58,8 +58,8 @@ int time_parse_iso(const char *s, int64_t *ret_ms)
     struct tm tm = {0};
     int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
 
-    if (parse_digits(&s, 4, &y) < 0 || *s++ != '-' || parse_digits(&s, 2, &mo) < 0 ||
-        *s++ != '-' || parse_digits(&s, 2, &d) < 0)
+    if (parse_digits(&s, 4, &y) < 0 || *s++ != '-' || parse_digits(&s, 2, &mo) < 0 || *s++ != '-' ||
+        parse_digits(&s, 2, &d) < 0)
         return -1;
     if (*s == 'T' || *s == 't' || *s == ' ') {
         s++;
@@ -385,12 +385,25 @@ int parse_size(const char *s, int64_t *ret)
     if (!digits)
         return -1;
     switch (tolower((unsigned char)*s)) {
-    case '\0': break;
-    case 'b': s++; break;
-    case 'k': mult = 1024; s++; break;
-    case 'm': mult = 1024 * 1024; s++; break;
-    case 'g': mult = 1024LL * 1024 * 1024; s++; break;
-    default: return -1;
+    case '\0':
+        break;
+    case 'b':
+        s++;
+        break;
+    case 'k':
+        mult = 1024;
+        s++;
+        break;
+    case 'm':
+        mult = 1024 * 1024;
+        s++;
+        break;
+    case 'g':
+        mult = 1024LL * 1024 * 1024;
+        s++;
+        break;
+    default:
+        return -1;
     }
     /* "512m", "512mb", "512mib"; nothing after a plain "b" */
     if (mult > 1) {

@@ -16,7 +16,8 @@ int64_t time_mono_ms(void);
 #define TIME_ISO_MAX 32
 /* Milliseconds since the epoch -> "2026-11-23T18:38:15.361Z" (UTC, always with its zone). */
 void time_format_iso(int64_t ms, char out[TIME_ISO_MAX]);
-/* RFC 3339 ("2026-11-01", "2026-11-01T10:00:00Z", "...+02:00", fractions) -> ms; -1 if malformed. */
+/* RFC 3339 ("2026-11-01", "2026-11-01T10:00:00Z", "...+02:00", fractions) -> ms; -1 if malformed.
+ */
 int time_parse_iso(const char *s, int64_t *ret_ms);
 
 /* n random bytes from the kernel as 2n lower-case hex characters plus NUL. */

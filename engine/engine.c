@@ -78,13 +78,10 @@ static size_t write_to_buf(char *data, size_t size, size_t n, void *ctx)
 }
 
 /* Map an HTTP status from the engine and its body to our error. */
-static int engine_http_error(long status, const struct buf *body, const char *what,
-                             struct err *err)
+static int engine_http_error(long status, const struct buf *body, const char *what, struct err *err)
 {
     _cleanup_free_ char *msg = engine_parse_error_message(body->data ? body->data : "", body->len);
-    enum err_code code = status == 404 ? ERR_NOT_FOUND
-                         : status == 409 ? ERR_CONFLICT
-                                         : ERR_ENGINE;
+    enum err_code code = status == 404 ? ERR_NOT_FOUND : status == 409 ? ERR_CONFLICT : ERR_ENGINE;
     return err_set(err, code, "%s: %s (engine status %ld)", what, msg, status);
 }
 
@@ -103,13 +100,13 @@ static CURL *engine_handle(struct engine *e, const char *url, long timeout_ms)
 }
 
 struct request {
-    const char *method;     /* "GET", "POST", "DELETE" */
-    const char *path;       /* after the version prefix, e.g. "/containers/create" */
-    bool unversioned;       /* /version and /_ping before negotiation */
-    const char *body;       /* JSON, or NULL */
-    const void *body_bin;   /* or bytes (a tar), with body_bin_len */
+    const char *method;   /* "GET", "POST", "DELETE" */
+    const char *path;     /* after the version prefix, e.g. "/containers/create" */
+    bool unversioned;     /* /version and /_ping before negotiation */
+    const char *body;     /* JSON, or NULL */
+    const void *body_bin; /* or bytes (a tar), with body_bin_len */
     size_t body_bin_len;
-    int body_fd;            /* streamed body from a file, or -1 */
+    int body_fd; /* streamed body from a file, or -1 */
     const char *content_type;
     long timeout_ms;
     /* streamed answer: called for each piece; NULL: collected into resp */
@@ -251,7 +248,10 @@ int engine_open(const char *host, struct engine **ret, struct err *err)
 {
     struct engine *e;
     _cleanup_(buf_release) struct buf resp = BUF_INIT(ENGINE_MAX_BODY);
-    struct request rq = {.method = "GET", .path = "/version", .unversioned = true, .body_fd = -1,
+    struct request rq = {.method = "GET",
+                         .path = "/version",
+                         .unversioned = true,
+                         .body_fd = -1,
                          .timeout_ms = 10000};
     long status = 0;
     json_error_t jerr;
@@ -683,9 +683,8 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
     }
 
     engine_demux_init(&demux);
-    if (head.len > head_len &&
-        engine_demux_feed(&demux, head.data + head_len, head.len - head_len, spec->output,
-                          spec->output_ctx, &why) < 0) {
+    if (head.len > head_len && engine_demux_feed(&demux, head.data + head_len, head.len - head_len,
+                                                 spec->output, spec->output_ctx, &why) < 0) {
         if (why)
             return err_set(err, ERR_ENGINE, "%s", why);
         ret->stopped = true;

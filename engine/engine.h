@@ -41,8 +41,9 @@ struct engine_label {
 };
 
 struct engine_tmpfs {
-    const char *path;    /* mount point, e.g. "/workspace" */
-    const char *options; /* "rw,nosuid,nodev,size=67108864,nr_inodes=8192,uid=1000,gid=1000,mode=0700" */
+    const char *path; /* mount point, e.g. "/workspace" */
+    const char
+        *options; /* "rw,nosuid,nodev,size=67108864,nr_inodes=8192,uid=1000,gid=1000,mode=0700" */
 };
 
 /* What a container is made of; every pointer is borrowed for the call. */
@@ -57,12 +58,12 @@ struct engine_container_spec {
     size_t n_labels;
     const struct engine_tmpfs *tmpfs;
     size_t n_tmpfs;
-    int64_t memory_bytes;          /* 0: no limit; swap is always limited to the same */
-    int64_t nano_cpus;             /* 0: no limit */
-    int64_t pids_limit;            /* 0: no limit */
-    int64_t shm_size;              /* 0: the engine's default */
-    const char *network_mode;      /* "none", "bridge"; NULL: the engine's default */
-    bool network_disabled;         /* no network stack at all (faster start) */
+    int64_t memory_bytes;     /* 0: no limit; swap is always limited to the same */
+    int64_t nano_cpus;        /* 0: no limit */
+    int64_t pids_limit;       /* 0: no limit */
+    int64_t shm_size;         /* 0: the engine's default */
+    const char *network_mode; /* "none", "bridge"; NULL: the engine's default */
+    bool network_disabled;    /* no network stack at all (faster start) */
     bool read_only_rootfs;
     bool cap_drop_all;
     bool no_new_privileges;
@@ -85,10 +86,10 @@ struct engine_container_state {
     bool oom_killed;
     int exit_code;
     char image_id[80]; /* "sha256:..." the container runs */
-    char status[16]; /* "created", "running", "exited", ... */
+    char status[16];   /* "created", "running", "exited", ... */
 };
-int engine_container_inspect(struct engine *e, const char *id,
-                             struct engine_container_state *ret, struct err *err);
+int engine_container_inspect(struct engine *e, const char *id, struct engine_container_state *ret,
+                             struct err *err);
 
 /* Ids (NULL-terminated array, strv_free() it) of all containers, running or
  * not, carrying label @key=@value (or just @key when @value is NULL). */
@@ -101,8 +102,7 @@ enum engine_stream { ENGINE_STDIN = 0, ENGINE_STDOUT = 1, ENGINE_STDERR = 2 };
 
 /* Output sink: called for each chunk of the exec's stdout or stderr, in
  * order. Return 0 to go on, -1 to stop reading (the exec is abandoned). */
-typedef int (*engine_output_fn)(void *ctx, enum engine_stream stream, const char *data,
-                                size_t len);
+typedef int (*engine_output_fn)(void *ctx, enum engine_stream stream, const char *data, size_t len);
 
 struct engine_exec_spec {
     const char *const *cmd; /* NULL-terminated argv */
@@ -113,13 +113,13 @@ struct engine_exec_spec {
     size_t stdin_len;
     engine_output_fn output;
     void *output_ctx;
-    int64_t deadline_ms;    /* time_mono_ms() deadline; 0: none */
+    int64_t deadline_ms; /* time_mono_ms() deadline; 0: none */
 };
 
 struct engine_exec_result {
-    int exit_code;     /* -1 when the exec did not finish (deadline, stopped) */
-    bool timed_out;    /* the deadline passed before the output ended */
-    bool stopped;      /* the output callback asked to stop */
+    int exit_code;  /* -1 when the exec did not finish (deadline, stopped) */
+    bool timed_out; /* the deadline passed before the output ended */
+    bool stopped;   /* the output callback asked to stop */
 };
 
 /* Create an exec in running container @id, start it on a hijacked
@@ -148,9 +148,9 @@ int engine_demux_feed(struct engine_demux *d, const char *data, size_t len, engi
 /* ---- images ---- */
 
 struct engine_image_info {
-    char *id;          /* "sha256:..." */
+    char *id; /* "sha256:..." */
     int64_t size;
-    char *created;     /* ISO 8601 as the engine says */
+    char *created; /* ISO 8601 as the engine says */
 };
 void engine_image_info_release(struct engine_image_info *info);
 /* GET /images/{ref}/json; ERR_NOT_FOUND when the image is not local. */
@@ -170,9 +170,9 @@ int engine_image_remove(struct engine *e, const char *ref, bool force, struct er
 typedef int (*engine_line_fn)(void *ctx, const char *line);
 
 struct engine_build_spec {
-    const void *context;       /* the build context, a tar */
+    const void *context; /* the build context, a tar */
     size_t context_len;
-    const char *tag;           /* "repo:tag" the image gets */
+    const char *tag; /* "repo:tag" the image gets */
     const struct engine_label *labels;
     size_t n_labels;
     int64_t memory_bytes;      /* per build step; 0: no limit */
@@ -200,8 +200,8 @@ int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line,
 int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err);
 
 struct engine_info {
-    char cgroup_driver[16];  /* "cgroupfs", "systemd" */
-    char cgroup_version[4];  /* "1", "2" */
+    char cgroup_driver[16]; /* "cgroupfs", "systemd" */
+    char cgroup_version[4]; /* "1", "2" */
 };
 /* GET /info. */
 int engine_info(struct engine *e, struct engine_info *ret, struct err *err);
@@ -211,8 +211,8 @@ int engine_info(struct engine *e, struct engine_info *ret, struct err *err);
  * lines for on_line, {"aux": {"ID"}} gives the image id, {"error"} the
  * failure. Pure, for tests. */
 struct engine_progress {
-    struct buf partial;   /* an unfinished JSON line */
-    struct buf text;      /* "stream" text not yet ended by a newline */
+    struct buf partial; /* an unfinished JSON line */
+    struct buf text;    /* "stream" text not yet ended by a newline */
     char image_id[80];
     char error[ERR_MSG_MAX];
     engine_line_fn on_line;

@@ -219,7 +219,6 @@ static void split_lines(struct buf *b, const char *s, size_t len,
     }
 }
 
-
 /* "stream" text: complete lines go out, the rest waits for its newline. */
 static void progress_text(struct engine_progress *p, const char *s, size_t len)
 {
@@ -251,8 +250,8 @@ static void progress_object(struct engine_progress *p, const char *json, size_t 
         json_t *detail = json_object_get(doc, "progressDetail");
         if (!json_is_object(detail) || json_object_size(detail) == 0) {
             const char *id = json_string_value(json_object_get(doc, "id"));
-            _cleanup_free_ char *line = id ? xasprintf("%s: %s", id, json_string_value(v))
-                                           : xstrdup(json_string_value(v));
+            _cleanup_free_ char *line =
+                id ? xasprintf("%s: %s", id, json_string_value(v)) : xstrdup(json_string_value(v));
             progress_emit(p, line, strlen(line));
         }
     }

@@ -237,7 +237,7 @@ out:
 int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
                     struct err *err)
 {
-    return executor_submit_batch(x, req, 1, (char (*)[32])ret_id, err);
+    return executor_submit_batch(x, req, 1, (char(*)[32])ret_id, err);
 }
 
 static void notify_done(struct executor *x, const char *id)

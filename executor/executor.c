@@ -202,8 +202,9 @@ void exec_sandbox_spec(struct executor *x, const char *image, const struct exec_
     snprintf(sb->workspace_opts, sizeof(sb->workspace_opts),
              "rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,gid=1000,mode=0755",
              (long long)l->workspace_size, (long long)cfg->tmpfs_inodes);
-    snprintf(sb->tmp_opts, sizeof(sb->tmp_opts), "rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777",
-             (long long)cfg->tmp_size, (long long)cfg->tmpfs_inodes);
+    snprintf(sb->tmp_opts, sizeof(sb->tmp_opts),
+             "rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777", (long long)cfg->tmp_size,
+             (long long)cfg->tmpfs_inodes);
     sb->tmpfs[0] = (struct engine_tmpfs){cfg->work_dir, sb->workspace_opts};
     sb->tmpfs[1] = (struct engine_tmpfs){"/tmp", sb->tmp_opts};
     s->image = image;
@@ -260,7 +261,7 @@ void exec_count(struct executor *x, const char *environment, enum exec_status st
 }
 
 void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
-                         const struct job_file *files, size_t n)
+                       const struct job_file *files, size_t n)
 {
     rec->files = xrealloc(rec->files, (rec->n_files + n + 1) * sizeof(*rec->files));
     for (size_t i = 0; i < n; i++) {
@@ -311,8 +312,8 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
                        (long long)timeout, req->environment ? req->environment : "the default",
                        (long long)pj->limits.timeout_max);
     pj->input_tar = (struct buf)BUF_INIT((size_t)pj->limits.workspace_size);
-    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj->input_tar,
-                        err) < 0) {
+    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj->input_tar, err) <
+        0) {
         buf_release(&pj->input_tar);
         if (err->code == ERR_TOO_LARGE)
             return err_set(err, ERR_TOO_LARGE,
@@ -379,8 +380,8 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     rec->status = EXEC_RUNNING;
     rec->started_at = time_now_ms();
     struct err touch_err = ERR_INIT;
-    if (rec->environment && catalog_env_touch(x->catalog, rec->environment, rec->started_at,
-                                              &touch_err) < 0)
+    if (rec->environment &&
+        catalog_env_touch(x->catalog, rec->environment, rec->started_at, &touch_err) < 0)
         log_warn("executor: cannot update last_used of '%s', ignoring: %s", rec->environment,
                  touch_err.msg);
     if ((recorded ? catalog_execution_start(x->catalog, rec->id, rec->started_at, err)
@@ -476,8 +477,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     rec->stdout_truncated = res.stdout_truncated;
     rec->stderr_truncated = res.stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
-    exec_count(x, rec->environment, res.status,
-               res.status == EXEC_ERROR ? -1 : res.execution_time);
+    exec_count(x, rec->environment, res.status, res.status == EXEC_ERROR ? -1 : res.execution_time);
     if (catalog_execution_finish(x->catalog, rec, err) < 0) {
         job_result_release(&res);
         return err_prefix(err, "cannot record the result of execution '%s'", rec->id);
@@ -706,9 +706,9 @@ int executor_metrics(struct executor *x, struct buf *out)
                 continue;
             fail |= buf_appends(out, "envhub_executions_total{environment=\"");
             fail |= label_escape(out, c->environment);
-            fail |= buf_appendf(out, "\",status=\"%s\"} %llu\n",
-                                exec_status_name((enum exec_status)s),
-                                (unsigned long long)c->by_status[s]);
+            fail |=
+                buf_appendf(out, "\",status=\"%s\"} %llu\n", exec_status_name((enum exec_status)s),
+                            (unsigned long long)c->by_status[s]);
         }
     fail |= buf_appends(out, "# HELP envhub_execution_duration_seconds Time user code ran.\n"
                              "# TYPE envhub_execution_duration_seconds histogram\n");

@@ -45,9 +45,9 @@ struct exec_limits {
     int64_t memory;                       /* bytes */
     int64_t cpu_millis;                   /* thousandths of a CPU */
     int64_t pids;
-    int64_t output_limit;                 /* bytes kept of stdout and of stderr */
-    int64_t workspace_size;               /* bytes of /workspace */
-    bool network;                         /* bridge; else none */
+    int64_t output_limit;   /* bytes kept of stdout and of stderr */
+    int64_t workspace_size; /* bytes of /workspace */
+    bool network;           /* bridge; else none */
     int64_t pool_size, recycle;
 };
 /* The server's defaults (no policy). */
@@ -82,12 +82,12 @@ void job_files_free(struct job_file *files, size_t n);
 struct job_request {
     const char *code;
     size_t code_len;
-    int64_t timeout_s;            /* already validated against the server's limits */
-    bool timeout_given;           /* false: the environment's default timeout applies */
+    int64_t timeout_s;                     /* already validated against the server's limits */
+    bool timeout_given;                    /* false: the environment's default timeout applies */
     const struct job_overrides *overrides; /* may be NULL */
-    const struct job_file *files; /* validated: safe names, sizes */
+    const struct job_file *files;          /* validated: safe names, sizes */
     size_t n_files;
-    const char *environment;      /* NULL: the default image */
+    const char *environment; /* NULL: the default image */
     const char *principal;
     const char *client_addr;
 };
@@ -95,19 +95,19 @@ struct job_request {
 struct job_result {
     char id[32];
     enum exec_status status;
-    int exit_code;               /* -1 when the code did not finish */
-    char *stdout_text;           /* valid UTF-8, capped */
+    int exit_code;     /* -1 when the code did not finish */
+    char *stdout_text; /* valid UTF-8, capped */
     size_t stdout_len;
     bool stdout_truncated;
     char *stderr_text;
     size_t stderr_len;
     bool stderr_truncated;
-    double execution_time;       /* seconds the code ran */
-    struct job_file *files;      /* output files */
+    double execution_time;  /* seconds the code ran */
+    struct job_file *files; /* output files */
     size_t n_files;
-    char **files_skipped;        /* "path: reason", NULL-terminated; may be NULL */
-    char *error;                 /* NULL on success, else the seed's message */
-    char *warning;               /* the environment is deprecated: says so; else NULL */
+    char **files_skipped; /* "path: reason", NULL-terminated; may be NULL */
+    char *error;          /* NULL on success, else the seed's message */
+    char *warning;        /* the environment is deprecated: says so; else NULL */
 };
 void job_result_release(struct job_result *r);
 
@@ -128,13 +128,13 @@ void executor_stats(struct executor *x, struct executor_stats *ret);
 /* ---- sessions: one container kept for a conversation ---- */
 
 struct session_info {
-    char id[32];               /* "se_" + 24 hex characters */
+    char id[32]; /* "se_" + 24 hex characters */
     char *principal;
-    char *environment;         /* NULL: the default image */
+    char *environment; /* NULL: the default image */
     int64_t environment_version;
     char *image;
-    int64_t created_at;        /* ms since the epoch */
-    int64_t last_activity;     /* ms since the epoch */
+    int64_t created_at;    /* ms since the epoch */
+    int64_t last_activity; /* ms since the epoch */
     int64_t idle_timeout_s;
     int64_t calls;
     bool busy;

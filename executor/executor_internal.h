@@ -31,16 +31,16 @@ struct container_ref {
 struct pool {
     char *image;
     struct exec_limits limits; /* its containers are made with these */
-    char *environment; /* NULL: the default image */
-    int64_t want;      /* ready containers to keep */
-    int64_t recycle;   /* jobs one container may serve; 1: a fresh one each time */
-    int64_t starting;  /* being created now */
-    int64_t n_out;     /* recycling: taken by jobs that bring them back */
-    int64_t n_cleaning; /* recycling: back from a job, being cleaned */
+    char *environment;         /* NULL: the default image */
+    int64_t want;              /* ready containers to keep */
+    int64_t recycle;           /* jobs one container may serve; 1: a fresh one each time */
+    int64_t starting;          /* being created now */
+    int64_t n_out;             /* recycling: taken by jobs that bring them back */
+    int64_t n_cleaning;        /* recycling: back from a job, being cleaned */
     int64_t n_ready;
     struct container_ref *ready;
     uint64_t hits, misses;
-    bool wanted;       /* still in the targets after the last refresh */
+    bool wanted; /* still in the targets after the last refresh */
     struct pool *next;
 };
 
@@ -67,7 +67,7 @@ struct executor {
 
     struct engine_label labels[EXEC_MAX_LABELS];
     size_t n_labels;
-    char *label_storage; /* the extra labels' text, split in place */
+    char *label_storage;    /* the extra labels' text, split in place */
     char *default_image_id; /* cached; refreshed with the pool */
 
     pthread_mutex_t lock; /* guards everything below */
@@ -90,7 +90,7 @@ struct executor {
     pthread_cond_t pool_wake;
     pthread_t pool_thread;
     bool pool_started;
-    pthread_cond_t dirty_ready;  /* a container to clean */
+    pthread_cond_t dirty_ready; /* a container to clean */
     pthread_t clean_threads[EXEC_POOL_CLEANERS];
     size_t n_clean_threads;
 
@@ -159,14 +159,14 @@ struct job_outcome {
     bool container_usable; /* it may serve again (recycling, sessions) */
     bool engine_failed;
     struct err engine_err;
-    char *image_id;        /* when learnt from the container */
+    char *image_id; /* when learnt from the container */
 };
 
 /* Run the code of @io in container @cid: fills @res (status, outputs, files,
  * error, execution_time) and @out. Never fails: an engine failure is status
  * error with the reason. */
-void job_run(struct executor *x, const char *cid, const struct job_io *io,
-             struct job_result *res, struct job_outcome *out);
+void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
+             struct job_outcome *out);
 
 /* The wrapper's report ending stderr: "\0envhub-status RC FILES OOM\0".
  * Returns true when @tail ends with one; ret->len is its length. Pure. */
@@ -183,11 +183,11 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
 struct prepared_job {
     struct execution_record rec; /* the row, filled as the job goes */
     struct buf input_tar;
-    struct exec_limits limits;   /* the environment's, lowered by the request */
-    bool pool_ok;                /* the environment's own limits: a warm container fits */
-    char *warning;               /* the environment's deprecation notice, for the result */
-    struct live *live;           /* opened at submission for asynchronous jobs */
-    char *cancelled_by;          /* under the lock: cancelled before its container ran */
+    struct exec_limits limits; /* the environment's, lowered by the request */
+    bool pool_ok;              /* the environment's own limits: a warm container fits */
+    char *warning;             /* the environment's deprecation notice, for the result */
+    struct live *live;         /* opened at submission for asynchronous jobs */
+    char *cancelled_by;        /* under the lock: cancelled before its container ran */
 };
 /* Resolve the environment (404/400 with the seed's messages), pack code and
  * files, fill the row (status queued). exec_job_release() it. */

@@ -21,10 +21,10 @@
 
 #include "core/banned.h"
 
-#define JOB_TAIL 96              /* bytes of stderr kept for the report */
+#define JOB_TAIL 96 /* bytes of stderr kept for the report */
 #define JOB_SKIPPED_MAX 65536
 #define JOB_COLLECT_TIMEOUT_MS 30000
-#define JOB_SESSION_GRACE_S 5    /* the in-container timeout fires first */
+#define JOB_SESSION_GRACE_S 5 /* the in-container timeout fires first */
 
 static const char marker_tag[] = "envhub-status ";
 
@@ -272,8 +272,8 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
     buf_release(&col.report);
 }
 
-void job_run(struct executor *x, const char *cid, const struct job_io *io,
-             struct job_result *res, struct job_outcome *out)
+void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
+             struct job_outcome *out)
 {
     _cleanup_free_ char *script = wrapper_script(io);
     const char *run_cmd[] = {"/bin/sh", "-c", script, NULL};
@@ -320,8 +320,8 @@ void job_run(struct executor *x, const char *cid, const struct job_io *io,
         want_files = marker.files;
     }
 
-    bool session_timeout = io->session && have_marker && marker.rc == 124 &&
-                           t1 - t0 >= io->timeout_s * 1000 - 200;
+    bool session_timeout =
+        io->session && have_marker && marker.rc == 124 && t1 - t0 >= io->timeout_s * 1000 - 200;
     if (run.timed_out || session_timeout) {
         if (run.timed_out && !io->session) {
             struct err kerr = ERR_INIT;

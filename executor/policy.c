@@ -51,8 +51,9 @@ static int int_field(json_t *doc, const char *name, int64_t min, int64_t max, co
         return err_set(err, ERR_INVALID, "policy.%s: %lld is below the minimum of %lld", name,
                        (long long)x, (long long)min);
     if (x > max)
-        return err_set(err, ERR_INVALID, "policy.%s: %lld is over the server's maximum of %lld (%s)",
-                       name, (long long)x, (long long)max, max_name);
+        return err_set(err, ERR_INVALID,
+                       "policy.%s: %lld is over the server's maximum of %lld (%s)", name,
+                       (long long)x, (long long)max, max_name);
     *v = x;
     json_object_set_new(canon, name, json_integer(x));
     return 0;
@@ -65,9 +66,9 @@ int executor_policy_parse(const struct config *cfg, const char *json, struct exe
     json_auto_t *doc = json_loads(json && *json ? json : "{}", 0, &jerr);
     json_auto_t *canon = json_object();
     struct exec_limits l;
-    static const char *const known[] = {"timeout_default", "timeout_max", "memory", "cpu", "pids",
-                                        "output_limit", "workspace_size", "network", "pool_size",
-                                        "recycle"};
+    static const char *const known[] = {
+        "timeout_default", "timeout_max",    "memory",  "cpu",       "pids",
+        "output_limit",    "workspace_size", "network", "pool_size", "recycle"};
 
     executor_limits_default(cfg, &l);
     if (!json_is_object(doc))
@@ -175,12 +176,11 @@ int executor_limits_lower(const struct exec_limits *env, const struct job_overri
 
 char *executor_limits_json(const struct exec_limits *l, int64_t timeout_s)
 {
-    json_t *doc = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:s}", "timeout", (json_int_t)timeout_s,
-                            "memory", (json_int_t)l->memory, "cpu", (double)l->cpu_millis / 1000,
-                            "pids", (json_int_t)l->pids, "output_limit",
-                            (json_int_t)l->output_limit, "workspace_size",
-                            (json_int_t)l->workspace_size, "network",
-                            l->network ? "bridge" : "none");
+    json_t *doc = json_pack(
+        "{s:I, s:I, s:f, s:I, s:I, s:I, s:s}", "timeout", (json_int_t)timeout_s, "memory",
+        (json_int_t)l->memory, "cpu", (double)l->cpu_millis / 1000, "pids", (json_int_t)l->pids,
+        "output_limit", (json_int_t)l->output_limit, "workspace_size",
+        (json_int_t)l->workspace_size, "network", l->network ? "bridge" : "none");
     char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
     return s;

@@ -45,7 +45,6 @@ static struct container_ref *ref_new(const char *id, const char *image, int64_t 
     return c;
 }
 
-
 /* Under the lock: to the removal thread. */
 static void to_removal_locked(struct executor *x, struct container_ref *c)
 {
@@ -72,7 +71,7 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
         id = steal_ptr(c->id);
         exec_ref_free(c);
         if (returns && p->recycle > 1)
-            p->n_out++; /* it comes back: no replacement unless it does not */
+            p->n_out++;                     /* it comes back: no replacement unless it does not */
         pthread_cond_signal(&x->pool_wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
@@ -139,8 +138,8 @@ static size_t read_targets(struct executor *x, struct target **ret)
         n = 0;
     }
     t = xcalloc(n + 1, sizeof(*t));
-    t[k] = (struct target){xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size,
-                           x->cfg->pool_recycle, {0}};
+    t[k] = (struct target){
+        xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size, x->cfg->pool_recycle, {0}};
     executor_limits_default(x->cfg, &t[k++].limits);
     for (size_t i = 0; i < n; i++) {
         struct exec_limits l;
@@ -216,9 +215,10 @@ static int recycle_clean(struct executor *x, const char *cid, struct err *err)
         "done < $p/status 2>/dev/null; "
         "case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac; "
         "done; [ $left = 0 ] && break; sleep 0.02; done; "
-        "[ $left = 0 ] && [ $z -le " STR(RECYCLE_MAX_ZOMBIES) " ] && "
-        "[ -z \"$(ls -A /workspace)\" ] && [ -z \"$(ls -A /tmp)\" ] && "
-        "[ -z \"$(ls -A /dev/shm)\" ]";
+        "[ $left = 0 ] && [ $z -le " STR(
+            RECYCLE_MAX_ZOMBIES) " ] && "
+                                 "[ -z \"$(ls -A /workspace)\" ] && [ -z \"$(ls -A /tmp)\" ] && "
+                                 "[ -z \"$(ls -A /dev/shm)\" ]";
     const char *cmd[] = {"/bin/sh", "-c", script, NULL};
     struct engine_exec_spec spec = {
         .cmd = cmd,
@@ -350,8 +350,8 @@ static void *pool_main(void *arg)
             p->starting--;
         if (!id) {
             x->engine_errors++;
-            log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s",
-                     image, POOL_RETRY_MS / 1000, err.msg);
+            log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s", image,
+                     POOL_RETRY_MS / 1000, err.msg);
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += POOL_RETRY_MS / 1000;

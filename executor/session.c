@@ -34,8 +34,8 @@ struct session {
     char *image_id;
     char *container_id;
     struct exec_limits limits;
-    int64_t created_at;      /* wall clock, ms */
-    int64_t last_activity;   /* monotonic, ms */
+    int64_t created_at;    /* wall clock, ms */
+    int64_t last_activity; /* monotonic, ms */
     int64_t last_activity_wall;
     int64_t idle_timeout_s;
     int64_t calls;
@@ -97,8 +97,7 @@ static struct session *find_locked(struct executor *x, const char *id, const cha
                 break; /* someone else's: as if it did not exist */
             return s;
         }
-    err_set(err, ERR_NOT_FOUND, "session '%s' does not exist (closed, reaped or never opened)",
-            id);
+    err_set(err, ERR_NOT_FOUND, "session '%s' does not exist (closed, reaped or never opened)", id);
     return NULL;
 }
 
@@ -249,8 +248,7 @@ static struct session *session_acquire(struct executor *x, const char *id, const
     return s;
 }
 
-static void session_release(struct executor *x, struct session *s, bool broken,
-                            const char *why)
+static void session_release(struct executor *x, struct session *s, bool broken, const char *why)
 {
     pthread_mutex_lock(&x->lock);
     s->busy = false;
@@ -268,8 +266,7 @@ static void session_release(struct executor *x, struct session *s, bool broken,
 }
 
 int executor_session_execute(struct executor *x, const char *id, const char *principal,
-                             const struct job_request *req, struct job_result *ret,
-                             struct err *err)
+                             const struct job_request *req, struct job_result *ret, struct err *err)
 {
     struct session *s = session_acquire(x, id, principal, err);
     struct prepared_job pj = {0};
@@ -349,8 +346,7 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
     rec->stdout_truncated = res.stdout_truncated;
     rec->stderr_truncated = res.stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
-    exec_count(x, rec->environment, res.status,
-               res.status == EXEC_ERROR ? -1 : res.execution_time);
+    exec_count(x, rec->environment, res.status, res.status == EXEC_ERROR ? -1 : res.execution_time);
     int rc = catalog_execution_finish(x->catalog, rec, err);
     exec_job_release(&pj);
     if (rc < 0) {
@@ -562,8 +558,7 @@ static void *reaper_main(void *arg)
 int exec_sessions_start(struct executor *x, struct err *err)
 {
     int closed = 0;
-    if (catalog_sessions_close_all(x->catalog, time_now_ms(), "envhub restarted", &closed, err) <
-        0)
+    if (catalog_sessions_close_all(x->catalog, time_now_ms(), "envhub restarted", &closed, err) < 0)
         return -1;
     if (closed)
         log_info("executor: %d sessions cut off by the last stop are closed", closed);

@@ -49,8 +49,8 @@ static la_ssize_t tar_write_cb(struct archive *a, void *ctx, const void *data, s
     return (la_ssize_t)len;
 }
 
-static int tar_add(struct archive *a, const char *path, const char *data, size_t len,
-                   time_t mtime, struct err *err)
+static int tar_add(struct archive *a, const char *path, const char *data, size_t len, time_t mtime,
+                   struct err *err)
 {
     _cleanup_(archive_entry_freep) struct archive_entry *e = archive_entry_new();
 
@@ -125,8 +125,8 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         return 0;
     archive_read_support_format_tar(a);
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        strv_push(skipped, xasprintf("*: unreadable workspace archive: %s",
-                                     archive_error_string(a)));
+        strv_push(skipped,
+                  xasprintf("*: unreadable workspace archive: %s", archive_error_string(a)));
         return 0;
     }
     for (;;) {
@@ -172,8 +172,8 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
             continue;
         }
         if (total + (size_t)size > limits->max_total) {
-            strv_push(skipped, xasprintf("%s: past the output files limit (%zu bytes in all)",
-                                         path, limits->max_total));
+            strv_push(skipped, xasprintf("%s: past the output files limit (%zu bytes in all)", path,
+                                         limits->max_total));
             continue;
         }
         char *content = xmalloc((size_t)size + 1);

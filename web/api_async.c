@@ -138,16 +138,16 @@ static char *result_body(struct catalog *cat, const char *id)
     for (size_t i = 0; i < rec.n_files; i++)
         if (rec.files[i].direction == FILE_OUT)
             json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "path", rec.files[i].path,
-                                                   "size", (json_int_t)rec.files[i].size,
-                                                   "sha256", rec.files[i].sha256));
+                                                   "size", (json_int_t)rec.files[i].size, "sha256",
+                                                   rec.files[i].sha256));
     json_t *doc = json_pack(
         "{s:s, s:s, s:b, s:o, s:s, s:s, s:f, s:o, s:o, s:o, s:o}", "id", rec.id, "status",
         exec_status_name(rec.status), "success", rec.status == EXEC_SUCCEEDED, "exit_code",
         rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null(), "stdout",
         rec.stdout_text ? rec.stdout_text : "", "stderr", rec.stderr_text ? rec.stderr_text : "",
         "execution_time", rec.duration_ms >= 0 ? (double)rec.duration_ms / 1000 : 0.0, "error",
-        rec.error ? json_string(rec.error) : json_null(), "finished_at",
-        time_json(rec.finished_at), "files", files, "environment",
+        rec.error ? json_string(rec.error) : json_null(), "finished_at", time_json(rec.finished_at),
+        "files", files, "environment",
         rec.environment ? json_string(rec.environment) : json_null());
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -234,8 +234,7 @@ static void *callbacks_main(void *arg)
         } else {
             /* backoff: 1 s, then 2 s */
             due->due = time_mono_ms() + (1000LL << (due->tries - 1));
-            log_info("web: callback of %s failed (try %d), retrying: %s", id, due->tries,
-                     err.msg);
+            log_info("web: callback of %s failed (try %d), retrying: %s", id, due->tries, err.msg);
         }
     }
     pthread_mutex_unlock(&cb->lock);
@@ -428,7 +427,7 @@ void api_submit(struct web_request *rq)
     json_auto_t *doc = read_object(rq, &err);
 
     if (!doc || parse_job(rq, doc, &req, &callback, &err) < 0 ||
-        submit(rq, &req, &callback, 1, (char (*)[32])id, &err) < 0) {
+        submit(rq, &req, &callback, 1, (char(*)[32])id, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -453,8 +452,8 @@ void api_submit_batch(struct web_request *rq)
         return;
     }
     if (json_array_size(jobs) > BATCH_MAX) {
-        web_reply_detail(rq, 400, "jobs: %zu jobs; a batch holds at most %d",
-                         json_array_size(jobs), BATCH_MAX);
+        web_reply_detail(rq, 400, "jobs: %zu jobs; a batch holds at most %d", json_array_size(jobs),
+                         BATCH_MAX);
         return;
     }
     /* all or nothing: every job is valid before any is submitted */
@@ -544,8 +543,8 @@ static int send_chunk(void *ctx, enum engine_stream stream, const char *data, si
     json_t *str = json_string(clean);
     _cleanup_free_ char *enc = json_dumps(str, JSON_ENCODE_ANY);
     json_decref(str);
-    _cleanup_free_ char *ev = xasprintf("event: %s\ndata: %s\n\n",
-                                        stream == ENGINE_STDERR ? "stderr" : "stdout", enc);
+    _cleanup_free_ char *ev =
+        xasprintf("event: %s\ndata: %s\n\n", stream == ENGINE_STDERR ? "stderr" : "stdout", enc);
     if (mg_write(s->rq->conn, ev, strlen(ev)) <= 0) {
         s->failed = true;
         return -1;
@@ -580,8 +579,7 @@ void api_output(struct web_request *rq)
         return;
     execution_record_release(&rec);
     if (catalog_execution_get(rq->deps->catalog, rq->params[0], &rec, &err) == 0) {
-        json_t *end = json_pack("{s:s, s:o}", "status", exec_status_name(rec.status),
-                                "exit_code",
+        json_t *end = json_pack("{s:s, s:o}", "status", exec_status_name(rec.status), "exit_code",
                                 rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null());
         _cleanup_free_ char *data = json_dumps(end, JSON_COMPACT);
         json_decref(end);

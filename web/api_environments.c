@@ -48,24 +48,16 @@ json_t *web_env_json(const struct env_record *env)
                         ? json_pack("{s:I, s:s}", "version", (json_int_t)env->latest_version,
                                     "status", env->latest_status ? env->latest_status : "")
                         : json_null();
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, "
-                     "s:s, s:o}",
-                     "name", env->name,
-                     "description", env->description,
-                     "base_image", env->base_image,
-                     "docker_image", image,
-                     "status", env_status_name(env->status),
-                     "created_at", time_json(env->created_at),
-                     "last_used", time_json(env->last_used),
-                     "setup_script", env->setup_script,
-                     "python_version", env->python_version,
-                     "version", (json_int_t)env->version,
-                     "image_id", str_or_null(env->image_id),
-                     "error", str_or_null(env->error),
-                     "updated_at", time_json(env->updated_at),
-                     "definition", str_or_null(env->definition),
-                     "created_by", env->created_by,
-                     "latest_build", build);
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, "
+        "s:s, s:o}",
+        "name", env->name, "description", env->description, "base_image", env->base_image,
+        "docker_image", image, "status", env_status_name(env->status), "created_at",
+        time_json(env->created_at), "last_used", time_json(env->last_used), "setup_script",
+        env->setup_script, "python_version", env->python_version, "version",
+        (json_int_t)env->version, "image_id", str_or_null(env->image_id), "error",
+        str_or_null(env->error), "updated_at", time_json(env->updated_at), "definition",
+        str_or_null(env->definition), "created_by", env->created_by, "latest_build", build);
     json_error_t jerr;
     json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
@@ -77,25 +69,17 @@ static json_t *build_json(const struct build_record *b)
 {
     json_error_t jerr;
     json_t *policy = json_loads(b->policy ? b->policy : "{}", 0, &jerr);
-    json_t *doc = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, "
-                     "s:o, s:s, s:I}",
-                     "id", (json_int_t)b->id,
-                     "environment", b->environment,
-                     "version", (json_int_t)b->version,
-                     "status", build_status_name(b->status),
-                     "base_image", b->base_image,
-                     "python_version", b->python_version,
-                     "docker_image", b->image,
-                     "image_id", str_or_null(b->image_id),
-                     "base_image_id", str_or_null(b->base_image_id),
-                     "python_found", str_or_null(b->python_found),
-                     "cache_hit", b->cache_hit,
-                     "error", str_or_null(b->error),
-                     "queued_at", time_json(b->queued_at),
-                     "started_at", time_json(b->started_at),
-                     "finished_at", time_json(b->finished_at),
-                     "definition", b->definition,
-                     "log_lines", (json_int_t)b->log_lines);
+    json_t *doc = json_pack(
+        "{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, "
+        "s:o, s:s, s:I}",
+        "id", (json_int_t)b->id, "environment", b->environment, "version", (json_int_t)b->version,
+        "status", build_status_name(b->status), "base_image", b->base_image, "python_version",
+        b->python_version, "docker_image", b->image, "image_id", str_or_null(b->image_id),
+        "base_image_id", str_or_null(b->base_image_id), "python_found",
+        str_or_null(b->python_found), "cache_hit", b->cache_hit, "error", str_or_null(b->error),
+        "queued_at", time_json(b->queued_at), "started_at", time_json(b->started_at), "finished_at",
+        time_json(b->finished_at), "definition", b->definition, "log_lines",
+        (json_int_t)b->log_lines);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
     json_object_set_new(doc, "test_script", str_or_null(b->test_script));
     return doc;
@@ -330,8 +314,7 @@ static bool load_build(struct web_request *rq, bool has_version, struct build_re
         return false;
     if (has_version) {
         if (parse_int(rq->params[1], 1, INT64_MAX, &version) < 0) {
-            web_reply_detail(rq, 400, "version: '%.30s' is not a version number",
-                             rq->params[1]);
+            web_reply_detail(rq, 400, "version: '%.30s' is not a version number", rq->params[1]);
             return false;
         }
     } else {
@@ -396,8 +379,8 @@ static void follow_log(struct web_request *rq, const struct build_record *build)
         }
         bool ok = true;
         for (size_t i = 0; i < n && ok; i++) {
-            _cleanup_free_ char *ev = xasprintf("id: %lld\ndata: %s\n\n", (long long)lines[i].seq,
-                                                lines[i].line);
+            _cleanup_free_ char *ev =
+                xasprintf("id: %lld\ndata: %s\n\n", (long long)lines[i].seq, lines[i].line);
             ok = sse_send(rq, ev);
             after = lines[i].seq;
         }
@@ -421,9 +404,9 @@ static void follow_log(struct web_request *rq, const struct build_record *build)
                 log_lines_free(rest, m);
                 continue;
             }
-            json_t *end = json_pack("{s:s, s:I, s:o}", "status", build_status_name(now.status),
-                                    "version", (json_int_t)now.version, "error",
-                                    str_or_null(now.error));
+            json_t *end =
+                json_pack("{s:s, s:I, s:o}", "status", build_status_name(now.status), "version",
+                          (json_int_t)now.version, "error", str_or_null(now.error));
             _cleanup_free_ char *data = json_dumps(end, JSON_COMPACT);
             json_decref(end);
             _cleanup_free_ char *ev = xasprintf("event: end\ndata: %s\n\n", data);
@@ -519,9 +502,8 @@ void api_env_packages(struct web_request *rq)
     }
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "manager", pkgs[i].manager,
-                                              "name", pkgs[i].name, "version",
-                                              pkgs[i].version));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "manager", pkgs[i].manager, "name",
+                                              pkgs[i].name, "version", pkgs[i].version));
     package_entries_free(pkgs, n);
     web_reply_json(rq, 200,
                    json_pack("{s:s, s:I, s:o, s:I}", "environment", env.name, "version",

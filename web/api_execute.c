@@ -25,19 +25,13 @@ json_t *web_result_json(const struct job_result *r)
     }
     for (char **p = r->files_skipped; p && *p; p++)
         json_array_append_new(skipped, json_string(*p));
-    json_t *doc = json_pack("{s:b, s:s%, s:s%, s:f, s:o, s:s?, s:s, s:s, s:i, s:b, s:b, s:o}",
-                     "success", r->status == EXEC_SUCCEEDED,
-                     "stdout", r->stdout_text, r->stdout_len,
-                     "stderr", r->stderr_text, r->stderr_len,
-                     "execution_time", r->execution_time,
-                     "files", files,
-                     "error", r->error,
-                     "id", r->id,
-                     "status", exec_status_name(r->status),
-                     "exit_code", r->exit_code,
-                     "stdout_truncated", r->stdout_truncated,
-                     "stderr_truncated", r->stderr_truncated,
-                     "files_skipped", skipped);
+    json_t *doc =
+        json_pack("{s:b, s:s%, s:s%, s:f, s:o, s:s?, s:s, s:s, s:i, s:b, s:b, s:o}", "success",
+                  r->status == EXEC_SUCCEEDED, "stdout", r->stdout_text, r->stdout_len, "stderr",
+                  r->stderr_text, r->stderr_len, "execution_time", r->execution_time, "files",
+                  files, "error", r->error, "id", r->id, "status", exec_status_name(r->status),
+                  "exit_code", r->exit_code, "stdout_truncated", r->stdout_truncated,
+                  "stderr_truncated", r->stderr_truncated, "files_skipped", skipped);
     /* the environment is deprecated (curation): present only then */
     if (doc && r->warning)
         json_object_set_new(doc, "warning", json_string(r->warning));

@@ -19,14 +19,12 @@ void api_health(struct web_request *rq)
     executor_stats(rq->deps->executor, &stats);
     time_format_iso(time_now_ms(), now);
 
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:{s:b, s:s, s:s?}, s:{s:b, s:i, s:s?}, s:{s:I, s:I}}",
-        "status", engine_ok && catalog_ok ? "healthy" : "degraded",
-        "timestamp", now,
-        "engine", "ok", engine_ok, "api_version", engine_api_version(rq->deps->engine),
-        "error", engine_ok ? NULL : engine_err.msg,
-        "catalog", "ok", catalog_ok, "schema_version", version,
-        "error", catalog_ok ? NULL : catalog_err.msg,
-        "jobs", "running", (json_int_t)stats.running, "waiting", (json_int_t)stats.waiting);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:{s:b, s:s, s:s?}, s:{s:b, s:i, s:s?}, s:{s:I, s:I}}", "status",
+                  engine_ok && catalog_ok ? "healthy" : "degraded", "timestamp", now, "engine",
+                  "ok", engine_ok, "api_version", engine_api_version(rq->deps->engine), "error",
+                  engine_ok ? NULL : engine_err.msg, "catalog", "ok", catalog_ok, "schema_version",
+                  version, "error", catalog_ok ? NULL : catalog_err.msg, "jobs", "running",
+                  (json_int_t)stats.running, "waiting", (json_int_t)stats.waiting);
     web_reply_json(rq, engine_ok && catalog_ok ? 200 : 503, doc);
 }

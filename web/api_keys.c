@@ -29,13 +29,12 @@ static json_t *limit_json(int64_t v)
 
 static json_t *key_json(const struct key_record *k)
 {
-    return json_pack("{s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o}", "name", k->name, "id", k->id,
-                     "role", role_name(k->role), "created_at", time_or_null(k->created_at),
-                     "created_by", k->created_by ? k->created_by : "", "revoked_at",
-                     time_or_null(k->revoked_at), "revoked_by",
-                     k->revoked_by ? json_string(k->revoked_by) : json_null(), "max_concurrent",
-                     limit_json(k->max_concurrent), "max_per_minute",
-                     limit_json(k->max_per_minute));
+    return json_pack(
+        "{s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o}", "name", k->name, "id", k->id, "role",
+        role_name(k->role), "created_at", time_or_null(k->created_at), "created_by",
+        k->created_by ? k->created_by : "", "revoked_at", time_or_null(k->revoked_at), "revoked_by",
+        k->revoked_by ? json_string(k->revoked_by) : json_null(), "max_concurrent",
+        limit_json(k->max_concurrent), "max_per_minute", limit_json(k->max_per_minute));
 }
 
 /* An optional non-negative integer member; -1 when absent. */
@@ -122,8 +121,8 @@ void api_keys_revoke(struct web_request *rq)
 {
     struct err err = ERR_INIT;
 
-    if (catalog_key_revoke(rq->deps->catalog, rq->params[0], time_now_ms(), rq->principal,
-                           &err) < 0) {
+    if (catalog_key_revoke(rq->deps->catalog, rq->params[0], time_now_ms(), rq->principal, &err) <
+        0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -157,9 +156,8 @@ void api_events(struct web_request *rq)
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s}", "seq",
                                               (json_int_t)ev[i].seq, "at", time_or_null(ev[i].at),
-                                              "principal", ev[i].principal, "action",
-                                              ev[i].action, "subject", ev[i].subject, "detail",
-                                              ev[i].detail));
+                                              "principal", ev[i].principal, "action", ev[i].action,
+                                              "subject", ev[i].subject, "detail", ev[i].detail));
     event_records_free(ev, n);
     web_reply_json(rq, 200, json_pack("{s:o, s:I}", "events", list, "total", (json_int_t)n));
 }
@@ -179,7 +177,8 @@ void api_me(struct web_request *rq)
         {"keys", PERM_KEYS},
     };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        json_object_set_new(perms, all[i].name, json_boolean(web_role_allows(rq->role, all[i].perm)));
+        json_object_set_new(perms, all[i].name,
+                            json_boolean(web_role_allows(rq->role, all[i].perm)));
     web_reply_json(rq, 200,
                    json_pack("{s:s, s:s, s:b, s:b, s:o}", "principal", rq->principal, "role",
                              role_name(rq->role), "open_mode", rq->open_mode, "own_history_only",

@@ -24,13 +24,12 @@ static json_t *time_json(int64_t ms)
 
 static json_t *session_json(const struct session_info *s)
 {
-    return json_pack("{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b}", "id", s->id,
-                     "principal", s->principal, "environment",
-                     s->environment ? json_string(s->environment) : json_null(),
-                     "environment_version", (json_int_t)s->environment_version, "image", s->image,
-                     "created_at", time_json(s->created_at), "last_activity",
-                     time_json(s->last_activity), "idle_timeout", (json_int_t)s->idle_timeout_s,
-                     "calls", (json_int_t)s->calls, "busy", s->busy);
+    return json_pack(
+        "{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b}", "id", s->id, "principal",
+        s->principal, "environment", s->environment ? json_string(s->environment) : json_null(),
+        "environment_version", (json_int_t)s->environment_version, "image", s->image, "created_at",
+        time_json(s->created_at), "last_activity", time_json(s->last_activity), "idle_timeout",
+        (json_int_t)s->idle_timeout_s, "calls", (json_int_t)s->calls, "busy", s->busy);
 }
 
 /* Administrators may use every session; anyone else only their own. */
@@ -137,8 +136,9 @@ void api_session_execute(struct web_request *rq)
         return;
     }
     if (req.environment) {
-        web_reply_detail(rq, 400, "environment: a session runs in the environment it was opened "
-                                  "with; leave the field out");
+        web_reply_detail(rq, 400,
+                         "environment: a session runs in the environment it was opened "
+                         "with; leave the field out");
         return;
     }
     struct job_request job = {
@@ -156,8 +156,8 @@ void api_session_execute(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
-    int rc = executor_session_execute(rq->deps->executor, rq->params[0], scope(rq), &job, &res,
-                                      &err);
+    int rc =
+        executor_session_execute(rq->deps->executor, rq->params[0], scope(rq), &job, &res, &err);
     web_quota_leave(rq->auth, rq, rc == 0 || err.code == ERR_ENGINE);
     if (rc < 0) {
         web_reply_err(rq, &err);
@@ -176,14 +176,15 @@ void api_session_put_file(struct web_request *rq)
     char sha[SHA256_HEX_LEN + 1];
 
     if (web_read_body(rq, &body, &len, &err) < 0 ||
-        executor_session_put_file(rq->deps->executor, rq->params[0], scope(rq), rq->params[1],
-                                  body, len, &err) < 0) {
+        executor_session_put_file(rq->deps->executor, rq->params[0], scope(rq), rq->params[1], body,
+                                  len, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
     sha256_hex(body, len, sha);
-    web_reply_json(rq, 200, json_pack("{s:s, s:I, s:s}", "path", rq->params[1], "size",
-                                      (json_int_t)len, "sha256", sha));
+    web_reply_json(rq, 200,
+                   json_pack("{s:s, s:I, s:s}", "path", rq->params[1], "size", (json_int_t)len,
+                             "sha256", sha));
 }
 
 void api_session_get_file(struct web_request *rq)

@@ -85,8 +85,7 @@ bool web_listen_is_loopback(const char *listen)
     return false;
 }
 
-int web_auth_open(const struct config *cfg, struct catalog *cat, struct auth **ret,
-                  struct err *err)
+int web_auth_open(const struct config *cfg, struct catalog *cat, struct auth **ret, struct err *err)
 {
     int64_t active = 0;
 
@@ -228,8 +227,9 @@ bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
     }
     if (active == 0) {
         if (!a->loopback) {
-            web_reply_detail(rq, 401, "no API keys exist: an administrator must create one "
-                                      "(envhub key create)");
+            web_reply_detail(rq, 401,
+                             "no API keys exist: an administrator must create one "
+                             "(envhub key create)");
             return false;
         }
         /* open mode: loopback callers act as admin, known by their address */

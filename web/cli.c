@@ -67,9 +67,9 @@ int client_init(struct client *c, const struct config *cfg, struct err *err)
 
 /* Send a request; the answer's head is read, the body is left to the caller
  * (mg_read). *ret_conn belongs to the caller: mg_close_connection(). */
-int client_open(const struct client *c, const char *method, const char *path,
-                       const char *body, const char *accept, int timeout_ms,
-                       struct mg_connection **ret_conn, int *ret_status, struct err *err)
+int client_open(const struct client *c, const char *method, const char *path, const char *body,
+                const char *accept, int timeout_ms, struct mg_connection **ret_conn,
+                int *ret_status, struct err *err)
 {
     char ebuf[256] = "";
     struct mg_connection *conn = mg_connect_client(c->host, c->port, 0, ebuf, sizeof(ebuf));
@@ -79,8 +79,8 @@ int client_open(const struct client *c, const char *method, const char *path,
         return err_set(err, ERR_UNAVAILABLE,
                        "cannot reach envhub at http://%s:%d: %s (is `make run` serving?)", c->host,
                        c->port, ebuf[0] ? ebuf : "connection refused");
-    _cleanup_free_ char *auth = c->key && *c->key ? xasprintf("Authorization: Bearer %s\r\n", c->key)
-                                                  : xstrdup("");
+    _cleanup_free_ char *auth =
+        c->key && *c->key ? xasprintf("Authorization: Bearer %s\r\n", c->key) : xstrdup("");
     mg_printf(conn,
               "%s %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: %s\r\n%s%s"
               "Content-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -98,8 +98,8 @@ int client_open(const struct client *c, const char *method, const char *path,
     return 0;
 }
 
-int client_call(const struct client *c, const char *method, const char *path,
-                       const char *body, int timeout_ms, struct answer *ret, struct err *err)
+int client_call(const struct client *c, const char *method, const char *path, const char *body,
+                int timeout_ms, struct answer *ret, struct err *err)
 {
     struct mg_connection *conn = NULL;
     char chunk[16384];
@@ -137,8 +137,8 @@ json_t *answer_json(const struct answer *a, const char *what)
 
 static int read_file(const char *path, struct buf *out, struct err *err)
 {
-    _cleanup_close_ int fd = strcmp(path, "-") == 0 ? dup(STDIN_FILENO)
-                                                    : open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fd =
+        strcmp(path, "-") == 0 ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC);
     char chunk[16384];
     ssize_t n;
 
@@ -325,8 +325,8 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
     if (py && create)
         json_object_set_new(body, "python_version", json_string(py));
     _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
-    _cleanup_free_ char *path = create ? xstrdup("/environments")
-                                       : xasprintf("/environments/%s/rebuild", ename);
+    _cleanup_free_ char *path =
+        create ? xstrdup("/environments") : xasprintf("/environments/%s/rebuild", ename);
     if (client_call(c, "POST", path, text, 60000, &a, &err) < 0)
         return cli_fail(&err);
     json_auto_t *doc = answer_json(&a, create ? "cannot create the environment"
@@ -468,9 +468,9 @@ static int env_diff(const struct client *c, const char *name, int argc, char **a
         else
             to = argv[i];
     }
-    _cleanup_free_ char *path = xasprintf("/environments/%s/diff%s%s%s%s", ename,
-                                          from ? "?from=" : "", from ? from : "",
-                                          to ? "&to=" : "", to ? to : "");
+    _cleanup_free_ char *path =
+        xasprintf("/environments/%s/diff%s%s%s%s", ename, from ? "?from=" : "", from ? from : "",
+                  to ? "&to=" : "", to ? to : "");
     if (client_call(c, "GET", path, NULL, 60000, &a, &err) < 0)
         return cli_fail(&err);
     json_auto_t *doc = answer_json(&a, "cannot diff the versions");
@@ -543,7 +543,9 @@ static int env_check(const struct client *c, int argc, char **argv)
                json_string_value(json_object_get(r, "environment")),
                (long long)json_integer_value(json_object_get(r, "version")),
                json_string_value(json_object_get(r, "base_image")),
-               json_is_true(d) ? "DRIFTED" : json_is_false(d) ? "ok" : "unknown",
+               json_is_true(d)    ? "DRIFTED"
+               : json_is_false(d) ? "ok"
+                                  : "unknown",
                built ? built : "-", now ? now : "(not in the engine)");
     }
     int64_t drifted = json_integer_value(json_object_get(doc, "drifted"));
@@ -589,9 +591,9 @@ static int cmd_packages(const struct client *c, int argc, char **argv)
     _cleanup_free_ char *qn = escape_query(name);
     _cleanup_free_ char *qs = spec ? escape_query(spec) : NULL;
     _cleanup_free_ char *qm = manager ? escape_query(manager) : NULL;
-    _cleanup_free_ char *path = xasprintf("/packages?name=%s%s%s%s%s%s", qn, qs ? "&version=" : "",
-                                          qs ? qs : "", qm ? "&manager=" : "", qm ? qm : "",
-                                          current ? "&current=1" : "");
+    _cleanup_free_ char *path =
+        xasprintf("/packages?name=%s%s%s%s%s%s", qn, qs ? "&version=" : "", qs ? qs : "",
+                  qm ? "&manager=" : "", qm ? qm : "", current ? "&current=1" : "");
     if (client_call(c, "GET", path, NULL, 60000, &a, &err) < 0)
         return cli_fail(&err);
     json_auto_t *doc = answer_json(&a, "cannot query the packages");
@@ -599,8 +601,8 @@ static int cmd_packages(const struct client *c, int argc, char **argv)
         return 1;
     json_t *matches = json_object_get(doc, "matches");
     if (json_array_size(matches) == 0) {
-        fprintf(stderr, "envhub: no environment version carries %s%s%s\n", name,
-                spec ? " " : "", spec ? spec : "");
+        fprintf(stderr, "envhub: no environment version carries %s%s%s\n", name, spec ? " " : "",
+                spec ? spec : "");
         return 0;
     }
     printf("%-24s %4s  %-7s %-10s %-4s %-30s %s\n", "ENVIRONMENT", "VER", "SERVING", "LIFECYCLE",
@@ -703,9 +705,8 @@ static int cmd_run(const struct client *c, const struct config *cfg, int argc, c
         fprintf(stderr, "envhub: %s\n", err.msg);
         return 1;
     }
-    json_auto_t *body = json_pack("{s:s%, s:I, s:O}", "code", code.data ? code.data : "",
-                                  code.len, "timeout", (json_int_t)cfg->default_timeout, "files",
-                                  files);
+    json_auto_t *body = json_pack("{s:s%, s:I, s:O}", "code", code.data ? code.data : "", code.len,
+                                  "timeout", (json_int_t)cfg->default_timeout, "files", files);
     buf_release(&code);
     if (!body) {
         fprintf(stderr, "envhub: '%s' is not valid UTF-8\n", code_path);

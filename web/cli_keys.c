@@ -36,7 +36,8 @@ static int key_create(struct catalog *cat, int argc, char **argv)
             name = argv[++i];
         else if (strcmp(a, "--role") == 0 && v)
             role_s = argv[++i];
-        else if (strcmp(a, "--max-concurrent") == 0 && v && parse_int(v, 0, 1000000, &max_conc) == 0)
+        else if (strcmp(a, "--max-concurrent") == 0 && v &&
+                 parse_int(v, 0, 1000000, &max_conc) == 0)
             i++;
         else if (strcmp(a, "--max-per-minute") == 0 && v && parse_int(v, 0, 1000000, &max_min) == 0)
             i++;

@@ -92,8 +92,9 @@ static int parse_files(const json_t *files, const struct request_limits *lim,
     json_object_foreach((json_t *)files, name, value)
     {
         if (!json_is_string(value))
-            return err_set(err, ERR_UNPROCESSABLE, "files: the value of '%s' must be a string "
-                                                   "(base64)",
+            return err_set(err, ERR_UNPROCESSABLE,
+                           "files: the value of '%s' must be a string "
+                           "(base64)",
                            name);
     }
     if ((int64_t)count > lim->max_files)
@@ -115,8 +116,7 @@ static int parse_files(const json_t *files, const struct request_limits *lim,
                            shown, name_len > 80 ? "..." : "", why, PATH_NAME_MAX);
         }
         if (strcmp(name, EXEC_CODE_NAME) == 0)
-            return err_set(err, ERR_INVALID, "files: the name '%s' is reserved for the code",
-                           name);
+            return err_set(err, ERR_INVALID, "files: the name '%s' is reserved for the code", name);
         struct buf data = BUF_INIT(0);
         if (decode_file(name, json_string_value(value), json_string_length(value),
                         lim->max_file_size, &data, err) < 0) {

@@ -52,21 +52,36 @@ struct web {
 int web_status_for_err(enum err_code code)
 {
     switch (code) {
-    case ERR_OK: return 200;
-    case ERR_INVALID: return 400;
-    case ERR_UNPROCESSABLE: return 422;
-    case ERR_NOT_FOUND: return 404;
-    case ERR_CONFLICT: return 409;
-    case ERR_TOO_LARGE: return 413;
-    case ERR_BUSY: return 429;
-    case ERR_TIMEOUT: return 504;
-    case ERR_ENGINE: return 502;
-    case ERR_UNAVAILABLE: return 503;
-    case ERR_FORBIDDEN: return 403;
-    case ERR_UNSUPPORTED: return 415;
-    case ERR_GONE: return 410;
-    case ERR_CANCELLED: return 409;
-    case ERR_INTERNAL: return 500;
+    case ERR_OK:
+        return 200;
+    case ERR_INVALID:
+        return 400;
+    case ERR_UNPROCESSABLE:
+        return 422;
+    case ERR_NOT_FOUND:
+        return 404;
+    case ERR_CONFLICT:
+        return 409;
+    case ERR_TOO_LARGE:
+        return 413;
+    case ERR_BUSY:
+        return 429;
+    case ERR_TIMEOUT:
+        return 504;
+    case ERR_ENGINE:
+        return 502;
+    case ERR_UNAVAILABLE:
+        return 503;
+    case ERR_FORBIDDEN:
+        return 403;
+    case ERR_UNSUPPORTED:
+        return 415;
+    case ERR_GONE:
+        return 410;
+    case ERR_CANCELLED:
+        return 409;
+    case ERR_INTERNAL:
+        return 500;
     }
     return 500;
 }
@@ -100,8 +115,8 @@ static void send_bytes(struct web_request *rq, int status, const char *content_t
         mg_write(rq->conn, body, len);
 }
 
-void web_reply_bytes(struct web_request *rq, int status, const char *content_type,
-                     const void *data, size_t len)
+void web_reply_bytes(struct web_request *rq, int status, const char *content_type, const void *data,
+                     size_t len)
 {
     send_bytes(rq, status, content_type, NULL, data, len);
 }
@@ -154,7 +169,8 @@ void web_reply_err(struct web_request *rq, const struct err *err)
         log_warn("web: request_id=%s %s %s: %s", rq->request_id, rq->method, rq->path, err->msg);
     _cleanup_free_ char *clean = utf8_sanitize(err->msg, strlen(err->msg), NULL);
     char retry[40];
-    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", rq->retry_after > 0 ? rq->retry_after : 1);
+    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
+             rq->retry_after > 0 ? rq->retry_after : 1);
     reply_detail_status(rq, status, err->code == ERR_BUSY ? retry : NULL, clean);
 }
 
@@ -251,8 +267,9 @@ static bool gate(struct web_request *rq)
         const char *ct = mg_get_header(rq->conn, "Content-Type");
         size_t n = ct ? strcspn(ct, "; ") : 0;
         bool has_body = ri->content_length > 0 || mg_get_header(rq->conn, "Transfer-Encoding");
-        if (has_body && method_needs_json(rq->method) && (!ct || n != strlen("application/json") ||
-                         strncasecmp(ct, "application/json", n) != 0)) {
+        if (has_body && method_needs_json(rq->method) &&
+            (!ct || n != strlen("application/json") ||
+             strncasecmp(ct, "application/json", n) != 0)) {
             web_reply_detail(rq, 415,
                              "Content-Type: '%.100s' is not accepted; send application/json",
                              ct ? ct : "(none)");
@@ -489,10 +506,11 @@ static int civetweb_error(struct mg_connection *conn, int status, const char *ms
     char id[17];
     id_random_hex(id, 8);
     /* civetweb says "Malformed message" for headers past max_request_size too */
-    const char *detail = msg && strcmp(msg, "Malformed message") == 0
-                             ? "malformed request, or request headers larger than "
-                               WEB_MAX_HEADERS_SIZE " bytes"
-                             : msg && *msg ? msg : "malformed request";
+    const char *detail =
+        msg && strcmp(msg, "Malformed message") == 0
+            ? "malformed request, or request headers larger than " WEB_MAX_HEADERS_SIZE " bytes"
+        : msg && *msg ? msg
+                      : "malformed request";
     json_t *doc = json_pack("{s:s}", "detail", detail);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -612,19 +630,32 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     snprintf(threads_s, sizeof(threads_s), "%lld", (long long)threads);
     snprintf(timeout_s, sizeof(timeout_s), "%lld", (long long)cfg->request_timeout_ms);
     const char *options[] = {
-        "listening_ports", listen,
-        "num_threads", threads_s,
-        "request_timeout_ms", timeout_s,
-        "max_request_size", WEB_MAX_HEADERS_SIZE,
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "6000", /* past the 5 s clients expect (uvicorn's) */
-        "tcp_nodelay", "1",              /* small JSON answers go out at once */
-        "enable_directory_listing", "no",
-        "access_control_allow_origin", "",
-        "decode_url", "yes",
-        tls ? "ssl_certificate" : NULL, pem,
-        tls ? "ssl_protocol_version" : NULL, "4", /* TLS 1.2 and newer */
-        NULL, NULL,
+        "listening_ports",
+        listen,
+        "num_threads",
+        threads_s,
+        "request_timeout_ms",
+        timeout_s,
+        "max_request_size",
+        WEB_MAX_HEADERS_SIZE,
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        "6000", /* past the 5 s clients expect (uvicorn's) */
+        "tcp_nodelay",
+        "1", /* small JSON answers go out at once */
+        "enable_directory_listing",
+        "no",
+        "access_control_allow_origin",
+        "",
+        "decode_url",
+        "yes",
+        tls ? "ssl_certificate" : NULL,
+        pem,
+        tls ? "ssl_protocol_version" : NULL,
+        "4", /* TLS 1.2 and newer */
+        NULL,
+        NULL,
     };
 
     w->deps = *deps;
@@ -647,8 +678,8 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
         free(w);
         mg_exit_library();
         return err_set(err, ERR_UNAVAILABLE,
-                       "cannot listen on '%s'%s: the address is in use or not valid%s",
-                       cfg->listen, tls ? " with TLS" : "",
+                       "cannot listen on '%s'%s: the address is in use or not valid%s", cfg->listen,
+                       tls ? " with TLS" : "",
                        tls ? ", or the certificate cannot be loaded (see the log above)" : "");
     }
     mg_set_request_handler(w->ctx, "/", handle, w);

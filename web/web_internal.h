@@ -34,12 +34,12 @@ struct web_request {
     struct mg_connection *conn;
     const struct web_deps *deps;
     const char *method;
-    const char *path;          /* URL-decoded, without the query */
-    const char *query;         /* raw, may be NULL */
+    const char *path;  /* URL-decoded, without the query */
+    const char *query; /* raw, may be NULL */
     const char *client_addr;
-    const char *principal;     /* who calls: the key's name, or the address in open mode */
+    const char *principal; /* who calls: the key's name, or the address in open mode */
     char principal_buf[72];
-    char key_id[16];           /* "" in open mode */
+    char key_id[16]; /* "" in open mode */
     enum role role;
     bool open_mode;
     const char *own_principal; /* non-NULL: history is limited to this principal */
@@ -51,9 +51,9 @@ struct web_request {
     struct callbacks *callbacks;
     struct web *web;
     char request_id[17];
-    const char *params[4];     /* path parameters captured by the route */
+    const char *params[4]; /* path parameters captured by the route */
     size_t n_params;
-    int status;                /* what was answered, for the log */
+    int status; /* what was answered, for the log */
 };
 
 /* Limits of request bodies (from the configuration). */
@@ -125,8 +125,8 @@ int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t
                   struct err *err);
 
 /* Raw bytes with @status and @content_type. */
-void web_reply_bytes(struct web_request *rq, int status, const char *content_type,
-                     const void *data, size_t len);
+void web_reply_bytes(struct web_request *rq, int status, const char *content_type, const void *data,
+                     size_t len);
 /* An execution's answer: the seed's fields plus envhub's. */
 json_t *web_result_json(const struct job_result *r);
 

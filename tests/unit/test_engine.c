@@ -150,7 +150,10 @@ static size_t chunk_one(void *g)
     return 1;
 }
 
-static size_t chunk_fixed(void *g) { return *(size_t *)g; }
+static size_t chunk_fixed(void *g)
+{
+    return *(size_t *)g;
+}
 
 /* xorshift64: deterministic random chunk sizes 1..5000 */
 static size_t chunk_random(void *g)
@@ -714,7 +717,10 @@ static void image_info_rejects_bad_answers(void **state)
 
 /* ---- versions ---- */
 
-static int sign(int v) { return (v > 0) - (v < 0); }
+static int sign(int v)
+{
+    return (v > 0) - (v < 0);
+}
 
 static void version_compare_is_numeric(void **state)
 {
