@@ -367,6 +367,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     struct job_result res = {0};
     struct job_outcome out = {0};
     _cleanup_free_ char *cid = NULL;
+    struct live *live = NULL; /* an asynchronous job's, while it runs */
     int64_t uses = 0, t_wait = time_mono_ms();
 
     snprintf(res.id, sizeof(res.id), "%s", rec->id);
@@ -427,7 +428,9 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
             res.stderr_text = xstrdup("");
             exec_container_release(x, cid);
         } else {
-            struct live_tap tap = {x, pj->live ? pj->live : exec_live_open(x, rec->id)};
+            /* live output for asynchronous jobs (their followers); a synchronous
+             * job's caller gets it all in the answer */
+            struct live_tap tap = {x, pj->live};
             pj->live = NULL;
             struct job_io io = {
                 .input_tar = &pj->input_tar,
@@ -435,11 +438,11 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
                 .output_limit = pj->limits.output_limit,
                 .memory = pj->limits.memory,
                 .started = warm,
-                .live = exec_live_append,
+                .live = tap.live ? exec_live_append : NULL,
                 .live_ctx = &tap,
             };
             job_run(x, cid, &io, &res, &out);
-            exec_live_close(x, tap.live);
+            live = tap.live; /* closed once the row is final: followers then read it */
             _cleanup_free_ char *cancelled_by = NULL;
             pthread_mutex_lock(&x->lock);
             for (struct container_ref *c = x->active; c; c = c->next)
@@ -472,13 +475,18 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
         free(rec->image_id);
         rec->image_id = steal_ptr(out.image_id);
     }
-    rec->stdout_text = xstrdup(res.stdout_text);
-    rec->stderr_text = xstrdup(res.stderr_text);
+    /* the row borrows the result's output (no copy of a large output), until it is written */
+    rec->stdout_text = res.stdout_text;
+    rec->stderr_text = res.stderr_text;
     rec->stdout_truncated = res.stdout_truncated;
     rec->stderr_truncated = res.stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
     exec_count(x, rec->environment, res.status, res.status == EXEC_ERROR ? -1 : res.execution_time);
-    if (catalog_execution_finish(x->catalog, rec, err) < 0) {
+    int recorded_rc = catalog_execution_finish(x->catalog, rec, err);
+    rec->stdout_text = rec->stderr_text = NULL;
+    if (live)
+        exec_live_close(x, live);
+    if (recorded_rc < 0) {
         job_result_release(&res);
         return err_prefix(err, "cannot record the result of execution '%s'", rec->id);
     }

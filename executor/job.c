@@ -272,6 +272,15 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
     buf_release(&col.report);
 }
 
+/* The captured bytes as text: handed over when they are valid UTF-8 (the
+ * usual case: no copy of a large output), else sanitised (U+FFFD). */
+static char *output_text(struct buf *b, size_t *ret_len)
+{
+    if (utf8_valid(buf_str(b), b->len))
+        return buf_detach(b, ret_len);
+    return utf8_sanitize(buf_str(b), b->len, ret_len);
+}
+
 void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
              struct job_outcome *out)
 {
@@ -379,8 +388,8 @@ engine_failed:
     res->error = xasprintf("envhub could not run the job: %s", err->msg);
     log_error("executor: job %s: %s", res->id, err->msg);
 done:
-    res->stdout_text = utf8_sanitize(buf_str(&cap.out), cap.out.len, &res->stdout_len);
-    res->stderr_text = utf8_sanitize(buf_str(&cap.err), cap.err.len, &res->stderr_len);
+    res->stdout_text = output_text(&cap.out, &res->stdout_len);
+    res->stderr_text = output_text(&cap.err, &res->stderr_len);
     res->stdout_truncated = cap.out_truncated;
     res->stderr_truncated = cap.err_truncated;
     buf_release(&cap.out);

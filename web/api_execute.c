@@ -82,7 +82,9 @@ static void execute(struct web_request *rq, bool environment_required)
         web_reply_err(rq, &err);
         return;
     }
-    web_reply_json(rq, 200, web_result_json(&res));
+    json_t *doc = web_result_json(&res);
+    job_result_release(&res); /* the document holds its own copy of the output */
+    web_reply_json(rq, 200, doc);
 }
 
 void api_execute(struct web_request *rq)

@@ -123,7 +123,17 @@ void web_reply_bytes(struct web_request *rq, int status, const char *content_typ
 
 void web_reply_json(struct web_request *rq, int status, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    /* sized first, then written once: a large answer (1 MB of output) is
+     * held twice at most (the document, then its text), never regrown */
+    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(9);
+    size_t n = doc ? json_dumpb(doc, NULL, 0, flags) : 0;
+    char *text = n ? xmalloc(n + 1) : NULL;
+    if (text && json_dumpb(doc, text, n, flags) == n) {
+        text[n] = '\0';
+    } else {
+        free(text);
+        text = NULL;
+    }
     json_decref(doc);
     if (!text) {
         static const char fallback[] = "{\"detail\":\"internal error\"}";
@@ -131,7 +141,7 @@ void web_reply_json(struct web_request *rq, int status, json_t *doc)
         send_bytes(rq, 500, "application/json", NULL, fallback, sizeof(fallback) - 1);
         return;
     }
-    send_bytes(rq, status, "application/json", NULL, text, strlen(text));
+    send_bytes(rq, status, "application/json", NULL, text, n);
     free(text);
 }
 
