@@ -358,6 +358,24 @@ void exec_job_release(struct prepared_job *pj)
     free(pj->cancelled_by);
 }
 
+/* A created (not started) sandbox container for @pj in *ret_cid; false with
+ * @res filled as the job's error when the engine refuses. */
+static bool fresh_container(struct executor *x, struct prepared_job *pj, char **ret_cid,
+                            struct job_result *res, struct job_outcome *out)
+{
+    struct sandbox sb;
+
+    exec_sandbox_spec(x, pj->rec.image, &pj->limits, &sb);
+    if (engine_container_create(x->engine, &sb.spec, ret_cid, &out->engine_err) == 0)
+        return true;
+    out->engine_failed = true;
+    res->status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
+    res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
+    res->stdout_text = xstrdup("");
+    res->stderr_text = xstrdup("");
+    return false;
+}
+
 /* Run a prepared job to its end: a slot, a container (warm or fresh), the
  * run, the row. @recorded: the row exists already (queued). */
 int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
@@ -391,22 +409,11 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
         return err_prefix(err, "cannot record execution");
     }
 
-    bool warm = false;
     cid = pj->pool_ok ? exec_pool_take(x, rec->image, &pj->limits, &uses, true) : NULL;
-    if (cid) {
-        warm = true;
-    } else {
-        struct sandbox sb;
-        exec_sandbox_spec(x, rec->image, &pj->limits, &sb);
-        if (engine_container_create(x->engine, &sb.spec, &cid, &out.engine_err) < 0) {
-            out.engine_failed = true;
-            res.status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
-            res.error = xasprintf("envhub could not run the job: %s", out.engine_err.msg);
-            res.stdout_text = xstrdup("");
-            res.stderr_text = xstrdup("");
-        }
-    }
-    if (cid) {
+    bool warm = cid != NULL;
+    for (;;) {
+        if (!cid && !fresh_container(x, pj, &cid, &res, &out))
+            break;
         pthread_mutex_lock(&x->lock);
         list_push(&x->active, cid);
         x->active->exec_id = xstrdup(rec->id);
@@ -415,49 +422,59 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
             x->active->cancelled_by = xstrdup(pj->cancelled_by);
         bool cancelled = pj->cancelled_by != NULL;
         pthread_mutex_unlock(&x->lock);
-        if (cancelled) {
+        if (cancelled || stopping) {
             res.status = EXEC_INTERRUPTED;
-            res.error = xasprintf("cancelled by %s before it ran", pj->cancelled_by);
+            res.error = cancelled ? xasprintf("cancelled by %s before it ran", pj->cancelled_by)
+                                  : xstrdup("the job was interrupted: envhub is shutting down");
             res.stdout_text = xstrdup("");
             res.stderr_text = xstrdup("");
             exec_container_release(x, cid);
-        } else if (stopping) {
-            res.status = EXEC_INTERRUPTED;
-            res.error = xstrdup("the job was interrupted: envhub is shutting down");
-            res.stdout_text = xstrdup("");
-            res.stderr_text = xstrdup("");
-            exec_container_release(x, cid);
-        } else {
-            /* live output for asynchronous jobs (their followers); a synchronous
-             * job's caller gets it all in the answer */
-            struct live_tap tap = {x, pj->live};
-            pj->live = NULL;
-            struct job_io io = {
-                .input_tar = &pj->input_tar,
-                .timeout_s = rec->timeout_s,
-                .output_limit = pj->limits.output_limit,
-                .memory = pj->limits.memory,
-                .started = warm,
-                .live = tap.live ? exec_live_append : NULL,
-                .live_ctx = &tap,
-            };
-            job_run(x, cid, &io, &res, &out);
-            live = tap.live; /* closed once the row is final: followers then read it */
-            _cleanup_free_ char *cancelled_by = NULL;
-            pthread_mutex_lock(&x->lock);
-            for (struct container_ref *c = x->active; c; c = c->next)
-                if (strcmp(c->id, cid) == 0)
-                    cancelled_by = steal_ptr(c->cancelled_by);
-            pthread_mutex_unlock(&x->lock);
-            if (cancelled_by) {
-                res.status = EXEC_INTERRUPTED;
-                free(res.error);
-                res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
-                out.container_usable = false;
-            }
-            exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable && pj->pool_ok,
-                             warm);
+            break;
         }
+        /* live output for asynchronous jobs (their followers); a synchronous
+         * job's caller gets it all in the answer */
+        struct live_tap tap = {x, live ? live : pj->live};
+        pj->live = NULL;
+        struct job_io io = {
+            .input_tar = &pj->input_tar,
+            .timeout_s = rec->timeout_s,
+            .output_limit = pj->limits.output_limit,
+            .memory = pj->limits.memory,
+            .started = warm,
+            .recycled = warm && uses > 0,
+            .live = tap.live ? exec_live_append : NULL,
+            .live_ctx = &tap,
+        };
+        job_run(x, cid, &io, &res, &out);
+        live = tap.live; /* closed once the row is final: followers then read it */
+        if (out.unclean) {
+            /* a recycled container kept something of its last job: nothing
+             * ran; a fresh container runs the job */
+            log_warn("executor: recycled container '%.12s' could not be cleaned; removing it",
+                     cid);
+            exec_pool_return(x, rec->image, cid, uses + 1, false, warm);
+            free(steal_ptr(cid));
+            job_result_release(&res);
+            snprintf(res.id, sizeof(res.id), "%s", rec->id);
+            res.exit_code = -1;
+            warm = false;
+            uses = 0;
+            continue;
+        }
+        _cleanup_free_ char *cancelled_by = NULL;
+        pthread_mutex_lock(&x->lock);
+        for (struct container_ref *c = x->active; c; c = c->next)
+            if (strcmp(c->id, cid) == 0)
+                cancelled_by = steal_ptr(c->cancelled_by);
+        pthread_mutex_unlock(&x->lock);
+        if (cancelled_by) {
+            res.status = EXEC_INTERRUPTED;
+            free(res.error);
+            res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
+            out.container_usable = false;
+        }
+        exec_pool_return(x, rec->image, cid, uses + 1, out.container_usable && pj->pool_ok, warm);
+        break;
     }
     slot_release(x);
     if (out.engine_failed) {
@@ -581,7 +598,6 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
         return -1;
     }
     pthread_cond_init(&x->pool_wake, NULL);
-    pthread_cond_init(&x->dirty_ready, NULL);
     pthread_cond_init(&x->reaper_wake, NULL);
     pthread_cond_init(&x->async_ready, NULL);
     pthread_cond_init(&x->live_cond, NULL);
@@ -620,7 +636,6 @@ void executor_shutdown(struct executor *x)
     x->stopping = true;
     pthread_cond_broadcast(&x->slot_freed);
     pthread_cond_broadcast(&x->pool_wake);
-    pthread_cond_broadcast(&x->dirty_ready);
     pthread_cond_broadcast(&x->reaper_wake);
     pthread_cond_broadcast(&x->async_ready);
     pthread_cond_broadcast(&x->live_cond);
@@ -669,7 +684,6 @@ void executor_close(struct executor *x)
     pthread_cond_destroy(&x->async_ready);
     pthread_cond_destroy(&x->live_cond);
     pthread_cond_destroy(&x->pool_wake);
-    pthread_cond_destroy(&x->dirty_ready);
     pthread_cond_destroy(&x->reaper_wake);
     pthread_cond_destroy(&x->removal_ready);
     pthread_cond_destroy(&x->slot_freed);

@@ -36,7 +36,6 @@ struct pool {
     int64_t recycle;           /* jobs one container may serve; 1: a fresh one each time */
     int64_t starting;          /* being created now */
     int64_t n_out;             /* recycling: taken by jobs that bring them back */
-    int64_t n_cleaning;        /* recycling: back from a job, being cleaned */
     int64_t n_ready;
     struct container_ref *ready;
     uint64_t hits, misses;
@@ -57,8 +56,6 @@ struct exec_counter {
 struct session;
 struct live;
 struct async_job;
-
-#define EXEC_POOL_CLEANERS 2 /* threads cleaning recycled containers */
 
 struct executor {
     const struct config *cfg;
@@ -85,14 +82,10 @@ struct executor {
 
     /* warm pool (pool.c) */
     struct pool *pools;
-    struct container_ref *dirty; /* recycled containers waiting for their clean-up */
     bool pool_refresh;           /* read the targets again */
     pthread_cond_t pool_wake;
     pthread_t pool_thread;
     bool pool_started;
-    pthread_cond_t dirty_ready; /* a container to clean */
-    pthread_t clean_threads[EXEC_POOL_CLEANERS];
-    size_t n_clean_threads;
 
     /* sessions (session.c) */
     struct session *sessions;
@@ -150,6 +143,7 @@ struct job_io {
     int64_t memory;       /* for the out-of-memory message */
     bool session;         /* timeout inside the container; the container survives it */
     bool started;         /* the container runs already (pool, session) */
+    bool recycled;        /* it served a job before: clean it first (recycling) */
     /* live output, besides the capture (may be NULL) */
     engine_output_fn live;
     void *live_ctx;
@@ -158,6 +152,7 @@ struct job_io {
 struct job_outcome {
     bool container_usable; /* it may serve again (recycling, sessions) */
     bool engine_failed;
+    bool unclean; /* recycled and could not be cleaned: nothing ran */
     struct err engine_err;
     char *image_id; /* when learnt from the container */
 };
@@ -167,6 +162,8 @@ struct job_outcome {
  * error with the reason. */
 void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
              struct job_outcome *out);
+/* Is the end of a job's stderr the recycling clean-up's failure report? */
+bool exec_parse_unclean(const char *tail, size_t tail_len);
 
 /* The wrapper's report ending stderr: "\0envhub-status RC FILES OOM\0".
  * Returns true when @tail ends with one; ret->len is its length. Pure. */

@@ -39,6 +39,36 @@ static const char *const job_env[] = {
     NULL,
 };
 
+/* Recycling: before a container's next job, every process of uid 1000 but
+ * the container's first is killed and the writable places emptied; when
+ * something survives, the wrapper reports `unclean_tag` and the executor
+ * runs the job in a fresh container instead. Zombies (background processes
+ * whose parent was the container's first process, which never reaps) cannot
+ * be killed and do no harm but use the pids limit: a few are tolerated. */
+#define RECYCLE_MAX_ZOMBIES "16"
+static const char unclean_tag[] = "envhub-unclean";
+static const char recycle_clean[] =
+    "clean() { kill -9 -1 2>/dev/null; "
+    "rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
+    "/dev/shm/* /dev/shm/.[!.]* 2>/dev/null; "
+    "for try in 1 2 3 4 5 6 7 8 9 10; do left=0; z=0; "
+    "for p in /proc/[0-9]*; do q=${p#/proc/}; { [ \"$q\" = 1 ] || [ \"$q\" = $$ ]; } && continue; "
+    "st=; while read -r k v rest; do [ \"$k\" = State: ] && { st=$v; break; }; "
+    "done < $p/status 2>/dev/null; "
+    "case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac; done; "
+    "[ $left = 0 ] && break; sleep 0.02; done; "
+    "[ $left = 0 ] && [ $z -le " RECYCLE_MAX_ZOMBIES " ] || return 1; "
+    "for f in /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
+    "/dev/shm/*; do { [ -e \"$f\" ] || [ -L \"$f\" ]; } && return 1; done; return 0; }; "
+    "clean || { printf '\\0envhub-unclean\\0' >&2; exit 126; }; ";
+
+bool exec_parse_unclean(const char *tail, size_t tail_len)
+{
+    size_t n = sizeof(unclean_tag) - 1;
+    return tail_len >= n + 2 && tail[tail_len - 1] == '\0' && tail[tail_len - n - 2] == '\0' &&
+           memcmp(tail + tail_len - n - 1, unclean_tag, n) == 0;
+}
+
 /* The wrapper. oom() reads the memory cgroup's oom_kill counter (v1 or v2);
  * the glob loop finds any entry but the code file without forking. */
 static char *wrapper_script(const struct job_io *io)
@@ -49,6 +79,7 @@ static char *wrapper_script(const struct job_io *io)
                                 (long long)io->timeout_s)
                     : xstrdup("python3 " EXEC_CODE_NAME "; rc=$?");
     return xasprintf(
+        "%s"
         "oom() { n=0; for f in /sys/fs/cgroup/memory/memory.oom_control "
         "/sys/fs/cgroup/memory.events; do [ -r \"$f\" ] || continue; "
         "while read -r k v; do [ \"$k\" = oom_kill ] && n=$v; done < \"$f\"; break; done; }; "
@@ -61,7 +92,7 @@ static char *wrapper_script(const struct job_io *io)
         "[ \"$f\" = " EXEC_CODE_NAME " ] && continue; files=1; break; done; "
         "printf '\\0%s%%d %%d %%d\\0' \"$rc\" \"$files\" \"$((n - o0))\" >&2; "
         "exit $rc",
-        run, marker_tag);
+        io->recycled ? recycle_clean : "", run, marker_tag);
 }
 
 bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *ret)
@@ -322,6 +353,12 @@ void job_run(struct executor *x, const char *cid, const struct job_io *io, struc
 
     if (!run.timed_out && cap.tail_len)
         have_marker = exec_parse_marker(cap.tail, cap.tail_len, &marker);
+    if (!have_marker && io->recycled && exec_parse_unclean(cap.tail, cap.tail_len)) {
+        out->unclean = true; /* nothing ran: the executor takes a fresh container */
+        res->status = EXEC_ERROR;
+        res->error = xstrdup("the recycled container could not be cleaned");
+        goto done;
+    }
     if (have_marker) {
         /* the report is not the job's output: cut it where it was kept */
         if (!cap.err_truncated && cap.err.len >= marker.len)

@@ -4,12 +4,13 @@
  * default image, the environment's policy pool_size for an environment's
  * current image. A job takes a ready container (a hit) or makes one (a miss);
  * the pool thread starts a replacement. A container serves one job, unless
- * the environment's policy turns on recycling (recycle N > 1): then between
- * jobs every process of uid 1000 is killed and /workspace, /tmp and /dev/shm
- * are emptied, and a container that cannot be cleaned goes away. Targets are
+ * the environment's policy turns on recycling (recycle N > 1): then it goes
+ * back to its pool after a job, and its next job's wrapper first kills every
+ * process of uid 1000 and empties /workspace, /tmp and /dev/shm (a container
+ * that cannot be cleaned goes away and the job gets a fresh one). Targets are
  * read again when environments change (executor_pool_refresh): a new version
  * gets its pool, the old version's drains. Invariant: a container is in at
- * most one of active, ready, dirty and removals. */
+ * most one of active, ready and removals. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,7 @@
 #include "core/banned.h"
 
 #define POOL_RETRY_MS 2000     /* after a failure to start a container */
-#define RECYCLE_MAX_ZOMBIES 16 /* more and a recycled container goes away */
-#define STR_(x) #x
-#define STR(x) STR_(x)
+
 
 static struct pool *pool_find(struct executor *x, const char *image)
 {
@@ -62,16 +61,21 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
     struct pool *p = pool_find(x, image);
     if (p && !executor_limits_equal(&p->limits, l))
         p = NULL; /* made for other limits (a policy changed): not for this job */
-    if (p && p->ready) {
-        struct container_ref *c = p->ready;
-        p->ready = c->next;
+    /* a session gets a container that never served a job (recycled ones are
+     * cleaned by their next job's wrapper, which a session does not run) */
+    struct container_ref **at = p ? &p->ready : NULL;
+    while (at && *at && !returns && (*at)->uses > 0)
+        at = &(*at)->next;
+    if (at && *at) {
+        struct container_ref *c = *at;
+        *at = c->next;
         p->n_ready--;
         p->hits++;
         *ret_uses = c->uses;
         id = steal_ptr(c->id);
         exec_ref_free(c);
         if (returns && p->recycle > 1)
-            p->n_out++;                     /* it comes back: no replacement unless it does not */
+            p->n_out++; /* it comes back: no replacement unless it does not */
         pthread_cond_signal(&x->pool_wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
@@ -80,10 +84,10 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
     return id;
 }
 
-/* Under the lock: containers of @p in use, in the clean-up, ready or starting. */
+/* Under the lock: containers of @p ready, starting, or serving a job they come back from. */
 static int64_t circulation(const struct pool *p)
 {
-    return p->n_ready + p->starting + p->n_out + p->n_cleaning;
+    return p->n_ready + p->starting + p->n_out;
 }
 
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
@@ -104,10 +108,10 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
         p->n_out--;
     if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !x->stopping &&
         circulation(p) < p->want) {
-        p->n_cleaning++;
-        c->next = x->dirty;
-        x->dirty = c;
-        pthread_cond_signal(&x->dirty_ready);
+        /* back to the pool as it is: its next job's wrapper cleans it first */
+        c->next = p->ready;
+        p->ready = c;
+        p->n_ready++;
     } else {
         to_removal_locked(x, c);
         if (p && from_pool)
@@ -197,45 +201,6 @@ static void apply_targets(struct executor *x, struct target *t, size_t n)
 
 /* ---- the pool thread ---- */
 
-/* Kill every process of uid 1000 but the container's first, empty the
- * writable places; fails when something survives. Runs as uid 1000, which
- * can signal only its own processes. */
-static int recycle_clean(struct executor *x, const char *cid, struct err *err)
-{
-    /* Zombies (background processes killed here, whose parent was the
-     * container's first process, which never reaps) cannot be killed and
-     * do no harm but use the pids limit: a few are tolerated. */
-    static const char script[] =
-        "kill -9 -1 2>/dev/null; "
-        "rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
-        "/dev/shm/* 2>/dev/null; "
-        "for try in 1 2 3 4 5 6 7 8 9 10; do left=0; z=0; "
-        "for p in /proc/[0-9]*; do q=${p#/proc/}; [ \"$q\" = 1 ] || [ \"$q\" = $$ ] && continue; "
-        "st=; while read -r k v rest; do [ \"$k\" = State: ] && { st=$v; break; }; "
-        "done < $p/status 2>/dev/null; "
-        "case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac; "
-        "done; [ $left = 0 ] && break; sleep 0.02; done; "
-        "[ $left = 0 ] && [ $z -le " STR(
-            RECYCLE_MAX_ZOMBIES) " ] && "
-                                 "[ -z \"$(ls -A /workspace)\" ] && [ -z \"$(ls -A /tmp)\" ] && "
-                                 "[ -z \"$(ls -A /dev/shm)\" ]";
-    const char *cmd[] = {"/bin/sh", "-c", script, NULL};
-    struct engine_exec_spec spec = {
-        .cmd = cmd,
-        .user = EXEC_USER,
-        .working_dir = "/",
-        .deadline_ms = time_mono_ms() + 10000,
-    };
-    struct engine_exec_result res = {0};
-
-    if (engine_exec(x->engine, cid, &spec, &res, err) < 0)
-        return -1;
-    if (res.timed_out || res.exit_code != 0)
-        return err_set(err, ERR_ENGINE, "the container could not be cleaned (exit %d)",
-                       res.exit_code);
-    return 0;
-}
-
 static char *start_container(struct executor *x, const char *image, const struct exec_limits *l,
                              struct err *err)
 {
@@ -268,43 +233,6 @@ static void refresh_default_image_id(struct executor *x)
     x->default_image_id = steal_ptr(info.id);
     pthread_mutex_unlock(&x->lock);
     engine_image_info_release(&info);
-}
-
-/* Cleans recycled containers, EXEC_POOL_CLEANERS at a time, so that recycling
- * keeps up with jobs; a clean container goes back to its pool while the
- * pool is short of its target, otherwise away. */
-static void *cleaner_main(void *arg)
-{
-    struct executor *x = arg;
-
-    pthread_mutex_lock(&x->lock);
-    while (!x->stopping) {
-        if (!x->dirty) {
-            pthread_cond_wait(&x->dirty_ready, &x->lock);
-            continue;
-        }
-        struct container_ref *c = x->dirty;
-        x->dirty = c->next;
-        pthread_mutex_unlock(&x->lock);
-        struct err err = ERR_INIT;
-        int rc = recycle_clean(x, c->id, &err);
-        if (rc < 0)
-            log_debug("executor: container '%.12s' not recycled: %s", c->id, err.msg);
-        pthread_mutex_lock(&x->lock);
-        struct pool *p = pool_find(x, c->image);
-        if (p)
-            p->n_cleaning--;
-        if (rc == 0 && p && p->wanted && !x->stopping && circulation(p) < p->want) {
-            c->next = p->ready;
-            p->ready = c;
-            p->n_ready++;
-        } else {
-            to_removal_locked(x, c);
-            pthread_cond_signal(&x->pool_wake); /* its replacement, if the pool is short */
-        }
-    }
-    pthread_mutex_unlock(&x->lock);
-    return NULL;
 }
 
 static void *pool_main(void *arg)
@@ -386,11 +314,6 @@ int exec_pool_start(struct executor *x, struct err *err)
     if (pthread_create(&x->pool_thread, NULL, pool_main, x) != 0)
         return err_set(err, ERR_INTERNAL, "cannot start the warm pool thread");
     x->pool_started = true;
-    for (size_t i = 0; i < EXEC_POOL_CLEANERS; i++) {
-        if (pthread_create(&x->clean_threads[i], NULL, cleaner_main, x) != 0)
-            return err_set(err, ERR_INTERNAL, "cannot start the recycling threads");
-        x->n_clean_threads++;
-    }
     return 0;
 }
 
@@ -398,15 +321,11 @@ void exec_pool_stop(struct executor *x)
 {
     pthread_mutex_lock(&x->lock);
     pthread_cond_broadcast(&x->pool_wake);
-    pthread_cond_broadcast(&x->dirty_ready);
     pthread_mutex_unlock(&x->lock);
     if (x->pool_started) {
         pthread_join(x->pool_thread, NULL);
         x->pool_started = false;
     }
-    for (size_t i = 0; i < x->n_clean_threads; i++)
-        pthread_join(x->clean_threads[i], NULL);
-    x->n_clean_threads = 0;
     pthread_mutex_lock(&x->lock);
     for (struct pool *p = x->pools; p; p = p->next)
         while (p->ready) {
@@ -415,11 +334,6 @@ void exec_pool_stop(struct executor *x)
             p->n_ready--;
             to_removal_locked(x, c);
         }
-    while (x->dirty) {
-        struct container_ref *c = x->dirty;
-        x->dirty = c->next;
-        to_removal_locked(x, c);
-    }
     pthread_mutex_unlock(&x->lock);
 }
 

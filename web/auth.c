@@ -3,8 +3,9 @@
  * A key's secret reads "ehk_<id>_<random>": the id finds the row, then the
  * sha256 of the whole secret is compared in constant time with the stored
  * one. Secrets are never stored or logged. Revocation is read on every
- * request, so it takes effect at once. With no active key, envhub runs in
- * open mode (everyone is admin), but only when it listens on loopback.
+ * request, so it takes effect at once. Until the first key is created,
+ * envhub runs in open mode (everyone is admin), but only when it listens on
+ * loopback; revoking keys never reopens it.
  *
  * Quotas count per key: executions running now and executions started in the
  * last 60 s (a sliding window); one mutex guards the table. */
@@ -87,21 +88,29 @@ bool web_listen_is_loopback(const char *listen)
 
 int web_auth_open(const struct config *cfg, struct catalog *cat, struct auth **ret, struct err *err)
 {
-    int64_t active = 0;
+    int64_t created = 0, active = 0;
 
-    if (catalog_key_count_active(cat, &active, err) < 0)
+    /* the same rule as web_authorize: open mode while no key was ever created */
+    if (catalog_key_count_all(cat, &created, err) < 0 ||
+        catalog_key_count_active(cat, &active, err) < 0)
         return -1;
     bool loopback = web_listen_is_loopback(cfg->listen);
     if (active == 0 && !loopback)
         return err_set(err, ERR_FORBIDDEN,
-                       "refusing to serve on '%s' without API keys: anyone who reaches it could "
-                       "run code; create an admin key first (envhub key create --name admin "
-                       "--role admin) or listen on 127.0.0.1",
-                       cfg->listen);
-    if (active == 0)
+                       "refusing to serve on '%s' without an active API key: %s; create an admin "
+                       "key first (envhub key create --name admin --role admin) or listen on "
+                       "127.0.0.1",
+                       cfg->listen,
+                       created > 0 ? "every key is revoked, so no request could be served"
+                                   : "anyone who reaches it could run code");
+    if (created == 0)
         log_warn("auth: open mode: no API keys exist, so every request to %s is served without "
                  "authentication (as admin); create a key (envhub key create) to require keys",
                  cfg->listen);
+    else if (active == 0)
+        log_warn("auth: 0 active API keys (all %lld revoked): requests need Authorization: "
+                 "Bearer <key> and get 401 until a key is created (envhub key create)",
+                 (long long)created);
     else
         log_info("auth: %lld active API keys; requests need Authorization: Bearer <key>",
                  (long long)active);
@@ -215,17 +224,17 @@ static int authenticate(struct auth *a, const char *header, struct key_record *r
 bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
 {
     struct err err = ERR_INIT;
-    int64_t active = 0;
+    int64_t created = 0;
     const char *header = mg_get_header(rq->conn, "Authorization");
 
     if (perm == PERM_PUBLIC)
         return true;
     /* open mode lasts until the first key is made; revoking keys never reopens it */
-    if (catalog_key_count_all(a->catalog, &active, &err) < 0) {
+    if (catalog_key_count_all(a->catalog, &created, &err) < 0) {
         web_reply_err(rq, &err);
         return false;
     }
-    if (active == 0) {
+    if (created == 0) {
         if (!a->loopback) {
             web_reply_detail(rq, 401,
                              "no API keys exist: an administrator must create one "

@@ -49,7 +49,9 @@ def random_secret(key_id=None):
 WRONG_KEY = random_secret()
 
 # (id, method, path, JSON body or None, permission, statuses an allowed caller may get
-#  (None: any 2xx), the feature it needs (None: always there))
+#  (None: any 2xx), the feature it needs (None: always there)); every route of web/server.c's
+# table, each with a request that is answered at once after the access check (an invalid
+# body, an environment, session or execution that does not exist)
 ENDPOINTS = [
     ("execute", "POST", "/execute", {"code": "print(1)"}, "RUN", {200}, None),
     ("execute_with_environment", "POST", "/execute-with-environment",
@@ -61,15 +63,23 @@ ENDPOINTS = [
     ("environment_build_log", "GET", f"/environments/{NO_ENV}/builds/1/log", None, "ENV_READ", {404}, None),
     ("environment_logs", "GET", f"/environments/{NO_ENV}/logs", None, "ENV_READ", {404}, None),
     ("environment_packages", "GET", f"/environments/{NO_ENV}/packages", None, "ENV_READ", {404}, None),
+    ("environment_diff", "GET", f"/environments/{NO_ENV}/diff", None, "ENV_READ", {404}, None),
+    ("packages", "GET", "/packages?name=acl-no-such-package", None, "ENV_READ", {200}, None),
+    ("drift", "GET", f"/drift?environment={NO_ENV}", None, "ENV_READ", {404}, None),
     ("environment_create", "POST", "/environments",
      {"name": "Not A Valid Name!", "setup_script": TRIVIAL_SCRIPT}, "ENV_WRITE", {400}, None),
     ("environment_delete", "DELETE", f"/environments/{NO_ENV}", None, "ENV_WRITE", {404}, None),
     ("environment_rebuild", "POST", f"/environments/{NO_ENV}/rebuild", {}, "ENV_WRITE", {404}, None),
+    ("environment_lifecycle", "POST", f"/environments/{NO_ENV}/lifecycle", {}, "ENV_WRITE", {422}, None),
     ("keys_create", "POST", "/keys", {"name": "acl-matrix-nobody", "role": "superuser"}, "KEYS", {400}, None),
     ("keys_list", "GET", "/keys", None, "KEYS", {200}, None),
     ("keys_revoke", "DELETE", "/keys/acl-no-such-key", None, "KEYS", {404}, None),
     ("events", "GET", "/events", None, "AUDIT", {200}, None),
+    ("metrics", "GET", "/metrics", None, "AUDIT", {200}, None),
     ("health", "GET", "/health", None, "PUBLIC", {200}, None),
+    ("ui_index", "GET", "/", None, "PUBLIC", {200}, None),
+    ("ui_asset", "GET", "/ui/app.js", None, "PUBLIC", {200}, None),
+    ("redoc", "GET", "/redoc", None, "PUBLIC", {200}, None),
     ("me", "GET", "/me", None, "ENV_READ", {200}, "/me"),
     ("templates", "GET", "/templates", None, "ENV_READ", {200}, "/templates"),
     ("openapi", "GET", "/openapi.json", None, "PUBLIC", {200}, "/openapi.json"),
@@ -80,6 +90,10 @@ ENDPOINTS = [
     ("session_execute", "POST", "/sessions/ses_acl_no_such_session/execute", {"code": "print(1)"}, "RUN",
      {404}, "sessions"),
     ("session_close", "DELETE", "/sessions/ses_acl_no_such_session", None, "RUN", {404}, "sessions"),
+    ("session_put_file", "PUT", "/sessions/ses_acl_no_such_session/files/acl/x.txt", "not stored", "RUN",
+     {404}, "sessions"),
+    ("session_get_file", "GET", "/sessions/ses_acl_no_such_session/files/acl/x.txt", None, "RUN",
+     {404}, "sessions"),
     ("executions", "GET", "/executions", None, "HISTORY", None, "history"),
     ("execution_get", "GET", "/executions/ex_000000000000000000000000", None, "HISTORY", {404}, "history"),
     ("executions_export", "GET", "/executions/export", None, "AUDIT", None, "history"),
@@ -903,6 +917,36 @@ def test_revoking_the_last_key_does_not_reopen_the_server(envhub_factory, envhub
     assert not wrong, ("after the only key was revoked (key revoke only-admin), the server serves "
                        "without authentication again:\n" + "\n".join(wrong))
     assert count_rows(server.db_path) == rows
+
+
+def test_a_loopback_server_whose_keys_are_all_revoked_does_not_start_in_open_mode(envhub_factory, envhub_bin,
+                                                                                   tmp_path):
+    """Open mode lasts only while no key was ever created (each request counts every key,
+    revoked ones too): a catalog whose only key is revoked must not be announced as open
+    mode at start-up, and must answer 401 without a key."""
+    db = str(tmp_path / "envhub.db")
+    secret = create_key(envhub_bin, db, "gone-admin", "admin")
+    revoke_key(envhub_bin, db, "gone-admin")
+    server = envhub_factory(db_path=db)
+    line = wait_log_line(server, "auth:", within=2)
+    assert line is not None, f"no 'auth:' line in the start-up log:\n{server.log_tail()}"
+    log = server.log_text()
+    assert "open mode" not in log and "without authentication" not in log, (
+        f"the start-up log claims open mode while requests need a key:\n{server.log_tail()}")
+    assert "revoked" in line, f"the start-up line does not say why no key works: {line!r}"
+    assert call(server, "GET", "/health").status_code == 200
+    rows = count_rows(server.db_path)
+    wrong = []
+    for who, s in (("no key", None), ("the revoked key", secret)):
+        for method, path, body in (("GET", "/environments", None), ("GET", "/keys", None),
+                                   ("POST", "/execute", {"code": "print('open')"})):
+            r = call(server, method, path, s, body)
+            if r.status_code != 401 or not isinstance(detail_of(r), str):
+                wrong.append(f"{who}: expected 401: {describe(r)}")
+            elif not r.headers.get("WWW-Authenticate", "").startswith("Bearer"):
+                wrong.append(f"{who}: 401 without WWW-Authenticate: Bearer: {dict(r.headers)}")
+    assert not wrong, "\n".join(wrong)
+    assert count_rows(server.db_path) == rows, "a refused request ran code"
 
 
 def test_concurrent_quota_holds_for_asynchronous_submissions(quota):

@@ -1,5 +1,5 @@
 """Request hygiene: only JSON posts, no foreign origins, bodies bounded before they are
-read, a bounded queue."""
+read, a bounded queue, clients that stall mid-request dropped after the request timeout."""
 
 import json
 import socket
@@ -140,3 +140,67 @@ def test_full_queue_answers_429(envhub_factory):
     # the queue drains: a later job runs
     res = execute(server, "print('after')", timeout=10)
     assert res["stdout"] == "after\n", short(res)
+
+
+def _wait_disconnect(sock, within):
+    """Reads `sock` until the server closes it: (seconds waited, bytes the server sent), or
+    (None, bytes) when it is still open after `within` seconds."""
+    t0 = time.monotonic()
+    data = b""
+    while True:
+        left = within - (time.monotonic() - t0)
+        if left <= 0:
+            return None, data
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return None, data
+        except OSError:  # reset by the server: dropped too
+            return time.monotonic() - t0, data
+        if not chunk:
+            return time.monotonic() - t0, data
+        data += chunk
+
+
+def test_client_stalling_in_its_headers_is_dropped_after_the_request_timeout(envhub_factory):
+    """Clients that send part of their request headers and then stall are disconnected
+    within --request-timeout (not served, not kept), while other clients are answered at
+    once meanwhile."""
+    timeout_s = 1.0
+    server = envhub_factory("--request-timeout", str(int(timeout_s * 1000)))
+    partial = (f"GET /environments HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               f"User-Agent: envhub-stall-test\r\nX-Half: only-a-par").encode()
+    stalled = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(partial)
+            stalled.append((sock, time.monotonic()))
+        # while they stall, the server answers others without waiting for them
+        slow = []
+        for i in range(5):
+            t0 = time.monotonic()
+            r = requests.get(f"{server.url}/health", timeout=10)
+            took = time.monotonic() - t0
+            if r.status_code != 200 or took > 0.5:
+                slow.append(f"request {i + 1}: {r.status_code} in {took:.2f} s")
+        assert not slow, "other clients waited for the stalled ones:\n" + "\n".join(slow)
+        r = requests.post(f"{server.url}/execute", json={"code": "print('meanwhile')"}, timeout=60)
+        assert r.status_code == 200 and r.json()["stdout"] == "meanwhile\n", r.text[:300]
+        limit = timeout_s + 2.0  # the timeout plus scheduling slack
+        for i, (sock, sent_at) in enumerate(stalled):
+            waited, data = _wait_disconnect(sock, within=max(0.1, limit - (time.monotonic() - sent_at)))
+            total = time.monotonic() - sent_at
+            assert waited is not None, (f"stalled client {i + 1} still connected {total:.1f} s after its "
+                                        f"partial headers (--request-timeout {timeout_s:.0f} s)")
+            assert total >= timeout_s * 0.5, f"stalled client {i + 1} was dropped after {total:.2f} s only"
+            status = data.split(b" ", 2)[1:2]
+            assert not status or not status[0].startswith(b"2"), (
+                f"a request with unfinished headers was served: {data[:200]!r}")
+    finally:
+        for sock, _ in stalled:
+            sock.close()
+    # and the server still serves afterwards
+    r = requests.get(f"{server.url}/health", timeout=10)
+    assert r.status_code == 200, r.text[:300]

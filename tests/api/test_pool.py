@@ -333,6 +333,27 @@ def test_recycling_mode_kills_the_previous_jobs_processes(recycler):
     assert_recycled(seen, "jobs that leave a background `sleep 1000`, to be killed between jobs")
 
 
+def test_recycling_a_container_that_cannot_be_cleaned_runs_the_next_job_in_a_fresh_one(recycler):
+    """A job that leaves a file its own uid cannot delete (in a directory it made
+    read-only): the next job's clean-up fails, so it runs in a fresh container, and
+    finds nothing of the first job."""
+    assert wait_until(lambda: (pool_state(recycler)[0] or 0) >= 1, SETTLE_WITHIN), "the pool did not fill"
+    first = execute(recycler, "import os, socket\nos.makedirs('locked')\nopen('locked/f', 'w').write('x')\n"
+                              "os.chmod('locked', 0o500)\nprint(socket.gethostname())", timeout=20)
+    assert first["success"] is True, short(first)
+    host1 = first["stdout"].strip()
+    wait_until(lambda: (pool_state(recycler)[0] or 0) >= 1, 10, poll=0.1)
+    second = execute(recycler, "import os, socket\nprint(socket.gethostname(), sorted(n for n in os.listdir('.') "
+                               "if n != '.envhub_main.py'))", timeout=20)
+    assert second["success"] is True, short(second)
+    host2, listing = second["stdout"].split(" ", 1)
+    assert host2 != host1, f"the job ran in the container its predecessor left uncleanable ({host1})"
+    assert listing.strip() == "[]", f"the job found an earlier job's files: {listing}"
+    assert not any(i.startswith(host1) for i in running_containers(recycler.instance)) or \
+        wait_until(lambda: not any(i.startswith(host1) for i in running_containers(recycler.instance)), 10), \
+        f"the uncleanable container {host1} is still running"
+
+
 # ---------------------------------------------------------------- shutdown
 
 def test_shutdown_removes_the_warm_containers(envhub_factory):
