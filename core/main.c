@@ -3,6 +3,7 @@
  * and the only place that exits. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -225,6 +226,13 @@ int main(int argc, char **argv)
     struct config cfg;
     struct err err = ERR_INIT;
     int rc;
+
+    /* A job's output (up to megabytes) passes through a few short-lived
+     * buffers on many threads. glibc would serve them from per-thread arenas
+     * and keep the memory after free; mapped on their own, they go back to
+     * the system when freed, and few arenas keep the heap compact. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_ARENA_MAX, 2);
     /* config_load takes --db out of argv: `audit verify --db PATH` reads that file itself */
     bool db_given = false;
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
