@@ -80,6 +80,7 @@ void execution_record_release(struct execution_record *rec)
     free(rec->principal);
     free(rec->session_id);
     free(rec->limits);
+    free(rec->warning);
     free(rec->client_addr);
     free(rec->code);
     free(rec->error);

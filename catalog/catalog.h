@@ -70,6 +70,7 @@ struct execution_record {
     char *image_id;              /* "sha256:..." or NULL when not known */
     char *session_id;            /* the session the call belongs to, NULL when none */
     char *limits;                /* JSON: the limits it ran with; NULL when unknown */
+    char *warning;               /* the deprecation notice it got (read back only); NULL: none */
     char *principal;             /* who ran it */
     char *client_addr;
     char *code;

@@ -649,7 +649,8 @@ enum {
     " executions.code_sha256, executions.timeout_s, executions.status, executions.exit_code,"      \
     " executions.error, executions.queued_at, executions.started_at, executions.finished_at,"      \
     " executions.recorded_at, executions.duration_ms, executions.stdout_truncated,"                \
-    " executions.stderr_truncated, executions.chain_seq, executions.chain_hash"
+    " executions.stderr_truncated, executions.chain_seq, executions.chain_hash,"                  \
+    " executions.session_id, executions.limits, executions.warning"
 
 enum {
     IC_SEQ,
@@ -674,6 +675,9 @@ enum {
     IC_STDERR_TRUNCATED,
     IC_CHAIN_SEQ,
     IC_CHAIN_HASH,
+    IC_SESSION_ID,
+    IC_LIMITS,
+    IC_WARNING,
     IC_CODE, /* catalog_history_get only */
     IC_STDOUT,
     IC_STDERR,
@@ -902,6 +906,9 @@ static int item_from_row(sqlite3_stmt *st, struct history_item *it, struct err *
     rec->stderr_truncated = sqlite3_column_int(st, IC_STDERR_TRUNCATED) != 0;
     it->chain_seq = sqlite3_column_int64(st, IC_CHAIN_SEQ);
     column_hex64(st, IC_CHAIN_HASH, it->chain_hash);
+    rec->session_id = column_strdup(st, IC_SESSION_ID);
+    rec->limits = column_strdup(st, IC_LIMITS);
+    rec->warning = column_strdup(st, IC_WARNING);
     return 0;
 }
 

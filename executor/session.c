@@ -275,6 +275,7 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
 
     if (!s)
         return -1;
+    _cleanup_free_ char *env_name = s->environment ? xstrdup(s->environment) : NULL;
     struct execution_record *rec = &pj.rec;
     int64_t timeout = req->timeout_given ? req->timeout_s : s->limits.timeout_default;
     if (timeout > s->limits.timeout_max) {
@@ -357,6 +358,13 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
         err_copy(err, &out.engine_err);
         job_result_release(&res);
         return -1;
+    }
+    if (env_name) {
+        /* deprecated meanwhile (curation): the answer says so, as the row does */
+        _cleanup_(env_record_release) struct env_record env = {0};
+        struct err gerr = ERR_INIT;
+        if (catalog_env_get(x->catalog, env_name, &env, &gerr) == 0 && env.warning)
+            res.warning = steal_ptr(env.warning);
     }
     *ret = res;
     return 0;

@@ -346,6 +346,17 @@ static json_t *jtime(int64_t ms)
     return json_string(iso);
 }
 
+/* A row's recorded limits: a JSON object, unless the row was altered. */
+static bool limits_valid(const char *text)
+{
+    if (!text || text[0] != '{')
+        return false;
+    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    bool ok = json_is_object(doc);
+    json_decref(doc);
+    return ok;
+}
+
 static json_t *item_json(const struct history_item *it)
 {
     const struct execution_record *r = &it->rec;
@@ -375,6 +386,11 @@ static json_t *item_json(const struct history_item *it)
     json_object_set_new(o, "chain_seq", it->chain_seq ? json_integer(it->chain_seq) : json_null());
     json_object_set_new(o, "chain_hash",
                         it->chain_hash[0] ? json_string(it->chain_hash) : json_null());
+    json_object_set_new(o, "session_id", jstr(r->session_id));
+    /* the limits it ran with (curation policies), as recorded */
+    json_t *limits = limits_valid(r->limits) ? json_loads(r->limits, 0, NULL) : NULL;
+    json_object_set_new(o, "limits", limits ? limits : json_null());
+    json_object_set_new(o, "warning", jstr(r->warning));
     return o;
 }
 
@@ -503,6 +519,9 @@ static const char *const csv_columns[] = {
     "stderr_truncated",
     "chain_seq",
     "chain_hash",
+    "session_id",
+    "limits",
+    "warning",
 };
 
 static inline void out_put(struct buf *b, const char *s, size_t n)
@@ -645,6 +664,12 @@ static void csv_row(struct buf *b, struct iso_cache *c, const struct history_ite
     csv_int(b, it->chain_seq, it->chain_seq == 0);
     SEP;
     csv_field(b, it->chain_hash[0] ? it->chain_hash : NULL);
+    SEP;
+    csv_field(b, r->session_id);
+    SEP;
+    csv_field(b, limits_valid(r->limits) ? r->limits : NULL);
+    SEP;
+    csv_field(b, r->warning);
     out_put(b, "\r\n", 2);
 #undef SEP
 }
@@ -814,6 +839,15 @@ static void jsonl_row(struct buf *b, struct iso_cache *c, const struct history_i
     jl_int(b, it->chain_seq, it->chain_seq == 0);
     LIT(b, ",\"chain_hash\":");
     jl_str(b, it->chain_hash[0] ? it->chain_hash : NULL);
+    LIT(b, ",\"session_id\":");
+    jl_str(b, r->session_id);
+    LIT(b, ",\"limits\":");
+    if (limits_valid(r->limits))
+        out_put(b, r->limits, strlen(r->limits)); /* compact JSON, as envhub stored it */
+    else
+        LIT(b, "null");
+    LIT(b, ",\"warning\":");
+    jl_str(b, r->warning);
     LIT(b, "}\n");
 }
 

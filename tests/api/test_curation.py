@@ -198,6 +198,9 @@ def test_policy_memory_maximum_is_applied_and_a_request_cannot_raise_it(server, 
     assert res["status"] == "oom", short(res)
     row = catalog_row(server.db_path, res["id"])
     assert row["status"] == "oom" and json.loads(row["limits"])["memory"] == POLICY_MEMORY, row
+    # the history API shows the limits it ran with
+    detail = requests.get(f"{server.url}/executions/{res['id']}", timeout=30).json()
+    assert detail["limits"]["memory"] == POLICY_MEMORY, detail
     # asking for more than the environment allows: 400 naming limits.memory
     r = post_execute(server, {"code": "print(1)", "environment": name, "limits": {"memory": 512 * MiB}})
     assert r.status_code == 400, r.text
@@ -372,13 +375,24 @@ def test_deprecated_warns_retired_answers_410_and_keeps_history(server, world, e
     assert res["success"] is True and res["stdout"] == "still runs\n", short(res)
     assert repl in res["warning"] and "deprecated" in res["warning"], short(res)
     assert catalog_row(server.db_path, res["id"])["warning"] == res["warning"]
+    detail = requests.get(f"{server.url}/executions/{res['id']}", timeout=30).json()
+    assert detail["warning"] == res["warning"], detail
+    # a session's calls carry it too
+    r = requests.post(f"{server.url}/sessions", json={"environment": name}, timeout=60)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    try:
+        r = requests.post(f"{server.url}/sessions/{sid}/execute", json={"code": "print(1)"}, timeout=60)
+        assert r.status_code == 200 and r.json().get("warning") == res["warning"], r.text
+    finally:
+        requests.delete(f"{server.url}/sessions/{sid}", timeout=30)
     assert catalog_row(server.db_path, first["id"])["warning"] is None
 
     # curators see use and state in the listing
     listing = requests.get(f"{server.url}/environments", timeout=30).json()["environments"]
     item = next(e for e in listing if e["name"] == name)
     assert item["lifecycle"] == "deprecated" and item["last_used"], item
-    assert item["runs"] == {"7d": 2, "30d": 2, "90d": 2}, item["runs"]
+    assert item["runs"] == {"7d": 3, "30d": 3, "90d": 3}, item["runs"]  # two runs and a session call
 
     p = cli(server, envhub_bin, "env", "retire", name, "--replacement", repl)
     assert p.returncode == 0, p.stderr

@@ -241,6 +241,8 @@ def csv_value(v):
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, dict):  # the recorded limits: compact JSON with sorted keys, as stored
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
     return str(v)
 
 
