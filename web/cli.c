@@ -171,7 +171,7 @@ static char *follow_log(const struct client *c, const char *name, struct err *er
     _cleanup_free_ char *path = xasprintf("/environments/%s/logs?follow=1", ename);
     struct mg_connection *conn = NULL;
     struct buf line = BUF_INIT(1024 * 1024);
-    char chunk[4096];
+    char chunk[1];
     char *final = NULL;
     bool in_end = false;
     int status = 0, n;
@@ -184,7 +184,9 @@ static char *follow_log(const struct client *c, const char *name, struct err *er
                 "cannot follow the log of '%s' (HTTP %d)", name, status);
         return NULL;
     }
-    while (!final && (n = mg_read(conn, chunk, sizeof(chunk))) > 0) {
+    /* a byte at a time: civetweb's mg_read() waits until it has all it was
+     * asked for, and a live log must show each line as it comes */
+    while (!final && (n = mg_read(conn, chunk, 1)) > 0) {
         for (int i = 0; i < n && !final; i++) {
             if (chunk[i] != '\n') {
                 (void)buf_append_upto(&line, &chunk[i], 1);
@@ -256,6 +258,29 @@ static int env_list(const struct client *c)
     return 0;
 }
 
+static void env_create_usage(FILE *f, bool create)
+{
+    if (create)
+        fprintf(f, "usage: envhub env create NAME SCRIPT [--base IMAGE] [--description TEXT] "
+                   "[--python VERSION] [--test TEST.py] [--policy JSON] [--wait]\n");
+    else
+        fprintf(f, "usage: envhub env rebuild NAME [SCRIPT] [--base IMAGE] [--test TEST.py | "
+                   "--no-test] [--policy JSON] [--wait]\n");
+    fprintf(f,
+            "  --policy JSON  the version's policy, a JSON object; each field is optional (the "
+            "server's setting applies)\n"
+            "                 and bounded by the server's maxima, e.g.\n"
+            "                 '{\"timeout_default\": 30, \"timeout_max\": 120, \"memory\": "
+            "1073741824, \"cpu\": 1.5,\n"
+            "                   \"pids\": 256, \"output_limit\": 2097152, "
+            "\"workspace_size\": 268435456,\n"
+            "                   \"network\": \"none\", \"pool_size\": 2, \"recycle\": "
+            "1}'\n%s",
+            create ? ""
+                   : "                 without --policy a rebuild keeps the current policy; "
+                     "'{}' returns to the server's settings\n");
+}
+
 static int env_create_or_rebuild(const struct client *c, bool create, const char *name, int argc,
                                  char **argv)
 {
@@ -263,10 +288,34 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
     _cleanup_(answer_release) struct answer a = {0};
     _cleanup_free_ char *ename = escape_path(name);
     const char *script_path = NULL, *base = NULL, *desc = NULL, *py = NULL, *test_path = NULL;
+    json_auto_t *policy = NULL;
     bool wait = false, no_test = false;
 
+    for (int i = -1; i < argc; i++) {
+        const char *arg = i < 0 ? name : argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            env_create_usage(stdout, create);
+            return 0;
+        }
+    }
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--wait") == 0)
+        if (strcmp(argv[i], "--policy") == 0) {
+            json_error_t jerr;
+            if (i + 1 == argc) {
+                fprintf(stderr, "envhub env %s: --policy: a JSON object must follow\n",
+                        create ? "create" : "rebuild");
+                return 2;
+            }
+            json_decref(policy);
+            policy = json_loads(argv[++i], 0, &jerr);
+            if (!json_is_object(policy)) {
+                fprintf(stderr, "envhub env %s: --policy: %s%s\n", create ? "create" : "rebuild",
+                        policy ? "must be a JSON object like '{\"memory\": 536870912}', not "
+                               : "not valid JSON: ",
+                        policy ? argv[i] : jerr.text);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--wait") == 0)
             wait = true;
         else if (strcmp(argv[i], "--base") == 0 && i + 1 < argc)
             base = argv[++i];
@@ -283,12 +332,12 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
         else {
             fprintf(stderr, "envhub env %s: unexpected '%s'\n", create ? "create" : "rebuild",
                     argv[i]);
+            env_create_usage(stderr, create);
             return 2;
         }
     }
     if (create && !script_path) {
-        fprintf(stderr, "usage: envhub env create NAME SCRIPT [--base IMAGE] "
-                        "[--description TEXT] [--python VERSION] [--test TEST.py] [--wait]\n");
+        env_create_usage(stderr, create);
         return 2;
     }
     json_auto_t *body = json_object();
@@ -324,6 +373,8 @@ static int env_create_or_rebuild(const struct client *c, bool create, const char
         json_object_set_new(body, "description", json_string(desc));
     if (py && create)
         json_object_set_new(body, "python_version", json_string(py));
+    if (policy)
+        json_object_set(body, "policy", policy);
     _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
     _cleanup_free_ char *path =
         create ? xstrdup("/environments") : xasprintf("/environments/%s/rebuild", ename);
@@ -636,7 +687,10 @@ static int cmd_env(const struct client *c, int argc, char **argv)
     if (strcmp(sub, "check") == 0)
         return env_check(c, argc - 1, argv + 1);
     if (argc < 2) {
-        fprintf(stderr, "usage: envhub env %s NAME ...\n", sub);
+        if (strcmp(sub, "create") == 0 || strcmp(sub, "rebuild") == 0)
+            env_create_usage(stderr, strcmp(sub, "create") == 0);
+        else
+            fprintf(stderr, "usage: envhub env %s NAME ...\n", sub);
         return 2;
     }
     const char *name = argv[1];
@@ -727,8 +781,11 @@ static int cmd_run(const struct client *c, const struct config *cfg, int argc, c
     const char *errs = json_string_value(json_object_get(doc, "stderr"));
     const char *error = json_string_value(json_object_get(doc, "error"));
     const char *status = json_string_value(json_object_get(doc, "status"));
+    const char *warning = json_string_value(json_object_get(doc, "warning"));
     fputs(out ? out : "", stdout);
     fputs(errs ? errs : "", stderr);
+    if (warning)
+        fprintf(stderr, "envhub: warning: %s\n", warning);
     if (out_dir) {
         const char *path;
         json_t *v;

@@ -5,6 +5,7 @@
 //
 //   cd tests/e2e && ENVHUB_BIN=/abs/build/envhub node --test *.test.mjs   (make e2e)
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { Envhub, RUN_ID, engineAnswers, launchBrowser, removeLabelled, screenshot, script, stepImagesOf, watchPage }
@@ -13,6 +14,8 @@ import { Envhub, RUN_ID, engineAnswers, launchBrowser, removeLabelled, screensho
 const DS = `ds-${RUN_ID}`;
 const BASIC = `basic-${RUN_ID}`;
 const BROKEN = `broken-${RUN_ID}`;
+const POLICY = `policy-${RUN_ID}`;
+const MIB = 1024 * 1024;
 const DS_BUILD_MS = 400000;
 const PLOT_CODE = `import matplotlib
 matplotlib.use("Agg")
@@ -76,6 +79,15 @@ describe("envhub UI", { skip }, () => {
     if (!process.exitCode) fs.rmSync(server.dir, { recursive: true, force: true });
     else console.log(`envhub log and catalog kept in ${server.dir}`);
   });
+
+  // The newest build shown in the detail panel ended ready (not live any more): its state text.
+  async function builtReady(p, version, what) {
+    const state = await until(async () => {
+      const t = (await p.textContent("#env-log-state")) || "";
+      return t.startsWith(`v${version} `) && /ready|failed/.test(t) && !/live/.test(t) ? t : null;
+    }, 120000, what);
+    assert.match(state, /ready/, `${what}: ${state}; log:\n${await p.textContent("#env-log")}`);
+  }
 
   // every test: nothing asked of another host, no script error, no CSP violation
   function assertClean() {
@@ -178,6 +190,117 @@ describe("envhub UI", { skip }, () => {
     assertClean();
   });
 
+  test("creates an environment with a policy, shows it, and rebuilds it under another", { timeout: 180000 }, async () => {
+    await page.goto(`${server.url}/#/environments`);
+    await page.click("#env-new");
+    await page.selectOption("#env-template", "");
+    await page.fill("#env-name", POLICY);
+    await page.fill("#env-description", "e2e: a policy set in the form");
+    // a script of its own: no build cache shared with other runs (whose clean-up may remove it meanwhile)
+    await page.fill("#env-script", `#!/bin/bash\necho policy-ok ${RUN_ID}\n`);
+    assert.equal(await page.isVisible("#env-policy-memory"), false, "the policy section starts collapsed");
+    await page.click("#env-policy-box summary");
+    await page.fill("#env-policy-memory", "256");
+    await page.fill("#env-policy-timeout_max", "60");
+    await page.click("#env-create-submit");
+    await until(async () => (await page.textContent("#env-detail-title")) === POLICY, 10000, "the detail panel");
+    await builtReady(page, 1, `${POLICY} v1 to build`);
+    let env = (await server.api("GET", `/environments/${POLICY}`, { key: keys.admin })).body;
+    assert.deepEqual(env.policy, { memory: 256 * MIB, timeout_max: 60 });
+    await until(async () => /memory 256 MiB/.test((await page.textContent("#env-policy-text")) || ""), 10000, "the policy fact");
+    assert.match(await page.textContent("#env-policy-text"), /maximum timeout 60 s/);
+
+    // a curator changes the policy with a rebuild: the form starts from the current one
+    await page.click("#env-policy-edit summary");
+    assert.equal(await page.inputValue("#env-policy-new-memory"), "256");
+    await page.fill("#env-policy-new-memory", "128");
+    await page.fill("#env-policy-new-timeout_max", "");
+    await page.click("#env-policy-rebuild");
+    await builtReady(page, 2, `${POLICY} v2 to build`);
+    await until(async () => /memory 128 MiB/.test((await page.textContent("#env-policy-text")) || ""), 10000, "the new policy");
+    env = (await server.api("GET", `/environments/${POLICY}`, { key: keys.admin })).body;
+    assert.equal(env.version, 2);
+    assert.deepEqual(env.policy, { memory: 128 * MIB });
+    assertClean();
+  });
+
+  test("a curator deprecates an environment (runs warn), retires it (runs refused) and reinstates it", { timeout: 120000 },
+    async () => {
+      await page.goto(`${server.url}/#/environments/${BASIC}`);
+      await until(async () => (await page.textContent("#env-detail-title")) === BASIC, 10000, "the detail panel");
+      await until(async () => /active/.test((await page.textContent("#env-lifecycle-state")) || ""), 10000, "the lifecycle");
+      assert.equal(await page.isDisabled("#env-reinstate"), true);
+      await page.fill("#env-replacement", POLICY);
+      await page.click("#env-deprecate");
+      await until(async () => /deprecated — use .* instead/.test((await page.textContent("#env-lifecycle-state")) || ""), 10000,
+        "the deprecated state");
+      assert.match(await page.textContent("#env-lifecycle-state"), new RegExp(`use ${POLICY} instead`));
+      const row = page.locator(`#env-rows tr[data-name="${BASIC}"]`);
+      await until(async () => /deprecated/.test(await row.textContent()), 10000, "the deprecated badge in the list");
+      await screenshot(page, "curation");
+
+      // it still runs, and the answer's warning is shown
+      const code = `print("still runs ${RUN_ID}")`;
+      await page.goto(`${server.url}/#/run`);
+      await until(async () => (await page.locator(`#run-env option[value="${BASIC}"]`).count()) === 1, 10000, "the choice");
+      assert.match(await page.textContent(`#run-env option[value="${BASIC}"]`), /deprecated/);
+      await page.selectOption("#run-env", BASIC);
+      await page.fill("#run-code", code);
+      await page.click("#run-submit");
+      await until(async () => /still runs/.test((await page.textContent("#run-stdout")) || ""), 60000, "the output");
+      const warning = `environment '${BASIC}' is deprecated; use '${POLICY}' instead`;
+      assert.equal(await page.isVisible("#run-warning"), true);
+      assert.equal(await page.textContent("#run-warning"), warning);
+      const id = (await page.textContent("#run-facts a")).trim();
+
+      // the history finds it by environment version and code hash
+      await page.goto(`${server.url}/#/history`);
+      await page.fill("#hist-env", BASIC);
+      await page.fill("#hist-version", "1");
+      await page.fill("#hist-sha", crypto.createHash("sha256").update(code).digest("hex"));
+      await page.click("#hist-filters button[type=submit]");
+      await until(async () => {
+        const ids = await page.locator("#hist-rows tr").evaluateAll((rows) => rows.map((r) => r.dataset.id));
+        return ids.length === 1 && ids[0] === id;
+      }, 15000, `the history filtered to ${id}`);
+      await page.fill("#hist-version", "2");
+      await page.click("#hist-filters button[type=submit]");
+      await until(async () => (await page.locator("#hist-rows tr").count()) === 0, 15000, "no run of version 2");
+      await page.click("#hist-reset");
+
+      // retired (after a confirmation): not offered, and a run reached anyway is refused with the API's 410
+      await page.goto(`${server.url}/#/environments/${BASIC}`);
+      await until(async () => (await page.textContent("#env-detail-title")) === BASIC, 10000, "the detail panel");
+      await page.click("#env-retire");
+      await page.locator("#env-confirm").waitFor({ state: "visible" });
+      assert.match(await page.textContent("#env-confirm-text"), /Retire environment/);
+      await page.click("#env-confirm-yes");
+      await until(async () => /retired — use/.test((await page.textContent("#env-lifecycle-state")) || ""), 10000, "the retired state");
+      assert.equal(await page.isDisabled("#env-retire"), true);
+      await page.goto(`${server.url}/#/run`);
+      await until(async () => /retired/.test((await page.textContent(`#run-env option[value="${BASIC}"]`)) || ""), 10000,
+        "the retired choice");
+      assert.equal(await page.isDisabled(`#run-env option[value="${BASIC}"]`), true);
+      await page.evaluate((name) => { document.getElementById("run-env").value = name; }, BASIC);
+      await page.click("#run-submit");
+      await page.locator("#run-error").waitFor({ state: "visible" });
+      assert.equal(await page.textContent("#run-error"),
+        `410 Gone — environment '${BASIC}' is retired; use '${POLICY}' instead`);
+      const refused = await server.api("POST", "/execute", { key: keys.admin, body: { code: "print(1)", environment: BASIC } });
+      assert.equal(refused.status, 410);
+
+      // reinstated: active and runnable again
+      await page.goto(`${server.url}/#/environments/${BASIC}`);
+      await until(async () => /retired/.test((await page.textContent("#env-lifecycle-state")) || ""), 10000, "the detail panel");
+      await page.click("#env-reinstate");
+      await until(async () => /^active/.test((await page.textContent("#env-lifecycle-state")) || ""), 10000, "the active state");
+      assert.doesNotMatch(await page.textContent("#env-facts"), /is deprecated|is retired/);
+      const again = await server.api("POST", "/execute", { key: keys.admin, body: { code: "print(1)", environment: BASIC } });
+      assert.equal(again.status, 200, JSON.stringify(again.body));
+      assert.equal(again.body.warning, undefined);
+      assertClean();
+    });
+
   test("runs matplotlib code in the data-science environment and shows the text and the image", { timeout: DS_BUILD_MS + 120000 },
     async () => {
       const ds = await server.waitEnv(DS, keys.admin, DS_BUILD_MS);
@@ -279,6 +402,11 @@ describe("envhub UI", { skip }, () => {
     assert.equal(await p.isVisible("#env-rebuild"), false);
     assert.equal(await p.isVisible("#env-delete"), false);
     assert.equal(await p.isVisible("#env-log"), true);
+    // the lifecycle and the policy are shown, their controls are not
+    await until(async () => /active/.test((await p.textContent("#env-lifecycle-state")) || ""), 10000, "the lifecycle");
+    assert.equal(await p.isVisible("#env-curate"), false);
+    assert.equal(await p.isVisible("#env-deprecate"), false);
+    assert.equal(await p.isVisible("#env-policy-rebuild"), false);
     // a control the role may not use, reached anyway: the API's 403 is shown as it is
     await p.evaluate(() => document.getElementById("env-rebuild").click());
     await p.locator("#env-detail-error").waitFor({ state: "visible" });

@@ -23,7 +23,7 @@ export class ApiError extends Error {
   // "403 Forbidden — role 'auditor' (key 'x') may not POST /execute"
   describe() {
     const names = { 400: "Bad request", 401: "Not signed in", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-      413: "Too large", 415: "Unsupported media type", 422: "Invalid request", 429: "Too many requests",
+      410: "Gone", 413: "Too large", 415: "Unsupported media type", 422: "Invalid request", 429: "Too many requests",
       500: "Server error", 502: "Engine error", 503: "Unavailable", 504: "Timed out" };
     if (!this.status) return this.detail;
     return `${this.status} ${names[this.status] || "Error"} — ${this.detail}`;
@@ -164,7 +164,7 @@ export function h(tag, attrs, ...children) {
 
 export function badge(status) {
   const known = ["ready", "building", "failed", "queued", "running", "succeeded", "timeout", "oom", "error",
-    "interrupted", "cancelled"];
+    "interrupted", "cancelled", "active", "deprecated", "retired"];
   return h("span", { class: `badge ${known.includes(status) ? status : "unknown"}` }, status || "unknown");
 }
 

@@ -1,7 +1,8 @@
 // envhub UI: the Environments page. List with status badges and a filter, the create form
 // (templates from GET /templates, a setup-script editor), and one environment's detail: facts,
 // the live build log (server-sent events read through fetch), rebuild, delete with
-// confirmation, build history and package inventory.
+// confirmation, build history and package inventory; for curators the policy (at create, or
+// changed with a rebuild) and the lifecycle (deprecate, retire, reinstate).
 import { $, ApiError, api, badge, codeEditor, fact, fmtDuration, fmtTime, followEvents, get, h, request, showError }
   from "./api.js";
 
@@ -16,8 +17,61 @@ let follow = null;      // {controller, timer, version} of the log being followe
 let pollTimer = null;
 let autoFilled = { name: "", description: "" };
 let active = false;
+let formsFor = null;    // the environment the policy and lifecycle inputs were filled for
+let confirmAction = null;
 
 const enc = encodeURIComponent;
+
+// The policy's fields (executor/policy.c); sizes are entered in KiB or MiB, sent in bytes.
+const MIB = 1024 * 1024;
+const POLICY = [
+  { key: "timeout_default", label: "Default timeout", unit: "s", min: 1 },
+  { key: "timeout_max", label: "Maximum timeout", unit: "s", min: 1 },
+  { key: "memory", label: "Memory", unit: "MiB", scale: MIB, min: 6 },
+  { key: "cpu", label: "CPUs", unit: "", step: "any", min: 0.01 },
+  { key: "pids", label: "Processes", unit: "", min: 8 },
+  { key: "output_limit", label: "Output limit", unit: "KiB", scale: 1024, min: 1 },
+  { key: "workspace_size", label: "Workspace", unit: "MiB", scale: MIB, min: 1 },
+  { key: "network", label: "Network", choices: ["none", "bridge"] },
+  { key: "pool_size", label: "Warm pool size", unit: "containers", min: 0 },
+  { key: "recycle", label: "Jobs per container", unit: "", min: 1 },
+];
+
+function policyInputs(box, prefix) {
+  box.replaceChildren(...POLICY.map((f) => {
+    const id = `${prefix}-${f.key}`;
+    const input = f.choices
+      ? h("select", { id }, h("option", { value: "" }, "server's setting"), ...f.choices.map((c) => h("option", null, c)))
+      : h("input", { id, type: "number", min: f.min, step: f.step || (f.scale ? "any" : "1"), placeholder: "server's setting" });
+    return h("div", null, h("label", { for: id }, f.label, f.unit ? ` (${f.unit})` : ""), input);
+  }));
+}
+
+function readPolicy(prefix) {
+  const policy = {};
+  for (const f of POLICY) {
+    const v = $(`${prefix}-${f.key}`).value.trim();
+    if (v === "") continue;
+    policy[f.key] = f.choices ? v : f.scale ? Math.round(Number(v) * f.scale) : Number(v);
+  }
+  return policy;
+}
+
+function fillPolicy(prefix, policy) {
+  for (const f of POLICY) {
+    const v = policy ? policy[f.key] : undefined;
+    $(`${prefix}-${f.key}`).value = v === undefined || v === null ? "" : f.scale ? +(v / f.scale).toFixed(3) : v;
+  }
+}
+
+function policyText(policy) {
+  const parts = POLICY.filter((f) => policy && policy[f.key] !== undefined && policy[f.key] !== null).map((f) => {
+    const v = policy[f.key];
+    const shown = f.scale ? +(v / f.scale).toFixed(2) : v;
+    return `${f.label.toLowerCase()} ${shown}${f.unit ? ` ${f.unit}` : ""}`;
+  });
+  return parts.length ? parts.join(" · ") : "the server's settings";
+}
 
 export function init(c) {
   ctx = c;
@@ -28,15 +82,37 @@ export function init(c) {
   $("env-template").addEventListener("change", applyTemplate);
   codeEditor($("env-script"));
   $("env-close").addEventListener("click", () => { location.hash = "#/environments"; });
-  $("env-rebuild").addEventListener("click", rebuild);
-  $("env-delete").addEventListener("click", () => {
-    $("env-confirm-text").textContent = `Delete environment '${openName}'? Its images are removed and a build in progress is cancelled; its executions stay in the history.`;
-    $("env-confirm").hidden = false;
-    $("env-confirm-no").focus();
+  $("env-rebuild").addEventListener("click", () => rebuild());
+  $("env-delete").addEventListener("click", () => askConfirm("env-delete", "Delete",
+    `Delete environment '${openName}'? Its images are removed and a build in progress is cancelled; its executions stay in the history.`,
+    deleteEnv));
+  $("env-confirm-no").addEventListener("click", () => {
+    $("env-confirm").hidden = true;
+    $(confirmAction.from).focus();
   });
-  $("env-confirm-no").addEventListener("click", () => { $("env-confirm").hidden = true; $("env-delete").focus(); });
-  $("env-confirm-yes").addEventListener("click", deleteEnv);
+  $("env-confirm-yes").addEventListener("click", () => confirmAction.run());
   $("env-pkg-filter").addEventListener("input", filterPackages);
+  policyInputs($("env-policy"), "env-policy");
+  policyInputs($("env-policy-new"), "env-policy-new");
+  $("env-create").addEventListener("reset", () => { $("env-policy-box").open = false; });
+  $("env-policy-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    rebuild(readPolicy("env-policy-new"));
+  });
+  $("env-deprecate").addEventListener("click", () => setLifecycle("deprecated"));
+  $("env-retire").addEventListener("click", () => askConfirm("env-retire", "Retire",
+    `Retire environment '${openName}'? It runs nothing from now on, its images are removed after the grace period and its history stays; Reinstate brings it back.`,
+    () => setLifecycle("retired")));
+  $("env-reinstate").addEventListener("click", () => setLifecycle("active"));
+}
+
+// The confirmation box under the facts, for the button @from: @yes runs @run.
+function askConfirm(from, yes, text, run) {
+  confirmAction = { from, run };
+  $("env-confirm-text").textContent = text;
+  $("env-confirm-yes").textContent = yes;
+  $("env-confirm").hidden = false;
+  $("env-confirm-no").focus();
 }
 
 export function reset() {
@@ -91,7 +167,8 @@ function renderList() {
   const rows = all.filter((e) => !q || [e.name, e.status, e.description, e.base_image].join(" ").toLowerCase().includes(q));
   $("env-rows").replaceChildren(...rows.map((e) => h("tr", { class: e.name === openName ? "selected" : "", dataset: { name: e.name } },
     h("td", { dataset: { label: "Name" } }, h("a", { href: `#/environments/${enc(e.name)}`, class: "env-link" }, e.name)),
-    h("td", { dataset: { label: "Status" } }, badge(e.status)),
+    h("td", { dataset: { label: "Status" } }, h("span", null, badge(e.status),
+      e.lifecycle && e.lifecycle !== "active" ? [" ", badge(e.lifecycle)] : null)),
     h("td", { dataset: { label: "Version" } }, versionText(e)),
     h("td", { dataset: { label: "Base image" }, class: "mono" }, e.base_image),
     h("td", { dataset: { label: "Last used" } }, e.last_used ? fmtTime(e.last_used) : "never"),
@@ -152,6 +229,8 @@ async function createEnv(e) {
     setup_script: $("env-script").value,
   };
   if ($("env-base").value.trim()) body.base_image = $("env-base").value.trim();
+  const policy = readPolicy("env-policy");
+  if (Object.keys(policy).length) body.policy = policy;
   btn.disabled = true;
   showError($("env-create-error"), null);
   try {
@@ -173,6 +252,7 @@ async function createEnv(e) {
 function closeDetail() {
   stopFollow();
   openName = null;
+  formsFor = null;
   $("env-detail").hidden = true;
   renderList();
 }
@@ -194,6 +274,8 @@ async function openDetail(name) {
     $("env-packages").replaceChildren();
     $("env-pkg-count").textContent = "";
     $("env-script-view").textContent = "";
+    $("env-policy-edit").open = false;
+    formsFor = null;
     $("env-detail").scrollIntoView({ block: "start" });
   }
   showError($("env-detail-error"), null);
@@ -228,12 +310,25 @@ function renderFacts(env) {
   fact(dl, "Description", env.description || "—");
   fact(dl, "Created", `${fmtTime(env.created_at)}${env.created_by ? ` by ${env.created_by}` : ""}`);
   fact(dl, "Last used", env.last_used ? fmtTime(env.last_used) : "never");
-  if (env.lifecycle && env.lifecycle !== "active")
-    fact(dl, "Lifecycle", `${env.lifecycle}${env.replacement ? ` — use ${env.replacement} instead` : ""}`);
+  fact(dl, "Policy", h("span", { id: "env-policy-text" }, policyText(env.policy)));
+  if (env.runs) fact(dl, "Runs", `${env.runs["7d"]} in 7 days · ${env.runs["30d"]} in 30 · ${env.runs["90d"]} in 90`);
+  const lc = env.lifecycle || "active";
+  fact(dl, "Lifecycle", h("span", { id: "env-lifecycle-state" }, badge(lc),
+    env.replacement ? ` — use ${env.replacement} instead` : "",
+    env.lifecycle_changed_at ? h("span", { class: "muted" }, ` since ${fmtTime(env.lifecycle_changed_at)}${env.lifecycle_changed_by ? ` (${env.lifecycle_changed_by})` : ""}`) : ""));
   if (env.warning) fact(dl, "Warning", env.warning);
   if (env.drift && env.drift.drifted) fact(dl, "Base image drift", `${env.base_image} has changed since this version was built: rebuild to catch up`);
   if (env.error) fact(dl, "Error", h("span", { class: "error-text", id: "env-error-text" }, env.error));
   $("env-script-view").textContent = env.setup_script;
+  $("env-reinstate").disabled = lc === "active";
+  $("env-retire").disabled = lc === "retired";
+  $("env-names").replaceChildren(...all.filter((e) => e.name !== env.name && e.lifecycle !== "retired")
+    .map((e) => h("option", { value: e.name })));
+  if (formsFor !== env.name) { // filled once per environment shown: a curator's edits stay
+    formsFor = env.name;
+    $("env-replacement").value = env.replacement || "";
+    fillPolicy("env-policy-new", env.policy);
+  }
 }
 
 async function loadBuilds(name) {
@@ -370,15 +465,20 @@ async function showLog(name, build) {
   }
 }
 
-// ---- rebuild, delete ----
+// ---- rebuild, lifecycle, delete ----
 
-async function rebuild() {
+// A rebuild of the same definition; with @policy (from the policy form), under that policy.
+async function rebuild(policy) {
   const name = openName;
-  const btn = $("env-rebuild");
+  const btn = policy ? $("env-policy-rebuild") : $("env-rebuild");
   btn.disabled = true;
   showError($("env-detail-error"), null);
   try {
-    const build = await api("POST", `/environments/${enc(name)}/rebuild`);
+    const build = await api("POST", `/environments/${enc(name)}/rebuild`, policy ? { policy } : undefined);
+    if (policy) {
+      $("env-policy-edit").open = false;
+      formsFor = null; // filled again from the policy in service once the build ends
+    }
     await loadList();
     await loadBuilds(name);
     showLog(name, build);
@@ -387,6 +487,28 @@ async function rebuild() {
   } finally {
     btn.disabled = false;
   }
+}
+
+async function setLifecycle(state) {
+  const name = openName;
+  const body = { state };
+  const replacement = $("env-replacement").value.trim();
+  if (state !== "active" && replacement) body.replacement = replacement;
+  const buttons = ["env-deprecate", "env-retire", "env-reinstate"].map((id) => $(id));
+  buttons.forEach((b) => { b.disabled = true; });
+  $("env-confirm").hidden = true;
+  showError($("env-detail-error"), null);
+  let env = null;
+  try {
+    env = await api("POST", `/environments/${enc(name)}/lifecycle`, body);
+  } catch (err) {
+    showError($("env-detail-error"), err);
+  }
+  buttons.forEach((b) => { b.disabled = false; });
+  if (openName !== name) return;
+  formsFor = null; // the replacement as the server now has it
+  await loadList();
+  await refreshDetail(name, !!(env && env.rebuild)); // reinstated after its images went: a build to follow
 }
 
 async function deleteEnv() {

@@ -72,6 +72,8 @@ function isoOf(local) {
 function readFilters() {
   const f = {
     environment: $("hist-env").value.trim(),
+    environment_version: $("hist-version").value.trim(),
+    code_sha256: $("hist-sha").value.trim().toLowerCase(),
     status: $("hist-status").value,
     since: isoOf($("hist-since").value),
     until: isoOf($("hist-until").value),
@@ -173,6 +175,7 @@ async function openDetail(id) {
   fact(dl, "Exit code", field(ex, "exit_code") === null || ex.exit_code < 0 ? "—" : String(ex.exit_code));
   if (ex.error) fact(dl, "Error", ex.error);
   fact(dl, "Environment", envLabel(ex));
+  if (ex.warning) fact(dl, "Warning", ex.warning);
   if (field(ex, "image")) fact(dl, "Image", h("span", { class: "mono" }, ex.image));
   if (field(ex, "image_id")) fact(dl, "Image id", h("span", { class: "mono" }, ex.image_id));
   fact(dl, "Principal", field(ex, "principal") || "—");

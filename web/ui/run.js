@@ -1,6 +1,7 @@
 // envhub UI: the Run page. Pick a ready environment, write code (Ctrl/Cmd+Enter runs), add
 // input files (picker or drag and drop), run with POST /execute, and see stdout, stderr, the
-// exit status, the duration and the output files: downloads, and images shown inline.
+// exit status, the duration and the output files: downloads, and images shown inline. A deprecated
+// environment's warning is shown above the result; retired ones are listed but not offered.
 import { $, api, badge, base64FromBytes, bytesFromBase64, codeEditor, fact, fmtBytes, fmtDuration, get, h, showError }
   from "./api.js";
 
@@ -42,11 +43,13 @@ export async function show() {
   try {
     const doc = await get("/environments");
     const ready = (doc.environments || []).filter((e) => e.status === "ready");
-    sel.replaceChildren(h("option", { value: "" }, "(default image)"),
-      ...ready.map((e) => h("option", { value: e.name }, `${e.name} (v${e.version})`)));
+    sel.replaceChildren(h("option", { value: "" }, "(default image)"), ...ready.map((e) => e.lifecycle === "retired"
+      ? h("option", { value: e.name, disabled: true }, `${e.name} (retired${e.replacement ? `: use ${e.replacement}` : ""})`)
+      : h("option", { value: e.name }, `${e.name} (v${e.version}${e.lifecycle === "deprecated" ? ", deprecated" : ""})`)));
+    const runnable = (name) => ready.some((e) => e.name === name && e.lifecycle !== "retired");
     const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("env");
-    if (wanted && ready.some((e) => e.name === wanted)) sel.value = wanted;
-    else if (ready.some((e) => e.name === keep)) sel.value = keep;
+    if (wanted && runnable(wanted)) sel.value = wanted;
+    else if (runnable(keep)) sel.value = keep;
     showError($("run-error"), null);
   } catch (err) {
     showError($("run-error"), err);
@@ -72,6 +75,7 @@ async function runCode(e) {
   const body = { code: $("run-code").value, timeout };
   if ($("run-env").value) body.environment = $("run-env").value;
   showError($("run-error"), null);
+  $("run-result").hidden = true; // the last run's result does not pass for this one's
   running = true;
   $("run-submit").disabled = true;
   $("run-progress").hidden = false;
@@ -102,6 +106,8 @@ function extOf(path) {
 function renderResult(res, wall) {
   for (const u of objectUrls) URL.revokeObjectURL(u);
   objectUrls = [];
+  $("run-warning").hidden = !res.warning;
+  $("run-warning").textContent = res.warning || "";
   const dl = $("run-facts");
   dl.replaceChildren();
   fact(dl, "Status", badge(res.status || (res.success ? "succeeded" : "failed")));
