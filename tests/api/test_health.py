@@ -14,6 +14,10 @@ def test_health_answers_healthy_with_a_zoned_timestamp(envhub):
     ts = datetime.fromisoformat(body["timestamp"])
     assert ts.tzinfo is not None, f"timestamp without a zone: {body['timestamp']}"
     assert abs(datetime.now(timezone.utc) - ts) < timedelta(minutes=5), body["timestamp"]
+    # what it checked: the engine (with the API version negotiated) and the catalog
+    assert body["engine"]["ok"] is True and body["engine"]["api_version"] >= "1.41", body
+    assert body["engine"].get("error") is None, body
+    assert body["catalog"]["ok"] is True and body["catalog"]["schema_version"] >= 8, body
 
 
 def test_unknown_path_is_404_with_detail(envhub):
