@@ -58,8 +58,8 @@ INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 
 # Debian packages: to build and run, and to test.
 DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
-              libjansson-dev libarchive-dev libcivetweb-dev libssl-dev docker.io debootstrap
-DEB_TEST   := libcmocka-dev valgrind sqlite3 python3 python3-pytest python3-requests chromium
+              libjansson-dev libarchive-dev libcivetweb-dev libssl-dev libcmocka-dev docker.io debootstrap
+DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium
 
 .PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-history lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node
