@@ -17,7 +17,7 @@ from test_validation import assert_detail
 
 BUILD_FIELDS = {"id", "environment", "version", "status", "docker_image", "image_id", "cache_hit", "error",
                 "queued_at", "started_at", "finished_at", "definition", "log_lines", "python_found",
-                "base_image", "base_image_id"}
+                "base_image", "base_image_id", "log_url"}
 
 # Each version writes its number where jobs can read it: a job then shows which version it ran on.
 READ_VERSION = "print(open('/opt/envhub-test-version').read().strip())\n"
@@ -116,6 +116,10 @@ def test_rebuild_builds_n_plus_1_while_executions_keep_succeeding_on_n(envhub, r
 
         v2_build = wait_build(envhub, name, 2)
         switched_at = time.monotonic()
+        # each build in the list leads to its log
+        listed = {b["version"]: b for b in builds_of(envhub, name)}
+        log = requests.get(envhub.url + listed[2]["log_url"], timeout=30)
+        assert log.status_code == 200 and f"v2-begin-{run_id}" in log.text, (listed[2], log.text[:500])
         env = get_env(envhub, name)
         assert env["version"] == 2 and env["status"] == "ready", env
         assert env["image_id"] == v2_build["image_id"] != v1["image_id"]
