@@ -229,7 +229,7 @@ e2e: $(BIN) $(E2E_STAMP)
 
 sanitize: test-deps engine base-image
 	$(MAKE) SANITIZE=address,undefined build unit integration
-	$(MAKE) SANITIZE=address,undefined api
+	$(MAKE) SANITIZE=address,undefined api e2e
 
 bench: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_execute.py
