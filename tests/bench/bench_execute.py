@@ -271,6 +271,18 @@ class Bench:
             out[c] = (main, side, after["hits"] - before["hits"], after["misses"] - before["misses"])
         return out
 
+    # -- cold closed loop at c = 2 and 4 (c=1 is interleaved above, c=10 below)
+    def phase_cold_sweep(self, cold):
+        out = {}
+        for c, per in ((2, 8), (4, 5)):
+            self.quiet(cold)
+            cpu0 = cold.cpu_seconds()
+            note(f"cold closed loop c={c}: {c * per} jobs")
+            load = bl.closed_loop(self.ex(cold), c, per)
+            self.quiet(cold, "after the batch ")
+            out[c] = (load, cold.cpu_seconds() - cpu0)
+        return out
+
     # -- c=10 fresh container per job: the raw sequence and envhub cold, alternating rounds
     def phase_c10_cold(self, cold, rounds=2, per=3):
         raw, env = bl.Load(), bl.Load()
@@ -372,7 +384,7 @@ class Bench:
                 job = self.ex(srv, NUMPY, check_numpy, environment=env_name)
                 self.quiet(srv)
                 job()  # warm-up: the page cache for the image's numpy
-                for c, per in ((1, 10), (10, 3)):
+                for c, per in ((1, 10), (2, 5), (4, 4), (10, 3)):
                     self.quiet(srv)
                     before = bl.pool_numbers(srv.port, env_name or "")
                     note(f"numpy {mode} c={c}: {c * per} jobs")
@@ -599,7 +611,11 @@ def main():
             REPORT.row(O, f"bare Engine API exec, open loop c={c}", load=side, key=f"openexec{c}")
         bench.stop(warm)
 
-        # 4. c=10 fresh container per job
+        # 4. cold closed loop at c=2 and 4, then c=10 beside the raw sequence
+        C = "envhub cold (--pool-size 0), closed loop, print('hi')"
+        for c, (load, cpu) in bench.phase_cold_sweep(cold).items():
+            REPORT.row(C, f"cold c={c}", load=load, key=f"cold_cl{c}",
+                       note_text=f"cpu {cpu * 1000 / max(1, load.jobs):.1f} ms/job")
         raw, env, cpu = bench.phase_c10_cold(cold)
         extra["cold10_failed"] = 2 * 10 * 3 - env.jobs  # failed or lost: answered jobs are counted
         F = "c=10, fresh container per job (alternating rounds)"
