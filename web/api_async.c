@@ -117,15 +117,6 @@ static int check_callback(const struct config *cfg, const char *url, struct err 
 
 /* ---- delivery ---- */
 
-static json_t *time_json(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
 /* The final result of @id as a callback's body. */
 static char *result_body(struct catalog *cat, const char *id)
 {
@@ -146,8 +137,8 @@ static char *result_body(struct catalog *cat, const char *id)
         rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null(), "stdout",
         rec.stdout_text ? rec.stdout_text : "", "stderr", rec.stderr_text ? rec.stderr_text : "",
         "execution_time", rec.duration_ms >= 0 ? (double)rec.duration_ms / 1000 : 0.0, "error",
-        rec.error ? json_string(rec.error) : json_null(), "finished_at", time_json(rec.finished_at),
-        "files", files, "environment",
+        rec.error ? json_string(rec.error) : json_null(), "finished_at",
+        web_json_time(rec.finished_at), "files", files, "environment",
         rec.environment ? json_string(rec.environment) : json_null());
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);

@@ -20,20 +20,6 @@
 
 #define QUERY_VALUE_MAX 256
 
-static json_t *time_or_null(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 /* Query parameter @name into @out; false when absent. A value too long is
  * answered 400 (then *answered). */
 static bool query_get(struct web_request *rq, const char *name, char *out, size_t size,
@@ -66,13 +52,13 @@ static json_t *rebuild_hint(const char *name)
 
 void web_env_curation_json(const struct env_record *env, json_t *doc)
 {
-    json_object_set_new(doc, "test_script", str_or_null(env->test_script));
+    json_object_set_new(doc, "test_script", web_json_str(env->test_script));
     json_object_set_new(doc, "lifecycle", json_string(env_lifecycle_name(env->lifecycle)));
-    json_object_set_new(doc, "replacement", str_or_null(env->replacement));
-    json_object_set_new(doc, "warning", str_or_null(env->warning));
-    json_object_set_new(doc, "lifecycle_changed_at", time_or_null(env->lifecycle_at));
-    json_object_set_new(doc, "lifecycle_changed_by", str_or_null(env->lifecycle_by));
-    json_object_set_new(doc, "images_removed_at", time_or_null(env->images_removed_at));
+    json_object_set_new(doc, "replacement", web_json_str(env->replacement));
+    json_object_set_new(doc, "warning", web_json_str(env->warning));
+    json_object_set_new(doc, "lifecycle_changed_at", web_json_time(env->lifecycle_at));
+    json_object_set_new(doc, "lifecycle_changed_by", web_json_str(env->lifecycle_by));
+    json_object_set_new(doc, "images_removed_at", web_json_time(env->images_removed_at));
     /* drift as last checked: the reference then vs the id this version was built on */
     json_t *drift = json_null();
     if (env->version > 0 && env->drift_checked_at > 0) {
@@ -81,8 +67,8 @@ void web_env_curation_json(const struct env_record *env, json_t *doc)
                           : strcmp(env->drift_image_id, env->base_image_id) != 0;
         drift = json_pack(
             "{s:o, s:s, s:o, s:o, s:o, s:o}", "drifted", drift_flag(drifted), "base_image",
-            env->base_image, "built_on", str_or_null(env->base_image_id), "resolves_to",
-            str_or_null(env->drift_image_id), "checked_at", time_or_null(env->drift_checked_at),
+            env->base_image, "built_on", web_json_str(env->base_image_id), "resolves_to",
+            web_json_str(env->drift_image_id), "checked_at", web_json_time(env->drift_checked_at),
             "rebuild", drifted == 1 ? rebuild_hint(env->name) : json_null());
     }
     json_object_set_new(doc, "drift", drift);
@@ -408,9 +394,9 @@ void api_drift(struct web_request *rq)
         json_array_append_new(
             list, json_pack("{s:s, s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "environment",
                             r[i].environment, "version", (json_int_t)r[i].version, "base_image",
-                            r[i].base_image, "built_on", str_or_null(r[i].built_on), "resolves_to",
-                            str_or_null(r[i].resolves_to), "drifted", drift_flag(r[i].drifted),
-                            "checked_at", time_or_null(r[i].checked_at), "rebuild",
+                            r[i].base_image, "built_on", web_json_str(r[i].built_on), "resolves_to",
+                            web_json_str(r[i].resolves_to), "drifted", drift_flag(r[i].drifted),
+                            "checked_at", web_json_time(r[i].checked_at), "rebuild",
                             r[i].drifted == 1 ? rebuild_hint(r[i].environment) : json_null()));
     }
     drift_reports_free(r, n);

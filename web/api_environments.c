@@ -21,20 +21,6 @@
 #define SSE_KEEPALIVE_MS 15000
 #define LOG_BATCH 500
 
-static json_t *time_json(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 json_t *web_env_json(const struct env_record *env)
 {
     /* before its first version is ready, docker_image names the tag being built */
@@ -53,11 +39,11 @@ json_t *web_env_json(const struct env_record *env)
         "s:s, s:o}",
         "name", env->name, "description", env->description, "base_image", env->base_image,
         "docker_image", image, "status", env_status_name(env->status), "created_at",
-        time_json(env->created_at), "last_used", time_json(env->last_used), "setup_script",
+        web_json_time(env->created_at), "last_used", web_json_time(env->last_used), "setup_script",
         env->setup_script, "python_version", env->python_version, "version",
-        (json_int_t)env->version, "image_id", str_or_null(env->image_id), "error",
-        str_or_null(env->error), "updated_at", time_json(env->updated_at), "definition",
-        str_or_null(env->definition), "created_by", env->created_by, "latest_build", build);
+        (json_int_t)env->version, "image_id", web_json_str(env->image_id), "error",
+        web_json_str(env->error), "updated_at", web_json_time(env->updated_at), "definition",
+        web_json_str(env->definition), "created_by", env->created_by, "latest_build", build);
     json_error_t jerr;
     json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
@@ -74,17 +60,17 @@ static json_t *build_json(const struct build_record *b)
         "s:o, s:s, s:I}",
         "id", (json_int_t)b->id, "environment", b->environment, "version", (json_int_t)b->version,
         "status", build_status_name(b->status), "base_image", b->base_image, "python_version",
-        b->python_version, "docker_image", b->image, "image_id", str_or_null(b->image_id),
-        "base_image_id", str_or_null(b->base_image_id), "python_found",
-        str_or_null(b->python_found), "cache_hit", b->cache_hit, "error", str_or_null(b->error),
-        "queued_at", time_json(b->queued_at), "started_at", time_json(b->started_at), "finished_at",
-        time_json(b->finished_at), "definition", b->definition, "log_lines",
+        b->python_version, "docker_image", b->image, "image_id", web_json_str(b->image_id),
+        "base_image_id", web_json_str(b->base_image_id), "python_found",
+        web_json_str(b->python_found), "cache_hit", b->cache_hit, "error", web_json_str(b->error),
+        "queued_at", web_json_time(b->queued_at), "started_at", web_json_time(b->started_at),
+        "finished_at", web_json_time(b->finished_at), "definition", b->definition, "log_lines",
         (json_int_t)b->log_lines);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
-    json_object_set_new(doc, "test_script", str_or_null(b->test_script));
+    json_object_set_new(doc, "test_script", web_json_str(b->test_script));
     /* the log itself: GET it (or follow it with ?follow=1) */
-    _cleanup_free_ char *log = xasprintf("/environments/%s/builds/%lld/log", b->environment,
-                                         (long long)b->version);
+    _cleanup_free_ char *log =
+        xasprintf("/environments/%s/builds/%lld/log", b->environment, (long long)b->version);
     json_object_set_new(doc, "log_url", json_string(log));
     return doc;
 }
@@ -410,7 +396,7 @@ static void follow_log(struct web_request *rq, const struct build_record *build)
             }
             json_t *end =
                 json_pack("{s:s, s:I, s:o}", "status", build_status_name(now.status), "version",
-                          (json_int_t)now.version, "error", str_or_null(now.error));
+                          (json_int_t)now.version, "error", web_json_str(now.error));
             _cleanup_free_ char *data = json_dumps(end, JSON_COMPACT);
             json_decref(end);
             _cleanup_free_ char *ev = xasprintf("event: end\ndata: %s\n\n", data);

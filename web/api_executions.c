@@ -325,27 +325,6 @@ static int history_query_parse(struct web_request *rq, unsigned allowed, struct 
 
 /* ---- JSON ---- */
 
-static json_t *jstr(const char *s)
-{
-    if (!s)
-        return json_null();
-    json_t *j = json_string(s);
-    if (!j) { /* not UTF-8: shown repaired rather than dropped */
-        _cleanup_free_ char *clean = utf8_sanitize(s, strlen(s), NULL);
-        j = json_string(clean);
-    }
-    return j ? j : json_null();
-}
-
-static json_t *jtime(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
 /* A row's recorded limits: a JSON object, unless the row was altered.
  * Rows share a few policies: the last text found valid on this thread is
  * remembered, so an export parses each distinct one about once. */
@@ -370,23 +349,23 @@ static json_t *item_json(const struct history_item *it)
     const struct execution_record *r = &it->rec;
     json_t *o = json_object();
 
-    json_object_set_new(o, "id", jstr(r->id));
-    json_object_set_new(o, "environment", jstr(r->environment));
+    json_object_set_new(o, "id", web_json_str(r->id));
+    json_object_set_new(o, "environment", web_json_str(r->environment));
     json_object_set_new(o, "environment_version", json_integer(r->environment_version));
-    json_object_set_new(o, "image", jstr(r->image));
-    json_object_set_new(o, "image_id", jstr(r->image_id));
-    json_object_set_new(o, "principal", jstr(r->principal));
-    json_object_set_new(o, "client_addr", jstr(r->client_addr));
+    json_object_set_new(o, "image", web_json_str(r->image));
+    json_object_set_new(o, "image_id", web_json_str(r->image_id));
+    json_object_set_new(o, "principal", web_json_str(r->principal));
+    json_object_set_new(o, "client_addr", web_json_str(r->client_addr));
     json_object_set_new(o, "code_sha256", json_string(r->code_sha256));
     json_object_set_new(o, "status", json_string(exec_status_name(r->status)));
     json_object_set_new(o, "exit_code",
                         r->exit_code == -1 ? json_null() : json_integer(r->exit_code));
-    json_object_set_new(o, "error", jstr(r->error));
+    json_object_set_new(o, "error", web_json_str(r->error));
     json_object_set_new(o, "timeout_s", json_integer(r->timeout_s));
-    json_object_set_new(o, "queued_at", jtime(r->queued_at));
-    json_object_set_new(o, "started_at", jtime(r->started_at));
-    json_object_set_new(o, "finished_at", jtime(r->finished_at));
-    json_object_set_new(o, "recorded_at", jtime(it->recorded_at));
+    json_object_set_new(o, "queued_at", web_json_time(r->queued_at));
+    json_object_set_new(o, "started_at", web_json_time(r->started_at));
+    json_object_set_new(o, "finished_at", web_json_time(r->finished_at));
+    json_object_set_new(o, "recorded_at", web_json_time(it->recorded_at));
     json_object_set_new(o, "duration_ms",
                         r->duration_ms < 0 ? json_null() : json_integer(r->duration_ms));
     json_object_set_new(o, "stdout_truncated", json_boolean(r->stdout_truncated));
@@ -394,11 +373,11 @@ static json_t *item_json(const struct history_item *it)
     json_object_set_new(o, "chain_seq", it->chain_seq ? json_integer(it->chain_seq) : json_null());
     json_object_set_new(o, "chain_hash",
                         it->chain_hash[0] ? json_string(it->chain_hash) : json_null());
-    json_object_set_new(o, "session_id", jstr(r->session_id));
+    json_object_set_new(o, "session_id", web_json_str(r->session_id));
     /* the limits it ran with (curation policies), as recorded */
     json_t *limits = limits_valid(r->limits) ? json_loads(r->limits, 0, NULL) : NULL;
     json_object_set_new(o, "limits", limits ? limits : json_null());
-    json_object_set_new(o, "warning", jstr(r->warning));
+    json_object_set_new(o, "warning", web_json_str(r->warning));
     return o;
 }
 
@@ -493,12 +472,12 @@ void api_executions_get(struct web_request *rq)
     for (size_t i = 0; i < r->n_files; i++)
         json_array_append_new(files, json_pack("{s:s, s:o, s:I, s:s}", "direction",
                                                r->files[i].direction == FILE_OUT ? "out" : "in",
-                                               "path", jstr(r->files[i].path), "size",
+                                               "path", web_json_str(r->files[i].path), "size",
                                                (json_int_t)r->files[i].size, "sha256",
                                                r->files[i].sha256));
-    json_object_set_new(doc, "code", jstr(r->code));
-    json_object_set_new(doc, "stdout", jstr(r->stdout_text ? r->stdout_text : ""));
-    json_object_set_new(doc, "stderr", jstr(r->stderr_text ? r->stderr_text : ""));
+    json_object_set_new(doc, "code", web_json_str(r->code));
+    json_object_set_new(doc, "stdout", web_json_str(r->stdout_text ? r->stdout_text : ""));
+    json_object_set_new(doc, "stderr", web_json_str(r->stderr_text ? r->stderr_text : ""));
     json_object_set_new(doc, "files", files);
     reply_ok(rq, doc);
 }
@@ -738,7 +717,7 @@ static void jl_escaped(struct buf *b, const char *s, size_t n)
 }
 
 /* A string from the catalog: escaped, and repaired if it is not UTF-8 (as
- * jstr() does). One pass when it is plain ASCII with nothing to escape. */
+ * web_json_str() does). One pass when it is plain ASCII with nothing to escape. */
 static void jl_str(struct buf *b, const char *s)
 {
     if (!s) {
@@ -1044,7 +1023,7 @@ static json_t *stat_json(const struct history_stat *s, bool with_key)
 {
     json_t *o = json_object();
     if (with_key)
-        json_object_set_new(o, "key", jstr(s->key));
+        json_object_set_new(o, "key", web_json_str(s->key));
     json_object_set_new(o, "count", json_integer(s->count));
     json_object_set_new(o, "timed", json_integer(s->timed));
     json_object_set_new(o, "total_duration_ms", json_integer(s->total_ms));
@@ -1091,18 +1070,18 @@ json_t *web_verify_json(const struct history_verify *v)
     json_object_set_new(doc, "head_seq", json_integer(v->head_seq));
     if (!v->ok) {
         json_object_set_new(doc, "first_bad_id",
-                            v->first_bad_id[0] ? jstr(v->first_bad_id) : json_null());
+                            v->first_bad_id[0] ? web_json_str(v->first_bad_id) : json_null());
         json_object_set_new(doc, "first_bad_seq",
                             v->first_bad_seq ? json_integer(v->first_bad_seq) : json_null());
-        json_object_set_new(doc, "reason", jstr(v->reason));
+        json_object_set_new(doc, "reason", web_json_str(v->reason));
     }
     if (v->has_checkpoint)
-        json_object_set_new(doc, "checkpoint",
-                            json_pack("{s:I, s:s, s:o, s:o, s:I}", "chain_seq",
-                                      (json_int_t)v->checkpoint_seq, "chain_hash",
-                                      v->checkpoint_hash, "before", jtime(v->checkpoint_before),
-                                      "created_at", jtime(v->checkpoint_at), "pruned",
-                                      (json_int_t)v->checkpoint_pruned));
+        json_object_set_new(
+            doc, "checkpoint",
+            json_pack("{s:I, s:s, s:o, s:o, s:I}", "chain_seq", (json_int_t)v->checkpoint_seq,
+                      "chain_hash", v->checkpoint_hash, "before",
+                      web_json_time(v->checkpoint_before), "created_at",
+                      web_json_time(v->checkpoint_at), "pruned", (json_int_t)v->checkpoint_pruned));
     else
         json_object_set_new(doc, "checkpoint", json_null());
     return doc;

@@ -13,15 +13,6 @@
 
 #include "core/banned.h"
 
-static json_t *time_or_null(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
 static json_t *limit_json(int64_t v)
 {
     return v < 0 ? json_null() : json_integer(v);
@@ -31,9 +22,9 @@ static json_t *key_json(const struct key_record *k)
 {
     return json_pack(
         "{s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o}", "name", k->name, "id", k->id, "role",
-        role_name(k->role), "created_at", time_or_null(k->created_at), "created_by",
-        k->created_by ? k->created_by : "", "revoked_at", time_or_null(k->revoked_at), "revoked_by",
-        k->revoked_by ? json_string(k->revoked_by) : json_null(), "max_concurrent",
+        role_name(k->role), "created_at", web_json_time(k->created_at), "created_by",
+        k->created_by ? k->created_by : "", "revoked_at", web_json_time(k->revoked_at),
+        "revoked_by", k->revoked_by ? json_string(k->revoked_by) : json_null(), "max_concurrent",
         limit_json(k->max_concurrent), "max_per_minute", limit_json(k->max_per_minute));
 }
 
@@ -155,7 +146,7 @@ void api_events(struct web_request *rq)
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s}", "seq",
-                                              (json_int_t)ev[i].seq, "at", time_or_null(ev[i].at),
+                                              (json_int_t)ev[i].seq, "at", web_json_time(ev[i].at),
                                               "principal", ev[i].principal, "action", ev[i].action,
                                               "subject", ev[i].subject, "detail", ev[i].detail));
     event_records_free(ev, n);

@@ -13,23 +13,15 @@
 
 #include "core/banned.h"
 
-static json_t *time_json(int64_t ms)
-{
-    char iso[TIME_ISO_MAX];
-    if (ms <= 0)
-        return json_null();
-    time_format_iso(ms, iso);
-    return json_string(iso);
-}
-
 static json_t *session_json(const struct session_info *s)
 {
-    return json_pack(
-        "{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b}", "id", s->id, "principal",
-        s->principal, "environment", s->environment ? json_string(s->environment) : json_null(),
-        "environment_version", (json_int_t)s->environment_version, "image", s->image, "created_at",
-        time_json(s->created_at), "last_activity", time_json(s->last_activity), "idle_timeout",
-        (json_int_t)s->idle_timeout_s, "calls", (json_int_t)s->calls, "busy", s->busy);
+    return json_pack("{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b}", "id", s->id, "principal",
+                     s->principal, "environment",
+                     s->environment ? json_string(s->environment) : json_null(),
+                     "environment_version", (json_int_t)s->environment_version, "image", s->image,
+                     "created_at", web_json_time(s->created_at), "last_activity",
+                     web_json_time(s->last_activity), "idle_timeout", (json_int_t)s->idle_timeout_s,
+                     "calls", (json_int_t)s->calls, "busy", s->busy);
 }
 
 /* Administrators may use every session; anyone else only their own. */

@@ -121,6 +121,27 @@ void web_reply_bytes(struct web_request *rq, int status, const char *content_typ
     send_bytes(rq, status, content_type, NULL, data, len);
 }
 
+json_t *web_json_str(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (!j) { /* not UTF-8: shown repaired rather than dropped */
+        _cleanup_free_ char *clean = utf8_sanitize(s, strlen(s), NULL);
+        j = json_string(clean);
+    }
+    return j ? j : json_null();
+}
+
+json_t *web_json_time(int64_t ms)
+{
+    char iso[TIME_ISO_MAX];
+    if (ms <= 0)
+        return json_null();
+    time_format_iso(ms, iso);
+    return json_string(iso);
+}
+
 void web_reply_json(struct web_request *rq, int status, json_t *doc)
 {
     /* sized first, then written once: a large answer (1 MB of output) is

@@ -89,6 +89,10 @@ int web_parse_execute(const char *body, size_t len, const struct request_limits 
 
 /* Send @doc (stolen) as JSON with @status. */
 void web_reply_json(struct web_request *rq, int status, json_t *doc);
+/* JSON values of the catalog's fields: a string (repaired with U+FFFD when it
+ * is not UTF-8) or null; a time in ms as RFC 3339, or null when unset (<= 0). */
+json_t *web_json_str(const char *s);
+json_t *web_json_time(int64_t ms);
 /* {"detail": msg} with the status of err->code (ERR_INTERNAL is logged and
  * answered "internal error"). */
 void web_reply_err(struct web_request *rq, const struct err *err);
