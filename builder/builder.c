@@ -1270,9 +1270,7 @@ int builder_delete(struct builder *b, const char *name, struct err *err)
                 }
         if (!busy || time_mono_ms() >= deadline)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        struct timespec ts = time_deadline_in(1000);
         pthread_cond_timedwait(&b->progress, &b->lock, &ts);
     }
     /* queued ones are skipped by the worker once their rows are gone */
@@ -1326,14 +1324,7 @@ bool builder_wait(struct builder *b, int64_t build_id, int64_t after, int64_t de
         pthread_mutex_lock(&b->lock);
         while (b->generation == gen && !b->stopping && time_mono_ms() < deadline_ms) {
             int64_t left = deadline_ms - time_mono_ms();
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = time_deadline_in(left);
             pthread_cond_timedwait(&b->progress, &b->lock, &ts);
         }
         bool stopping = b->stopping;

@@ -378,14 +378,7 @@ static void *maintenance_main(void *arg)
             int64_t left = next == INT64_MAX ? 3600000 : next - time_now_ms();
             if (left <= 0)
                 break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = time_deadline_in(left);
             if (pthread_cond_timedwait(&b->maint_wake, &b->lock, &ts) == ETIMEDOUT &&
                 next == INT64_MAX)
                 break;

@@ -649,7 +649,7 @@ enum {
     " executions.code_sha256, executions.timeout_s, executions.status, executions.exit_code,"      \
     " executions.error, executions.queued_at, executions.started_at, executions.finished_at,"      \
     " executions.recorded_at, executions.duration_ms, executions.stdout_truncated,"                \
-    " executions.stderr_truncated, executions.chain_seq, executions.chain_hash,"                  \
+    " executions.stderr_truncated, executions.chain_seq, executions.chain_hash,"                   \
     " executions.session_id, executions.limits, executions.warning"
 
 enum {

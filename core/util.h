@@ -7,12 +7,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/buf.h"
 
 /* Wall clock and monotonic clock in milliseconds. */
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
+/* The CLOCK_REALTIME instant @ms from now, for pthread_cond_timedwait(). */
+struct timespec time_deadline_in(int64_t ms);
 #define TIME_ISO_MAX 32
 /* Milliseconds since the epoch -> "2026-11-23T18:38:15.361Z" (UTC, always with its zone). */
 void time_format_iso(int64_t ms, char out[TIME_ISO_MAX]);

@@ -139,14 +139,7 @@ int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, vo
         }
         if (l->done || x->stopping)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += keepalive_ms / 1000;
-        ts.tv_nsec += (keepalive_ms % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = time_deadline_in(keepalive_ms);
         size_t before = l->n_chunks;
         pthread_cond_timedwait(&x->live_cond, &x->lock, &ts);
         if (l->n_chunks == before && !l->done && !x->stopping) {

@@ -450,8 +450,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
         if (out.unclean) {
             /* a recycled container kept something of its last job: nothing
              * ran; a fresh container runs the job */
-            log_warn("executor: recycled container '%.12s' could not be cleaned; removing it",
-                     cid);
+            log_warn("executor: recycled container '%.12s' could not be cleaned; removing it", cid);
             exec_pool_return(x, rec->image, cid, uses + 1, false, warm);
             free(steal_ptr(cid));
             job_result_release(&res);

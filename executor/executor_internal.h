@@ -82,7 +82,7 @@ struct executor {
 
     /* warm pool (pool.c) */
     struct pool *pools;
-    bool pool_refresh;           /* read the targets again */
+    bool pool_refresh; /* read the targets again */
     pthread_cond_t pool_wake;
     pthread_t pool_thread;
     bool pool_started;

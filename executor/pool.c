@@ -24,8 +24,7 @@
 
 #include "core/banned.h"
 
-#define POOL_RETRY_MS 2000     /* after a failure to start a container */
-
+#define POOL_RETRY_MS 2000 /* after a failure to start a container */
 
 static struct pool *pool_find(struct executor *x, const char *image)
 {
@@ -75,7 +74,7 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
         id = steal_ptr(c->id);
         exec_ref_free(c);
         if (returns && p->recycle > 1)
-            p->n_out++; /* it comes back: no replacement unless it does not */
+            p->n_out++;                     /* it comes back: no replacement unless it does not */
         pthread_cond_signal(&x->pool_wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
@@ -280,9 +279,7 @@ static void *pool_main(void *arg)
             x->engine_errors++;
             log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s", image,
                      POOL_RETRY_MS / 1000, err.msg);
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += POOL_RETRY_MS / 1000;
+            struct timespec ts = time_deadline_in(POOL_RETRY_MS);
             pthread_cond_timedwait(&x->pool_wake, &x->lock, &ts);
             continue;
         }

@@ -548,15 +548,8 @@ static void *reaper_main(void *arg)
             pthread_mutex_lock(&x->lock);
             continue;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         int64_t wait = next - now;
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = time_deadline_in(wait);
         pthread_cond_timedwait(&x->reaper_wake, &x->lock, &ts);
     }
     pthread_mutex_unlock(&x->lock);

@@ -186,15 +186,8 @@ static void *callbacks_main(void *arg)
             if (c->ready && c->due > now && c->due < next)
                 next = c->due;
         if (!due) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
             int64_t wait = next - now;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = time_deadline_in(wait);
             pthread_cond_timedwait(&cb->wake, &cb->lock, &ts);
             continue;
         }

@@ -25,6 +25,24 @@
 
 /* ---- time ---- */
 
+static void time_deadline_in_is_normalised_and_ahead_by_ms(void **state)
+{
+    (void)state;
+    for (int64_t ms = 0; ms <= 2500; ms += 250) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        struct timespec d = time_deadline_in(ms);
+        assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000);
+        int64_t ahead =
+            (int64_t)(d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+        assert_true(ahead >= ms - 1 && ahead <= ms + 50);
+    }
+    struct timespec past = time_deadline_in(-5000); /* never in the past */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    assert_true(past.tv_sec >= now.tv_sec - 1);
+}
+
 static void time_format_iso_gives_utc_with_millis_and_zone(void **state)
 {
     char out[TIME_ISO_MAX];
@@ -1156,6 +1174,7 @@ int main(void)
         cmocka_unit_test(err_prefix_truncates_without_overflow),
         cmocka_unit_test(err_copy_and_clear),
         cmocka_unit_test(err_code_name_is_distinct_for_every_code),
+        cmocka_unit_test(time_deadline_in_is_normalised_and_ahead_by_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
