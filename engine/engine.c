@@ -6,6 +6,7 @@
  * connection: CURLOPT_CONNECT_ONLY, a hand-written upgrade request, then raw
  * curl_easy_send/recv of stdin and of the multiplexed output stream. */
 #include "engine/engine.h"
+#include "engine/engine_internal.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -284,7 +285,7 @@ int engine_open(const char *host, struct engine **ret, struct err *err)
         engine_close(e);
         return -1;
     }
-    json_auto_t *doc = json_loadb(buf_str(&resp), resp.len, 0, &jerr);
+    json_auto_t *doc = engine_json_load(buf_str(&resp), resp.len, &jerr);
     const char *api = doc ? json_string_value(json_object_get(doc, "ApiVersion")) : NULL;
     if (!api) {
         engine_close(e);
@@ -407,7 +408,7 @@ int engine_container_create(struct engine *e, const struct engine_container_spec
             return err_set(err, ERR_NOT_FOUND, "image '%s' is not in the engine", spec->image);
         return -1;
     }
-    json_auto_t *res = json_loads(answer, 0, &jerr);
+    json_auto_t *res = engine_json_load(answer, strlen(answer), &jerr);
     const char *id = res ? json_string_value(json_object_get(res, "Id")) : NULL;
     if (!id)
         return err_set(err, ERR_ENGINE, "container create answer has no Id");
@@ -482,7 +483,7 @@ int engine_container_list(struct engine *e, const char *key, const char *value, 
     curl_free(escaped);
     if (engine_simple(e, "GET", path, NULL, "cannot list containers", NULL, &answer, err) < 0)
         return -1;
-    json_auto_t *doc = json_loads(answer, 0, &jerr);
+    json_auto_t *doc = engine_json_load(answer, strlen(answer), &jerr);
     if (!json_is_array(doc))
         return err_set(err, ERR_ENGINE, "container list answer is not an array");
     size_t n = json_array_size(doc);
@@ -522,7 +523,7 @@ static int exec_create(struct engine *e, const char *id, const struct engine_exe
 
     if (engine_simple(e, "POST", path, body, what, NULL, &answer, err) < 0)
         return -1;
-    json_auto_t *res = json_loads(answer, 0, &jerr);
+    json_auto_t *res = engine_json_load(answer, strlen(answer), &jerr);
     const char *exec_id = res ? json_string_value(json_object_get(res, "Id")) : NULL;
     if (!exec_id)
         return err_set(err, ERR_ENGINE, "exec create answer has no Id");
@@ -616,7 +617,7 @@ static int exec_inspect(struct engine *e, const char *exec_id, bool *ret_running
 
     if (engine_simple(e, "GET", path, NULL, "cannot inspect exec", NULL, &answer, err) < 0)
         return -1;
-    json_auto_t *doc = json_loads(answer, 0, &jerr);
+    json_auto_t *doc = engine_json_load(answer, strlen(answer), &jerr);
     if (!doc)
         return err_set(err, ERR_ENGINE, "cannot parse exec inspect answer: %s", jerr.text);
     *ret_running = json_is_true(json_object_get(doc, "Running"));
@@ -997,7 +998,7 @@ int engine_info(struct engine *e, struct engine_info *ret, struct err *err)
     if (engine_simple(e, "GET", "/info", NULL, "cannot read the engine's info", NULL, &answer,
                       err) < 0)
         return -1;
-    json_auto_t *doc = json_loads(answer, 0, &jerr);
+    json_auto_t *doc = engine_json_load(answer, strlen(answer), &jerr);
     if (!doc)
         return err_set(err, ERR_ENGINE, "cannot parse the engine's info: %s", jerr.text);
     const char *driver = json_string_value(json_object_get(doc, "CgroupDriver"));

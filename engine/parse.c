@@ -7,10 +7,24 @@
 #include <string.h>
 
 #include "core/cleanup.h"
+#include "core/json_shape.h"
 #include "core/xalloc.h"
 #include "engine/engine.h"
+#include "engine/engine_internal.h"
 
 #include "core/banned.h"
+
+json_t *engine_json_load(const char *text, size_t len, json_error_t *jerr)
+{
+    struct err err = ERR_INIT;
+
+    if (json_shape_check(text, len, &JSON_SHAPE_ENGINE, "answer", &err) < 0) {
+        memset(jerr, 0, sizeof(*jerr));
+        snprintf(jerr->text, sizeof(jerr->text), "%s", err.msg);
+        return NULL;
+    }
+    return json_loadb(text, len, 0, jerr);
+}
 
 void engine_demux_init(struct engine_demux *d)
 {
@@ -62,7 +76,7 @@ int engine_demux_feed(struct engine_demux *d, const char *data, size_t len, engi
 char *engine_parse_error_message(const char *body, size_t len)
 {
     json_error_t jerr;
-    json_auto_t *doc = json_loadb(body, len, 0, &jerr);
+    json_auto_t *doc = engine_json_load(body, len, &jerr);
     const char *msg = NULL;
 
     if (doc && json_is_object(doc)) {
@@ -85,7 +99,7 @@ int engine_parse_container_state(const char *json, struct engine_container_state
                                  struct err *err)
 {
     json_error_t jerr;
-    json_auto_t *doc = json_loads(json, 0, &jerr);
+    json_auto_t *doc = engine_json_load(json, strlen(json), &jerr);
     json_t *state;
     const char *status;
 
@@ -117,7 +131,7 @@ void engine_image_info_release(struct engine_image_info *info)
 int engine_parse_image_info(const char *json, struct engine_image_info *ret, struct err *err)
 {
     json_error_t jerr;
-    json_auto_t *doc = json_loads(json, 0, &jerr);
+    json_auto_t *doc = engine_json_load(json, strlen(json), &jerr);
     const char *id, *created;
 
     if (!doc)
@@ -228,7 +242,7 @@ static void progress_text(struct engine_progress *p, const char *s, size_t len)
 static void progress_object(struct engine_progress *p, const char *json, size_t len)
 {
     json_error_t jerr;
-    json_auto_t *doc = len ? json_loadb(json, len, 0, &jerr) : NULL;
+    json_auto_t *doc = len ? engine_json_load(json, len, &jerr) : NULL;
     json_t *v;
 
     if (!json_is_object(doc))

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/cleanup.h"
+#include "core/json_shape.h"
 #include "core/util.h"
 #include "core/xalloc.h"
 #include "executor/executor.h"
@@ -62,8 +63,20 @@ static int int_field(json_t *doc, const char *name, int64_t min, int64_t max, co
 int executor_policy_parse(const struct config *cfg, const char *json, struct exec_limits *ret,
                           char **ret_canonical, struct err *err)
 {
+    /* a policy is a flat object of a few numbers and words */
+    static const struct json_shape_bounds shape = {
+        .max_depth = 4,
+        .max_members = 64,
+        .max_items = 64,
+        .max_key = 64,
+        .max_string = 4096,
+        .max_values = 1024,
+    };
+    const char *text = json && *json ? json : "{}";
     json_error_t jerr;
-    json_auto_t *doc = json_loads(json && *json ? json : "{}", 0, &jerr);
+    if (json_shape_check(text, strlen(text), &shape, "policy", err) < 0)
+        return err_set(err, ERR_INVALID, "%s", err->msg);
+    json_auto_t *doc = json_loads(text, 0, &jerr);
     json_auto_t *canon = json_object();
     struct exec_limits l;
     static const char *const known[] = {

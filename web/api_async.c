@@ -300,13 +300,7 @@ static int parse_job(struct web_request *rq, json_t *obj, struct execute_request
                      char **ret_callback, struct err *err)
 {
     const struct config *cfg = rq->deps->cfg;
-    struct request_limits lim = {
-        .max_code_length = cfg->max_code_length,
-        .max_file_size = cfg->max_file_size,
-        .max_files = cfg->max_files,
-        .default_timeout = cfg->default_timeout,
-        .max_timeout = cfg->max_timeout,
-    };
+    struct request_limits lim;
     json_t *cb = json_object_get(obj, "callback_url");
     *ret_callback = NULL;
     if (cb && !json_is_null(cb)) {
@@ -315,8 +309,8 @@ static int parse_job(struct web_request *rq, json_t *obj, struct execute_request
         if (check_callback(cfg, json_string_value(cb), err) < 0)
             return -1;
     }
-    _cleanup_free_ char *text = json_dumps(obj, JSON_COMPACT);
-    if (web_parse_execute(text, strlen(text), &lim, false, req, err) < 0)
+    web_request_limits(cfg, &lim);
+    if (web_parse_execute_doc(obj, &lim, false, req, err) < 0)
         return -1;
     if (cb && json_is_string(cb))
         *ret_callback = xstrdup(json_string_value(cb));
@@ -385,30 +379,13 @@ out:
     return rc;
 }
 
-static json_t *read_object(struct web_request *rq, struct err *err)
-{
-    _cleanup_free_ char *body = NULL;
-    size_t len = 0;
-    json_error_t jerr;
-
-    if (web_read_body(rq, &body, &len, err) < 0)
-        return NULL;
-    json_t *doc = json_loadb(body, len, 0, &jerr);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        err_set(err, ERR_UNPROCESSABLE, "body: must be a JSON object");
-        return NULL;
-    }
-    return doc;
-}
-
 void api_submit(struct web_request *rq)
 {
     struct err err = ERR_INIT;
     _cleanup_(execute_request_release) struct execute_request req = {0};
     _cleanup_free_ char *callback = NULL;
     char id[32];
-    json_auto_t *doc = read_object(rq, &err);
+    json_auto_t *doc = web_read_object(rq, 0, NULL, &err);
 
     if (!doc || parse_job(rq, doc, &req, &callback, &err) < 0 ||
         submit(rq, &req, &callback, 1, (char(*)[32])id, &err) < 0) {
@@ -421,7 +398,7 @@ void api_submit(struct web_request *rq)
 void api_submit_batch(struct web_request *rq)
 {
     struct err err = ERR_INIT;
-    json_auto_t *doc = read_object(rq, &err);
+    json_auto_t *doc = web_read_object(rq, 0, NULL, &err);
     struct execute_request reqs[BATCH_MAX];
     char *callbacks[BATCH_MAX] = {0};
     size_t n = 0;

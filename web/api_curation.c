@@ -316,22 +316,14 @@ void api_env_diff(struct web_request *rq)
 
 void api_env_lifecycle(struct web_request *rq)
 {
-    _cleanup_free_ char *body = NULL;
     _cleanup_(env_record_release) struct env_record env = {0};
     struct err err = ERR_INIT;
-    json_error_t jerr;
-    size_t len = 0;
     int64_t rebuild = 0;
+    json_auto_t *doc =
+        web_read_object(rq, 0, "{\"state\": \"deprecated\", \"replacement\": \"other\"}", &err);
 
-    if (web_read_body(rq, &body, &len, &err) < 0) {
+    if (!doc) {
         web_reply_err(rq, &err);
-        return;
-    }
-    json_auto_t *doc = json_loadb(body ? body : "", len, 0, &jerr);
-    if (!json_is_object(doc)) {
-        web_reply_detail(rq, 422,
-                         "body: must be a JSON object {\"state\": \"deprecated\", "
-                         "\"replacement\": \"other\"}");
         return;
     }
     json_t *jstate = json_object_get(doc, "state");

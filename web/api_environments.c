@@ -104,28 +104,6 @@ static int get_string(json_t *doc, const char *field, bool required, const char 
     return 0;
 }
 
-static json_t *read_json_object(struct web_request *rq, struct err *err)
-{
-    _cleanup_free_ char *body = NULL;
-    size_t len = 0;
-    json_error_t jerr;
-
-    if (web_read_body(rq, &body, &len, err) < 0)
-        return NULL;
-    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
-    if (!doc) {
-        err_set(err, ERR_UNPROCESSABLE, "body: invalid JSON at line %d column %d: %s", jerr.line,
-                jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        err_set(err, ERR_UNPROCESSABLE, "body: must be a JSON object");
-        return NULL;
-    }
-    return doc;
-}
-
 /* The optional "policy" member, checked and made canonical (NULL when absent). */
 static int get_policy(struct web_request *rq, json_t *doc, char **ret, struct err *err)
 {
@@ -142,7 +120,7 @@ static int get_policy(struct web_request *rq, json_t *doc, char **ret, struct er
 void api_env_create(struct web_request *rq)
 {
     struct err err = ERR_INIT;
-    json_auto_t *doc = read_json_object(rq, &err);
+    json_auto_t *doc = web_read_object(rq, JSON_ALLOW_NUL, NULL, &err);
     struct env_definition def = {.created_by = rq->principal};
     _cleanup_(env_record_release) struct env_record env = {0};
     _cleanup_free_ char *policy = NULL;
@@ -253,7 +231,7 @@ void api_env_rebuild(struct web_request *rq)
     /* the body is optional: an empty POST (or one without Content-Length)
      * rebuilds the same definition */
     if (ri->content_length > 0 || mg_get_header(rq->conn, "Transfer-Encoding")) {
-        doc = read_json_object(rq, &err);
+        doc = web_read_object(rq, JSON_ALLOW_NUL, NULL, &err);
         if (!doc || get_string(doc, "setup_script", false, &script, &err) < 0 ||
             get_string(doc, "base_image", false, &base, &err) < 0 ||
             get_string(doc, "test_script", false, &test_script, &err) < 0 ||

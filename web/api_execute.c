@@ -40,20 +40,14 @@ json_t *web_result_json(const struct job_result *r)
 
 static void execute(struct web_request *rq, bool environment_required)
 {
-    const struct config *cfg = rq->deps->cfg;
-    struct request_limits lim = {
-        .max_code_length = cfg->max_code_length,
-        .max_file_size = cfg->max_file_size,
-        .max_files = cfg->max_files,
-        .default_timeout = cfg->default_timeout,
-        .max_timeout = cfg->max_timeout,
-    };
+    struct request_limits lim;
     _cleanup_(execute_request_release) struct execute_request req = {0};
     _cleanup_(job_result_release) struct job_result res = {0};
     _cleanup_free_ char *body = NULL;
     struct err err = ERR_INIT;
     size_t len = 0;
 
+    web_request_limits(rq->deps->cfg, &lim);
     if (web_read_body(rq, &body, &len, &err) < 0 ||
         web_parse_execute(body, len, &lim, environment_required, &req, &err) < 0) {
         web_reply_err(rq, &err);

@@ -45,19 +45,13 @@ static int get_limit(json_t *doc, const char *field, int64_t *ret, struct err *e
 
 void api_keys_create(struct web_request *rq)
 {
-    _cleanup_free_ char *body = NULL, *secret = NULL;
+    _cleanup_free_ char *secret = NULL;
     struct err err = ERR_INIT;
-    size_t len = 0;
-    json_error_t jerr;
     int64_t max_conc, max_min;
+    json_auto_t *doc = web_read_object(rq, 0, "{name, role}", &err);
 
-    if (web_read_body(rq, &body, &len, &err) < 0) {
+    if (!doc) {
         web_reply_err(rq, &err);
-        return;
-    }
-    json_auto_t *doc = json_loadb(body, len, 0, &jerr);
-    if (!json_is_object(doc)) {
-        web_reply_detail(rq, 422, "body: must be a JSON object {name, role}");
         return;
     }
     const char *name = json_string_value(json_object_get(doc, "name"));

@@ -32,21 +32,14 @@ static const char *scope(const struct web_request *rq)
 
 void api_session_open(struct web_request *rq)
 {
-    _cleanup_free_ char *body = NULL;
     _cleanup_(session_info_release) struct session_info info = {0};
     struct err err = ERR_INIT;
-    size_t len = 0;
-    json_error_t jerr;
     const char *env = NULL;
     int64_t idle = 0;
+    json_auto_t *doc = web_read_object(rq, 0, "{environment?, idle_timeout?}", &err);
 
-    if (web_read_body(rq, &body, &len, &err) < 0) {
+    if (!doc) {
         web_reply_err(rq, &err);
-        return;
-    }
-    json_auto_t *doc = len ? json_loadb(body, len, 0, &jerr) : json_object();
-    if (!json_is_object(doc)) {
-        web_reply_detail(rq, 422, "body: must be a JSON object {environment?, idle_timeout?}");
         return;
     }
     json_t *e = json_object_get(doc, "environment"), *t = json_object_get(doc, "idle_timeout");
@@ -108,20 +101,14 @@ void api_session_close(struct web_request *rq)
 
 void api_session_execute(struct web_request *rq)
 {
-    const struct config *cfg = rq->deps->cfg;
-    struct request_limits lim = {
-        .max_code_length = cfg->max_code_length,
-        .max_file_size = cfg->max_file_size,
-        .max_files = cfg->max_files,
-        .default_timeout = cfg->default_timeout,
-        .max_timeout = cfg->max_timeout,
-    };
+    struct request_limits lim;
     _cleanup_(execute_request_release) struct execute_request req = {0};
     _cleanup_(job_result_release) struct job_result res = {0};
     _cleanup_free_ char *body = NULL;
     struct err err = ERR_INIT;
     size_t len = 0;
 
+    web_request_limits(rq->deps->cfg, &lim);
     if (web_read_body(rq, &body, &len, &err) < 0 ||
         web_parse_execute(body, len, &lim, false, &req, &err) < 0) {
         web_reply_err(rq, &err);

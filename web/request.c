@@ -9,6 +9,7 @@
 
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/json_shape.h"
 #include "core/util.h"
 #include "core/xalloc.h"
 #include "executor/executor_internal.h"
@@ -169,14 +170,66 @@ static int parse_limits(json_t *limits, struct job_overrides *o, struct err *err
     return 0;
 }
 
+void web_request_limits(const struct config *cfg, struct request_limits *ret)
+{
+    /* the longest string a valid request holds: a file in base64 wrapped in
+     * lines (4/3 of it, plus line breaks), or code or a script written
+     * entirely in \u escapes (6 bytes a character) */
+    int64_t longest = cfg->max_file_size / 2 * 3 + 4096;
+    if (6 * cfg->max_code_length > longest)
+        longest = 6 * cfg->max_code_length;
+    if (6 * cfg->max_script_length > longest)
+        longest = 6 * cfg->max_script_length;
+    *ret = (struct request_limits){
+        .max_code_length = cfg->max_code_length,
+        .max_file_size = cfg->max_file_size,
+        .max_files = cfg->max_files,
+        .default_timeout = cfg->default_timeout,
+        .max_timeout = cfg->max_timeout,
+        .shape =
+            {
+                .max_depth = JSON_SHAPE_DEPTH_MAX,
+                .max_members = 10000, /* ENVHUB_MAX_FILES can reach it */
+                .max_items = 1000,
+                .max_key = 4096,
+                .max_string = (size_t)longest,
+                .max_values = 100000,
+            },
+    };
+}
+
+int web_json_object(const char *body, size_t len, size_t flags, const struct json_shape_bounds *b,
+                    const char *shape, json_t **ret, struct err *err)
+{
+    json_error_t jerr;
+
+    if (len == 0) {
+        *ret = json_object();
+        return 0;
+    }
+    if (json_shape_check(body, len, b, "body", err) < 0)
+        return -1;
+    json_t *doc = json_loadb(body, len, flags, &jerr);
+    if (!doc)
+        return err_set(err, ERR_UNPROCESSABLE, "body: invalid JSON at line %d column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return err_set(err, ERR_UNPROCESSABLE, "body: must be a JSON object%s%s", shape ? " " : "",
+                       shape ? shape : "");
+    }
+    *ret = doc;
+    return 0;
+}
+
 int web_parse_execute(const char *body, size_t len, const struct request_limits *lim,
                       bool environment_required, struct execute_request *ret, struct err *err)
 {
     json_error_t jerr;
-    json_auto_t *doc = json_loadb(body, len, 0, &jerr);
-    struct execute_request r = {0};
-    json_t *code, *timeout, *files, *env;
 
+    if (json_shape_check(body, len, &lim->shape, "body", err) < 0)
+        return -1;
+    json_auto_t *doc = json_loadb(body, len, 0, &jerr);
     /* jansson cannot hold a NUL in an object key; the only keys that matter
      * are file names, and a NUL there is an unsafe name (400), not bad JSON */
     if (!doc && strstr(jerr.text, "NUL byte in object key"))
@@ -186,6 +239,15 @@ int web_parse_execute(const char *body, size_t len, const struct request_limits 
     if (!doc)
         return err_set(err, ERR_UNPROCESSABLE, "body: invalid JSON at line %d column %d: %s",
                        jerr.line, jerr.column, jerr.text);
+    return web_parse_execute_doc(doc, lim, environment_required, ret, err);
+}
+
+int web_parse_execute_doc(const json_t *doc, const struct request_limits *lim,
+                          bool environment_required, struct execute_request *ret, struct err *err)
+{
+    struct execute_request r = {0};
+    json_t *code, *timeout, *files, *env;
+
     if (!json_is_object(doc))
         return err_set(err, ERR_UNPROCESSABLE, "body: must be a JSON object");
 

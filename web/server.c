@@ -234,6 +234,20 @@ int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct er
     return 0;
 }
 
+json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape, struct err *err)
+{
+    struct request_limits lim;
+    _cleanup_free_ char *body = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+
+    web_request_limits(rq->deps->cfg, &lim);
+    if (web_read_body(rq, &body, &len, err) < 0 ||
+        web_json_object(body, len, flags, &lim.shape, shape, &doc, err) < 0)
+        return NULL;
+    return doc;
+}
+
 /* ---- the gate ---- */
 
 /* An Origin is allowed when it is the server's own (same host) or listed in

@@ -9,7 +9,9 @@
 
 #include "core/embed.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/err.h"
+#include "core/json_shape.h"
 #include "executor/executor.h"
 #include "web/web.h"
 
@@ -63,7 +65,19 @@ struct request_limits {
     int64_t max_files;
     int64_t default_timeout;
     int64_t max_timeout;
+    struct json_shape_bounds shape; /* of the JSON text, checked before it is parsed */
 };
+/* The limits @cfg sets: its sizes, and JSON no deeper than 64 levels, at most
+ * 10000 keys per object, 1000 elements per array, keys of 4096 bytes, strings
+ * as long as the largest code, script or base64 file may be, 100000 values. */
+void web_request_limits(const struct config *cfg, struct request_limits *ret);
+/* Parse a request body that must be a JSON object (an empty body is {}):
+ * the shape is checked first (json_shape_check), then jansson parses with
+ * @flags. ERR_UNPROCESSABLE names the limit, or the line and column of a
+ * syntax error, or says the body is not an object (@shape, e.g. "{name,
+ * role}", says what is expected). *ret belongs to the caller. Pure. */
+int web_json_object(const char *body, size_t len, size_t flags, const struct json_shape_bounds *b,
+                    const char *shape, json_t **ret, struct err *err);
 
 /* A validated POST /execute body. */
 struct execute_request {
@@ -79,11 +93,15 @@ struct execute_request {
 void execute_request_release(struct execute_request *r);
 
 /* Parse and validate an /execute body exactly as the SimplePySandbox contract
- * says: ERR_UNPROCESSABLE (422) for malformed JSON, missing fields, wrong
- * types and timeout out of range; ERR_INVALID (400) for empty or too long
- * code and bad files. The message names the field and the limit. */
+ * says: ERR_UNPROCESSABLE (422) for malformed JSON, JSON past lim->shape,
+ * missing fields, wrong types and timeout out of range; ERR_INVALID (400) for
+ * empty or too long code and bad files. The message names the field and the
+ * limit. */
 int web_parse_execute(const char *body, size_t len, const struct request_limits *lim,
                       bool environment_required, struct execute_request *ret, struct err *err);
+/* The same checks on a parsed object (one job of a batch). */
+int web_parse_execute_doc(const json_t *doc, const struct request_limits *lim,
+                          bool environment_required, struct execute_request *ret, struct err *err);
 
 /* ---- answering (server.c) ---- */
 
@@ -102,6 +120,9 @@ void web_reply_detail(struct web_request *rq, int status, const char *fmt, ...)
 /* Read the whole body within cfg->max_body; refuses from Content-Length
  * before reading. ERR_TOO_LARGE / ERR_INVALID. The caller frees *ret. */
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err);
+/* Read the body and parse it as a JSON object (web_json_object with the
+ * configured bounds). NULL with @err filled on failure. */
+json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape, struct err *err);
 
 /* ---- access (auth.c) ---- */
 

@@ -30,6 +30,15 @@ static const struct request_limits lim = {
     .max_files = 3,
     .default_timeout = 30,
     .max_timeout = 300,
+    .shape =
+        {
+            .max_depth = JSON_SHAPE_DEPTH_MAX,
+            .max_members = 10000,
+            .max_items = 1000,
+            .max_key = 4096,
+            .max_string = 4096,
+            .max_values = 100000,
+        },
 };
 
 /* Parse @body expecting success; the caller releases *r. */
@@ -500,6 +509,66 @@ static void the_length_is_respected(void **state)
     parse_fails_len(body, strlen(body), false, ERR_UNPROCESSABLE, "JSON", NULL);
 }
 
+/* 1000 nested arrays in an extra field took the server down; the shape
+ * check now refuses deep nesting before jansson recurses, wherever it is. */
+static char *deep_body(const char *prefix, size_t depth, const char *suffix)
+{
+    struct buf b = BUF_INIT(BUF_UNLIMITED);
+    int rc = buf_appends(&b, prefix);
+    for (size_t i = 0; i < depth; i++)
+        rc |= buf_appends(&b, "[");
+    for (size_t i = 0; i < depth; i++)
+        rc |= buf_appends(&b, "]");
+    rc |= buf_appends(&b, suffix);
+    assert_int_equal(rc, 0);
+    return buf_detach(&b, NULL);
+}
+
+static void deep_nesting_anywhere_is_422_naming_the_field_and_the_limit(void **state)
+{
+    (void)state;
+    for (size_t depth = 100; depth <= 100000; depth *= 10) {
+        char *body = deep_body("{\"code\":\"print(1)\",\"x\":", depth, "}");
+        parse_fails(body, false, ERR_UNPROCESSABLE, "x:", "64 levels", NULL);
+        free(body);
+        body = deep_body("{\"code\":\"print(1)\",\"files\":{\"a\":", depth, "}}");
+        parse_fails(body, false, ERR_UNPROCESSABLE, "files:", "64 levels", NULL);
+        free(body);
+        body = deep_body("", depth, "");
+        parse_fails(body, false, ERR_UNPROCESSABLE, "body:", "64 levels", NULL);
+        free(body);
+    }
+    /* 63 levels under the object are fine (the object itself is the 64th) */
+    char *body = deep_body("{\"code\":\"print(1)\",\"x\":", 63, "}");
+    struct execute_request r;
+    parse_ok(body, false, &r);
+    execute_request_release(&r);
+    free(body);
+}
+
+static void json_object_refuses_deep_large_and_non_objects(void **state)
+{
+    (void)state;
+    json_t *doc = NULL;
+    struct err err = ERR_INIT;
+    char *body = deep_body("{\"policy\":", 5000, "}");
+    assert_int_equal(web_json_object(body, strlen(body), 0, &lim.shape, NULL, &doc, &err), -1);
+    assert_int_equal(err.code, ERR_UNPROCESSABLE);
+    assert_non_null(strstr(err.msg, "policy: nesting deeper than the limit of 64 levels"));
+    assert_null(doc);
+    free(body);
+    err_clear(&err);
+    assert_int_equal(web_json_object("[1]", 3, 0, &lim.shape, "{name, role}", &doc, &err), -1);
+    assert_string_equal(err.msg, "body: must be a JSON object {name, role}");
+    err_clear(&err);
+    assert_int_equal(web_json_object("{\"a\":", 5, 0, &lim.shape, NULL, &doc, &err), -1);
+    assert_non_null(strstr(err.msg, "invalid JSON at line 1"));
+    /* an empty body is an empty object */
+    assert_int_equal(web_json_object("", 0, 0, &lim.shape, NULL, &doc, &err), 0);
+    assert_true(json_is_object(doc) && json_object_size(doc) == 0);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +599,8 @@ int main(void)
         cmocka_unit_test(too_many_files_is_400),
         cmocka_unit_test(a_bad_file_after_good_ones_frees_everything),
         cmocka_unit_test(the_length_is_respected),
+        cmocka_unit_test(deep_nesting_anywhere_is_422_naming_the_field_and_the_limit),
+        cmocka_unit_test(json_object_refuses_deep_large_and_non_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
