@@ -3,8 +3,13 @@
 #   make run        install what is missing, start the engine, build, serve on 127.0.0.1:8000
 #   make test       the same set-up, then every test suite
 #   make unit       the hermetic unit tests alone (no engine, no network)
+#   make fuzz-replay  the fuzz harnesses over their committed corpus (gcc, ASan + UBSan; in test)
+#   make fuzz       each fuzz harness under libFuzzer for FUZZ_SECONDS (default 60; clang, ASan +
+#                   UBSan); new inputs stay in build-fuzz/, crashes in build-fuzz/crashes/<target>/
+#   make fuzz-merge  add what a fuzz run found that reaches new code to tests/fuzz/corpus/
 #   make sanitize   every suite with AddressSanitizer + UBSan
-#   make bench      latency of POST /execute against `docker run --rm`
+#   make bench      latency of POST /execute against `docker run --rm`, and under hostile load
+#   make bench-hostile  /health and /execute beside trickling clients and 50 MB uploads
 #   make bench-history  the history API over 1,000,000 seeded executions
 #   make lint       clang-format check, headers compiled alone, cppcheck
 
@@ -56,13 +61,28 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INTEG_SRC  := $(wildcard tests/integration/test_*.c)
 INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 
+# tests/fuzz/: one libFuzzer harness per parser of outside input (fuzz_<target>.c, its
+# corpus in tests/fuzz/corpus/<target>/), linked either with fuzz_main.c, the replay of
+# a corpus (gcc, sanitized), or with libFuzzer (clang, build-fuzz/, apart from gcc's objects).
+FUZZ_MAIN    := tests/fuzz/fuzz_main.c
+FUZZ_TARGETS ?= $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out $(FUZZ_MAIN),$(wildcard tests/fuzz/fuzz_*.c))))
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(BUILD)/fuzzer/fuzz_%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build-fuzz
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
 # Debian packages: to build and run, and to test.
 DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
               libjansson-dev libarchive-dev libcivetweb-dev libssl-dev libcmocka-dev docker.io debootstrap
 DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium
+# make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
+DEB_FUZZ   := clang libclang-rt-14-dev
 
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-history lint clean \
-        deps test-deps engine base-image check-engine ui e2e node-deps apt-node
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-hostile bench-history lint clean \
+        deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
+        fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
 
 all: build
 build: $(BIN) $(TLS_SHIM)
@@ -122,6 +142,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libenvhub.a
 $(BUILD)/tests/%: tests/integration/%.c $(BUILD)/libenvhub.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libenvhub.a $(LIBS) -lcmocka
+
+# A harness with the replay main, or (make fuzz, CC=clang) with libFuzzer's.
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/fuzz_main.o $(BUILD)/libenvhub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/fuzzer/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libenvhub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+.SECONDARY: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%.o) $(BUILD)/tests/fuzz/fuzz_main.o
 
 # tests/bench/seed_history.c: fills a catalog through the catalog API (bench-history, API tests).
 SEED_BIN   := $(BUILD)/bench/seed_history
@@ -200,12 +231,20 @@ run: deps engine build base-image
 
 test: test-deps engine build base-image
 	$(MAKE) unit unit-valgrind
+	$(MAKE) fuzz-replay
 	$(MAKE) integration
 	$(MAKE) api
 	$(MAKE) e2e
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# Every committed fuzz input once, under ASan + UBSan (build-san/): seconds.
+fuzz-replay:
+	$(MAKE) --no-print-directory SANITIZE=address,undefined fuzz-replay-run
+
+fuzz-replay-run: $(FUZZ_REPLAY)
+	@set -e; for t in $(FUZZ_TARGETS); do $(BUILD)/fuzz/fuzz_$$t tests/fuzz/corpus/$$t; done
 
 unit-valgrind: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
@@ -228,15 +267,57 @@ e2e: $(BIN) $(E2E_STAMP)
 	cd $(E2E_DIR) && ENVHUB_BIN=$(abspath $(BIN)) CHROMIUM=$(CHROMIUM) node --test *.test.mjs
 
 sanitize: test-deps engine base-image
-	$(MAKE) SANITIZE=address,undefined build unit integration
+	$(MAKE) SANITIZE=address,undefined build unit fuzz-replay-run integration
 	$(MAKE) SANITIZE=address,undefined api e2e
 
 bench: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_execute.py
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_hostile.py
+
+# /health and /execute beside 200 trickling connections and 60 uploaders of 50 MB bodies.
+bench-hostile: test-deps engine build base-image
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_hostile.py
 
 # 1,000,000 seeded executions, then the history API's latencies, export and verify rates.
 bench-history: test-deps engine build $(SEED_BIN)
 	ENVHUB_BIN=$(abspath $(BIN)) SEED_BIN=$(abspath $(SEED_BIN)) $(PYTHON) tests/bench/bench_history.py
+
+# ---- fuzzing ----
+
+fuzz-deps:
+	@if [ "$(FUZZ_CC)" = clang ]; then $(MAKE) --no-print-directory apt-fuzz; fi
+
+apt-fuzz:
+	$(call apt_install,$(DEB_FUZZ))
+
+fuzz-bins: $(FUZZ_BINS)
+
+# Each harness for FUZZ_SECONDS on a copy of its corpus (build-fuzz/corpus/<target>/, kept
+# between runs); fails when any found a crash, a leak, a UBSan report or a hang (-timeout).
+fuzz: fuzz-deps
+	$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=$(FUZZ_DIR) SAN="$(FUZZ_SAN)" fuzz-bins
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	    corpus=$(FUZZ_DIR)/corpus/$$t; crashes=$(FUZZ_DIR)/crashes/$$t; log=$(FUZZ_DIR)/logs/$$t.log; \
+	    mkdir -p $$corpus $$crashes $(FUZZ_DIR)/logs; cp tests/fuzz/corpus/$$t/* $$corpus/; \
+	    echo "== fuzz_$$t: $(FUZZ_SECONDS) s (log: $$log)"; \
+	    $(FUZZ_DIR)/fuzzer/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=$$crashes/ $$corpus >$$log 2>&1 || { failed="$$failed $$t"; tail -40 $$log; }; \
+	    printf 'fuzz_%s: %s exec/s, %s runs; corpus %s files, %s bytes (in memory: %s)\n' $$t \
+	        "$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log)" \
+	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log)" \
+	        "$$(find $$corpus -type f | wc -l)" "$$(find $$corpus -type f -printf '%s\n' | awk '{s += $$1} END {print s + 0}')" \
+	        "$$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' $$log | tail -1 | cut -c7-)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in $(FUZZ_DIR)/crashes/)" >&2; exit 1; fi
+
+# What the fuzz runs found that reaches code the committed corpus does not: into it.
+fuzz-merge:
+	$(MAKE) --no-print-directory CC=$(FUZZ_CC) BUILD=$(FUZZ_DIR) SAN="$(FUZZ_SAN)" fuzz-bins
+	@set -e; mkdir -p $(FUZZ_DIR)/logs; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$t; log=$(FUZZ_DIR)/logs/merge-$$t.log; \
+	    $(FUZZ_DIR)/fuzzer/fuzz_$$t -merge=1 tests/fuzz/corpus/$$t $(FUZZ_DIR)/corpus/$$t >$$log 2>&1 \
+	        || { tail -20 $$log; exit 1; }; \
+	    echo "fuzz_$$t: $$(grep -m1 'MERGE-OUTER: [0-9]* new files' $$log)"; done
 
 lint:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
@@ -245,4 +326,4 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --suppress=unknownMacro -I. $(MODULES)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(FUZZ_DIR)

@@ -349,9 +349,9 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
         bind_int64_or_null(&b, rec->started_at, rec->started_at == 0);
         bind_int64_or_null(&b, rec->finished_at, rec->finished_at == 0);
         bind_int64_or_null(&b, rec->duration_ms, rec->duration_ms == -1);
-        bind_text(&b, rec->stdout_text ? rec->stdout_text : "");
+        bind_output(&b, rec->stdout_text, rec->stdout_len);
         bind_int64(&b, rec->stdout_truncated);
-        bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
+        bind_output(&b, rec->stderr_text, rec->stderr_len);
         bind_int64(&b, rec->stderr_truncated);
         bind_text(&b, rec->session_id);
         bind_text(&b, rec->limits);
@@ -460,9 +460,9 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
         bind_int64_or_null(&b, rec->started_at, rec->started_at == 0);
         bind_int64_or_null(&b, rec->finished_at, rec->finished_at == 0);
         bind_int64_or_null(&b, rec->duration_ms, rec->duration_ms == -1);
-        bind_text(&b, rec->stdout_text ? rec->stdout_text : "");
+        bind_output(&b, rec->stdout_text, rec->stdout_len);
         bind_int64(&b, rec->stdout_truncated);
-        bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
+        bind_output(&b, rec->stderr_text, rec->stderr_len);
         bind_int64(&b, rec->stderr_truncated);
         bind_text(&b, rec->image_id);
         bind_int64(&b, seq);
@@ -542,9 +542,9 @@ static int execution_from_row(sqlite3_stmt *st, struct execution_record *rec, st
     rec->duration_ms = sqlite3_column_type(st, COL_DURATION_MS) == SQLITE_NULL
                            ? -1
                            : sqlite3_column_int64(st, COL_DURATION_MS);
-    rec->stdout_text = column_strdup(st, COL_STDOUT);
+    rec->stdout_text = column_bytesdup(st, COL_STDOUT, &rec->stdout_len);
     rec->stdout_truncated = sqlite3_column_int(st, COL_STDOUT_TRUNCATED) != 0;
-    rec->stderr_text = column_strdup(st, COL_STDERR);
+    rec->stderr_text = column_bytesdup(st, COL_STDERR, &rec->stderr_len);
     rec->stderr_truncated = sqlite3_column_int(st, COL_STDERR_TRUNCATED) != 0;
     return 0;
 }

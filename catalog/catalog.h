@@ -81,8 +81,14 @@ struct execution_record {
     char *error;                                /* NULL when none */
     int64_t queued_at, started_at, finished_at; /* 0 when not yet */
     int64_t duration_ms;                        /* of the user's code; -1 when it did not run */
-    char *stdout_text;                          /* as stored: capped */
+    /* The job's output as stored (capped): UTF-8 that may hold NUL and other
+     * control bytes, so each goes with its length in bytes. Reads fill the
+     * lengths; on a write, a length of 0 with a non-empty string stands for
+     * strlen() (text without NUL needs none). NULL is stored as "". */
+    char *stdout_text;
+    size_t stdout_len;
     char *stderr_text;
+    size_t stderr_len;
     bool stdout_truncated, stderr_truncated;
     struct file_entry *files;
     size_t n_files;

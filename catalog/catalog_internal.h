@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/cleanup.h"
 #include "core/embed.h"
@@ -121,6 +122,17 @@ static inline void bind_text_n(struct binder *b, const char *s, size_t len)
     b->rc = sqlite3_bind_text(b->st, b->n, s, (int)len, SQLITE_STATIC);
 }
 
+/* A job's output (struct execution_record's stdout_text and stdout_len):
+ * bound with its length, so that NUL and what follows it are stored; NULL
+ * is "", a length of 0 means strlen(). */
+static inline void bind_output(struct binder *b, const char *s, size_t len)
+{
+    if (!s)
+        bind_text_n(b, "", 0);
+    else
+        bind_text_n(b, s, len ? len : strlen(s));
+}
+
 static inline void bind_int64(struct binder *b, int64_t v)
 {
     if (b->rc != SQLITE_OK)
@@ -142,6 +154,23 @@ static inline char *column_strdup(sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
     return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* The same for text that may hold NUL (a job's output): all
+ * sqlite3_column_bytes() of it, NUL-terminated after *ret_len bytes. */
+static inline char *column_bytesdup(sqlite3_stmt *st, int col, size_t *ret_len)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    char *s = NULL;
+
+    if (t) {
+        s = xmalloc(n + 1);
+        memcpy(s, t, n);
+        s[n] = '\0';
+    }
+    *ret_len = n;
+    return s;
 }
 
 static inline int tx_begin(struct catalog *cat, struct err *err)

@@ -985,8 +985,8 @@ static int history_get_tx(struct catalog *cat, const char *id, struct history_it
     if (item_from_row(st, it, err) < 0)
         return -1;
     rec->code = column_strdup(st, IC_CODE);
-    rec->stdout_text = column_strdup(st, IC_STDOUT);
-    rec->stderr_text = column_strdup(st, IC_STDERR);
+    rec->stdout_text = column_bytesdup(st, IC_STDOUT, &rec->stdout_len);
+    rec->stderr_text = column_bytesdup(st, IC_STDERR, &rec->stderr_len);
 
     rc = sqlite3_prepare_v2(cat->db, CANON_FILES_SQL, -1, &files, NULL);
     if (rc == SQLITE_OK)
@@ -2034,9 +2034,9 @@ static int seed_one(struct catalog *cat, sqlite3_stmt *ins, sqlite3_stmt *files,
     bind_int64_or_null(&b, rec->started_at, rec->started_at == 0);
     bind_int64_or_null(&b, rec->finished_at, rec->finished_at == 0);
     bind_int64_or_null(&b, rec->duration_ms, rec->duration_ms == -1);
-    bind_text(&b, rec->stdout_text ? rec->stdout_text : "");
+    bind_output(&b, rec->stdout_text, rec->stdout_len);
     bind_int64(&b, rec->stdout_truncated);
-    bind_text(&b, rec->stderr_text ? rec->stderr_text : "");
+    bind_output(&b, rec->stderr_text, rec->stderr_len);
     bind_int64(&b, rec->stderr_truncated);
     if (at > *recorded_at)
         *recorded_at = at;

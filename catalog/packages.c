@@ -530,8 +530,15 @@ int version_spec_parse(const char *text, struct version_spec *ret, struct err *e
 static bool prefix_match(const char *manager, const char *version, const char *prefix)
 {
     if (strcmp(manager, "dpkg") == 0) {
-        const char *colon = strchr(version, ':');
+        /* a prefix without an epoch takes any (==1.24.* matches 1:1.24.2-1);
+         * one with an epoch (==1:2.*) that epoch, and its upstream after it */
+        const char *colon = strchr(version, ':'), *pcolon = strchr(prefix, ':');
         const char *up = colon ? colon + 1 : version;
+        if (pcolon) {
+            if ((colon ? strtoll(version, NULL, 10) : 0) != strtoll(prefix, NULL, 10))
+                return false;
+            prefix = pcolon + 1;
+        }
         size_t n = strlen(prefix);
         return strncmp(up, prefix, n) == 0 && (up[n] == '\0' || !isdigit((unsigned char)up[n]));
     }

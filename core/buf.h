@@ -24,7 +24,8 @@ int buf_append(struct buf *b, const void *p, size_t n) __attribute__((warn_unuse
 int buf_appends(struct buf *b, const char *s) __attribute__((warn_unused_result));
 int buf_appendf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), warn_unused_result));
-int buf_vappendf(struct buf *b, const char *fmt, va_list ap) __attribute__((warn_unused_result));
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0), warn_unused_result));
 /* Append at most what still fits under the limit; returns the bytes taken. */
 size_t buf_append_upto(struct buf *b, const void *p, size_t n);
 const char *buf_str(const struct buf *b);

@@ -42,6 +42,9 @@ static const struct opt opts[] = {
      "working directory of jobs inside the sandbox"},
     {"cors-origins", "ENVHUB_CORS_ORIGINS", OPT_STR, OFF(cors_origins), "", 0, 0,
      "comma-separated origins allowed to call the API from a browser (none by default)"},
+    {"allowed-hosts", "ENVHUB_ALLOWED_HOSTS", OPT_STR, OFF(allowed_hosts), "", 0, 0,
+     "Host names the server answers to besides localhost, 127.0.0.1, [::1] and the listen "
+     "address (comma-separated)"},
     {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
      "extra labels on every container envhub creates (k=v,k=v)"},
     {"callback-hosts", "ENVHUB_CALLBACK_HOSTS", OPT_STR, OFF(callback_hosts), "", 0, 0,
@@ -84,7 +87,7 @@ static const struct opt opts[] = {
     {"queue-limit", "ENVHUB_QUEUE_LIMIT", OPT_INT, OFF(queue_limit), "50", 0, 10000,
      "jobs waiting for a slot before 429"},
     {"threads", "ENVHUB_THREADS", OPT_INT, OFF(server_threads), "0", 0, 10000,
-     "HTTP worker threads (0: concurrent + queue limits + 16)"},
+     "HTTP worker threads (0: concurrent + queue limits + 8 clients at their connection limit)"},
     {"max-script-length", "ENVHUB_MAX_SCRIPT_LENGTH", OPT_INT, OFF(max_script_length), "10000", 1,
      16 * MIB, "characters of an environment's setup script"},
     {"build-timeout", "ENVHUB_BUILD_TIMEOUT", OPT_INT, OFF(build_timeout), "1800", 10, 86400,
@@ -141,6 +144,13 @@ static const struct opt opts[] = {
      "1: environments' policies may give jobs a network (bridge); 0: never"},
     {"request-timeout", "ENVHUB_REQUEST_TIMEOUT", OPT_INT, OFF(request_timeout_ms), "30000", 1000,
      3600000, "milliseconds a client may stall while sending a request or reading an answer"},
+    {"request-deadline", "ENVHUB_REQUEST_DEADLINE", OPT_INT, OFF(request_deadline), "60", 1, 86400,
+     "seconds a client has to send a request's headers and body, whatever its pace"},
+    {"max-connections-per-client", "ENVHUB_MAX_CONNECTIONS_PER_CLIENT", OPT_INT,
+     OFF(max_connections_per_client), "32", 1, 100000,
+     "connections one client address may hold open; more are refused at once (429)"},
+    {"body-memory", "ENVHUB_BODY_MEMORY", OPT_SIZE, OFF(body_memory), "256m", 64 * KIB, 64 * GIB,
+     "bytes of request bodies all requests may hold in memory at once (503 past it)"},
     {"retire-grace", "ENVHUB_RETIRE_GRACE", OPT_INT, OFF(retire_grace), "604800", 0,
      10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
     {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0, 30 * 86400,
@@ -212,6 +222,11 @@ static int config_check(const struct config *cfg, struct err *err)
     if (strncmp(cfg->docker_host, "unix://", 7) != 0)
         return err_set(err, ERR_INVALID, "DOCKER_HOST '%s' must be unix:///path/to/docker.sock",
                        cfg->docker_host);
+    if (cfg->body_memory < cfg->max_body)
+        return err_set(err, ERR_INVALID,
+                       "ENVHUB_BODY_MEMORY %lld is less than ENVHUB_MAX_BODY %lld: a body of the "
+                       "largest size could never be read",
+                       (long long)cfg->body_memory, (long long)cfg->max_body);
     return 0;
 }
 

@@ -18,6 +18,7 @@ struct config {
     char *network_mode;         /* NETWORK_MODE: none or bridge for jobs */
     char *work_dir;             /* WORK_DIR: the job's working directory in the sandbox */
     char *cors_origins;         /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
+    char *allowed_hosts;        /* ENVHUB_ALLOWED_HOSTS: Host names answered besides loopback */
     char *labels;               /* ENVHUB_LABELS: extra container labels k=v,k=v */
     char *log_level;            /* ENVHUB_LOG_LEVEL */
     char *tls_cert;             /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
@@ -45,12 +46,15 @@ struct config {
     int64_t build_memory;       /* ENVHUB_BUILD_MEMORY: bytes of memory per build step */
     int64_t build_cpu_millis;   /* ENVHUB_BUILD_CPU: thousandths of a CPU per build */
     int64_t build_pids;         /* ENVHUB_BUILD_PIDS: processes of a build */
-    int64_t quota_runner_concurrent;  /* ENVHUB_QUOTA_RUNNER_CONCURRENT (0: none) */
-    int64_t quota_runner_per_minute;  /* ENVHUB_QUOTA_RUNNER_PER_MINUTE */
-    int64_t quota_curator_concurrent; /* ENVHUB_QUOTA_CURATOR_CONCURRENT */
-    int64_t quota_curator_per_minute; /* ENVHUB_QUOTA_CURATOR_PER_MINUTE */
-    int64_t request_timeout_ms;       /* ENVHUB_REQUEST_TIMEOUT: ms a read or write may stall */
-    int64_t pool_size;                /* ENVHUB_POOL_SIZE: warm containers of the default image */
+    int64_t quota_runner_concurrent;    /* ENVHUB_QUOTA_RUNNER_CONCURRENT (0: none) */
+    int64_t quota_runner_per_minute;    /* ENVHUB_QUOTA_RUNNER_PER_MINUTE */
+    int64_t quota_curator_concurrent;   /* ENVHUB_QUOTA_CURATOR_CONCURRENT */
+    int64_t quota_curator_per_minute;   /* ENVHUB_QUOTA_CURATOR_PER_MINUTE */
+    int64_t request_timeout_ms;         /* ENVHUB_REQUEST_TIMEOUT: ms a read or write may stall */
+    int64_t request_deadline;           /* ENVHUB_REQUEST_DEADLINE: seconds for headers + body */
+    int64_t max_connections_per_client; /* ENVHUB_MAX_CONNECTIONS_PER_CLIENT */
+    int64_t body_memory;          /* ENVHUB_BODY_MEMORY: bytes of request bodies held at once */
+    int64_t pool_size;            /* ENVHUB_POOL_SIZE: warm containers of the default image */
     int64_t pool_recycle;         /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
     int64_t session_idle_timeout; /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
     int64_t session_max_idle_timeout; /* ENVHUB_SESSION_MAX_IDLE_TIMEOUT: seconds */

@@ -7,6 +7,18 @@
 
 #include "core/banned.h"
 
+/* A message is one line whatever it quotes (a client's key, an engine's
+ * answer): it may be logged. Line breaks and tabs become spaces, any other
+ * control byte '?'. */
+static void one_line(char *msg)
+{
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+        else if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
 int err_set(struct err *err, enum err_code code, const char *fmt, ...)
 {
     va_list ap;
@@ -18,6 +30,7 @@ int err_set(struct err *err, enum err_code code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
+    one_line(err->msg);
     return -1;
 }
 
@@ -49,6 +62,7 @@ int err_errno(struct err *err, enum err_code code, int errnum, const char *fmt, 
     len = strlen(err->msg);
     append_bounded(err->msg, sizeof(err->msg), &len, ": ");
     append_bounded(err->msg, sizeof(err->msg), &len, strerror(errnum));
+    one_line(err->msg);
     return -1;
 }
 
@@ -69,6 +83,7 @@ int err_prefix(struct err *err, const char *fmt, ...)
     append_bounded(err->msg, sizeof(err->msg), &n, prefix);
     append_bounded(err->msg, sizeof(err->msg), &n, ": ");
     append_bounded(err->msg, sizeof(err->msg), &n, old);
+    one_line(err->msg);
     if (err->code == ERR_OK)
         err->code = ERR_INTERNAL;
     return -1;
@@ -120,6 +135,8 @@ const char *err_code_name(enum err_code code)
         return "gone";
     case ERR_CANCELLED:
         return "cancelled";
+    case ERR_SLOW:
+        return "slow";
     case ERR_INTERNAL:
         return "internal";
     }

@@ -5,6 +5,8 @@
  * The message is a fixed array so error paths allocate nothing. It says what
  * failed first, quotes the subject, is lower case, with no final period:
  *     cannot open catalog 'envhub.db': database is locked
+ * It is always one line: control bytes in what it quotes are replaced (line
+ * breaks and tabs by spaces, others by '?'), so that it can be logged as is.
  * Only web/ turns an error code into an HTTP status (web_status_for_err). */
 #ifndef ENVHUB_ERR_H
 #define ENVHUB_ERR_H
@@ -26,6 +28,7 @@ enum err_code {
     ERR_UNSUPPORTED,   /* 415 */
     ERR_GONE,          /* 410 */
     ERR_CANCELLED,     /* the work was cancelled on purpose (shutdown, delete) */
+    ERR_SLOW,          /* 408: the client did not send its request in time */
     ERR_INTERNAL,      /* 500: our bug or the machine's; logged in full */
 };
 

@@ -46,13 +46,26 @@ int64_t time_mono_ms(void)
 
 void time_format_iso(int64_t ms, char out[TIME_ISO_MAX])
 {
-    /* floor, not truncation: -1 ms is 23:59:59.999 of the day before */
-    int64_t frac = ((ms % 1000) + 1000) % 1000;
-    time_t secs = (time_t)((ms - frac) / 1000);
+    /* floor, not truncation: -1 ms is 23:59:59.999 of the day before (from
+     * the quotient: ms - frac would overflow at INT64_MIN) */
+    int64_t whole = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        whole--;
+    }
+    time_t secs = (time_t)whole;
     struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, TIME_ISO_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, TIME_ISO_MAX - n, ".%03dZ", (int)frac);
+    if (!gmtime_r(&secs, &tm)) /* any int64 ms is a year an int holds: never */
+        memset(&tm, 0, sizeof(tm));
+    /* four digits at least, as time_parse_iso reads them back (strftime's %Y
+     * writes the year 999 as "999") */
+    char text[96]; /* what an int tm could print; the years of int64 ms fit TIME_ISO_MAX */
+    snprintf(text, sizeof(text), "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+             tm.tm_sec, (int)frac);
+    size_t n = strnlen(text, TIME_ISO_MAX - 1);
+    memcpy(out, text, n);
+    out[n] = '\0';
 }
 
 static int parse_digits(const char **s, int n, int *ret)
@@ -264,15 +277,16 @@ bad:
     return -1;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is invalid. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is invalid;
+ * NUL is a valid one-byte sequence here (utf8_seq_len refuses it). */
+static size_t utf8_seq_len_nul(const unsigned char *p, size_t n)
 {
     unsigned char c = p[0];
     size_t len;
     unsigned int cp;
 
     if (c < 0x80)
-        return c == 0 ? 0 : 1;
+        return 1;
     if (c >= 0xc2 && c <= 0xdf) {
         len = 2;
         cp = c & 0x1f;
@@ -298,11 +312,17 @@ static size_t utf8_seq_len(const unsigned char *p, size_t n)
     return len;
 }
 
-bool utf8_valid(const char *p, size_t n)
+/* The same, with NUL refused: for strings that end at their first NUL. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+    return p[0] == 0 ? 0 : utf8_seq_len_nul(p, n);
+}
+
+static bool valid(const char *p, size_t n, bool keep_nul)
 {
     const unsigned char *s = (const unsigned char *)p;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq_len(s + i, n - i);
+        size_t l = keep_nul ? utf8_seq_len_nul(s + i, n - i) : utf8_seq_len(s + i, n - i);
         if (!l)
             return false;
         i += l;
@@ -310,14 +330,24 @@ bool utf8_valid(const char *p, size_t n)
     return true;
 }
 
-char *utf8_sanitize(const char *p, size_t n, size_t *ret_len)
+bool utf8_valid(const char *p, size_t n)
+{
+    return valid(p, n, false);
+}
+
+bool utf8_valid_with_nul(const char *p, size_t n)
+{
+    return valid(p, n, true);
+}
+
+static char *repair(const char *p, size_t n, bool keep_nul, size_t *ret_len)
 {
     const unsigned char *s = (const unsigned char *)p;
     char *out = xmalloc(n * 3 + 1); /* each bad byte becomes 3 bytes at most */
     size_t o = 0;
 
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq_len(s + i, n - i);
+        size_t l = keep_nul ? utf8_seq_len_nul(s + i, n - i) : utf8_seq_len(s + i, n - i);
         if (l) {
             memcpy(out + o, s + i, l);
             o += l;
@@ -332,6 +362,42 @@ char *utf8_sanitize(const char *p, size_t n, size_t *ret_len)
     if (ret_len)
         *ret_len = o;
     return out;
+}
+
+char *utf8_sanitize(const char *p, size_t n, size_t *ret_len)
+{
+    return repair(p, n, false, ret_len);
+}
+
+char *utf8_repair(const char *p, size_t n, size_t *ret_len)
+{
+    return repair(p, n, true, ret_len);
+}
+
+size_t utf8_incomplete_tail(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p;
+
+    for (size_t k = 1; k <= 3 && k <= n; k++) {
+        unsigned char c = s[n - k];
+        if ((c & 0xc0) == 0x80)
+            continue; /* a continuation byte: its lead byte is further back */
+        size_t need = c >= 0xc2 && c <= 0xdf   ? 2
+                      : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4
+                                               : 0;
+        if (need <= k) /* ASCII, a byte that never starts a sequence, or a whole one */
+            return 0;
+        if (k >= 2) {
+            /* the second byte's range excludes overlongs, surrogates and > U+10FFFF */
+            unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+            unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+            if (s[n - k + 1] < lo || s[n - k + 1] > hi)
+                return 0;
+        }
+        return k;
+    }
+    return 0;
 }
 
 bool path_is_safe_relative(const char *p, size_t len, const char **ret_why)

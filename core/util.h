@@ -39,9 +39,24 @@ char *base64_encode(const void *data, size_t len, size_t *ret_len);
 int base64_decode(const char *in, size_t len, struct buf *out, bool *ret_too_large);
 
 /* Copy of p[0..n) with every invalid UTF-8 sequence and NUL replaced by U+FFFD;
- * the caller frees the NUL-terminated result. */
+ * the caller frees the NUL-terminated result. For strings that must hold no
+ * NUL: names, messages, catalog fields. */
 char *utf8_sanitize(const char *p, size_t n, size_t *ret_len);
+/* Well-formed UTF-8 without NUL (what utf8_sanitize makes). */
 bool utf8_valid(const char *p, size_t n);
+
+/* A job's output is kept byte for byte: NUL and the other control characters
+ * are valid there, only bytes that are not UTF-8 are repaired. */
+/* Well-formed UTF-8, NUL allowed. */
+bool utf8_valid_with_nul(const char *p, size_t n);
+/* Copy of p[0..n) with each byte that is not part of a well-formed UTF-8
+ * sequence replaced by U+FFFD; NUL is kept, so the result (NUL-terminated
+ * after *ret_len bytes) must be used with its length. The caller frees it. */
+char *utf8_repair(const char *p, size_t n, size_t *ret_len);
+/* How many bytes at the end of p[0..n) (0..3) start a well-formed multi-byte
+ * sequence that the end cuts: a stream split into chunks holds them back
+ * until the next chunk, so that a character split in two stays whole. */
+size_t utf8_incomplete_tail(const char *p, size_t n);
 
 #define PATH_NAME_MAX 255
 /* A file name a client may give: relative, '/'-separated, no empty, '.' or

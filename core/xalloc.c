@@ -90,3 +90,33 @@ void strv_push(char ***v, char *s)
     (*v)[n] = s;
     (*v)[n + 1] = NULL;
 }
+
+char **strv_split(const char *s, char sep)
+{
+    char **v = xcalloc(1, sizeof(char *));
+    while (s && *s) {
+        const char *end = strchr(s, sep);
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *p = s;
+        while (len && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len)
+            strv_push(&v, xstrndup(p, len));
+        if (!end)
+            break;
+        s = end + 1;
+    }
+    return v;
+}
+
+size_t strv_length(char *const *v)
+{
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    return n;
+}

@@ -20,6 +20,11 @@ char *xasprintf(const char *fmt, ...)
 void strv_free(char **v);
 /* Append @s (taking it) to the NULL-terminated array *v (NULL is empty). */
 void strv_push(char ***v, char *s);
+/* "a, b,,c" -> {"a", "b", "c", NULL}: split at @sep, spaces around items
+ * trimmed, empty items dropped; never NULL. The caller strv_free()s it. */
+char **strv_split(const char *s, char sep);
+/* Number of strings in a NULL-terminated array (NULL is empty). */
+size_t strv_length(char *const *v);
 static inline void strv_freep(char ***v)
 {
     strv_free(*v);

@@ -206,11 +206,21 @@ static void progress_emit(struct engine_progress *p, const char *line, size_t le
 {
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         len--;
-    if (p->cancelled || !p->on_line)
-        return;
-    _cleanup_free_ char *copy = strip_terminal(line, len);
-    if (p->on_line(p->ctx, copy) < 0)
-        p->cancelled = true;
+    /* an "error" or "status" may hold several lines (a failed RUN quotes its
+     * script): on_line gets each apart, as it gets "stream" text */
+    for (;;) {
+        const char *nl = memchr(line, '\n', len);
+        size_t n = nl ? (size_t)(nl - line) : len;
+        if (p->cancelled || !p->on_line)
+            return;
+        _cleanup_free_ char *copy = strip_terminal(line, n);
+        if (p->on_line(p->ctx, copy) < 0)
+            p->cancelled = true;
+        if (!nl)
+            return;
+        line = nl + 1;
+        len -= n + 1;
+    }
 }
 
 /* Split @s at newlines: each complete piece goes to @done with what @b held

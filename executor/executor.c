@@ -493,13 +493,16 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
     }
     /* the row borrows the result's output (no copy of a large output), until it is written */
     rec->stdout_text = res.stdout_text;
+    rec->stdout_len = res.stdout_len;
     rec->stderr_text = res.stderr_text;
+    rec->stderr_len = res.stderr_len;
     rec->stdout_truncated = res.stdout_truncated;
     rec->stderr_truncated = res.stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
     exec_count(x, rec->environment, res.status, res.status == EXEC_ERROR ? -1 : res.execution_time);
     int recorded_rc = catalog_execution_finish(x->catalog, rec, err);
     rec->stdout_text = rec->stderr_text = NULL;
+    rec->stdout_len = rec->stderr_len = 0;
     if (live)
         exec_live_close(x, live);
     if (recorded_rc < 0) {

@@ -96,7 +96,7 @@ struct job_result {
     char id[32];
     enum exec_status status;
     int exit_code;     /* -1 when the code did not finish */
-    char *stdout_text; /* valid UTF-8, capped */
+    char *stdout_text; /* valid UTF-8, capped; may hold NUL: use stdout_len */
     size_t stdout_len;
     bool stdout_truncated;
     char *stderr_text;

@@ -254,8 +254,9 @@ struct tar_out_limits {
  * relative names within the limits are returned (the code file, symlinks,
  * hard links, devices, FIFOs and folders never are). @truncated says the
  * stream was cut at the cap: an entry that ends early is skipped, never
- * returned in part. Files left out are appended to *skipped as
- * "path: reason" (a NULL-terminated array, grown with xrealloc). */
+ * returned in part. A name given twice keeps its first file. Files left
+ * out are appended to *skipped as "path: reason" (a NULL-terminated array,
+ * grown with xrealloc). */
 int exec_tar_outputs(const char *data, size_t len, bool truncated,
                      const struct tar_out_limits *limits, struct job_file **ret_files,
                      size_t *ret_n, char ***skipped, struct err *err);

@@ -131,6 +131,7 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
 struct capture {
     struct buf out, err;
     bool out_truncated, err_truncated;
+    size_t err_total; /* bytes of stderr received, kept or not */
     char tail[JOB_TAIL];
     size_t tail_len;
     engine_output_fn live;
@@ -191,6 +192,7 @@ static int capture_output(void *ctx, enum engine_stream stream, const char *data
     struct buf *b = is_err ? &c->err : &c->out;
 
     if (is_err) {
+        c->err_total += len;
         /* keep the last JOB_TAIL bytes whatever the cap */
         if (len >= JOB_TAIL) {
             memcpy(c->tail, data + len - JOB_TAIL, JOB_TAIL);
@@ -304,12 +306,14 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
 }
 
 /* The captured bytes as text: handed over when they are valid UTF-8 (the
- * usual case: no copy of a large output), else sanitised (U+FFFD). */
+ * usual case: no copy of a large output), else repaired (U+FFFD for each
+ * byte that is not UTF-8). NUL and the other control bytes are kept as
+ * written: the result is used with *ret_len. */
 static char *output_text(struct buf *b, size_t *ret_len)
 {
-    if (utf8_valid(buf_str(b), b->len))
+    if (utf8_valid_with_nul(buf_str(b), b->len))
         return buf_detach(b, ret_len);
-    return utf8_sanitize(buf_str(b), b->len, ret_len);
+    return utf8_repair(buf_str(b), b->len, ret_len);
 }
 
 void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
@@ -360,10 +364,21 @@ void job_run(struct executor *x, const char *cid, const struct job_io *io, struc
         goto done;
     }
     if (have_marker) {
-        /* the report is not the job's output: cut it where it was kept */
-        if (!cap.err_truncated && cap.err.len >= marker.len)
-            cap.err.len -= marker.len;
+        /* the report is not the job's output: cut it where it was kept,
+         * also the part of it a cap let in (the output keeps NUL, so a
+         * leftover "\0envh" would show); the job's stderr is truncated only
+         * when the cap cut the job's own bytes */
+        size_t at = cap.err_total - marker.len;
+        if (cap.err.len > at) {
+            cap.err.len = at;
+            cap.err.data[at] = '\0';
+        }
+        cap.err_truncated = at > cap.err.len;
         want_files = marker.files;
+    } else if (cap.live && cap.pend_len) {
+        /* no report came: what was held back from followers is the job's */
+        cap.live(cap.live_ctx, ENGINE_STDERR, cap.pend, cap.pend_len);
+        cap.pend_len = 0;
     }
 
     bool session_timeout =

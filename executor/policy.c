@@ -74,8 +74,12 @@ int executor_policy_parse(const struct config *cfg, const char *json, struct exe
     };
     const char *text = json && *json ? json : "{}";
     json_error_t jerr;
-    if (json_shape_check(text, strlen(text), &shape, "policy", err) < 0)
-        return err_set(err, ERR_INVALID, "%s", err->msg);
+    if (json_shape_check(text, strlen(text), &shape, "policy", err) < 0) {
+        /* the message stands; only the code is a policy's (formatting
+         * err->msg into itself would overlap: it came out empty) */
+        err->code = ERR_INVALID;
+        return -1;
+    }
     json_auto_t *doc = json_loads(text, 0, &jerr);
     json_auto_t *canon = json_object();
     struct exec_limits l;

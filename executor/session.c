@@ -342,8 +342,11 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
     rec->error = res.error ? xstrdup(res.error) : NULL;
     rec->finished_at = time_now_ms();
     rec->duration_ms = res.status == EXEC_ERROR ? -1 : (int64_t)(res.execution_time * 1000);
-    rec->stdout_text = xstrdup(res.stdout_text);
-    rec->stderr_text = xstrdup(res.stderr_text);
+    /* the output may hold NUL: copied by length, terminator included */
+    rec->stdout_text = xmemdup(res.stdout_text, res.stdout_len + 1);
+    rec->stdout_len = res.stdout_len;
+    rec->stderr_text = xmemdup(res.stderr_text, res.stderr_len + 1);
+    rec->stderr_len = res.stderr_len;
     rec->stdout_truncated = res.stdout_truncated;
     rec->stderr_truncated = res.stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);

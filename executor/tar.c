@@ -109,6 +109,48 @@ static const char *strip_dot(const char *p)
     return p[0] ? p : NULL;
 }
 
+struct named {
+    const char *path;
+    size_t i;
+};
+
+static int by_path_then_order(const void *a, const void *b)
+{
+    const struct named *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* A name the archive holds twice keeps its first file: the catalog keys a
+ * job's files by path (a second one failed the whole record), and only a
+ * crafted archive has two. Sorted, so any number of entries stays cheap. */
+static void drop_duplicates(struct job_file *files, size_t *n, char ***skipped)
+{
+    if (*n < 2)
+        return;
+    struct named *v = xcalloc(*n, sizeof(*v));
+    bool *dup = xcalloc(*n, sizeof(*dup));
+    for (size_t i = 0; i < *n; i++)
+        v[i] = (struct named){.path = files[i].path, .i = i};
+    qsort(v, *n, sizeof(*v), by_path_then_order);
+    for (size_t i = 1; i < *n; i++)
+        if (strcmp(v[i - 1].path, v[i].path) == 0)
+            dup[v[i].i] = true;
+    free(v);
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (!dup[i]) {
+            files[kept++] = files[i];
+            continue;
+        }
+        strv_push(skipped, xasprintf("%s: in the workspace archive more than once", files[i].path));
+        free(files[i].path);
+        free(files[i].data);
+    }
+    free(dup);
+    *n = kept;
+}
+
 int exec_tar_outputs(const char *data, size_t len, bool truncated,
                      const struct tar_out_limits *limits, struct job_file **ret_files,
                      size_t *ret_n, char ***skipped, struct err *err)
@@ -199,6 +241,7 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         n++;
         total += got;
     }
+    drop_duplicates(files, &n, skipped);
     *ret_files = files;
     *ret_n = n;
     return 0;

@@ -8,6 +8,7 @@
  * stdout and stderr as server-sent events until it ends. */
 #include <arpa/inet.h>
 #include <civetweb.h>
+#include <ctype.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,8 +51,8 @@ struct callbacks {
 
 /* ---- callback URLs ---- */
 
-/* "http://host:port/path" -> host, port, path; only http. */
-static int parse_url(const char *url, char *host, size_t host_len, int *port, const char **path)
+int web_callback_url_parse(const char *url, char *host, size_t host_len, int *ret_port,
+                           const char **ret_path)
 {
     if (strncmp(url, "http://", 7) != 0)
         return -1;
@@ -59,8 +60,12 @@ static int parse_url(const char *url, char *host, size_t host_len, int *port, co
     size_t hl = strcspn(h, ":/");
     if (hl == 0 || hl >= host_len)
         return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
+    /* the host goes into the Host header and the path into the request line
+     * as they are: a CR, LF or space there would start a header of the
+     * URL's choosing (and '@' would name a user, not the host) */
+    for (size_t i = 0; i < hl; i++)
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-_", h[i]))
+            return -1;
     const char *rest = h + hl;
     int64_t p = 80;
     if (*rest == ':') {
@@ -74,8 +79,13 @@ static int parse_url(const char *url, char *host, size_t host_len, int *port, co
             return -1;
         rest += 1 + pl;
     }
-    *port = (int)p;
-    *path = *rest ? rest : "/";
+    for (const char *c = rest; *c; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+            return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *ret_port = (int)p;
+    *ret_path = *rest ? rest : "/";
     return 0;
 }
 
@@ -98,13 +108,13 @@ static bool host_allowed(const struct config *cfg, const char *host)
     return false;
 }
 
-static int check_callback(const struct config *cfg, const char *url, struct err *err)
+int web_callback_check(const struct config *cfg, const char *url, struct err *err)
 {
     char host[256];
     int port;
     const char *path;
 
-    if (strlen(url) > 2000 || parse_url(url, host, sizeof(host), &port, &path) < 0)
+    if (strlen(url) > 2000 || web_callback_url_parse(url, host, sizeof(host), &port, &path) < 0)
         return err_set(err, ERR_INVALID, "callback_url: '%.100s' must be http://host[:port]/path",
                        url);
     if (!host_allowed(cfg, host))
@@ -113,6 +123,12 @@ static int check_callback(const struct config *cfg, const char *url, struct err 
                        "ENVHUB_CALLBACK_HOSTS)",
                        host);
     return 0;
+}
+
+/* The name the submission code knows it by. */
+static int check_callback(const struct config *cfg, const char *url, struct err *err)
+{
+    return web_callback_check(cfg, url, err);
 }
 
 /* ---- delivery ---- */
@@ -131,15 +147,16 @@ static char *result_body(struct catalog *cat, const char *id)
             json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "path", rec.files[i].path,
                                                    "size", (json_int_t)rec.files[i].size, "sha256",
                                                    rec.files[i].sha256));
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:b, s:o, s:s, s:s, s:f, s:o, s:o, s:o, s:o}", "id", rec.id, "status",
-        exec_status_name(rec.status), "success", rec.status == EXEC_SUCCEEDED, "exit_code",
-        rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null(), "stdout",
-        rec.stdout_text ? rec.stdout_text : "", "stderr", rec.stderr_text ? rec.stderr_text : "",
-        "execution_time", rec.duration_ms >= 0 ? (double)rec.duration_ms / 1000 : 0.0, "error",
-        rec.error ? json_string(rec.error) : json_null(), "finished_at",
-        web_json_time(rec.finished_at), "files", files, "environment",
-        rec.environment ? json_string(rec.environment) : json_null());
+    json_t *doc =
+        json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:f, s:o, s:o, s:o, s:o}", "id", rec.id, "status",
+                  exec_status_name(rec.status), "success", rec.status == EXEC_SUCCEEDED,
+                  "exit_code", rec.exit_code >= 0 ? json_integer(rec.exit_code) : json_null(),
+                  "stdout", web_json_output(rec.stdout_text, rec.stdout_len), "stderr",
+                  web_json_output(rec.stderr_text, rec.stderr_len), "execution_time",
+                  rec.duration_ms >= 0 ? (double)rec.duration_ms / 1000 : 0.0, "error",
+                  rec.error ? json_string(rec.error) : json_null(), "finished_at",
+                  web_json_time(rec.finished_at), "files", files, "environment",
+                  rec.environment ? json_string(rec.environment) : json_null());
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return text;
@@ -151,7 +168,7 @@ static int deliver(const char *url, const char *body, struct err *err)
     int port;
     const char *path;
 
-    if (parse_url(url, host, sizeof(host), &port, &path) < 0)
+    if (web_callback_url_parse(url, host, sizeof(host), &port, &path) < 0)
         return err_set(err, ERR_INVALID, "bad callback url");
     struct mg_connection *conn = mg_connect_client(host, port, 0, ebuf, sizeof(ebuf));
     if (!conn)
@@ -490,7 +507,31 @@ void api_cancel(struct web_request *rq)
 struct sse {
     struct web_request *rq;
     bool failed;
+    /* per stream (stdout, stderr): the first bytes of a character that the
+     * last chunk cut, held back until the next chunk completes it */
+    char tail[2][4];
+    size_t tail_len[2];
 };
+
+/* One event of @len bytes of @stream as a JSON string on one line: NUL and
+ * control bytes as \u escapes, bytes that are not UTF-8 as U+FFFD, as the
+ * stored output has them. */
+static int send_event(struct sse *s, enum engine_stream stream, const char *data, size_t len)
+{
+    size_t n = 0;
+    _cleanup_free_ char *clean = utf8_repair(data, len, &n);
+    json_t *str = json_stringn(clean, n);
+    _cleanup_free_ char *enc = json_dumps(str, JSON_ENCODE_ANY);
+    json_decref(str);
+    _cleanup_free_ char *ev =
+        xasprintf("event: %s\ndata: %s\n\n", stream == ENGINE_STDERR ? "stderr" : "stdout",
+                  enc ? enc : "\"\"");
+    if (mg_write(s->rq->conn, ev, strlen(ev)) <= 0) {
+        s->failed = true;
+        return -1;
+    }
+    return 0;
+}
 
 static int send_chunk(void *ctx, enum engine_stream stream, const char *data, size_t len)
 {
@@ -499,18 +540,28 @@ static int send_chunk(void *ctx, enum engine_stream stream, const char *data, si
         static const char keep[] = ": keepalive\n\n";
         return mg_write(s->rq->conn, keep, sizeof(keep) - 1) > 0 ? 0 : -1;
     }
-    /* a chunk as a JSON string: any bytes, one line */
-    _cleanup_free_ char *clean = utf8_sanitize(data, len, NULL);
-    json_t *str = json_string(clean);
-    _cleanup_free_ char *enc = json_dumps(str, JSON_ENCODE_ANY);
-    json_decref(str);
-    _cleanup_free_ char *ev =
-        xasprintf("event: %s\ndata: %s\n\n", stream == ENGINE_STDERR ? "stderr" : "stdout", enc);
-    if (mg_write(s->rq->conn, ev, strlen(ev)) <= 0) {
-        s->failed = true;
-        return -1;
+    /* the engine's frames follow the job's writes, which may split a
+     * character: without the hold-back both halves would read U+FFFD */
+    int k = stream == ENGINE_STDERR;
+    size_t held = s->tail_len[k], total = held + len;
+    _cleanup_free_ char *joined = xmalloc(total + 1);
+    memcpy(joined, s->tail[k], held);
+    if (len)
+        memcpy(joined + held, data, len);
+    size_t keep = utf8_incomplete_tail(joined, total);
+    memcpy(s->tail[k], joined + total - keep, keep);
+    s->tail_len[k] = keep;
+    return total > keep ? send_event(s, stream, joined, total - keep) : 0;
+}
+
+/* At the end: what a stream still holds back was cut for good (repaired). */
+static void send_tails(struct sse *s)
+{
+    for (int k = 0; k < 2 && !s->failed; k++) {
+        if (s->tail_len[k])
+            send_event(s, k ? ENGINE_STDERR : ENGINE_STDOUT, s->tail[k], s->tail_len[k]);
+        s->tail_len[k] = 0;
     }
-    return 0;
 }
 
 void api_output(struct web_request *rq)
@@ -520,22 +571,20 @@ void api_output(struct web_request *rq)
 
     if (!owns(rq, rq->params[0]))
         return;
-    rq->status = 200;
-    mg_printf(rq->conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-              "Cache-Control: no-store\r\nX-Request-Id: %s\r\nConnection: close\r\n\r\n",
-              rq->request_id);
+    web_reply_head(rq, 200, "text/event-stream; charset=utf-8", WEB_STREAM,
+                   "X-Accel-Buffering: no\r\n");
     struct sse s = {.rq = rq};
     /* a finished job has no live output: its stored output stands in */
     if (executor_follow(rq->deps->executor, rq->params[0], send_chunk, &s, OUTPUT_KEEPALIVE_MS,
                         &err) < 0) {
         if (catalog_execution_get(rq->deps->catalog, rq->params[0], &rec, &err) == 0) {
-            if (rec.stdout_text && *rec.stdout_text)
-                send_chunk(&s, ENGINE_STDOUT, rec.stdout_text, strlen(rec.stdout_text));
-            if (rec.stderr_text && *rec.stderr_text)
-                send_chunk(&s, ENGINE_STDERR, rec.stderr_text, strlen(rec.stderr_text));
+            if (rec.stdout_len)
+                send_chunk(&s, ENGINE_STDOUT, rec.stdout_text, rec.stdout_len);
+            if (rec.stderr_len)
+                send_chunk(&s, ENGINE_STDERR, rec.stderr_text, rec.stderr_len);
         }
     }
+    send_tails(&s);
     if (s.failed)
         return;
     execution_record_release(&rec);

@@ -331,12 +331,8 @@ static void follow_log(struct web_request *rq, const struct build_record *build)
     if (last && parse_int(last, 0, INT64_MAX, &after) < 0)
         after = 0;
 
-    rq->status = 200;
-    mg_printf(rq->conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-              "Cache-Control: no-store\r\nX-Request-Id: %s\r\nX-Accel-Buffering: no\r\n"
-              "Connection: close\r\n\r\n",
-              rq->request_id);
+    web_reply_head(rq, 200, "text/event-stream; charset=utf-8", WEB_STREAM,
+                   "X-Accel-Buffering: no\r\n");
     for (;;) {
         struct log_line *lines = NULL;
         size_t n = 0;
@@ -418,13 +414,12 @@ static void send_log(struct web_request *rq, bool has_version)
         if (n < LOG_BATCH)
             break;
     }
-    rq->status = 200;
-    mg_printf(rq->conn,
-              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-              "Content-Length: %zu\r\nX-Request-Id: %s\r\nX-Envhub-Build-Status: %s\r\n"
-              "Cache-Control: no-store\r\n\r\n",
-              text.len, rq->request_id, build_status_name(build.status));
-    mg_write(rq->conn, buf_str(&text), text.len);
+    char status[64];
+    snprintf(status, sizeof(status), "X-Envhub-Build-Status: %s\r\n",
+             build_status_name(build.status));
+    web_reply_head(rq, 200, "text/plain; charset=utf-8", (int64_t)text.len, status);
+    if (strcmp(rq->method, "HEAD") != 0)
+        mg_write(rq->conn, buf_str(&text), text.len);
 }
 
 void api_build_log(struct web_request *rq)

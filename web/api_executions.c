@@ -34,28 +34,7 @@
 #define HISTORY_EXPORT_BATCH 1000
 #define HISTORY_CHUNK 65536 /* bytes sent per chunk of an export */
 
-/* Which parameters an endpoint takes. */
-enum {
-    QP_FILTERS = 1 << 0, /* environment, environment_version, status, principal, since,
-                          * until, code_sha256, q */
-    QP_PAGE = 1 << 1,    /* cursor, limit */
-    QP_FORMAT = 1 << 2,  /* format, limit */
-    QP_GROUP = 1 << 3,   /* group */
-};
-
-enum export_format { EXPORT_CSV, EXPORT_JSONL };
-
-struct history_query {
-    struct history_filter f;
-    int64_t before_seq; /* from the cursor; 0: none */
-    int64_t limit;      /* 0: none given */
-    enum export_format format;
-    enum history_group group;
-    char *values[16]; /* decoded strings the filter points into */
-    size_t n_values;
-};
-
-static void history_query_release(struct history_query *q)
+void history_query_release(struct history_query *q)
 {
     for (size_t i = 0; i < q->n_values; i++)
         free(q->values[i]);
@@ -64,7 +43,7 @@ static void history_query_release(struct history_query *q)
 
 /* ---- cursors: base64url of "seq:<n>" ---- */
 
-static char *cursor_encode(int64_t seq)
+char *web_cursor_encode(int64_t seq)
 {
     char plain[32];
     size_t n;
@@ -81,7 +60,7 @@ static char *cursor_encode(int64_t seq)
     return b64;
 }
 
-static int cursor_decode(const char *s, int64_t *ret)
+int web_cursor_decode(const char *s, int64_t *ret)
 {
     char std[64];
     size_t n = strlen(s), i;
@@ -229,7 +208,7 @@ static int query_set(struct history_query *q, unsigned allowed, const char *name
         q->f.text = value;
         return 0;
     case 8:
-        if (cursor_decode(value, &q->before_seq) < 0)
+        if (web_cursor_decode(value, &q->before_seq) < 0)
             return err_set(err, ERR_INVALID,
                            "cursor: '%.60s' is not a cursor from this API (use next_cursor "
                            "as given)",
@@ -278,12 +257,10 @@ static char *decode_part(const char *s, size_t len, const char *what, struct err
     return out;
 }
 
-/* Parse rq->query for an endpoint taking @allowed parameters; the gate's
- * restriction to the caller's own executions wins over any principal. */
-static int history_query_parse(struct web_request *rq, unsigned allowed, struct history_query *q,
-                               struct err *err)
+int web_history_query_parse(const char *query, unsigned allowed, const char *own_principal,
+                            struct history_query *q, struct err *err)
 {
-    const char *s = rq->query ? rq->query : "";
+    const char *s = query ? query : "";
     unsigned seen = 0;
 
     memset(q, 0, sizeof(*q));
@@ -318,9 +295,17 @@ static int history_query_parse(struct web_request *rq, unsigned allowed, struct 
         return err_set(err, ERR_INVALID, "environment_version: needs environment");
     if (q->f.has_since && q->f.has_until && q->f.until <= q->f.since)
         return err_set(err, ERR_INVALID, "until: must be after since");
-    if (rq->own_principal)
-        q->f.principal = rq->own_principal;
+    if (own_principal)
+        q->f.principal = own_principal;
     return 0;
+}
+
+/* Parse rq->query for an endpoint taking @allowed parameters; the gate's
+ * restriction to the caller's own executions wins over any principal. */
+static int history_query_parse(struct web_request *rq, unsigned allowed, struct history_query *q,
+                               struct err *err)
+{
+    return web_history_query_parse(rq->query, allowed, rq->own_principal, q, err);
 }
 
 /* ---- JSON ---- */
@@ -381,38 +366,6 @@ static json_t *item_json(const struct history_item *it)
     return o;
 }
 
-/* web_reply_json(rq, 200, doc) in one write. Headers and body written apart
- * meet Nagle's algorithm and the client's delayed ACK on a keep-alive
- * connection: 40 ms a page (civetweb leaves TCP_NODELAY off). */
-static void reply_ok(struct web_request *rq, json_t *doc)
-{
-    char *text = json_dumps(doc, JSON_COMPACT);
-    struct buf out = BUF_INIT(BUF_UNLIMITED);
-
-    json_decref(doc);
-    if (!text) {
-        web_reply_detail(rq, 500, "internal error");
-        return;
-    }
-    size_t len = strlen(text);
-    if (buf_appendf(&out,
-                    "HTTP/1.1 200 OK\r\n"
-                    "Content-Type: application/json\r\n"
-                    "Content-Length: %zu\r\n"
-                    "X-Request-Id: %s\r\n"
-                    "Cache-Control: no-store\r\n"
-                    "X-Content-Type-Options: nosniff\r\n"
-                    "%s"
-                    "\r\n",
-                    len, rq->request_id, rq->extra_headers ? rq->extra_headers : "") < 0 ||
-        (strcmp(rq->method, "HEAD") != 0 && buf_append(&out, text, len) < 0))
-        abort(); /* BUF_UNLIMITED: only OOM, which aborts first */
-    rq->status = 200;
-    mg_write(rq->conn, out.data, out.len);
-    buf_release(&out);
-    free(text);
-}
-
 /* ---- GET /executions ---- */
 
 void api_executions_list(struct web_request *rq)
@@ -440,16 +393,29 @@ void api_executions_list(struct web_request *rq)
         json_array_append_new(list, item_json(&items[i]));
     json_t *next = json_null();
     if (n > limit) {
-        _cleanup_free_ char *c = cursor_encode(items[limit - 1].seq);
+        _cleanup_free_ char *c = web_cursor_encode(items[limit - 1].seq);
         json_decref(next);
         next = json_string(c);
     }
     history_items_free(items, n);
     history_query_release(&q);
-    reply_ok(rq, json_pack("{s:o, s:o}", "items", list, "next_cursor", next));
+    web_reply_json(rq, 200, json_pack("{s:o, s:o}", "items", list, "next_cursor", next));
 }
 
 /* ---- GET /executions/{id} ---- */
+
+json_t *web_json_output(const char *s, size_t len)
+{
+    if (!s)
+        return json_string("");
+    json_t *j = json_stringn(s, len); /* NUL and control bytes are \u escapes */
+    if (!j) { /* not UTF-8 (a row written by something else): repaired, NUL kept */
+        size_t n = 0;
+        _cleanup_free_ char *clean = utf8_repair(s, len, &n);
+        j = json_stringn(clean, n);
+    }
+    return j ? j : json_string("");
+}
 
 void api_executions_get(struct web_request *rq)
 {
@@ -476,10 +442,10 @@ void api_executions_get(struct web_request *rq)
                                                (json_int_t)r->files[i].size, "sha256",
                                                r->files[i].sha256));
     json_object_set_new(doc, "code", web_json_str(r->code));
-    json_object_set_new(doc, "stdout", web_json_str(r->stdout_text ? r->stdout_text : ""));
-    json_object_set_new(doc, "stderr", web_json_str(r->stderr_text ? r->stderr_text : ""));
+    json_object_set_new(doc, "stdout", web_json_output(r->stdout_text, r->stdout_len));
+    json_object_set_new(doc, "stderr", web_json_output(r->stderr_text, r->stderr_len));
     json_object_set_new(doc, "files", files);
-    reply_ok(rq, doc);
+    web_reply_json(rq, 200, doc);
 }
 
 /* ---- GET /executions/export ---- */
@@ -949,19 +915,13 @@ void api_executions_export(struct web_request *rq)
         return;
     }
     bool csv = q.format == EXPORT_CSV;
-    rq->status = 200;
-    mg_printf(rq->conn,
-              "HTTP/1.1 200 OK\r\n"
-              "Content-Type: %s\r\n"
-              "Content-Disposition: attachment; filename=\"executions.%s\"\r\n"
-              "Transfer-Encoding: chunked\r\n"
-              "X-Request-Id: %s\r\n"
-              "Cache-Control: no-store\r\n"
-              "X-Content-Type-Options: nosniff\r\n"
-              "Connection: close\r\n"
-              "\r\n",
-              csv ? "text/csv; charset=utf-8" : "application/x-ndjson", csv ? "csv" : "jsonl",
-              rq->request_id);
+    char headers[128];
+    snprintf(headers, sizeof(headers),
+             "Content-Disposition: attachment; filename=\"executions.%s\"\r\n"
+             "Transfer-Encoding: chunked\r\n",
+             csv ? "csv" : "jsonl");
+    web_reply_head(rq, 200, csv ? "text/csv; charset=utf-8" : "application/x-ndjson", WEB_STREAM,
+                   headers);
     if (strcmp(rq->method, "HEAD") == 0) {
         catalog_history_export_close(p.x);
         history_query_release(&q);
@@ -1055,8 +1015,9 @@ void api_executions_stats(struct web_request *rq)
     free(all.key);
     const char *group = group_names[q.group];
     history_query_release(&q);
-    reply_ok(rq, json_pack("{s:s, s:o, s:o}", "group", group, "groups", groups, "total",
-                           stat_json(&all, false)));
+    web_reply_json(rq, 200,
+                   json_pack("{s:s, s:o, s:o}", "group", group, "groups", groups, "total",
+                             stat_json(&all, false)));
 }
 
 /* ---- GET /audit/verify ---- */
@@ -1109,5 +1070,5 @@ void api_audit_verify(struct web_request *rq)
     if (!v.ok)
         log_warn("web: request_id=%s audit chain broken at '%s' (link %lld): %s", rq->request_id,
                  v.first_bad_id, (long long)v.first_bad_seq, v.reason);
-    reply_ok(rq, doc);
+    web_reply_json(rq, 200, doc);
 }

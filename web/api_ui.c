@@ -95,29 +95,17 @@ static void send_file(struct web_request *rq, const struct embedded_file *f, con
     const char *inm = mg_get_header(rq->conn, "If-None-Match");
     bool fresh = inm && strstr(inm, etag) != NULL;
 
-    rq->status = fresh ? 304 : 200;
+    char headers[1024];
+    snprintf(headers, sizeof(headers),
+             "Cache-Control: no-cache\r\nETag: %s\r\nContent-Security-Policy: %s\r\n"
+             "Referrer-Policy: no-referrer\r\n",
+             etag, csp);
+    const char *type = content_type_of(base_name(f->path));
     if (fresh) {
-        mg_printf(rq->conn,
-                  "HTTP/1.1 304 Not Modified\r\n"
-                  "X-Request-Id: %s\r\n"
-                  "Cache-Control: no-cache\r\n"
-                  "ETag: %s\r\n"
-                  "\r\n",
-                  rq->request_id, etag);
+        web_reply_head(rq, 304, type, WEB_NO_BODY, headers);
         return;
     }
-    mg_printf(rq->conn,
-              "HTTP/1.1 200 OK\r\n"
-              "Content-Type: %s\r\n"
-              "Content-Length: %zu\r\n"
-              "X-Request-Id: %s\r\n"
-              "Cache-Control: no-cache\r\n"
-              "ETag: %s\r\n"
-              "Content-Security-Policy: %s\r\n"
-              "X-Content-Type-Options: nosniff\r\n"
-              "Referrer-Policy: no-referrer\r\n"
-              "\r\n",
-              content_type_of(base_name(f->path)), f->len, rq->request_id, etag, csp);
+    web_reply_head(rq, 200, type, (int64_t)f->len, headers);
     if (strcmp(rq->method, "HEAD") != 0)
         mg_write(rq->conn, f->data, f->len);
 }

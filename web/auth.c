@@ -293,6 +293,68 @@ static void role_limits(const struct auth *a, const struct web_request *rq, int6
         *per_min = rq->key_max_per_minute;
 }
 
+/* Under the lock: would one more execution pass the key's limits? Drops
+ * starts that left the window. ERR_BUSY with rq->retry_after when not. */
+static int quota_admits(struct quota_entry *q, struct web_request *rq, int64_t conc,
+                        int64_t per_min, int64_t now, struct err *err)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < q->n_starts; i++)
+        if (q->starts[i] > now - QUOTA_WINDOW_MS)
+            q->starts[keep++] = q->starts[i];
+    q->n_starts = keep;
+    if (conc > 0 && q->running >= conc) {
+        rq->retry_after = 1;
+        return err_set(err, ERR_BUSY,
+                       "quota: key '%s' already runs %lld executions at once (its limit)",
+                       rq->principal, (long long)conc);
+    }
+    if (per_min > 0 && (int64_t)q->n_starts >= per_min) {
+        int64_t wait_ms = q->starts[0] + QUOTA_WINDOW_MS - now;
+        rq->retry_after = (int)((wait_ms + 999) / 1000);
+        if (rq->retry_after < 1)
+            rq->retry_after = 1;
+        return err_set(err, ERR_BUSY,
+                       "quota: key '%s' started %lld executions in the last minute (its limit); "
+                       "retry in %d s",
+                       rq->principal, (long long)per_min, rq->retry_after);
+    }
+    return 0;
+}
+
+/* Under the lock: the key's entry, made when @create. */
+static struct quota_entry *quota_entry(struct auth *a, const char *key_id, bool create)
+{
+    for (struct quota_entry *q = a->quotas; q; q = q->next)
+        if (strcmp(q->principal, key_id) == 0)
+            return q;
+    if (!create)
+        return NULL;
+    struct quota_entry *q = xcalloc(1, sizeof(*q));
+    q->principal = xstrdup(key_id);
+    q->next = a->quotas;
+    a->quotas = q;
+    return q;
+}
+
+int web_quota_check(struct auth *a, struct web_request *rq, struct err *err)
+{
+    int64_t conc, per_min;
+    int rc = 0;
+
+    if (rq->open_mode || !rq->key_id[0])
+        return 0;
+    role_limits(a, rq, &conc, &per_min);
+    if (conc <= 0 && per_min <= 0)
+        return 0;
+    pthread_mutex_lock(&a->lock);
+    struct quota_entry *q = quota_entry(a, rq->key_id, false);
+    if (q)
+        rc = quota_admits(q, rq, conc, per_min, time_mono_ms(), err);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
 int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
 {
     int64_t conc, per_min, now = time_mono_ms();
@@ -303,38 +365,10 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
     if (conc <= 0 && per_min <= 0)
         return 0;
     pthread_mutex_lock(&a->lock);
-    struct quota_entry *q = a->quotas;
-    while (q && strcmp(q->principal, rq->key_id) != 0)
-        q = q->next;
-    if (!q) {
-        q = xcalloc(1, sizeof(*q));
-        q->principal = xstrdup(rq->key_id);
-        q->next = a->quotas;
-        a->quotas = q;
-    }
-    /* drop starts that left the window */
-    size_t keep = 0;
-    for (size_t i = 0; i < q->n_starts; i++)
-        if (q->starts[i] > now - QUOTA_WINDOW_MS)
-            q->starts[keep++] = q->starts[i];
-    q->n_starts = keep;
-    if (conc > 0 && q->running >= conc) {
+    struct quota_entry *q = quota_entry(a, rq->key_id, true);
+    if (quota_admits(q, rq, conc, per_min, now, err) < 0) {
         pthread_mutex_unlock(&a->lock);
-        rq->retry_after = 1;
-        return err_set(err, ERR_BUSY,
-                       "quota: key '%s' already runs %lld executions at once (its limit)",
-                       rq->principal, (long long)conc);
-    }
-    if (per_min > 0 && (int64_t)q->n_starts >= per_min) {
-        int64_t wait_ms = q->starts[0] + QUOTA_WINDOW_MS - now;
-        pthread_mutex_unlock(&a->lock);
-        rq->retry_after = (int)((wait_ms + 999) / 1000);
-        if (rq->retry_after < 1)
-            rq->retry_after = 1;
-        return err_set(err, ERR_BUSY,
-                       "quota: key '%s' started %lld executions in the last minute (its limit); "
-                       "retry in %d s",
-                       rq->principal, (long long)per_min, rq->retry_after);
+        return -1;
     }
     if (q->n_starts == q->cap) {
         q->cap = q->cap ? q->cap * 2 : 16;
@@ -347,21 +381,12 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
     return 0;
 }
 
-/* Under the lock: the key's entry. */
-static struct quota_entry *quota_find(struct auth *a, const char *key_id)
-{
-    for (struct quota_entry *q = a->quotas; q; q = q->next)
-        if (strcmp(q->principal, key_id) == 0)
-            return q;
-    return NULL;
-}
-
 void web_quota_leave(struct auth *a, struct web_request *rq, bool started)
 {
     if (!rq->quota_held)
         return;
     pthread_mutex_lock(&a->lock);
-    struct quota_entry *q = quota_find(a, rq->key_id);
+    struct quota_entry *q = quota_entry(a, rq->key_id, false);
     if (q) {
         q->running--;
         /* a request that started nothing does not count against the minute */
@@ -393,7 +418,7 @@ void web_quota_release(struct auth *a, const char *exec_id)
         if (strcmp((*p)->exec_id, exec_id) == 0) {
             struct quota_hold *h = *p;
             *p = h->next;
-            struct quota_entry *q = quota_find(a, h->key_id);
+            struct quota_entry *q = quota_entry(a, h->key_id, false);
             if (q)
                 q->running--;
             free(h);

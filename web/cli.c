@@ -118,11 +118,12 @@ int client_call(const struct client *c, const char *method, const char *path, co
     return 0;
 }
 
-/* The answer as JSON; on an error status prints its detail and returns NULL. */
+/* The answer as JSON; on an error status prints its detail and returns NULL.
+ * Strings may hold NUL (\u0000 in a job's output): print those by length. */
 json_t *answer_json(const struct answer *a, const char *what)
 {
     json_error_t jerr;
-    json_t *doc = json_loadb(buf_str(&a->body), a->body.len, 0, &jerr);
+    json_t *doc = json_loadb(buf_str(&a->body), a->body.len, JSON_ALLOW_NUL, &jerr);
     if (a->status >= 400) {
         const char *detail = doc ? json_string_value(json_object_get(doc, "detail")) : NULL;
         fprintf(stderr, "envhub: %s: %s (HTTP %d)\n", what, detail ? detail : buf_str(&a->body),
@@ -777,13 +778,16 @@ static int cmd_run(const struct client *c, const struct config *cfg, int argc, c
     json_auto_t *doc = answer_json(&a, "cannot run the code");
     if (!doc)
         return 1;
-    const char *out = json_string_value(json_object_get(doc, "stdout"));
-    const char *errs = json_string_value(json_object_get(doc, "stderr"));
+    json_t *out = json_object_get(doc, "stdout");
+    json_t *errs = json_object_get(doc, "stderr");
     const char *error = json_string_value(json_object_get(doc, "error"));
     const char *status = json_string_value(json_object_get(doc, "status"));
     const char *warning = json_string_value(json_object_get(doc, "warning"));
-    fputs(out ? out : "", stdout);
-    fputs(errs ? errs : "", stderr);
+    /* the bytes the job wrote, NUL included */
+    fwrite(json_string_value(out) ? json_string_value(out) : "", 1, json_string_length(out),
+           stdout);
+    fwrite(json_string_value(errs) ? json_string_value(errs) : "", 1, json_string_length(errs),
+           stderr);
     if (warning)
         fprintf(stderr, "envhub: warning: %s\n", warning);
     if (out_dir) {

@@ -230,6 +230,14 @@ static int history_csv(const struct client *c, struct list_opts *o)
     return 0;
 }
 
+/* A string member as its bytes: a job's output may hold NUL. */
+static void put_text(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (json_is_string(v))
+        fwrite(json_string_value(v), 1, json_string_length(v), stdout);
+}
+
 static int history_show(const struct client *c, int argc, char **argv)
 {
     struct err err = ERR_INIT;
@@ -276,12 +284,13 @@ static int history_show(const struct client *c, int argc, char **argv)
                (long long)json_integer_value(json_object_get(f, "size")), jget(f, "sha256"));
     }
     printf("---- code ----\n%s", jget(doc, "code"));
-    printf("\n---- stdout%s ----\n%s",
-           json_is_true(json_object_get(doc, "stdout_truncated")) ? " (truncated)" : "",
-           jget(doc, "stdout"));
-    printf("\n---- stderr%s ----\n%s\n",
-           json_is_true(json_object_get(doc, "stderr_truncated")) ? " (truncated)" : "",
-           jget(doc, "stderr"));
+    printf("\n---- stdout%s ----\n",
+           json_is_true(json_object_get(doc, "stdout_truncated")) ? " (truncated)" : "");
+    put_text(doc, "stdout");
+    printf("\n---- stderr%s ----\n",
+           json_is_true(json_object_get(doc, "stderr_truncated")) ? " (truncated)" : "");
+    put_text(doc, "stderr");
+    putchar('\n');
     return 0;
 }
 

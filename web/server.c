@@ -44,6 +44,8 @@ struct web {
     struct mg_context *ctx;
     struct auth *auth;
     struct callbacks *callbacks;
+    struct web_hosts hosts;
+    struct guard *guard;
     char *tls_joined; /* the private key+certificate file we made, removed at stop */
     pthread_mutex_t count_lock;
     struct route_count counts[64][WEB_STATUS_SLOTS]; /* by route index; [63]: no route */
@@ -80,6 +82,8 @@ int web_status_for_err(enum err_code code)
         return 410;
     case ERR_CANCELLED:
         return 409;
+    case ERR_SLOW:
+        return 408;
     case ERR_INTERNAL:
         return 500;
     }
@@ -94,23 +98,44 @@ static const char *status_text(int status)
 
 /* ---- replies ---- */
 
-static void send_bytes(struct web_request *rq, int status, const char *content_type,
-                       const char *extra_headers, const char *body, size_t len)
+void web_reply_head(struct web_request *rq, int status, const char *content_type, int64_t length,
+                    const char *headers)
 {
+    char length_line[48] = "", cors[600] = "";
+    /* a body left unread is not drained: the connection ends with this answer */
+    bool close = length == WEB_STREAM || (rq->has_body && !rq->body_read);
+
     rq->status = status;
-    if (!extra_headers)
-        extra_headers = rq->extra_headers;
+    if (!headers)
+        headers = "";
+    if (length >= 0)
+        snprintf(length_line, sizeof(length_line), "Content-Length: %lld\r\n", (long long)length);
+    if (rq->cors_origin)
+        snprintf(cors, sizeof(cors),
+                 "Access-Control-Allow-Origin: %.400s\r\nVary: Origin\r\n"
+                 "Access-Control-Expose-Headers: X-Request-Id, Retry-After\r\n",
+                 rq->cors_origin);
+    if (close)
+        mg_disable_connection_keep_alive(rq->conn);
     mg_printf(rq->conn,
               "HTTP/1.1 %d %s\r\n"
               "Content-Type: %s\r\n"
-              "Content-Length: %zu\r\n"
-              "X-Request-Id: %s\r\n"
-              "Cache-Control: no-store\r\n"
-              "X-Content-Type-Options: nosniff\r\n"
               "%s"
+              "X-Request-Id: %s\r\n"
+              "%s"
+              "X-Content-Type-Options: nosniff\r\n"
+              "%s%s%s"
               "\r\n",
-              status, status_text(status), content_type, len, rq->request_id,
-              extra_headers ? extra_headers : "");
+              status, status_text(status), content_type, length_line, rq->request_id,
+              strcasestr(headers, "Cache-Control:") ? "" : "Cache-Control: no-store\r\n", cors,
+              close ? "Connection: close\r\n" : "", headers);
+}
+
+static void send_bytes(struct web_request *rq, int status, const char *content_type,
+                       const char *extra_headers, const char *body, size_t len)
+{
+    web_reply_head(rq, status, content_type, (int64_t)len,
+                   extra_headers ? extra_headers : rq->extra_headers);
     if (len && strcmp(rq->method, "HEAD") != 0)
         mg_write(rq->conn, body, len);
 }
@@ -202,36 +227,107 @@ void web_reply_err(struct web_request *rq, const struct err *err)
     char retry[40];
     snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
              rq->retry_after > 0 ? rq->retry_after : 1);
-    reply_detail_status(rq, status, err->code == ERR_BUSY ? retry : NULL, clean);
+    bool retry_later = err->code == ERR_BUSY || (err->code == ERR_UNAVAILABLE && rq->retry_after);
+    reply_detail_status(rq, status, retry_later ? retry : NULL, clean);
+}
+
+/* Take @n more bytes of the body memory budget for @rq. */
+static int body_take(struct web_request *rq, size_t n, struct err *err)
+{
+    size_t held = 0;
+    if (!web_guard_body_take(rq->web->guard, n, &held)) {
+        rq->retry_after = 1;
+        return err_set(err, ERR_UNAVAILABLE,
+                       "body: %zu bytes cannot be held now: requests in progress hold %zu of the "
+                       "%lld bytes of ENVHUB_BODY_MEMORY; retry",
+                       n, held, (long long)rq->deps->cfg->body_memory);
+    }
+    rq->body_reserved += n;
+    return 0;
+}
+
+static int body_late(struct web_request *rq, size_t got, struct err *err)
+{
+    return err_set(err, ERR_SLOW,
+                   "body: not received within ENVHUB_REQUEST_DEADLINE (%lld s); %zu bytes "
+                   "arrived",
+                   (long long)rq->deps->cfg->request_deadline, got);
+}
+
+static int read_body(struct web_request *rq, int64_t deadline, char **ret, size_t *ret_len,
+                     struct err *err)
+{
+    const struct mg_request_info *ri = mg_get_request_info(rq->conn);
+    int64_t max = rq->deps->cfg->max_body;
+
+    if (ri->content_length >= 0) {
+        /* the size is known: take it from the budget, read into place */
+        size_t want = (size_t)ri->content_length, got = 0;
+        if (body_take(rq, want, err) < 0)
+            return -1;
+        _cleanup_free_ char *body = xmalloc(want + 1);
+        while (got < want) {
+            int n = time_mono_ms() >= deadline ? 0 : mg_read(rq->conn, body + got, want - got);
+            if (n <= 0 && time_mono_ms() >= deadline)
+                return body_late(rq, got, err);
+            if (n <= 0)
+                return err_set(err, ERR_INVALID,
+                               "body: the connection ended after %zu of %zu bytes", got, want);
+            got += (size_t)n;
+        }
+        body[want] = '\0';
+        *ret_len = want;
+        *ret = steal_ptr(body);
+        return 0;
+    }
+    /* chunked: taken from the budget as it grows */
+    _cleanup_(buf_release) struct buf body = BUF_INIT((size_t)max);
+    char chunk[8192]; /* civetweb's worker threads have small stacks */
+    for (;;) {
+        int n = time_mono_ms() >= deadline ? -1 : mg_read(rq->conn, chunk, sizeof(chunk));
+        if (time_mono_ms() >= deadline)
+            return body_late(rq, body.len, err);
+        if (n < 0)
+            return err_set(err, ERR_INVALID, "body: the connection failed while reading it");
+        if (n == 0)
+            break;
+        if (body.len + (size_t)n > rq->body_reserved &&
+            body_take(rq, body.len + (size_t)n - rq->body_reserved + 65536, err) < 0)
+            return -1;
+        if (buf_append(&body, chunk, (size_t)n) < 0)
+            return err_set(err, ERR_TOO_LARGE,
+                           "body: over the limit of %lld bytes (ENVHUB_MAX_BODY)", (long long)max);
+    }
+    *ret = buf_detach(&body, ret_len);
+    return 0;
 }
 
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err)
 {
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
     int64_t max = rq->deps->cfg->max_body;
-    struct buf body = BUF_INIT((size_t)max);
-    char chunk[8192]; /* civetweb's worker threads have small stacks */
+    int64_t deadline = web_guard_deadline(rq->web->guard, rq->wc);
 
     if (ri->content_length > max)
         return err_set(err, ERR_TOO_LARGE,
                        "body: %lld bytes is over the limit of %lld bytes (ENVHUB_MAX_BODY)",
                        ri->content_length, (long long)max);
-    for (;;) {
-        int n = mg_read(rq->conn, chunk, sizeof(chunk));
-        if (n < 0) {
-            buf_release(&body);
-            return err_set(err, ERR_INVALID, "body: the connection failed while reading it");
-        }
-        if (n == 0)
-            break;
-        if (buf_append(&body, chunk, (size_t)n) < 0) {
-            buf_release(&body);
-            return err_set(err, ERR_TOO_LARGE,
-                           "body: over the limit of %lld bytes (ENVHUB_MAX_BODY)", (long long)max);
-        }
+    if (!rq->has_body) {
+        rq->body_read = true;
+        *ret = xstrdup("");
+        *ret_len = 0;
+        return 0;
     }
-    *ret = buf_detach(&body, ret_len);
-    return 0;
+    /* everything is checked: a client that waits for it may send the body now */
+    const char *expect = mg_get_header(rq->conn, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0)
+        mg_printf(rq->conn, "HTTP/1.1 100 Continue\r\n\r\n");
+    struct watch *w = web_guard_watch(rq->web->guard, rq->conn, deadline);
+    int rc = read_body(rq, deadline, ret, ret_len, err);
+    web_guard_unwatch(rq->web->guard, w);
+    if (rc == 0)
+        rq->body_read = true;
+    return rc;
 }
 
 json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape, struct err *err)
@@ -250,38 +346,6 @@ json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape,
 
 /* ---- the gate ---- */
 
-/* An Origin is allowed when it is the server's own (same host) or listed in
- * ENVHUB_CORS_ORIGINS. */
-static bool origin_allowed(struct web_request *rq, const char *origin)
-{
-    const char *host = mg_get_header(rq->conn, "Host");
-    const char *list = rq->deps->cfg->cors_origins;
-
-    if (host) {
-        _cleanup_free_ char *self = xasprintf("http://%s", host);
-        _cleanup_free_ char *self_tls = xasprintf("https://%s", host);
-        if (strcmp(origin, self) == 0 || strcmp(origin, self_tls) == 0)
-            return true;
-    }
-    size_t olen = strlen(origin);
-    for (const char *p = list; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && p[0] == ' ') {
-            p++;
-            len--;
-        }
-        while (len && p[len - 1] == ' ')
-            len--;
-        if ((len == olen && strncmp(p, origin, len) == 0) || (len == 1 && p[0] == '*'))
-            return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return false;
-}
-
 static bool method_has_body(const char *m)
 {
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
@@ -299,14 +363,30 @@ static bool method_needs_json(const char *m)
 static bool gate(struct web_request *rq)
 {
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
+    const struct web_hosts *hosts = &rq->web->hosts;
+    const char *host = mg_get_header(rq->conn, "Host");
     const char *origin = mg_get_header(rq->conn, "Origin");
 
-    if (origin && !origin_allowed(rq, origin)) {
-        web_reply_detail(rq, 403,
-                         "origin '%.200s' is not allowed to call envhub (set ENVHUB_CORS_ORIGINS "
-                         "to allow it)",
-                         origin);
+    /* a Host the server does not know is a DNS-rebound page or a
+     * misdirected request: nothing of it is served (HTTP/1.0 may omit it) */
+    if ((host || strcmp(ri->http_version, "1.0") != 0) && !web_hosts_host_ok(hosts, host)) {
+        web_reply_detail(rq, 400,
+                         "Host: '%.100s' is not a name of this server (it answers to localhost, "
+                         "127.0.0.1, [::1], its listen address and ENVHUB_ALLOWED_HOSTS)",
+                         host ? host : "(none)");
         return false;
+    }
+    if (origin) {
+        enum web_origin kind = web_hosts_origin(hosts, origin);
+        if (kind == WEB_ORIGIN_FOREIGN) {
+            web_reply_detail(rq, 403,
+                             "origin '%.200s' is not allowed to call envhub (set "
+                             "ENVHUB_CORS_ORIGINS to allow it)",
+                             origin);
+            return false;
+        }
+        if (kind == WEB_ORIGIN_LISTED)
+            rq->cors_origin = origin;
     }
     if (method_has_body(rq->method)) {
         const char *ct = mg_get_header(rq->conn, "Content-Type");
@@ -337,54 +417,56 @@ struct route {
     const char *pattern; /* "/environments/{}": {} matches one segment */
     enum perm perm;
     void (*handler)(struct web_request *rq);
+    bool starts_jobs; /* counts against the caller's quota: checked before the body is read */
 };
 
 static const struct route routes[] = {
-    {"POST", "/execute", PERM_RUN, api_execute},
-    {"POST", "/execute-with-environment", PERM_RUN, api_execute_with_environment},
-    {"GET", "/health", PERM_PUBLIC, api_health},
-    {"POST", "/environments", PERM_ENV_WRITE, api_env_create},
-    {"GET", "/environments", PERM_ENV_READ, api_env_list},
-    {"GET", "/environments/{}", PERM_ENV_READ, api_env_get},
-    {"DELETE", "/environments/{}", PERM_ENV_WRITE, api_env_delete},
-    {"POST", "/environments/{}/rebuild", PERM_ENV_WRITE, api_env_rebuild},
-    {"GET", "/environments/{}/builds", PERM_ENV_READ, api_env_builds},
-    {"GET", "/environments/{}/builds/{}", PERM_ENV_READ, api_build_get},
-    {"GET", "/environments/{}/builds/{}/log", PERM_ENV_READ, api_build_log},
-    {"GET", "/environments/{}/logs", PERM_ENV_READ, api_env_log},
-    {"GET", "/environments/{}/packages", PERM_ENV_READ, api_env_packages},
-    {"GET", "/environments/{}/diff", PERM_ENV_READ, api_env_diff},
-    {"POST", "/environments/{}/lifecycle", PERM_ENV_WRITE, api_env_lifecycle},
-    {"GET", "/packages", PERM_ENV_READ, api_packages},
-    {"GET", "/drift", PERM_ENV_READ, api_drift},
-    {"POST", "/keys", PERM_KEYS, api_keys_create},
-    {"GET", "/keys", PERM_KEYS, api_keys_list},
-    {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke},
-    {"GET", "/events", PERM_AUDIT, api_events},
-    {"GET", "/executions", PERM_HISTORY, api_executions_list},
-    {"GET", "/executions/export", PERM_AUDIT, api_executions_export}, /* before /executions/{} */
-    {"GET", "/executions/stats", PERM_AUDIT, api_executions_stats},
-    {"GET", "/executions/{}", PERM_HISTORY, api_executions_get},
-    {"GET", "/audit/verify", PERM_AUDIT, api_audit_verify},
-    {"GET", "/me", PERM_ENV_READ, api_me},
-    {"GET", "/metrics", PERM_AUDIT, api_metrics},
-    {"POST", "/executions", PERM_RUN, api_submit},
-    {"POST", "/executions/batch", PERM_RUN, api_submit_batch},
-    {"POST", "/executions/{}/cancel", PERM_RUN, api_cancel},
-    {"GET", "/executions/{}/output", PERM_HISTORY, api_output},
-    {"POST", "/sessions", PERM_RUN, api_session_open},
-    {"GET", "/sessions", PERM_RUN, api_session_list},
-    {"GET", "/sessions/{}", PERM_RUN, api_session_get},
-    {"DELETE", "/sessions/{}", PERM_RUN, api_session_close},
-    {"POST", "/sessions/{}/execute", PERM_RUN, api_session_execute},
-    {"PUT", "/sessions/{}/files/{*}", PERM_RUN, api_session_put_file},
-    {"GET", "/sessions/{}/files/{*}", PERM_RUN, api_session_get_file},
-    {"GET", "/", PERM_PUBLIC, api_ui_index},
-    {"GET", "/ui/{}", PERM_PUBLIC, api_ui_asset},
-    {"GET", "/docs", PERM_PUBLIC, api_ui_docs},
-    {"GET", "/redoc", PERM_PUBLIC, api_ui_redoc},
-    {"GET", "/openapi.json", PERM_PUBLIC, api_openapi},
-    {"GET", "/templates", PERM_ENV_READ, api_templates},
+    {"POST", "/execute", PERM_RUN, api_execute, true},
+    {"POST", "/execute-with-environment", PERM_RUN, api_execute_with_environment, true},
+    {"GET", "/health", PERM_PUBLIC, api_health, false},
+    {"POST", "/environments", PERM_ENV_WRITE, api_env_create, false},
+    {"GET", "/environments", PERM_ENV_READ, api_env_list, false},
+    {"GET", "/environments/{}", PERM_ENV_READ, api_env_get, false},
+    {"DELETE", "/environments/{}", PERM_ENV_WRITE, api_env_delete, false},
+    {"POST", "/environments/{}/rebuild", PERM_ENV_WRITE, api_env_rebuild, false},
+    {"GET", "/environments/{}/builds", PERM_ENV_READ, api_env_builds, false},
+    {"GET", "/environments/{}/builds/{}", PERM_ENV_READ, api_build_get, false},
+    {"GET", "/environments/{}/builds/{}/log", PERM_ENV_READ, api_build_log, false},
+    {"GET", "/environments/{}/logs", PERM_ENV_READ, api_env_log, false},
+    {"GET", "/environments/{}/packages", PERM_ENV_READ, api_env_packages, false},
+    {"GET", "/environments/{}/diff", PERM_ENV_READ, api_env_diff, false},
+    {"POST", "/environments/{}/lifecycle", PERM_ENV_WRITE, api_env_lifecycle, false},
+    {"GET", "/packages", PERM_ENV_READ, api_packages, false},
+    {"GET", "/drift", PERM_ENV_READ, api_drift, false},
+    {"POST", "/keys", PERM_KEYS, api_keys_create, false},
+    {"GET", "/keys", PERM_KEYS, api_keys_list, false},
+    {"DELETE", "/keys/{}", PERM_KEYS, api_keys_revoke, false},
+    {"GET", "/events", PERM_AUDIT, api_events, false},
+    {"GET", "/executions", PERM_HISTORY, api_executions_list, false},
+    {"GET", "/executions/export", PERM_AUDIT, api_executions_export,
+     false}, /* before /executions/{} */
+    {"GET", "/executions/stats", PERM_AUDIT, api_executions_stats, false},
+    {"GET", "/executions/{}", PERM_HISTORY, api_executions_get, false},
+    {"GET", "/audit/verify", PERM_AUDIT, api_audit_verify, false},
+    {"GET", "/me", PERM_ENV_READ, api_me, false},
+    {"GET", "/metrics", PERM_AUDIT, api_metrics, false},
+    {"POST", "/executions", PERM_RUN, api_submit, true},
+    {"POST", "/executions/batch", PERM_RUN, api_submit_batch, true},
+    {"POST", "/executions/{}/cancel", PERM_RUN, api_cancel, false},
+    {"GET", "/executions/{}/output", PERM_HISTORY, api_output, false},
+    {"POST", "/sessions", PERM_RUN, api_session_open, false},
+    {"GET", "/sessions", PERM_RUN, api_session_list, false},
+    {"GET", "/sessions/{}", PERM_RUN, api_session_get, false},
+    {"DELETE", "/sessions/{}", PERM_RUN, api_session_close, false},
+    {"POST", "/sessions/{}/execute", PERM_RUN, api_session_execute, true},
+    {"PUT", "/sessions/{}/files/{*}", PERM_RUN, api_session_put_file, false},
+    {"GET", "/sessions/{}/files/{*}", PERM_RUN, api_session_get_file, false},
+    {"GET", "/", PERM_PUBLIC, api_ui_index, false},
+    {"GET", "/ui/{}", PERM_PUBLIC, api_ui_asset, false},
+    {"GET", "/docs", PERM_PUBLIC, api_ui_docs, false},
+    {"GET", "/redoc", PERM_PUBLIC, api_ui_redoc, false},
+    {"GET", "/openapi.json", PERM_PUBLIC, api_openapi, false},
+    {"GET", "/templates", PERM_ENV_READ, api_templates, false},
 };
 
 #define WEB_MAX_PARAMS 4
@@ -481,6 +563,41 @@ void api_metrics(struct web_request *rq)
     send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
 }
 
+/* The methods @path answers to, for Allow and CORS preflights ("" when none). */
+static void path_methods(const char *path, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+        if (!route_match(routes[i].pattern, path) || strstr(out, routes[i].method))
+            continue;
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s%s", len ? ", " : "", routes[i].method,
+                 strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
+    }
+}
+
+/* OPTIONS: a CORS preflight from a listed origin gets its grant; any other
+ * (the gate refused foreign origins already) learns the path's methods. */
+static void options(struct web_request *rq)
+{
+    char methods[128], headers[512];
+
+    path_methods(rq->path, methods, sizeof(methods));
+    if (!methods[0]) {
+        web_reply_detail(rq, 404, "not found: %s", rq->path);
+        return;
+    }
+    if (rq->cors_origin && mg_get_header(rq->conn, "Access-Control-Request-Method"))
+        snprintf(headers, sizeof(headers),
+                 "Access-Control-Allow-Methods: %s, OPTIONS\r\n"
+                 "Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+                 "Access-Control-Max-Age: 600\r\n",
+                 methods);
+    else
+        snprintf(headers, sizeof(headers), "Allow: %s, OPTIONS\r\n", methods);
+    web_reply_head(rq, 204, "text/plain", WEB_NO_BODY, headers);
+}
+
 static int handle(struct mg_connection *conn, void *cbdata)
 {
     struct web *w = cbdata;
@@ -498,13 +615,21 @@ static int handle(struct mg_connection *conn, void *cbdata)
         .web = w,
         .key_max_concurrent = -1,
         .key_max_per_minute = -1,
+        .wc = web_guard_conn(conn),
+        .has_body = ri->content_length > 0 ||
+                    (ri->content_length < 0 && mg_get_header(conn, "Transfer-Encoding")),
     };
     char *params[WEB_MAX_PARAMS] = {0};
     size_t n_params = 0;
     int64_t t0 = time_mono_ms();
     bool path_known = false;
     size_t route_index = ARRAY_SIZE(w->counts) - 1;
+    struct err err = ERR_INIT;
 
+    if (!rq.wc) { /* every served connection has its state (guard.c) */
+        mg_disable_connection_keep_alive(conn);
+        return 500;
+    }
     id_random_hex(rq.request_id, 8);
     /* The route first, so that refusals at the gate count under it too. */
     const struct route *found = NULL;
@@ -521,13 +646,21 @@ static int handle(struct mg_connection *conn, void *cbdata)
     }
     if (!gate(&rq)) {
         /* refused: the gate answered */
+    } else if (strcmp(rq.method, "OPTIONS") == 0) {
+        options(&rq);
     } else if (found) {
         route_capture(found->pattern, rq.path, params, &n_params);
         for (size_t i = 0; i < n_params; i++)
             rq.params[i] = params[i];
         rq.n_params = n_params;
-        if (web_authorize(w->auth, &rq, found->perm))
+        /* role and quota are decided from the headers, before any body byte */
+        if (!web_authorize(w->auth, &rq, found->perm)) {
+            /* refused: answered */
+        } else if (found->starts_jobs && web_quota_check(w->auth, &rq, &err) < 0) {
+            web_reply_err(&rq, &err);
+        } else {
             found->handler(&rq);
+        }
     } else if (path_known) {
         web_reply_detail(&rq, 405, "method %s is not allowed on %s", rq.method, rq.path);
     } else {
@@ -535,11 +668,28 @@ static int handle(struct mg_connection *conn, void *cbdata)
     }
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
+    web_guard_body_give(w->guard, rq.body_reserved);
+    web_guard_request_done(rq.wc);
     count_request(w, route_index, rq.status);
     log_info("web: request id=%s method=%s path=%s status=%d ms=%lld client=%s principal=%s",
              rq.request_id, rq.method, rq.path, rq.status, (long long)(time_mono_ms() - t0),
              rq.client_addr, rq.principal);
     return rq.status ? rq.status : 500;
+}
+
+static int on_connection_open(const struct mg_connection *conn, void **conn_data)
+{
+    struct web *w = mg_get_user_context_data(conn);
+    *conn_data = NULL;
+    web_guard_connection_open(w->guard, conn);
+    *conn_data = web_guard_conn(conn);
+    return 0;
+}
+
+static void on_connection_close(const struct mg_connection *conn)
+{
+    struct web *w = mg_get_user_context_data(conn);
+    web_guard_connection_close(w->guard, conn);
 }
 
 /* Errors civetweb answers itself (a malformed request line, headers over the
@@ -561,7 +711,8 @@ static int civetweb_error(struct mg_connection *conn, int status, const char *ms
     json_decref(doc);
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-              "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s",
+              "X-Request-Id: %s\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+              "Connection: close\r\n\r\n%s",
               status, status_text(status), text ? strlen(text) : 0, id, text ? text : "");
     log_info("web: request id=%s method=%s path=%s status=%d client=%s (refused by the HTTP layer: "
              "%s)",
@@ -666,14 +817,26 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
         free(w);
         return -1;
     }
-    if (web_auth_open(cfg, deps->catalog, &w->auth, err) < 0) {
+    if (web_hosts_init(&w->hosts, cfg->listen, tls, cfg->allowed_hosts, cfg->cors_origins, err) <
+        0) {
         free(w);
         return -1;
     }
+    if (web_auth_open(cfg, deps->catalog, &w->auth, err) < 0) {
+        web_hosts_release(&w->hosts);
+        free(w);
+        return -1;
+    }
+    w->guard = web_guard_new(cfg);
     if (threads <= 0)
-        threads = cfg->concurrent_limit + cfg->queue_limit + 16;
+        threads = cfg->concurrent_limit + cfg->queue_limit + 8 * cfg->max_connections_per_client;
     snprintf(threads_s, sizeof(threads_s), "%lld", (long long)threads);
-    snprintf(timeout_s, sizeof(timeout_s), "%lld", (long long)cfg->request_timeout_ms);
+    /* civetweb's request timeout bounds each read and write, and the whole
+     * of a request's headers: never more than the request deadline */
+    int64_t timeout_ms = cfg->request_timeout_ms;
+    if (timeout_ms > cfg->request_deadline * 1000)
+        timeout_ms = cfg->request_deadline * 1000;
+    snprintf(timeout_s, sizeof(timeout_s), "%lld", (long long)timeout_ms);
     const char *options[] = {
         "listening_ports",
         listen,
@@ -707,6 +870,8 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     pthread_mutex_init(&w->count_lock, NULL);
     if (web_callbacks_start(&w->deps, w->auth, &w->callbacks, err) < 0) {
         web_auth_close(w->auth);
+        web_guard_free(w->guard);
+        web_hosts_release(&w->hosts);
         free(w);
         return -1;
     }
@@ -714,11 +879,15 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
         w->tls_joined = xstrdup(pem);
     callbacks.log_message = log_civetweb;
     callbacks.http_error = civetweb_error;
+    callbacks.init_connection = on_connection_open;
+    callbacks.connection_close = on_connection_close;
     mg_init_library(tls ? MG_FEATURES_TLS : 0);
     w->ctx = mg_start(&callbacks, w, options);
     if (!w->ctx) {
         web_callbacks_stop(w->callbacks);
         web_auth_close(w->auth);
+        web_guard_free(w->guard);
+        web_hosts_release(&w->hosts);
         remove_joined_pem(w->tls_joined);
         free(w);
         mg_exit_library();
@@ -728,6 +897,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
                        tls ? ", or the certificate cannot be loaded (see the log above)" : "");
     }
     mg_set_request_handler(w->ctx, "/", handle, w);
+    web_guard_door_open(w->guard);
     *ret = w;
     return 0;
 }
@@ -737,9 +907,12 @@ void web_stop(struct web *w)
     if (!w)
         return;
     mg_stop(w->ctx);
+    web_guard_door_close();
     mg_exit_library();
     web_callbacks_stop(w->callbacks);
     web_auth_close(w->auth);
+    web_guard_free(w->guard);
+    web_hosts_release(&w->hosts);
     remove_joined_pem(w->tls_joined);
     free(w);
 }

@@ -55,7 +55,12 @@ struct web_request {
     char request_id[17];
     const char *params[4]; /* path parameters captured by the route */
     size_t n_params;
-    int status; /* what was answered, for the log */
+    int status;              /* what was answered, for the log */
+    struct web_conn *wc;     /* the connection's guard state */
+    const char *cors_origin; /* a listed Origin: answers carry the CORS grant */
+    bool has_body;           /* Content-Length > 0 or chunked */
+    bool body_read;          /* the whole body was read */
+    size_t body_reserved;    /* bytes of ENVHUB_BODY_MEMORY this request holds */
 };
 
 /* Limits of request bodies (from the configuration). */
@@ -105,12 +110,27 @@ int web_parse_execute_doc(const json_t *doc, const struct request_limits *lim,
 
 /* ---- answering (server.c) ---- */
 
+/* Write an answer's status line and the headers every answer carries
+ * (X-Request-Id, Cache-Control: no-store unless @headers name one, nosniff,
+ * the CORS grant for a listed origin), then @headers (CRLF-terminated lines,
+ * NULL for none). @length < 0: a stream without Content-Length, after which
+ * the connection closes. An answer sent before the request's body was read
+ * also closes the connection: the rest of the body is never drained. */
+#define WEB_STREAM (-1)  /* @length of a stream */
+#define WEB_NO_BODY (-2) /* @length of a 204 or 304 */
+void web_reply_head(struct web_request *rq, int status, const char *content_type, int64_t length,
+                    const char *headers);
+
 /* Send @doc (stolen) as JSON with @status. */
 void web_reply_json(struct web_request *rq, int status, json_t *doc);
 /* JSON values of the catalog's fields: a string (repaired with U+FFFD when it
  * is not UTF-8) or null; a time in ms as RFC 3339, or null when unset (<= 0). */
 json_t *web_json_str(const char *s);
 json_t *web_json_time(int64_t ms);
+/* A job's stdout or stderr (@len bytes, as stored) as a JSON string: NUL and
+ * the other control bytes kept (written as \u0000, ...), only bytes that are
+ * not UTF-8 repaired with U+FFFD; "" for NULL (api_executions.c). */
+json_t *web_json_output(const char *s, size_t len);
 /* {"detail": msg} with the status of err->code (ERR_INTERNAL is logged and
  * answered "internal error"). */
 void web_reply_err(struct web_request *rq, const struct err *err);
@@ -123,6 +143,67 @@ int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct er
 /* Read the body and parse it as a JSON object (web_json_object with the
  * configured bounds). NULL with @err filled on failure. */
 json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape, struct err *err);
+
+/* ---- host names and origins (hosts.c) ---- */
+
+/* What the server answers to, built once from the configuration. */
+struct web_hosts {
+    char **names; /* Host names answered: loopback, the listen host, ENVHUB_ALLOWED_HOSTS */
+    char **own;   /* the server's own origins: scheme://name:port for each name */
+    char **cors;  /* ENVHUB_CORS_ORIGINS */
+    int port;
+};
+enum web_origin { WEB_ORIGIN_FOREIGN, WEB_ORIGIN_OWN, WEB_ORIGIN_LISTED };
+/* ERR_INVALID names ENVHUB_LISTEN, ENVHUB_ALLOWED_HOSTS or ENVHUB_CORS_ORIGINS
+ * and the entry that is not a name or an origin ("*" is refused). */
+int web_hosts_init(struct web_hosts *h, const char *listen, bool tls, const char *allowed,
+                   const char *cors, struct err *err);
+void web_hosts_release(struct web_hosts *h);
+/* Is @host (a Host header: name[:port], NULL when absent) one of the names? */
+bool web_hosts_host_ok(const struct web_hosts *h, const char *host);
+enum web_origin web_hosts_origin(const struct web_hosts *h, const char *origin);
+
+/* ---- connections (guard.c) ---- */
+
+/* Per-client connection counts, request deadlines and the body memory
+ * budget, shared by all worker threads (one mutex inside). */
+struct guard;
+struct web_conn; /* one connection's state */
+struct guard *web_guard_new(const struct config *cfg);
+void web_guard_free(struct guard *g);
+/* While the door is open, every connection accepted is counted against its
+ * client address; one past ENVHUB_MAX_CONNECTIONS_PER_CLIENT is answered 429
+ * and closed where it is accepted, before a worker or a byte of it is used.
+ * One server per process. */
+void web_guard_door_open(struct guard *g);
+void web_guard_door_close(void);
+/* civetweb's init_connection / connection_close: the connection's state,
+ * and the end of its count. */
+void web_guard_connection_open(struct guard *g, const struct mg_connection *conn);
+void web_guard_connection_close(struct guard *g, const struct mg_connection *conn);
+/* The state of @conn (NULL outside a served connection). */
+struct web_conn *web_guard_conn(const struct mg_connection *conn);
+/* When the request on @wc must have arrived whole (monotonic ms): its
+ * first byte could come when the connection opened or the previous answer
+ * ended, plus ENVHUB_REQUEST_DEADLINE. */
+int64_t web_guard_deadline(const struct guard *g, const struct web_conn *wc);
+/* The answer is sent: the next request's clock starts. */
+void web_guard_request_done(struct web_conn *wc);
+/* While a body is read: at @deadline the socket's reading side is shut, which
+ * ends any read in progress however slowly bytes still come. NULL when the
+ * socket is not known (then reads end only by ENVHUB_REQUEST_TIMEOUT).
+ * web_guard_unwatch() before the connection can close; true when it fired. */
+struct watch;
+struct watch *web_guard_watch(struct guard *g, const struct mg_connection *conn, int64_t deadline);
+bool web_guard_unwatch(struct guard *g, struct watch *w);
+/* Take @n bytes of ENVHUB_BODY_MEMORY; false (nothing taken) when they are
+ * not free, with *ret_held the bytes held by others. */
+bool web_guard_body_take(struct guard *g, size_t n, size_t *ret_held);
+void web_guard_body_give(struct guard *g, size_t n);
+/* The connection counts alone (unit tests): the client's connections after
+ * the change. */
+size_t web_guard_client_enter(struct guard *g, const char *addr);
+size_t web_guard_client_leave(struct guard *g, const char *addr);
 
 /* ---- access (auth.c) ---- */
 
@@ -138,6 +219,10 @@ bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm);
 /* Count an execution against the caller's quotas; ERR_BUSY with
  * rq->retry_after when over. web_quota_leave() when it ends. */
 int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
+/* Would the caller be over its quota if it started an execution now?
+ * ERR_BUSY with rq->retry_after, as web_quota_enter, but nothing is counted:
+ * decided from the headers before a body is read. */
+int web_quota_check(struct auth *a, struct web_request *rq, struct err *err);
 /* @started false: the request ran nothing, its start does not count. */
 void web_quota_leave(struct auth *a, struct web_request *rq, bool started);
 /* An asynchronous execution keeps the caller's concurrency until it ends. */
@@ -253,5 +338,54 @@ int client_call(const struct client *c, const char *method, const char *path, co
                 int timeout_ms, struct answer *ret, struct err *err);
 /* The answer as JSON; on an error status prints its detail and returns NULL. */
 json_t *answer_json(const struct answer *a, const char *what);
+
+/* ---- the pure parsers of the history's query strings (api_executions.c)
+ * and of callback URLs (api_async.c), for the handlers and tests/fuzz/ ---- */
+
+/* Which parameters an endpoint of the history takes. */
+enum {
+    QP_FILTERS = 1 << 0, /* environment, environment_version, status, principal, since,
+                          * until, code_sha256, q */
+    QP_PAGE = 1 << 1,    /* cursor, limit */
+    QP_FORMAT = 1 << 2,  /* format, limit */
+    QP_GROUP = 1 << 3,   /* group */
+};
+
+enum export_format { EXPORT_CSV, EXPORT_JSONL };
+
+struct history_query {
+    struct history_filter f;
+    int64_t before_seq; /* from the cursor; 0: none */
+    int64_t limit;      /* 0: none given */
+    enum export_format format;
+    enum history_group group;
+    char *values[16]; /* decoded strings the filter points into */
+    size_t n_values;
+};
+/* Free the decoded strings and zero *q (also after a failed parse). */
+void history_query_release(struct history_query *q);
+/* Parse the raw query string @query (NULL: none) of an endpoint taking
+ * @allowed parameters (QP_*) into *q, which the caller releases in any case.
+ * An unknown or repeated parameter and a malformed value are ERR_INVALID
+ * naming the parameter. @own_principal (non-NULL when the caller may only
+ * see its own executions) wins over any principal given. Pure. */
+int web_history_query_parse(const char *query, unsigned allowed, const char *own_principal,
+                            struct history_query *q, struct err *err);
+/* A page cursor: base64url of "seq:<n>" without padding; the caller frees. */
+char *web_cursor_encode(int64_t seq);
+/* The seq (>= 1) of a cursor web_cursor_encode made; -1 for any other text. */
+int web_cursor_decode(const char *s, int64_t *ret);
+
+/* "http://host[:port][/path]" -> host (at most @host_len - 1 bytes), port
+ * (80 when none) and path ("/" when none; points into @url). Only http, and
+ * only what can go into a request line and a Host header as it is: a host of
+ * letters, digits, '.', '-' and '_', a port from 1 to 65535, a path of
+ * printable ASCII without spaces. -1 otherwise. Pure. */
+int web_callback_url_parse(const char *url, char *host, size_t host_len, int *ret_port,
+                           const char **ret_path);
+/* A callback_url a submission may name: parses, at most 2000 bytes, and its
+ * host is loopback or listed in cfg->callback_hosts. ERR_INVALID naming
+ * callback_url. */
+int web_callback_check(const struct config *cfg, const char *url, struct err *err);
 
 #endif

@@ -20,7 +20,7 @@ def server_routes():
         text = f.read()
     m = re.search(r"static const struct route routes\[\] = \{(.*?)\n\};", text, re.S)
     assert m, "routes[] not found in web/server.c"
-    rows = re.findall(r'\{\s*"([A-Z]+)",\s*"([^"]+)",\s*PERM_\w+,\s*\w+\s*\}', m.group(1))
+    rows = re.findall(r'\{\s*"([A-Z]+)",\s*"([^"]+)",\s*PERM_\w+,\s*\w+\s*(?:,\s*\w+\s*)?\}', m.group(1))
     assert len(rows) >= 20, f"only {len(rows)} routes parsed from web/server.c"
     return {(method, normalise(path)) for method, path in rows}
 

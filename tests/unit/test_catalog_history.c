@@ -322,6 +322,90 @@ static void canonical_serialisation_is_exactly_as_documented(void **state)
     execution_record_release(&rec);
 }
 
+/* ---- a job's output, byte for byte ---- */
+
+/* What sys.stdout.write("a\x00b\x01\x1b[0m") and sys.stderr.write("e\x00") leave. */
+static const char nul_stdout[] = "a\0b\x01\x1b[0m\0";
+static const char nul_stderr[] = "e\0";
+
+static void output_with_nul_and_control_bytes_is_stored_read_and_chained_whole(void **state)
+{
+    struct fixture *fx = *state;
+    struct execution_record rec, got = {0};
+    struct history_item it;
+    struct err err = ERR_INIT;
+    struct buf canon = BUF_INIT(BUF_UNLIMITED);
+    char want[65], line[96];
+
+    record_make(&rec, 1);
+    rec.status = EXEC_RUNNING;
+    assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), 0);
+    free(rec.stdout_text);
+    free(rec.stderr_text);
+    rec.stdout_text = xmemdup(nul_stdout, sizeof(nul_stdout));
+    rec.stdout_len = sizeof(nul_stdout) - 1;
+    rec.stderr_text = xmemdup(nul_stderr, sizeof(nul_stderr));
+    rec.stderr_len = sizeof(nul_stderr) - 1;
+    rec.status = EXEC_SUCCEEDED;
+    assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), 0);
+
+    /* the column holds every byte, as text */
+    assert_int_equal(raw_int(fx->path, "SELECT length(CAST(stdout AS BLOB)) FROM executions"),
+                     sizeof(nul_stdout) - 1);
+    assert_int_equal(raw_int(fx->path, "SELECT typeof(stdout) = 'text' FROM executions"), 1);
+
+    /* both readers give them back with their lengths */
+    assert_int_equal(catalog_execution_get(fx->cat, rec.id, &got, &err), 0);
+    assert_int_equal(got.stdout_len, sizeof(nul_stdout) - 1);
+    assert_memory_equal(got.stdout_text, nul_stdout, sizeof(nul_stdout));
+    assert_int_equal(got.stderr_len, sizeof(nul_stderr) - 1);
+    assert_memory_equal(got.stderr_text, nul_stderr, sizeof(nul_stderr));
+    execution_record_release(&got);
+    assert_int_equal(catalog_history_get(fx->cat, rec.id, &it, &err), 0);
+    assert_int_equal(it.rec.stdout_len, sizeof(nul_stdout) - 1);
+    assert_memory_equal(it.rec.stdout_text, nul_stdout, sizeof(nul_stdout));
+    assert_int_equal(it.rec.stderr_len, sizeof(nul_stderr) - 1);
+    assert_memory_equal(it.rec.stderr_text, nul_stderr, sizeof(nul_stderr));
+    history_item_release(&it);
+
+    /* the link hashes all the bytes, not those before the first NUL */
+    assert_int_equal(history_canonical(fx->cat->db, 1, 1, &canon, &err), 0);
+    sha256_hex(nul_stdout, sizeof(nul_stdout) - 1, want);
+    snprintf(line, sizeof(line), "\nstdout_sha256=s64:%s\n", want);
+    assert_non_null(strstr(buf_str(&canon), line));
+    sha256_hex(nul_stderr, sizeof(nul_stderr) - 1, want);
+    snprintf(line, sizeof(line), "\nstderr_sha256=s64:%s\n", want);
+    assert_non_null(strstr(buf_str(&canon), line));
+    buf_release(&canon);
+    assert_true(verify(fx->cat).ok);
+
+    /* so an edit after the NUL shows: "a\0c..." for "a\0b..." */
+    raw_exec(fx->path, "UPDATE executions SET stdout = CAST(X'610063011b5b306d00' AS TEXT)");
+    assert_broken_at(fx->cat, fx->path, rec.id);
+    execution_record_release(&rec);
+}
+
+/* Rows written without lengths (text without NUL, as every row before
+ * output kept NUL) are stored and hashed as they always were. */
+static void output_without_a_length_is_its_strlen(void **state)
+{
+    struct fixture *fx = *state;
+    struct execution_record rec, got = {0};
+    struct err err = ERR_INIT;
+
+    record_make(&rec, 2); /* stdout "row 2\n", stderr "", no lengths */
+    assert_int_equal(rec.stdout_len, 0);
+    assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), 0);
+    assert_int_equal(catalog_execution_get(fx->cat, rec.id, &got, &err), 0);
+    assert_int_equal(got.stdout_len, strlen("row 2\n"));
+    assert_string_equal(got.stdout_text, "row 2\n");
+    assert_int_equal(got.stderr_len, 0);
+    assert_string_equal(got.stderr_text, "");
+    assert_true(verify(fx->cat).ok);
+    execution_record_release(&got);
+    execution_record_release(&rec);
+}
+
 /* ---- making links ---- */
 
 static void links_follow_the_order_rows_become_final(void **state)
@@ -954,6 +1038,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(canonical_serialisation_is_exactly_as_documented),
+        TEST(output_with_nul_and_control_bytes_is_stored_read_and_chained_whole),
+        TEST(output_without_a_length_is_its_strlen),
         TEST(links_follow_the_order_rows_become_final),
         TEST(recovery_chains_interrupted_rows),
         TEST(rows_from_before_the_chain_are_chained_by_recovery),

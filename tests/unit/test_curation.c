@@ -187,6 +187,20 @@ static void spec_filters_dpkg_versions_by_dpkg_order(void **state)
     assert_false(spec_matches("==1.2.*", "dpkg", "1.24.2-1"));
 }
 
+/* A prefix with an epoch compares the epoch, then the upstream after it; it
+ * matched nothing before (found by tests/fuzz/fuzz_version_spec.c). */
+static void spec_dpkg_prefix_with_an_epoch(void **state)
+{
+    (void)state;
+    assert_true(spec_matches("==1:2.*", "dpkg", "1:2.36-9"));
+    assert_true(spec_matches("==1:2.*", "dpkg", "1:2"));
+    assert_false(spec_matches("==1:2.*", "dpkg", "2.36-9"));
+    assert_false(spec_matches("==1:2.*", "dpkg", "2:2.36-9"));
+    assert_true(spec_matches("==0:2.*", "dpkg", "2.36-9"));
+    assert_true(spec_matches("!=1:2.*", "dpkg", "2.36-9"));
+    assert_false(spec_matches("!=1:2.*", "dpkg", "1:2.1"));
+}
+
 static void spec_refuses_malformed_filters(void **state)
 {
     (void)state;
@@ -603,6 +617,7 @@ int main(void)
         cmocka_unit_test(dpkg_orders_like_dpkg),
         cmocka_unit_test(spec_filters_pip_versions),
         cmocka_unit_test(spec_filters_dpkg_versions_by_dpkg_order),
+        cmocka_unit_test(spec_dpkg_prefix_with_an_epoch),
         cmocka_unit_test(spec_refuses_malformed_filters),
         cmocka_unit_test(diff_of_equal_texts_is_empty),
         cmocka_unit_test(diff_shows_one_changed_line_with_context),

@@ -851,6 +851,31 @@ static void progress_error_is_kept_and_shown(void **state)
     strv_free(l.v);
 }
 
+/* A failed RUN quotes its script, line breaks and all (found by
+ * tests/fuzz/fuzz_build_progress.c): on_line still gets one line a call. */
+static void progress_multiline_error_comes_out_a_line_at_a_time(void **state)
+{
+    const char *s = "{\"error\":\"The command '/bin/sh -c pip install x\\nexit 1' "
+                    "returned a non-zero code: 1\"}\n"
+                    "{\"status\":\"one\\r\\ntwo\",\"id\":\"x\"}\n";
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    engine_progress_finish(&p);
+    assert_string_equal(
+        p.error, "The command '/bin/sh -c pip install x\nexit 1' returned a non-zero code: 1");
+    assert_int_equal(l.n, 4);
+    assert_string_equal(l.v[0], "ERROR: The command '/bin/sh -c pip install x");
+    assert_string_equal(l.v[1], "exit 1' returned a non-zero code: 1");
+    assert_string_equal(l.v[2], "x: one");
+    assert_string_equal(l.v[3], "two");
+    engine_progress_release(&p);
+    strv_free(l.v);
+}
+
 static void progress_pull_keeps_milestones_not_progress_bars(void **state)
 {
     const char *s =
@@ -1002,6 +1027,7 @@ int main(void)
         cmocka_unit_test(version_compare_is_numeric),
         cmocka_unit_test(progress_build_lines_whatever_the_chunking),
         cmocka_unit_test(progress_error_is_kept_and_shown),
+        cmocka_unit_test(progress_multiline_error_comes_out_a_line_at_a_time),
         cmocka_unit_test(progress_pull_keeps_milestones_not_progress_bars),
         cmocka_unit_test(progress_callback_minus_one_cancels),
         cmocka_unit_test(progress_finish_flushes_what_has_no_newline),

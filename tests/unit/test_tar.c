@@ -418,6 +418,33 @@ static void outputs_never_return_the_code_file(void **state)
     buf_release(&t.out);
 }
 
+/* Two entries of one name failed the catalog's record of the job (its files
+ * are keyed by path); found by tests/fuzz/fuzz_output_tar.c. */
+static void outputs_keep_the_first_of_a_name_given_twice(void **state)
+{
+    struct tb t;
+    struct outputs o;
+    (void)state;
+
+    tb_open(&t, false);
+    tb_str(&t, "./same", "first");
+    tb_str(&t, "same", "second");
+    tb_str(&t, "./other", "o");
+    tb_str(&t, "././same", "third");
+    tb_close(&t);
+
+    run_outputs(&o, &t.out, false, 10 * MIB, 64 * MIB);
+    assert_int_equal(o.n, 2);
+    assert_string_equal(o.files[0].path, "same");
+    assert_file(&o, "same", "first", 5);
+    assert_string_equal(o.files[1].path, "other");
+    assert_int_equal(skipped_count(&o), 2);
+    assert_string_equal(o.skipped[0], "same: in the workspace archive more than once");
+    assert_string_equal(o.skipped[1], "same: in the workspace archive more than once");
+    outputs_release(&o);
+    buf_release(&t.out);
+}
+
 static void outputs_skip_symlinks_and_hard_links(void **state)
 {
     struct tb t;
@@ -776,6 +803,7 @@ int main(void)
         cmocka_unit_test(inputs_over_the_buffer_limit_are_too_large),
         cmocka_unit_test(outputs_return_regular_files_with_exact_bytes),
         cmocka_unit_test(outputs_never_return_the_code_file),
+        cmocka_unit_test(outputs_keep_the_first_of_a_name_given_twice),
         cmocka_unit_test(outputs_skip_symlinks_and_hard_links),
         cmocka_unit_test(outputs_skip_unsafe_names),
         cmocka_unit_test(outputs_skip_fifos_and_devices),

@@ -71,6 +71,23 @@ static void time_format_iso_handles_times_before_the_epoch(void **state)
     assert_string_equal(out, "1969-12-31T23:59:58.500Z");
 }
 
+/* Found by tests/fuzz/fuzz_time_iso.c: INT64_MIN overflowed (UBSan), and
+ * years before 1000 lost their leading zeros, which time_parse_iso refuses. */
+static void time_format_iso_handles_extremes_and_early_years(void **state)
+{
+    char out[TIME_ISO_MAX];
+    int64_t back = 0;
+    (void)state;
+
+    time_format_iso(INT64_MIN, out);
+    assert_string_equal(out, "-292275055-05-16T16:47:04.192Z");
+    time_format_iso(INT64_MAX, out);
+    assert_string_equal(out, "292278994-08-17T07:12:55.807Z");
+    assert_int_equal(time_parse_iso("0999-03-04T05:06:07.089Z", &back), 0);
+    time_format_iso(back, out);
+    assert_string_equal(out, "0999-03-04T05:06:07.089Z");
+}
+
 static void time_parse_iso_reads_zones_offsets_and_fractions(void **state)
 {
     int64_t ms = 0;
@@ -542,6 +559,101 @@ static void utf8_sanitize_output_is_always_valid(void **state)
         }
         free(out);
     }
+}
+
+/* A job's output: NUL and every other control byte are kept as written. */
+static void utf8_repair_keeps_nul_and_control_bytes(void **state)
+{
+    static const char in[] = "a\0b\x01\x1b[0m\x7f\t\n\0";
+    size_t n = sizeof(in) - 1, len = 0;
+    char all[32];
+    (void)state;
+
+    assert_true(utf8_valid_with_nul(in, n));
+    assert_false(utf8_valid(in, n));
+    char *out = utf8_repair(in, n, &len);
+    assert_int_equal(len, n);
+    assert_memory_equal(out, in, n);
+    assert_int_equal(out[len], '\0');
+    free(out);
+
+    for (int c = 0; c < 32; c++) /* every control byte, alone */
+        all[c] = (char)c;
+    assert_true(utf8_valid_with_nul(all, sizeof(all)));
+    out = utf8_repair(all, sizeof(all), &len);
+    assert_int_equal(len, sizeof(all));
+    assert_memory_equal(out, all, sizeof(all));
+    free(out);
+
+    out = utf8_repair("", 0, &len);
+    assert_int_equal(len, 0);
+    assert_string_equal(out, "");
+    free(out);
+}
+
+/* Only bytes that are not UTF-8 change: each becomes U+FFFD, NUL beside them stays. */
+static void utf8_repair_replaces_each_invalid_byte_only(void **state)
+{
+    size_t len = 0;
+    char *out;
+    (void)state;
+
+    assert_false(utf8_valid_with_nul("a\xff"
+                                     "b",
+                                     3));
+    out = utf8_repair("a\xff"
+                      "b",
+                      3, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(out, "a" REPLACEMENT "b", 5);
+    free(out);
+
+    out = utf8_repair("\0\xc3\0\xe2\x82\xac\xed\xa0\x80", 9, &len);
+    static const char want[] =
+        "\0" REPLACEMENT "\0\xe2\x82\xac" REPLACEMENT REPLACEMENT REPLACEMENT;
+    assert_int_equal(len, sizeof(want) - 1);
+    assert_memory_equal(out, want, len);
+    assert_true(utf8_valid_with_nul(out, len));
+    free(out);
+
+    for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+        size_t in_len = strlen(bad_utf8[i]);
+        out = utf8_repair(bad_utf8[i], in_len, &len);
+        if (!utf8_valid_with_nul(out, len) || !utf8_valid(out, len))
+            fail_msg("utf8_repair left invalid UTF-8 for input #%zu", i);
+        free(out);
+    }
+}
+
+static void utf8_incomplete_tail_holds_back_only_a_cut_character(void **state)
+{
+    (void)state;
+    assert_int_equal(utf8_incomplete_tail("", 0), 0);
+    assert_int_equal(utf8_incomplete_tail("abc", 3), 0);
+    assert_int_equal(utf8_incomplete_tail("a\0", 2), 0);
+    /* cut after 1, 2 and 3 bytes of a 2-, 3- and 4-byte character */
+    assert_int_equal(utf8_incomplete_tail("a\xc3", 2), 1);
+    assert_int_equal(utf8_incomplete_tail("a\xe2", 2), 1);
+    assert_int_equal(utf8_incomplete_tail("a\xe2\x82", 3), 2);
+    assert_int_equal(utf8_incomplete_tail("\xf0\x9f", 2), 2);
+    assert_int_equal(utf8_incomplete_tail("a\xf0\x9f\x98", 4), 3);
+    /* whole characters */
+    assert_int_equal(utf8_incomplete_tail("\xc3\xa9", 2), 0);
+    assert_int_equal(utf8_incomplete_tail("\xe2\x82\xac", 3), 0);
+    assert_int_equal(utf8_incomplete_tail("\xf0\x9f\x98\x80", 4), 0);
+    /* never the start of a character: nothing to wait for */
+    assert_int_equal(utf8_incomplete_tail("a\xff", 2), 0);
+    assert_int_equal(utf8_incomplete_tail("a\xc0", 2), 0);
+    assert_int_equal(utf8_incomplete_tail("a\x80", 2), 0);
+    assert_int_equal(utf8_incomplete_tail("\x80\x80\x80", 3), 0);
+    assert_int_equal(utf8_incomplete_tail("\xe0\x80", 2), 0);     /* overlong */
+    assert_int_equal(utf8_incomplete_tail("\xed\xa0", 2), 0);     /* a surrogate */
+    assert_int_equal(utf8_incomplete_tail("\xf4\x90\x80", 3), 0); /* past U+10FFFF */
+    assert_int_equal(utf8_incomplete_tail("\xf0\x8f", 2), 0);     /* overlong */
+    /* the edges of those ranges are fine */
+    assert_int_equal(utf8_incomplete_tail("\xe0\xa0", 2), 2);
+    assert_int_equal(utf8_incomplete_tail("\xed\x9f", 2), 2);
+    assert_int_equal(utf8_incomplete_tail("\xf4\x8f\xbf", 3), 3);
 }
 
 /* ---- client path names ---- */
@@ -1087,6 +1199,23 @@ static void err_prefix_truncates_without_overflow(void **state)
     free(big);
 }
 
+/* A client's key with a line break, quoted in a message, made it two lines
+ * (found by the tests/fuzz/ harnesses of policies, /execute bodies and
+ * history queries); 5xx messages are logged. */
+static void err_messages_are_one_line_whatever_they_quote(void **state)
+{
+    struct err err = ERR_INIT;
+    (void)state;
+
+    err_set(&err, ERR_INVALID, "policy.%s: unknown field", "a\nb\r\tc\x01\x7f");
+    assert_string_equal(err.msg, "policy.a b  c??: unknown field");
+    err_errno(&err, ERR_INTERNAL, ENOENT, "cannot open '%s'", "x\ny");
+    assert_string_equal(err.msg, "cannot open 'x y': No such file or directory");
+    err_set(&err, ERR_ENGINE, "engine says: %s", "ok");
+    err_prefix(&err, "building '%s'", "p\nq");
+    assert_string_equal(err.msg, "building 'p q': engine says: ok");
+}
+
 static void err_copy_and_clear(void **state)
 {
     struct err a = ERR_INIT, b = ERR_INIT;
@@ -1128,6 +1257,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(time_format_iso_gives_utc_with_millis_and_zone),
         cmocka_unit_test(time_format_iso_handles_times_before_the_epoch),
+        cmocka_unit_test(time_format_iso_handles_extremes_and_early_years),
         cmocka_unit_test(time_parse_iso_reads_zones_offsets_and_fractions),
         cmocka_unit_test(time_parse_iso_reads_a_date_alone_as_utc_midnight),
         cmocka_unit_test(time_parse_iso_round_trips_time_format_iso),
@@ -1149,6 +1279,9 @@ int main(void)
         cmocka_unit_test(utf8_sanitize_keeps_valid_text_unchanged),
         cmocka_unit_test(utf8_sanitize_replaces_single_bad_bytes_and_nul),
         cmocka_unit_test(utf8_sanitize_output_is_always_valid),
+        cmocka_unit_test(utf8_repair_keeps_nul_and_control_bytes),
+        cmocka_unit_test(utf8_repair_replaces_each_invalid_byte_only),
+        cmocka_unit_test(utf8_incomplete_tail_holds_back_only_a_cut_character),
         cmocka_unit_test(path_is_safe_relative_table),
         cmocka_unit_test(path_is_safe_relative_allows_255_bytes_not_256),
         cmocka_unit_test(path_is_safe_relative_reads_only_len_bytes),
@@ -1172,6 +1305,7 @@ int main(void)
         cmocka_unit_test(err_errno_truncates_without_overflow),
         cmocka_unit_test(err_prefix_adds_context_and_keeps_the_code),
         cmocka_unit_test(err_prefix_truncates_without_overflow),
+        cmocka_unit_test(err_messages_are_one_line_whatever_they_quote),
         cmocka_unit_test(err_copy_and_clear),
         cmocka_unit_test(err_code_name_is_distinct_for_every_code),
         cmocka_unit_test(time_deadline_in_is_normalised_and_ahead_by_ms),

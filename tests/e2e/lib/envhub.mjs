@@ -87,7 +87,7 @@ export function stepImagesOf(log) {
 
 // ---- the envhub process ----
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -109,7 +109,9 @@ function serverEnv() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Envhub {
-  constructor() {
+  // flags: more `envhub serve` flags (e.g. ["--cors-origins", "http://127.0.0.1:1234"])
+  constructor(flags = []) {
+    this.flags = flags;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "envhub-e2e-"));
     this.db = path.join(this.dir, "envhub.db");
     this.logPath = path.join(this.dir, "envhub.log");
@@ -133,7 +135,8 @@ export class Envhub {
   async start() {
     for (let attempt = 0; attempt < 3; attempt++) {
       this.port = await freePort();
-      const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--db", this.db, "--labels", LABEL];
+      const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--db", this.db, "--labels", LABEL,
+        ...this.flags];
       const log = fs.openSync(this.logPath, "a");
       fs.writeSync(log, `\n$ ${BIN} ${args.join(" ")}\n`);
       this.proc = spawn(BIN, args, { env: serverEnv(), stdio: ["ignore", log, log], detached: true });

@@ -1,0 +1,67 @@
+/* tests/fuzz/fuzz_output_tar.c - exec_tar_outputs (executor/tar.c), the
+ * reader of the workspace tar that comes out of the sandbox, written by the
+ * code we run.
+ *
+ * Input: one byte of choices (bit 0: the stream was cut at the cap; bit 1:
+ * small limits), then the tar. Properties: it never fails; every file it
+ * returns has a safe relative name (path_is_safe_relative), neither the
+ * code's nor another file's, a size within the file limit and a NUL after
+ * its bytes, and all of them together stay within the total limit; what is
+ * left out is listed as "path: reason". */
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor.h"
+#include "executor/executor_internal.h"
+#include "tests/fuzz/fuzz.h"
+
+#include "core/banned.h"
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t choice = fuzz_take_byte(&data, &size);
+    bool truncated = choice & 1;
+    struct tar_out_limits limits = {.max_file_size = 10 << 20, .max_total = 100 << 20};
+    struct job_file *files = NULL;
+    char **skipped = NULL;
+    size_t n = 0, total = 0;
+    struct err err = ERR_INIT;
+
+    if (choice & 2)
+        limits = (struct tar_out_limits){.max_file_size = 16 + (choice >> 2) % 64,
+                                         .max_total = 64 + (choice >> 2)};
+    int rc =
+        exec_tar_outputs((const char *)data, size, truncated, &limits, &files, &n, &skipped, &err);
+    FUZZ_CHECK(rc == 0);
+    FUZZ_CHECK(n == 0 || files != NULL);
+    for (size_t i = 0; i < n; i++) {
+        const struct job_file *f = &files[i];
+        const char *why = NULL;
+        FUZZ_CHECK(f->path != NULL && f->data != NULL);
+        FUZZ_CHECK(path_is_safe_relative(f->path, strlen(f->path), &why));
+        FUZZ_CHECK(strcmp(f->path, EXEC_CODE_NAME) != 0);
+        FUZZ_CHECK(f->len <= limits.max_file_size);
+        FUZZ_CHECK(f->data[f->len] == '\0');
+        total += f->len;
+    }
+    /* the catalog keys a job's files by path: never two of one name */
+    if (n > 1) {
+        const char **paths = xcalloc(n, sizeof(*paths));
+        for (size_t i = 0; i < n; i++)
+            paths[i] = files[i].path;
+        qsort(paths, n, sizeof(*paths), by_string);
+        for (size_t i = 1; i < n; i++)
+            FUZZ_CHECK(strcmp(paths[i - 1], paths[i]) != 0);
+        free(paths);
+    }
+    FUZZ_CHECK(total <= limits.max_total);
+    for (size_t i = 0; skipped && skipped[i]; i++)
+        FUZZ_CHECK(skipped[i][0] != '\0' && strstr(skipped[i], ": ") != NULL);
+    job_files_free(files, n);
+    strv_free(skipped);
+    return 0;
+}
