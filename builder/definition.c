@@ -132,11 +132,10 @@ void builder_definition_hash(const char *base_image, const char *python_version,
 {
     _cleanup_(buf_release) struct buf b = BUF_INIT(BUF_UNLIMITED);
     /* NUL separators: no field can end inside another */
-    if (buf_append(&b, DOCKERFILE_TEMPLATE, sizeof(DOCKERFILE_TEMPLATE)) < 0 ||
-        buf_append(&b, base_image, strlen(base_image) + 1) < 0 ||
-        buf_append(&b, python_version, strlen(python_version) + 1) < 0 ||
-        buf_append(&b, script, strlen(script) + 1) < 0)
-        abort();
+    buf_put(&b, DOCKERFILE_TEMPLATE, sizeof(DOCKERFILE_TEMPLATE));
+    buf_put(&b, base_image, strlen(base_image) + 1);
+    buf_put(&b, python_version, strlen(python_version) + 1);
+    buf_put(&b, script, strlen(script) + 1);
     sha256_hex(b.data, b.len, out);
 }
 

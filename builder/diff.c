@@ -33,17 +33,14 @@ struct lines {
 /* Split @text into lines (without their '\n'); "" has none. */
 static void split_lines(const char *text, struct lines *out)
 {
-    size_t cap = 16;
-    out->v = xcalloc(cap, sizeof(*out->v));
+    size_t cap = 0;
+    out->v = NULL;
     out->n = 0;
     out->no_final_newline = false;
     for (const char *p = text; *p;) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        if (out->n == cap) {
-            cap *= 2;
-            out->v = xrealloc(out->v, cap * sizeof(*out->v));
-        }
+        ALLOC_GROW(out->v, out->n + 1, cap);
         out->v[out->n++] = (struct line){p, len};
         if (!nl) {
             out->no_final_newline = true;
@@ -133,10 +130,8 @@ static void out_add(struct buf *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = buf_vappendf(out, fmt, ap);
+    buf_vputf(out, fmt, ap);
     va_end(ap);
-    if (rc < 0)
-        abort(); /* unlimited: only when memory is out */
 }
 
 /* "-start,count" as diff -u writes it: a range of 1 is just its start; an

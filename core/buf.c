@@ -67,6 +67,40 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
     return 0;
 }
 
+void buf_put(struct buf *b, const void *p, size_t n)
+{
+    if (buf_append(b, p, n) < 0)
+        abort(); /* a limited buffer given to buf_put: our bug */
+}
+
+void buf_puts(struct buf *b, const char *s)
+{
+    buf_put(b, s, strlen(s));
+}
+
+void buf_vputf(struct buf *b, const char *fmt, va_list ap)
+{
+    if (buf_vappendf(b, fmt, ap) < 0)
+        abort(); /* as buf_put */
+}
+
+void buf_putf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vputf(b, fmt, ap);
+    va_end(ap);
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
+    b->data[len] = '\0';
+}
+
 int buf_appendf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

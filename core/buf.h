@@ -28,6 +28,15 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0), warn_unused_result));
 /* Append at most what still fits under the limit; returns the bytes taken. */
 size_t buf_append_upto(struct buf *b, const void *p, size_t n);
+/* For buffers whose only limit is memory (BUF_UNLIMITED): append, which
+ * cannot fail (out of memory aborts, as xmalloc does; passing a limit is a
+ * bug and aborts too). */
+void buf_put(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vputf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Keep the first @len bytes (len <= b->len). */
+void buf_truncate(struct buf *b, size_t len);
 const char *buf_str(const struct buf *b);
 /* The caller frees the result (never NULL); b is empty again. */
 char *buf_detach(struct buf *b, size_t *ret_len);

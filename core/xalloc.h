@@ -16,6 +16,18 @@ void *xmemdup(const void *p, size_t n) __attribute__((malloc, returns_nonnull));
 char *xasprintf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), malloc, returns_nonnull));
 
+/* Make room for @n elements in the array @x whose capacity is @alloc
+ * (elements), growing it by half again at least: ALLOC_GROW(v, len + 1, cap)
+ * before v[len++] = x. */
+#define ALLOC_GROW(x, n, alloc)                                                                    \
+    do {                                                                                           \
+        if ((size_t)(n) > (size_t)(alloc)) {                                                       \
+            size_t alloc_ = (size_t)(alloc) < 8 ? 16 : (size_t)(alloc) / 2 * 3;                    \
+            (alloc) = alloc_ < (size_t)(n) ? (size_t)(n) : alloc_;                                 \
+            (x) = xrealloc((x), (size_t)(alloc) * sizeof(*(x)));                                   \
+        }                                                                                          \
+    } while (0)
+
 /* Free a NULL-terminated array of strings and the array itself; NULL is fine. */
 void strv_free(char **v);
 /* Append @s (taking it) to the NULL-terminated array *v (NULL is empty). */

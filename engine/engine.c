@@ -805,16 +805,14 @@ int engine_image_import(struct engine *e, int fd, const char *ref, const char *c
 
     split_ref(ref, &repo, &tag);
     char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
-    int fail = buf_appendf(&path, "/images/create?fromSrc=-&repo=%s&tag=%s", r, t);
+    buf_putf(&path, "/images/create?fromSrc=-&repo=%s&tag=%s", r, t);
     curl_free(r);
     curl_free(t);
-    for (const char *const *c = changes; c && *c && !fail; c++) {
+    for (const char *const *c = changes; c && *c; c++) {
         char *ec = curl_easy_escape(NULL, *c, 0);
-        fail = buf_appendf(&path, "&changes=%s", ec);
+        buf_putf(&path, "&changes=%s", ec);
         curl_free(ec);
     }
-    if (fail)
-        return err_set(err, ERR_INTERNAL, "cannot build the import request");
 
     engine_progress_init(&prog, NULL, NULL);
     struct request rq = {
@@ -879,22 +877,19 @@ int engine_image_build(struct engine *e, const struct engine_build_spec *spec, c
     _cleanup_free_ char *labels_s = json_dumps(labels, JSON_COMPACT);
     char *t = curl_easy_escape(NULL, spec->tag, 0);
     char *l = curl_easy_escape(NULL, labels_s, 0);
-    int fail = buf_appendf(&path, "/build?t=%s&labels=%s&rm=1&forcerm=1&pull=0", t, l);
+    buf_putf(&path, "/build?t=%s&labels=%s&rm=1&forcerm=1&pull=0", t, l);
     curl_free(t);
     curl_free(l);
     if (spec->memory_bytes > 0)
-        fail |= buf_appendf(&path, "&memory=%lld&memswap=%lld", (long long)spec->memory_bytes,
-                            (long long)spec->memory_bytes);
+        buf_putf(&path, "&memory=%lld&memswap=%lld", (long long)spec->memory_bytes,
+                 (long long)spec->memory_bytes);
     if (spec->nano_cpus > 0)
-        fail |= buf_appendf(&path, "&cpuperiod=100000&cpuquota=%lld",
-                            (long long)(spec->nano_cpus / 10000));
+        buf_putf(&path, "&cpuperiod=100000&cpuquota=%lld", (long long)(spec->nano_cpus / 10000));
     if (spec->cgroup_parent) {
         char *c = curl_easy_escape(NULL, spec->cgroup_parent, 0);
-        fail |= buf_appendf(&path, "&cgroupparent=%s", c);
+        buf_putf(&path, "&cgroupparent=%s", c);
         curl_free(c);
     }
-    if (fail)
-        return err_set(err, ERR_INTERNAL, "cannot build the /build request");
 
     long timeout_ms = 0;
     if (spec->deadline_ms > 0) {

@@ -18,6 +18,7 @@
 
 #include "core/cleanup.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "core/util.h"
 #include "core/xalloc.h"
 #include "web/web_internal.h"
@@ -51,44 +52,6 @@ struct callbacks {
 
 /* ---- callback URLs ---- */
 
-int web_callback_url_parse(const char *url, char *host, size_t host_len, int *ret_port,
-                           const char **ret_path)
-{
-    if (strncmp(url, "http://", 7) != 0)
-        return -1;
-    const char *h = url + 7;
-    size_t hl = strcspn(h, ":/");
-    if (hl == 0 || hl >= host_len)
-        return -1;
-    /* the host goes into the Host header and the path into the request line
-     * as they are: a CR, LF or space there would start a header of the
-     * URL's choosing (and '@' would name a user, not the host) */
-    for (size_t i = 0; i < hl; i++)
-        if (!isalnum((unsigned char)h[i]) && !strchr(".-_", h[i]))
-            return -1;
-    const char *rest = h + hl;
-    int64_t p = 80;
-    if (*rest == ':') {
-        char portbuf[8];
-        size_t pl = strcspn(rest + 1, "/");
-        if (pl == 0 || pl >= sizeof(portbuf))
-            return -1;
-        memcpy(portbuf, rest + 1, pl);
-        portbuf[pl] = '\0';
-        if (parse_int(portbuf, 1, 65535, &p) < 0)
-            return -1;
-        rest += 1 + pl;
-    }
-    for (const char *c = rest; *c; c++)
-        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
-            return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *ret_port = (int)p;
-    *ret_path = *rest ? rest : "/";
-    return 0;
-}
-
 static bool host_allowed(const struct config *cfg, const char *host)
 {
     struct in_addr a;
@@ -110,18 +73,18 @@ static bool host_allowed(const struct config *cfg, const char *host)
 
 int web_callback_check(const struct config *cfg, const char *url, struct err *err)
 {
-    char host[256];
-    int port;
-    const char *path;
+    struct url u;
 
-    if (strlen(url) > 2000 || web_callback_url_parse(url, host, sizeof(host), &port, &path) < 0)
-        return err_set(err, ERR_INVALID, "callback_url: '%.100s' must be http://host[:port]/path",
-                       url);
-    if (!host_allowed(cfg, host))
+    if (url_parse(url, "callback_url", &u, err) < 0)
+        return -1;
+    if (u.tls)
+        return err_set(err, ERR_INVALID, "callback_url: must be http:// (results are posted "
+                                         "in the clear to a receiver on a trusted network)");
+    if (!host_allowed(cfg, u.host))
         return err_set(err, ERR_INVALID,
                        "callback_url: host '%s' is not allowed (loopback, or list it in "
                        "ENVHUB_CALLBACK_HOSTS)",
-                       host);
+                       u.host);
     return 0;
 }
 
@@ -164,19 +127,21 @@ static char *result_body(struct catalog *cat, const char *id)
 
 static int deliver(const char *url, const char *body, struct err *err)
 {
-    char host[256], ebuf[256] = "";
-    int port;
-    const char *path;
+    char authority[300], ebuf[256] = "";
+    struct url u;
 
-    if (web_callback_url_parse(url, host, sizeof(host), &port, &path) < 0)
-        return err_set(err, ERR_INVALID, "bad callback url");
-    struct mg_connection *conn = mg_connect_client(host, port, 0, ebuf, sizeof(ebuf));
+    /* the request line and Host header are written from the parsed parts
+     * only: url_parse let nothing through that could end a line */
+    if (url_parse(url, "callback_url", &u, err) < 0)
+        return -1;
+    url_authority(&u, authority, sizeof(authority));
+    struct mg_connection *conn = mg_connect_client(u.host, u.port, 0, ebuf, sizeof(ebuf));
     if (!conn)
         return err_set(err, ERR_UNAVAILABLE, "cannot connect: %s", ebuf);
     mg_printf(conn,
-              "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+              "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
               "User-Agent: envhub\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-              path, host, port, strlen(body));
+              u.target, authority, strlen(body));
     mg_write(conn, body, strlen(body));
     int rc = mg_get_response(conn, ebuf, sizeof(ebuf), CALLBACK_TIMEOUT_MS);
     int status = rc >= 0 ? mg_get_response_info(conn)->status_code : 0;

@@ -406,8 +406,7 @@ static void send_log(struct web_request *rq, bool has_version)
             return;
         }
         for (size_t i = 0; i < n; i++) {
-            if (buf_appendf(&text, "%s\n", lines[i].line) < 0)
-                abort();
+            buf_putf(&text, "%s\n", lines[i].line);
             after = lines[i].seq;
         }
         log_lines_free(lines, n);

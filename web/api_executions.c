@@ -477,17 +477,6 @@ static const char *const csv_columns[] = {
     "warning",
 };
 
-static inline void out_put(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n < b->cap) { /* the common case: the chunk has room */
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return;
-    }
-    if (buf_append(b, s, n) < 0)
-        abort(); /* BUF_UNLIMITED: only OOM, which aborts first */
-}
 
 static void out_int(struct buf *b, int64_t v)
 {
@@ -500,7 +489,7 @@ static void out_int(struct buf *b, int64_t v)
     } while (u);
     if (v < 0)
         tmp[--i] = '-';
-    out_put(b, tmp + i, sizeof(tmp) - i);
+    buf_put(b, tmp + i, sizeof(tmp) - i);
 }
 
 /* time_format_iso()'s text without gmtime and strftime per call: an export
@@ -545,16 +534,16 @@ static void csv_field(struct buf *b, const char *s)
     if (!s)
         return;
     if (!s[strcspn(s, ",\"\r\n")]) {
-        out_put(b, s, strlen(s));
+        buf_put(b, s, strlen(s));
         return;
     }
-    out_put(b, "\"", 1);
+    buf_put(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"')
-            out_put(b, "\"", 1);
-        out_put(b, p, 1);
+            buf_put(b, "\"", 1);
+        buf_put(b, p, 1);
     }
-    out_put(b, "\"", 1);
+    buf_put(b, "\"", 1);
 }
 
 static void csv_int(struct buf *b, int64_t v, bool null)
@@ -569,13 +558,13 @@ static void csv_time(struct buf *b, struct iso_cache *c, int64_t ms)
     if (ms <= 0)
         return;
     iso_time(c, ms, iso);
-    out_put(b, iso, strlen(iso));
+    buf_put(b, iso, strlen(iso));
 }
 
 static void csv_row(struct buf *b, struct iso_cache *c, const struct history_item *it)
 {
     const struct execution_record *r = &it->rec;
-#define SEP out_put(b, ",", 1)
+#define SEP buf_put(b, ",", 1)
     csv_field(b, r->id);
     SEP;
     csv_field(b, r->environment);
@@ -623,7 +612,7 @@ static void csv_row(struct buf *b, struct iso_cache *c, const struct history_ite
     csv_field(b, limits_valid(r->limits) ? r->limits : NULL);
     SEP;
     csv_field(b, r->warning);
-    out_put(b, "\r\n", 2);
+    buf_put(b, "\r\n", 2);
 #undef SEP
 }
 
@@ -631,7 +620,7 @@ static void csv_row(struct buf *b, struct iso_cache *c, const struct history_ite
  * of rows a second, and building each as a jansson object cost more than
  * reading it. Same members, same order and values as item_json(). */
 
-#define LIT(b, s) out_put((b), (s), sizeof(s) - 1)
+#define LIT(b, s) buf_put((b), (s), sizeof(s) - 1)
 
 /* Bytes that a JSON string cannot hold as they are. */
 static bool json_escape_needed(unsigned char c)
@@ -648,7 +637,7 @@ static void jl_escaped(struct buf *b, const char *s, size_t n)
         unsigned char c = (unsigned char)s[i];
         if (!json_escape_needed(c))
             continue;
-        out_put(b, s + run, i - run);
+        buf_put(b, s + run, i - run);
         run = i + 1;
         switch (c) {
         case '"':
@@ -674,12 +663,12 @@ static void jl_escaped(struct buf *b, const char *s, size_t n)
             break;
         default: {
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            out_put(b, esc, 6);
+            buf_put(b, esc, 6);
             break;
         }
         }
     }
-    out_put(b, s + run, n - run);
+    buf_put(b, s + run, n - run);
 }
 
 /* A string from the catalog: escaped, and repaired if it is not UTF-8 (as
@@ -705,7 +694,7 @@ static void jl_str(struct buf *b, const char *s)
     } else if (special) {
         jl_escaped(b, s, n);
     } else {
-        out_put(b, s, n);
+        buf_put(b, s, n);
     }
     LIT(b, "\"");
 }
@@ -714,7 +703,7 @@ static void jl_str(struct buf *b, const char *s)
 static void jl_plain(struct buf *b, const char *s, size_t n)
 {
     LIT(b, "\"");
-    out_put(b, s, n);
+    buf_put(b, s, n);
     LIT(b, "\"");
 }
 
@@ -796,7 +785,7 @@ static void jsonl_row(struct buf *b, struct iso_cache *c, const struct history_i
     jl_str(b, r->session_id);
     LIT(b, ",\"limits\":");
     if (limits_valid(r->limits))
-        out_put(b, r->limits, strlen(r->limits)); /* compact JSON, as envhub stored it */
+        buf_put(b, r->limits, strlen(r->limits)); /* compact JSON, as envhub stored it */
     else
         LIT(b, "null");
     LIT(b, ",\"warning\":");
@@ -930,10 +919,10 @@ void api_executions_export(struct web_request *rq)
     if (csv) {
         for (size_t i = 0; i < ARRAY_SIZE(csv_columns); i++) {
             if (i)
-                out_put(&out, ",", 1);
-            out_put(&out, csv_columns[i], strlen(csv_columns[i]));
+                buf_put(&out, ",", 1);
+            buf_put(&out, csv_columns[i], strlen(csv_columns[i]));
         }
-        out_put(&out, "\r\n", 2);
+        buf_put(&out, "\r\n", 2);
     }
     p.left = q.limit ? q.limit : INT64_MAX;
     pthread_mutex_init(&p.lock, NULL);

@@ -370,10 +370,7 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
         pthread_mutex_unlock(&a->lock);
         return -1;
     }
-    if (q->n_starts == q->cap) {
-        q->cap = q->cap ? q->cap * 2 : 16;
-        q->starts = xrealloc(q->starts, q->cap * sizeof(*q->starts));
-    }
+    ALLOC_GROW(q->starts, q->n_starts + 1, q->cap);
     q->starts[q->n_starts++] = now;
     q->running++;
     rq->quota_held = true;

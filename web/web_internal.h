@@ -376,14 +376,7 @@ char *web_cursor_encode(int64_t seq);
 /* The seq (>= 1) of a cursor web_cursor_encode made; -1 for any other text. */
 int web_cursor_decode(const char *s, int64_t *ret);
 
-/* "http://host[:port][/path]" -> host (at most @host_len - 1 bytes), port
- * (80 when none) and path ("/" when none; points into @url). Only http, and
- * only what can go into a request line and a Host header as it is: a host of
- * letters, digits, '.', '-' and '_', a port from 1 to 65535, a path of
- * printable ASCII without spaces. -1 otherwise. Pure. */
-int web_callback_url_parse(const char *url, char *host, size_t host_len, int *ret_port,
-                           const char **ret_path);
-/* A callback_url a submission may name: parses, at most 2000 bytes, and its
+/* A callback_url a submission may name: url_parse accepts it, it is http, and its
  * host is loopback or listed in cfg->callback_hosts. ERR_INVALID naming
  * callback_url. */
 int web_callback_check(const struct config *cfg, const char *url, struct err *err);
