@@ -48,7 +48,8 @@ static const struct opt opts[] = {
     {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
      "extra labels on every container envhub creates (k=v,k=v)"},
     {"callback-hosts", "ENVHUB_CALLBACK_HOSTS", OPT_STR, OFF(callback_hosts), "", 0, 0,
-     "hosts besides loopback that callback_url may name (comma-separated)"},
+     "hosts (names or addresses) callback_url may name, comma-separated; none by default; a "
+     "loopback or private address must be listed itself"},
     {"log-level", "ENVHUB_LOG_LEVEL", OPT_STR, OFF(log_level), "info", 0, 0,
      "error, warn, info or debug"},
     {"tls-cert", "ENVHUB_TLS_CERT", OPT_STR, OFF(tls_cert), "", 0, 0,

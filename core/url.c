@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -148,4 +149,31 @@ int url_parse(const char *text, const char *what, struct url *ret, struct err *e
 void url_authority(const struct url *u, char *out, size_t n)
 {
     snprintf(out, n, u->ipv6 ? "[%s]:%d" : "%s:%d", u->host, u->port);
+}
+
+static bool v4_internal(uint32_t a)
+{
+    uint32_t b0 = a >> 24, b1 = (a >> 16) & 0xff;
+    return b0 == 0 || b0 == 10 || b0 == 127 || b0 >= 224 || (b0 == 100 && (b1 & 0xc0) == 64) ||
+           (b0 == 169 && b1 == 254) || (b0 == 172 && (b1 & 0xf0) == 16) || (b0 == 192 && b1 == 168);
+}
+
+bool url_address_internal(const char *ip)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1)
+        return v4_internal(ntohl(a4.s_addr));
+    if (inet_pton(AF_INET6, ip, &a6) != 1)
+        return true;
+    const unsigned char *b = a6.s6_addr;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(b, mapped, sizeof(mapped)) == 0)
+        return v4_internal((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                           b[15]);
+    bool zero_prefix = true;
+    for (int i = 0; i < 15; i++)
+        zero_prefix &= b[i] == 0;
+    return (zero_prefix && b[15] <= 1) /* :: and ::1 */ || (b[0] & 0xfe) == 0xfc ||
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff;
 }

@@ -29,6 +29,13 @@ struct url {
 /* Parse @text; ERR_INVALID naming @what (e.g. "callback_url") and what is
  * wrong. *ret is written only on success. */
 int url_parse(const char *text, const char *what, struct url *ret, struct err *err);
+/* Is the numeric IPv4 or IPv6 address @ip one a request from envhub must
+ * not reach unless an administrator said so: loopback, private (10/8,
+ * 172.16/12, 192.168/16, fc00::/7), shared (100.64/10), link-local
+ * (169.254/16, fe80::/10), unspecified, multicast or broadcast (IPv4-mapped
+ * IPv6 addresses are judged as their IPv4)? Anything that is not an address
+ * counts as internal. */
+bool url_address_internal(const char *ip);
 /* "host:port" (or "[v6]:port") for a Host header. */
 void url_authority(const struct url *u, char *out, size_t n);
 

@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <civetweb.h>
 #include <ctype.h>
+#include <netdb.h>
+#include <strings.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -52,40 +54,73 @@ struct callbacks {
 
 /* ---- callback URLs ---- */
 
-static bool host_allowed(const struct config *cfg, const char *host)
+static bool listed(const struct config *cfg, const char *host)
 {
-    struct in_addr a;
-    if (strcmp(host, "localhost") == 0 ||
-        (inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127))
-        return true;
-    size_t n = strlen(host);
-    for (const char *p = cfg->callback_hosts; *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, host, n) == 0)
+    _cleanup_(strv_freep) char **hosts = strv_split(cfg->callback_hosts, ',');
+    for (char **h = hosts; *h; h++)
+        if (strcasecmp(*h, host) == 0)
             return true;
-        if (!end)
-            break;
-        p = end + 1;
-    }
     return false;
+}
+
+int web_callback_target(const struct config *cfg, const struct url *u, char *ret_ip, size_t n,
+                        struct err *err)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    char ip[INET6_ADDRSTRLEN] = "";
+
+    if (!listed(cfg, u->host))
+        return err_set(
+            err, ERR_INVALID,
+            "callback_url: host '%s' is not listed in ENVHUB_CALLBACK_HOSTS (callbacks go "
+            "only to the hosts an administrator lists; none by default)",
+            u->host);
+    /* the address is decided here, once: the delivery connects to it, so a
+     * name that changes its answer later cannot move the callback */
+    int rc = getaddrinfo(u->host, NULL, &hints, &res);
+    if (rc != 0)
+        return err_set(err, ERR_INVALID, "callback_url: cannot resolve '%s': %s", u->host,
+                       gai_strerror(rc));
+    /* the first address it may go to; an internal one only when listed */
+    char refused[INET6_ADDRSTRLEN] = "";
+    for (struct addrinfo *ai = res; ai && !ip[0]; ai = ai->ai_next) {
+        char cand[INET6_ADDRSTRLEN];
+        if (ai->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, cand, sizeof(cand));
+        else if (ai->ai_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, cand,
+                      sizeof(cand));
+        else
+            continue;
+        if (!url_address_internal(cand) || listed(cfg, cand))
+            snprintf(ip, sizeof(ip), "%s", cand);
+        else if (!refused[0])
+            snprintf(refused, sizeof(refused), "%s", cand);
+    }
+    freeaddrinfo(res);
+    if (!ip[0] && refused[0])
+        return err_set(err, ERR_INVALID,
+                       "callback_url: '%s' is %s, a loopback or private address; list %s in "
+                       "ENVHUB_CALLBACK_HOSTS to allow it",
+                       u->host, refused, refused);
+    if (!ip[0])
+        return err_set(err, ERR_INVALID, "callback_url: '%s' has no IP address", u->host);
+    snprintf(ret_ip, n, "%s", ip);
+    return 0;
 }
 
 int web_callback_check(const struct config *cfg, const char *url, struct err *err)
 {
     struct url u;
+    char ip[INET6_ADDRSTRLEN];
 
     if (url_parse(url, "callback_url", &u, err) < 0)
         return -1;
     if (u.tls)
-        return err_set(err, ERR_INVALID, "callback_url: must be http:// (results are posted "
-                                         "in the clear to a receiver on a trusted network)");
-    if (!host_allowed(cfg, u.host))
         return err_set(err, ERR_INVALID,
-                       "callback_url: host '%s' is not allowed (loopback, or list it in "
-                       "ENVHUB_CALLBACK_HOSTS)",
-                       u.host);
-    return 0;
+                       "callback_url: must be http:// (results are posted "
+                       "in the clear to a receiver on a trusted network)");
+    return web_callback_target(cfg, &u, ip, sizeof(ip), err);
 }
 
 /* The name the submission code knows it by. */
@@ -125,17 +160,19 @@ static char *result_body(struct catalog *cat, const char *id)
     return text;
 }
 
-static int deliver(const char *url, const char *body, struct err *err)
+static int deliver(const struct config *cfg, const char *url, const char *body, struct err *err)
 {
     char authority[300], ebuf[256] = "";
     struct url u;
 
     /* the request line and Host header are written from the parsed parts
      * only: url_parse let nothing through that could end a line */
-    if (url_parse(url, "callback_url", &u, err) < 0)
+    char ip[INET6_ADDRSTRLEN];
+    if (url_parse(url, "callback_url", &u, err) < 0 ||
+        web_callback_target(cfg, &u, ip, sizeof(ip), err) < 0)
         return -1;
     url_authority(&u, authority, sizeof(authority));
-    struct mg_connection *conn = mg_connect_client(u.host, u.port, 0, ebuf, sizeof(ebuf));
+    struct mg_connection *conn = mg_connect_client(ip, u.port, 0, ebuf, sizeof(ebuf));
     if (!conn)
         return err_set(err, ERR_UNAVAILABLE, "cannot connect: %s", ebuf);
     mg_printf(conn,
@@ -181,7 +218,8 @@ static void *callbacks_main(void *arg)
 
         struct err err = ERR_INIT;
         _cleanup_free_ char *body = result_body(cb->deps->catalog, id);
-        int rc = body ? deliver(url, body, &err) : err_set(&err, ERR_NOT_FOUND, "no result");
+        int rc = body ? deliver(cb->deps->cfg, url, body, &err)
+                      : err_set(&err, ERR_NOT_FOUND, "no result");
 
         pthread_mutex_lock(&cb->lock);
         if (rc == 0 || due->tries >= CALLBACK_TRIES) {

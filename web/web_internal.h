@@ -376,9 +376,16 @@ char *web_cursor_encode(int64_t seq);
 /* The seq (>= 1) of a cursor web_cursor_encode made; -1 for any other text. */
 int web_cursor_decode(const char *s, int64_t *ret);
 
-/* A callback_url a submission may name: url_parse accepts it, it is http, and its
- * host is loopback or listed in cfg->callback_hosts. ERR_INVALID naming
- * callback_url. */
+/* Where a callback to @u may go: its host must be listed in
+ * ENVHUB_CALLBACK_HOSTS (cfg->callback_hosts; none by default), and the
+ * address it resolves to, when loopback or private (url_address_internal),
+ * must be listed too. *ret_ip is the numeric address to connect to, decided
+ * once. ERR_INVALID naming callback_url and the setting. */
+struct url;
+int web_callback_target(const struct config *cfg, const struct url *u, char *ret_ip, size_t n,
+                        struct err *err);
+/* A callback_url a submission may name: url_parse accepts it, it is http,
+ * and web_callback_target finds it a place to go. */
 int web_callback_check(const struct config *cfg, const char *url, struct err *err);
 
 #endif

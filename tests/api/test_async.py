@@ -28,8 +28,9 @@ CALLBACK_FIELDS = {"id", "status", "success", "exit_code", "stdout", "stderr", "
 
 @pytest.fixture(scope="module")
 def aserver(envhub_module_factory):
-    """A server with the default limits (10 jobs at once)."""
-    server = envhub_module_factory()
+    """A server with the default limits (10 jobs at once); callbacks may go to the test's
+    listeners on loopback (listed, as ENVHUB_CALLBACK_HOSTS lists nothing by default)."""
+    server = envhub_module_factory("--callback-hosts", "127.0.0.1,localhost")
     server.instance = instance_label(server)
     return server
 
@@ -253,10 +254,11 @@ def test_an_invalid_batch_submits_nothing(aserver, jobs, status):
 
 class Listener:
     """An HTTP listener on 127.0.0.1 that records POSTs and answers them with `statuses`
-    in turn (the last one repeats)."""
+    in turn (the last one repeats), each with the `headers` given."""
 
-    def __init__(self, statuses=(200,)):
+    def __init__(self, statuses=(200,), headers=None):
         self.statuses = list(statuses)
+        self.headers = dict(headers or {})
         self.posts = []  # (monotonic time, path, headers, body bytes)
         self.lock = threading.Lock()
         listener = self
@@ -269,6 +271,8 @@ class Listener:
                     listener.posts.append((time.monotonic(), self.path, dict(self.headers), body))
                     status = listener.statuses[min(n, len(listener.statuses) - 1)]
                 self.send_response(status)
+                for k, v in listener.headers.items():
+                    self.send_header(k, v)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -297,8 +301,8 @@ class Listener:
 def listener():
     made = []
 
-    def make(statuses=(200,)):
-        made.append(Listener(statuses))
+    def make(statuses=(200,), headers=None):
+        made.append(Listener(statuses, headers))
         return made[-1]
 
     yield make
@@ -371,6 +375,63 @@ def test_callback_urls_off_loopback_are_refused(aserver):
         detail = assert_detail(r, r.status_code, None)
         assert r.status_code == 400 and "callback_url" in detail, (url, r.status_code, detail)
     assert count_rows(aserver.db_path) == rows
+
+
+def test_callbacks_go_nowhere_by_default(envhub_factory, listener):
+    """ENVHUB_CALLBACK_HOSTS lists nothing: not even loopback is reached."""
+    server = envhub_factory()
+    lst = listener()
+    r = requests.post(f"{server.url}/executions", json={"code": "print(1)", "callback_url": lst.url()},
+                      timeout=30)
+    detail = assert_detail(r, 400, None)
+    assert "ENVHUB_CALLBACK_HOSTS" in detail and "none by default" in detail, detail
+    assert count_rows(server.db_path) == 0
+    time.sleep(0.5)
+    assert lst.posts == []
+
+
+INJECTIONS = [
+    "{base}/a HTTP/1.1\r\nX-Injected: yes\r\nContent-Length: 0\r\n\r\nDELETE /smuggled HTTP/1.1\r\nHost: x",
+    "{base}/a\nX-Injected: yes",
+    "{base}/a%0d%0aX-Injected:%20yes%0d%0a%0d%0aDELETE%20/smuggled",
+    "{base}/a%0AX",
+    "{base}/a b",
+    "{base}/caf\u00e9",
+    "http://user:pw@127.0.0.1:{port}/a",
+    "http://evil.example@127.0.0.1:{port}/a",
+    "http://[::1]:{port}/a",
+    "http://127.0.0.1:{port}/a#frag",
+]
+
+
+@pytest.mark.parametrize("template", INJECTIONS)
+def test_a_callback_url_cannot_become_a_request_of_its_own(aserver, listener, template):
+    """CR/LF raw or percent-encoded, spaces, raw non-ASCII, a user before the host, an IPv6
+    literal not listed, a fragment: refused at submission, nothing reaches the listener."""
+    lst = listener()
+    url = template.format(base=f"http://127.0.0.1:{lst.port}", port=lst.port)
+    rows = count_rows(aserver.db_path)
+    r = requests.post(f"{aserver.url}/executions", json={"code": "print(1)", "callback_url": url}, timeout=30)
+    detail = assert_detail(r, 400, None)
+    assert detail.startswith("callback_url:"), detail
+    assert "\r" not in detail and "\n" not in detail
+    assert count_rows(aserver.db_path) == rows
+    time.sleep(0.3)
+    assert lst.posts == [], f"the listener got {lst.posts}"
+
+
+def test_a_redirected_callback_is_not_followed(aserver, listener):
+    """The receiver answers 302 to another listed listener: envhub counts it a failure
+    (and retries the same URL), never posts where the redirect points."""
+    elsewhere = listener()
+    redirecting = listener((302,), headers={"Location": elsewhere.url("/stolen")})
+    r = requests.post(f"{aserver.url}/executions", timeout=30,
+                      json={"code": "print(1)", "timeout": 20, "callback_url": redirecting.url("/hook")})
+    assert r.status_code == 202, r.text
+    posts = redirecting.wait(3, 40)
+    assert [p[1] for p in posts] == ["/hook"] * 3, posts
+    time.sleep(1)
+    assert elsewhere.posts == [], f"the redirect was followed: {elsewhere.posts}"
 
 
 @pytest.mark.parametrize("host", ["127.evil.example", "127.0.0.1.evil.example", "localhost.evil.example"])

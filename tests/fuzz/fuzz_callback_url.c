@@ -10,8 +10,8 @@
  * printable ASCII without spaces and no escape of a control character, so
  * the delivery can never write a second header line; the authority is the
  * host and port; parsing is stable (the parts rebuilt into a URL parse to
- * the same parts); a URL the check accepts parses, is http and names an
- * allowed host; a refusal is ERR_INVALID with a one-line message. */
+ * the same parts); a URL the check accepts parses, is http and names a
+ * listed host; a refusal is ERR_INVALID with a one-line message. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -36,7 +36,8 @@ static int hexv(char c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char allowed_hosts[] = "hooks.example.com,10.1.2.3";
+    /* addresses only: a listed name would be looked up in the DNS */
+    char allowed_hosts[] = "10.1.2.3,127.0.0.1,192.0.2.7";
     struct config cfg = {.callback_hosts = allowed_hosts};
     char *text = xstrndup((const char *)data, size);
     struct url u;
@@ -82,8 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err_clear(&err);
     if (web_callback_check(&cfg, text, &err) == 0) {
         FUZZ_CHECK(url_parse(text, "callback_url", &u, &err) == 0 && !u.tls);
-        FUZZ_CHECK(strcmp(u.host, "localhost") == 0 || strncmp(u.host, "127.", 4) == 0 ||
-                   strcmp(u.host, "hooks.example.com") == 0 || strcmp(u.host, "10.1.2.3") == 0);
+        FUZZ_CHECK(strcmp(u.host, "10.1.2.3") == 0 || strcmp(u.host, "127.0.0.1") == 0 ||
+                   strcmp(u.host, "192.0.2.7") == 0);
     } else {
         FUZZ_CHECK(err.code == ERR_INVALID);
         fuzz_check_err(&err);

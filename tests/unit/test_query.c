@@ -112,25 +112,44 @@ static void cursor_round_trips(void **state)
     assert_int_equal(web_cursor_decode("bm9wZQ", &back), -1);  /* nope */
 }
 
-static void callback_check_allows_loopback_and_listed_hosts(void **state)
+static void callback_check_allows_listed_hosts_only(void **state)
 {
-    char hosts[] = "hooks.example.com,10.1.2.3";
+    char hosts[] = "localhost, 127.0.0.1,10.1.2.3,::1";
     struct config cfg = {.callback_hosts = hosts};
     struct err err = ERR_INIT;
     (void)state;
 
     assert_int_equal(web_callback_check(&cfg, "http://localhost/x", &err), 0);
-    assert_int_equal(web_callback_check(&cfg, "http://127.9.9.9:9/x", &err), 0);
-    assert_int_equal(web_callback_check(&cfg, "http://hooks.example.com/x", &err), 0);
+    assert_int_equal(web_callback_check(&cfg, "http://127.0.0.1:9/x", &err), 0);
     assert_int_equal(web_callback_check(&cfg, "http://10.1.2.3/x", &err), 0);
+    assert_int_equal(web_callback_check(&cfg, "http://[::1]:9/x", &err), 0);
+    assert_int_equal(web_callback_check(&cfg, "http://127.9.9.9:9/x", &err), -1);
+    assert_non_null(strstr(err.msg, "host '127.9.9.9' is not listed in ENVHUB_CALLBACK_HOSTS"));
     assert_int_equal(web_callback_check(&cfg, "http://evil.example/x", &err), -1);
     assert_int_equal(err.code, ERR_INVALID);
-    assert_non_null(strstr(err.msg, "host 'evil.example' is not allowed"));
+    assert_non_null(strstr(err.msg, "host 'evil.example' is not listed"));
     /* the grammar is url_parse's (tests/unit/test_url.c) */
     assert_int_equal(web_callback_check(&cfg, "http://localhost/x\r\nA: b", &err), -1);
     assert_non_null(strstr(err.msg, "callback_url: 'http://localhost/x  A: b' holds a space"));
     assert_int_equal(web_callback_check(&cfg, "https://localhost/x", &err), -1);
     assert_non_null(strstr(err.msg, "must be http://"));
+}
+
+/* A listed name that resolves to a loopback or private address goes there
+ * only when that address is listed too. */
+static void callback_check_refuses_a_name_resolving_inside(void **state)
+{
+    char hosts[] = "localhost";
+    struct config cfg = {.callback_hosts = hosts};
+    struct err err = ERR_INIT;
+    (void)state;
+
+    assert_int_equal(web_callback_check(&cfg, "http://localhost/x", &err), -1);
+    assert_non_null(strstr(err.msg, "a loopback or private address; list"));
+    char none[] = "";
+    cfg.callback_hosts = none;
+    assert_int_equal(web_callback_check(&cfg, "http://127.0.0.1/x", &err), -1);
+    assert_non_null(strstr(err.msg, "none by default"));
 }
 
 int main(void)
@@ -140,7 +159,8 @@ int main(void)
         cmocka_unit_test(query_own_principal_wins),
         cmocka_unit_test(query_refuses_what_the_endpoint_does_not_take),
         cmocka_unit_test(cursor_round_trips),
-        cmocka_unit_test(callback_check_allows_loopback_and_listed_hosts),
+        cmocka_unit_test(callback_check_allows_listed_hosts_only),
+        cmocka_unit_test(callback_check_refuses_a_name_resolving_inside),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -124,6 +124,43 @@ static void the_authority_is_what_a_host_header_needs(void **state)
     assert_string_equal(out, "example.org:8443");
 }
 
+static void internal_addresses_are_known_as_such(void **state)
+{
+    (void)state;
+    static const char *const internal[] = {
+        "127.0.0.1",
+        "127.255.0.9",
+        "10.0.0.1",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "169.254.1.1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.1.2.3",
+        "not-an-address",
+        "",
+    };
+    static const char *const external[] = {"8.8.8.8",        "172.32.0.1", "172.15.255.255",
+                                           "100.128.0.1",    "192.0.2.1",  "2001:db8::1",
+                                           "::ffff:8.8.8.8", "169.253.1.1"};
+    for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+        if (!url_address_internal(internal[i]))
+            fail_msg("%s is internal", internal[i]);
+    for (size_t i = 0; i < sizeof(external) / sizeof(external[0]); i++)
+        if (url_address_internal(external[i]))
+            fail_msg("%s is not internal", external[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +169,7 @@ int main(void)
         cmocka_unit_test(hosts_users_and_ports_are_checked),
         cmocka_unit_test(long_urls_are_refused),
         cmocka_unit_test(the_authority_is_what_a_host_header_needs),
+        cmocka_unit_test(internal_addresses_are_known_as_such),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
