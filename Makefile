@@ -34,10 +34,11 @@ SOCKET     ?= /var/run/docker.sock
 PYTHON     := /usr/bin/python3
 export ENVHUB_BIN := $(abspath $(BIN))
 
-MODULES    := core engine catalog builder executor web
-LIB_SRC    := $(filter-out core/main.c web/tls_compat.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+MODULES    := core engine sandbox catalog builder executor web cli
+LIB_SRC    := $(filter-out cli/main.c web/tls_compat.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 TLS_SHIM   := $(BUILD)/libenvhub-tls.so
-GEN_SRC    := $(BUILD)/gen/migrations_embedded.c $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c
+GEN_SRC    := $(BUILD)/gen/migrations_embedded.c $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c \
+              $(BUILD)/gen/executor_embedded.c
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 
@@ -87,7 +88,7 @@ DEB_FUZZ   := clang libclang-rt-14-dev
 all: build
 build: $(BIN) $(TLS_SHIM)
 
-$(BIN): $(BUILD)/core/main.o $(BUILD)/libenvhub.a
+$(BIN): $(BUILD)/cli/main.o $(BUILD)/libenvhub.a
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
 # Loaded by envhub at run time when it serves HTTPS (see web/tls_compat.c).
@@ -106,6 +107,11 @@ $(BUILD)/%.o: %.c
 $(BUILD)/gen/migrations_embedded.c: $(MIGRATIONS) core/embed.sh
 	@mkdir -p $(dir $@)
 	sh core/embed.sh migrations_embedded $@ $(MIGRATIONS)
+
+# The executor's in-container wrapper script.
+$(BUILD)/gen/executor_embedded.c: executor/wrapper.sh core/embed.sh
+	@mkdir -p $(dir $@)
+	sh core/embed.sh executor_embedded $@ executor/wrapper.sh
 
 ui: $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c
 

@@ -32,7 +32,6 @@
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define ACCEPT_OUTPUT_MAX (1024 * 1024)
 #define ACCEPT_LOG_LINES 2000
-#define ACCEPT_SHM_SIZE (4 * 1024 * 1024)
 
 static void count_build(struct builder *b, enum build_status st, int64_t ms)
 {
@@ -304,36 +303,19 @@ static int verify_image(struct build_ctx *c, const char *image_id, struct packag
                         size_t *n_pkgs, struct err *err)
 {
     struct builder *b = c->b;
-    static const char *const entrypoint[] = {"sleep", NULL};
-    static const char *const cmd[] = {"infinity", NULL};
-    _cleanup_free_ char *tmpfs_ws =
-        xasprintf("rw,nosuid,nodev,size=%lld,uid=1000,gid=1000", (long long)b->cfg->workspace_size);
-    struct engine_tmpfs tmpfs[] = {{"/workspace", tmpfs_ws}, {"/tmp", "rw,nosuid,nodev,size=64m"}};
-    struct engine_container_spec spec = {
-        .image = image_id,
-        .entrypoint = entrypoint,
-        .cmd = cmd,
-        .user = "1000:1000",
-        .working_dir = "/workspace",
-        .labels = b->container_labels,
-        .n_labels = b->n_container_labels,
-        .tmpfs = tmpfs,
-        .n_tmpfs = 2,
-        .memory_bytes = b->cfg->memory_limit,
-        .pids_limit = b->cfg->pids_limit,
-        .network_mode = "none",
-        .network_disabled = true,
-        .read_only_rootfs = true,
-        .cap_drop_all = true,
-        .no_new_privileges = true,
-        .log_driver_none = true,
-    };
+    struct sandbox_limits limits;
+    struct sandbox_spec sb;
+
+    /* the server's job limits, never a network */
+    sandbox_limits_default(b->cfg, &limits);
+    limits.network = false;
+    sandbox_spec_fill(b->cfg, image_id, &limits, b->container_labels, SANDBOX_VERIFICATION, &sb);
     _cleanup_free_ char *cid = NULL;
     _cleanup_free_ char *out = NULL;
     int code = -1, rc = -1;
 
     build_log(c, "envhub: verifying the image in a sandbox container");
-    if (engine_container_create(b->engine, &spec, &cid, err) < 0 ||
+    if (engine_container_create(b->engine, &sb.spec, &cid, err) < 0 ||
         engine_container_start(b->engine, cid, err) < 0)
         goto out;
     if (verify_exec(
@@ -475,68 +457,24 @@ static void capture_lines_finish(struct capture_lines *c)
     }
 }
 
-/* The sandbox of version @policy: the policy function's answer, or the
- * server's job settings without one. */
-static int accept_sandbox(struct builder *b, const char *policy, struct builder_sandbox *sb,
-                          struct err *err)
+/* The limits of version @policy (the server's job limits without one); an
+ * acceptance check may run up to their timeout_max. */
+static int accept_limits(struct builder *b, const char *policy, struct sandbox_limits *ret,
+                         struct err *err)
 {
-    builder_policy_fn fn;
-    void *ctx;
-
-    *sb = (struct builder_sandbox){
-        .memory = b->cfg->memory_limit,
-        .cpu_millis = b->cfg->cpu_millis,
-        .pids = b->cfg->pids_limit,
-        .workspace_size = b->cfg->workspace_size,
-        .timeout_s = b->cfg->max_timeout,
-        .network = strcmp(b->cfg->network_mode, "bridge") == 0,
-    };
-    pthread_mutex_lock(&b->lock);
-    fn = b->policy_fn;
-    ctx = b->policy_ctx;
-    pthread_mutex_unlock(&b->lock);
-    if (fn && fn(ctx, policy, sb, err) < 0)
+    if (sandbox_policy_parse(b->cfg, policy, ret, NULL, err) < 0)
         return err_prefix(err, "the version's policy");
     return 0;
 }
 
-/* Start a sandbox container of @image: a job's (read-only root, tmpfs
- * workspace and /tmp, uid 1000, no capabilities, @sb's limits and network). */
-static int accept_container(struct builder *b, const char *image, const struct builder_sandbox *sb,
+/* Start a sandbox container of @image made like a job's, with limits @l. */
+static int accept_container(struct builder *b, const char *image, const struct sandbox_limits *l,
                             char **ret_cid, struct err *err)
 {
-    static const char *const entrypoint[] = {"sleep", NULL};
-    static const char *const cmd[] = {"infinity", NULL};
-    _cleanup_free_ char *ws =
-        xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,uid=1000,"
-                  "gid=1000,mode=0755",
-                  (long long)sb->workspace_size, (long long)b->cfg->tmpfs_inodes);
-    _cleanup_free_ char *tmp =
-        xasprintf("rw,nosuid,nodev,size=%lld,nr_inodes=%lld,mode=1777", (long long)b->cfg->tmp_size,
-                  (long long)b->cfg->tmpfs_inodes);
-    struct engine_tmpfs tmpfs[] = {{b->cfg->work_dir, ws}, {"/tmp", tmp}};
-    struct engine_container_spec spec = {
-        .image = image,
-        .entrypoint = entrypoint,
-        .cmd = cmd,
-        .user = "1000:1000",
-        .working_dir = b->cfg->work_dir,
-        .labels = b->container_labels,
-        .n_labels = b->n_container_labels,
-        .tmpfs = tmpfs,
-        .n_tmpfs = 2,
-        .memory_bytes = sb->memory,
-        .nano_cpus = sb->cpu_millis * 1000000,
-        .pids_limit = sb->pids,
-        .shm_size = ACCEPT_SHM_SIZE,
-        .network_mode = sb->network ? "bridge" : "none",
-        .network_disabled = !sb->network,
-        .read_only_rootfs = true,
-        .cap_drop_all = true,
-        .no_new_privileges = true,
-        .log_driver_none = true,
-    };
-    if (engine_container_create(b->engine, &spec, ret_cid, err) < 0)
+    struct sandbox_spec sb;
+
+    sandbox_spec_fill(b->cfg, image, l, b->container_labels, SANDBOX_ACCEPTANCE, &sb);
+    if (engine_container_create(b->engine, &sb.spec, ret_cid, err) < 0)
         return -1;
     return engine_container_start(b->engine, *ret_cid, err);
 }
@@ -653,12 +591,9 @@ static char *base_pip_freeze(struct build_ctx *c, const char *base_id)
     if (found)
         return found;
 
-    struct builder_sandbox sb = {
-        .memory = b->cfg->memory_limit,
-        .cpu_millis = b->cfg->cpu_millis,
-        .pids = b->cfg->pids_limit,
-        .workspace_size = b->cfg->workspace_size,
-    };
+    struct sandbox_limits sb;
+    sandbox_limits_default(b->cfg, &sb); /* the server's job limits, no network */
+    sb.network = false;
     _cleanup_free_ char *cid = NULL;
     _cleanup_free_ char *out = NULL;
     struct err err = ERR_INIT;
@@ -715,7 +650,7 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
                             struct err *err)
 {
     struct builder *b = c->b;
-    struct builder_sandbox sb;
+    struct sandbox_limits sb;
     const char *script = c->rec.test_script && *c->rec.test_script ? c->rec.test_script : NULL;
     const char **dists = NULL;
     size_t n_dists = 0;
@@ -725,7 +660,7 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
     char last_err[160] = "";
     int64_t t0 = time_mono_ms();
 
-    if (accept_sandbox(b, c->rec.policy, &sb, err) < 0)
+    if (accept_limits(b, c->rec.policy, &sb, err) < 0)
         return -1;
     if (!script) {
         freeze = c->rec.base_image_id ? base_pip_freeze(c, c->rec.base_image_id) : NULL;
@@ -744,17 +679,17 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
                   "envhub: import check: importing the %zu pip packages the setup script "
                   "installed, in a sandbox (memory %lld bytes, network %s, timeout %lld s)",
                   n_dists, (long long)sb.memory, sb.network ? "bridge" : "none",
-                  (long long)sb.timeout_s);
+                  (long long)sb.timeout_max);
     } else {
         build_log(c,
                   "envhub: acceptance check: running test_script in a sandbox (memory %lld "
                   "bytes, %.2f CPUs, network %s, uid 1000, read-only root, timeout %lld s)",
                   (long long)sb.memory, (double)sb.cpu_millis / 1000,
-                  sb.network ? "bridge" : "none", (long long)sb.timeout_s);
+                  sb.network ? "bridge" : "none", (long long)sb.timeout_max);
     }
 
     if (accept_container(b, c->rec.image_id, &sb, &cid, err) < 0 ||
-        accept_run(b, cid, script ? script : import_check_py, dists, n_dists, sb.timeout_s, &out,
+        accept_run(b, cid, script ? script : import_check_py, dists, n_dists, sb.timeout_max, &out,
                    last_err, &code, &timed_out, err) < 0) {
         err_prefix(err, "the acceptance check could not run");
         goto out;
@@ -764,7 +699,7 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
         accept_log_output(c, "test_script| ", out);
         if (timed_out)
             err_set(err, ERR_INVALID, "test_script did not finish within %lld s",
-                    (long long)sb.timeout_s);
+                    (long long)sb.timeout_max);
         else if (code != 0) /* the last line of stderr says why (a traceback's does) */
             err_set(err, ERR_INVALID, "test_script failed (exit %d%s): %s", code,
                     code == 137 ? ", killed: out of memory?" : "",
@@ -816,7 +751,7 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
     }
     if (timed_out)
         err_set(err, ERR_INVALID, "import check did not finish within %lld s",
-                (long long)sb.timeout_s);
+                (long long)sb.timeout_max);
     else if (failed)
         err_set(err, ERR_INVALID, "import check failed: %s%s", first_fail,
                 failed > 1 ? " (and others: see the log)" : "");
@@ -928,12 +863,14 @@ static int build_image(struct build_ctx *c, struct package_entry **pkgs, size_t 
     if (builder_context_tar(dockerfile, c->rec.setup_script, &context, err) < 0)
         return -1;
     cgroup = cgroup_create(b, c->rec.id);
+    size_t n_labels = 0;
+    const struct engine_label *labels = sandbox_labels_list(b->image_labels, &n_labels);
     struct engine_build_spec spec = {
         .context = context.data,
         .context_len = context.len,
         .tag = c->rec.image,
-        .labels = b->image_labels,
-        .n_labels = b->n_image_labels,
+        .labels = labels,
+        .n_labels = n_labels,
         .memory_bytes = b->cfg->build_memory,
         .nano_cpus = b->cfg->build_cpu_millis * 1000000,
         .cgroup_parent = cgroup,
@@ -1191,6 +1128,15 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
                     const char *base_image, const char *policy, const char *test_script,
                     const char *created_by, struct build_record *ret, struct err *err)
 {
+    return builder_queue_rebuild(b, name, setup_script, base_image, policy, test_script, created_by,
+                                 true, ret, err);
+}
+
+int builder_queue_rebuild(struct builder *b, const char *name, const char *setup_script,
+                          const char *base_image, const char *policy, const char *test_script,
+                          const char *created_by, bool event, struct build_record *ret,
+                          struct err *err)
+{
     _cleanup_(env_record_release) struct env_record env = {0};
     char definition[65];
 
@@ -1227,7 +1173,7 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
     int64_t next = (env.latest_version > env.version ? env.latest_version : env.version) + 1;
     _cleanup_free_ char *image = builder_image_ref(name, next);
     build.image = image;
-    if (catalog_env_queue_build(b->catalog, &build, err) < 0)
+    if (catalog_env_queue_build(b->catalog, &build, event, err) < 0)
         return -1;
     if (build.version != next) {
         /* a concurrent rebuild took that number: retag this one */
@@ -1242,7 +1188,7 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
     return catalog_build_get_by_id(b->catalog, build.id, ret, err);
 }
 
-int builder_delete(struct builder *b, const char *name, struct err *err)
+int builder_delete(struct builder *b, const char *name, const char *by, struct err *err)
 {
     struct build_record *builds = NULL;
     size_t n = 0;
@@ -1276,7 +1222,7 @@ int builder_delete(struct builder *b, const char *name, struct err *err)
     /* queued ones are skipped by the worker once their rows are gone */
     pthread_mutex_unlock(&b->lock);
 
-    if (catalog_env_delete(b->catalog, name, err) < 0) {
+    if (catalog_env_delete(b->catalog, name, time_now_ms(), by, err) < 0) {
         build_records_free(builds, n);
         return -1;
     }
@@ -1338,23 +1284,10 @@ bool builder_wait(struct builder *b, int64_t build_id, int64_t after, int64_t de
 
 static int setup_labels(struct builder *b, struct err *err)
 {
-    b->image_labels[b->n_image_labels++] = (struct engine_label){"envhub.managed", "1"};
-    b->container_labels[b->n_container_labels++] = (struct engine_label){"envhub.managed", "1"};
-    b->container_labels[b->n_container_labels++] =
-        (struct engine_label){"envhub.instance", catalog_instance_id(b->catalog)};
-    b->label_storage = xstrdup(b->cfg->labels);
-    char *save = NULL;
-    for (char *tok = strtok_r(b->label_storage, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok)
-            return err_set(err, ERR_INVALID, "ENVHUB_LABELS entry '%s' must be key=value", tok);
-        if (b->n_container_labels >= MAX_LABELS)
-            return err_set(err, ERR_INVALID, "ENVHUB_LABELS has too many labels");
-        *eq = '\0';
-        b->image_labels[b->n_image_labels++] = (struct engine_label){tok, eq + 1};
-        b->container_labels[b->n_container_labels++] = (struct engine_label){tok, eq + 1};
-    }
+    if (sandbox_labels_parse(b->cfg->labels, NULL, &b->image_labels, err) < 0 ||
+        sandbox_labels_parse(b->cfg->labels, catalog_instance_id(b->catalog), &b->container_labels,
+                             err) < 0)
+        return -1;
     return 0;
 }
 
@@ -1422,8 +1355,7 @@ static void setup_cgroups(struct builder *b)
 }
 
 int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat,
-                 builder_policy_fn policy_fn, void *policy_ctx, struct builder **ret,
-                 struct err *err)
+                 struct builder **ret, struct err *err)
 {
     struct builder *b = xcalloc(1, sizeof(*b));
     struct build_record *unfinished = NULL;
@@ -1432,8 +1364,6 @@ int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat
     b->cfg = cfg;
     b->engine = e;
     b->catalog = cat;
-    b->policy_fn = policy_fn;
-    b->policy_ctx = policy_ctx;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->progress, NULL);
@@ -1515,6 +1445,7 @@ void builder_close(struct builder *b)
     pthread_cond_destroy(&b->progress);
     pthread_cond_destroy(&b->work);
     pthread_mutex_destroy(&b->lock);
-    free(b->label_storage);
+    sandbox_labels_free(b->image_labels);
+    sandbox_labels_free(b->container_labels);
     free(b);
 }

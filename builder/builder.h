@@ -26,19 +26,12 @@
 
 struct builder;
 
-struct builder_sandbox;
-/* Turns a version's policy (JSON) into the sandbox its acceptance check runs
- * in; ERR_INVALID when the server refuses it. */
-typedef int (*builder_policy_fn)(void *ctx, const char *policy, struct builder_sandbox *ret,
-                                 struct err *err);
-
 /* Start the workers and the maintenance thread (retired images, drift);
  * builds a stop cut off are queued again. @cfg, @e and @cat are borrowed and
- * must outlive the builder. @policy_fn (may be NULL: acceptance checks then
- * run with the server's job settings) and its @policy_ctx too. */
+ * must outlive the builder. Acceptance checks run in the sandbox a job of
+ * that version would get (the version's policy). */
 int builder_open(const struct config *cfg, struct engine *e, struct catalog *cat,
-                 builder_policy_fn policy_fn, void *policy_ctx, struct builder **ret,
-                 struct err *err);
+                 struct builder **ret, struct err *err);
 /* Cancel running builds (they are queued again at the next start) and wake
  * every waiter; returns at once. Safe to call twice. */
 void builder_shutdown(struct builder *b);
@@ -73,8 +66,9 @@ int builder_rebuild(struct builder *b, const char *name, const char *setup_scrip
                     const char *created_by, struct build_record *ret, struct err *err);
 
 /* Cancel a build in progress, remove the environment's images and its
- * catalog rows (executions keep theirs). ERR_NOT_FOUND. */
-int builder_delete(struct builder *b, const char *name, struct err *err);
+ * catalog rows (executions keep theirs), recording @by as who deleted it.
+ * ERR_NOT_FOUND. */
+int builder_delete(struct builder *b, const char *name, const char *by, struct err *err);
 
 /* Wait until build @build_id has log lines after @after, or has ended, or
  * @deadline_ms (time_mono_ms) passes (then false). Never polls: woken by
@@ -89,14 +83,6 @@ void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx);
 int builder_metrics(struct builder *b, struct buf *out);
 
 /* ---- curation (builder/curation.c) ---- */
-
-/* The sandbox an acceptance check runs in: a job's, with the limits of the
- * version's policy. */
-struct builder_sandbox {
-    int64_t memory, cpu_millis, pids, workspace_size; /* bytes, thousandths, processes, bytes */
-    int64_t timeout_s;
-    bool network; /* bridge; else none */
-};
 
 /* Move @name to lifecycle @state: deprecated (still runnable; executions carry
  * a warning naming @replacement when given), retired (not runnable; its images

@@ -10,8 +10,7 @@
 #include <stdint.h>
 
 #include "builder/builder.h"
-
-#define MAX_LABELS 16
+#include "sandbox/sandbox.h"
 
 struct queued {
     int64_t build_id;
@@ -48,11 +47,8 @@ struct builder {
     struct engine *engine;
     struct catalog *catalog;
 
-    struct engine_label image_labels[MAX_LABELS]; /* on built images */
-    size_t n_image_labels;
-    struct engine_label container_labels[MAX_LABELS]; /* on verification containers */
-    size_t n_container_labels;
-    char *label_storage;
+    struct sandbox_labels *image_labels;     /* on built images */
+    struct sandbox_labels *container_labels; /* on verification and acceptance containers */
     enum cgroup_mode cgroups;
 
     pthread_mutex_t lock;    /* guards everything below */
@@ -71,8 +67,6 @@ struct builder {
     uint64_t seconds_count;
 
     /* curation */
-    builder_policy_fn policy_fn;
-    void *policy_ctx;
     struct base_pip *base_pips;
     pthread_cond_t maint_wake; /* a lifecycle change, or stop */
     bool maint_poke;
@@ -83,6 +77,13 @@ struct builder {
 
 /* builder.c: tell the listener (the warm pools) that versions in service changed. */
 void builder_notify_listener(struct builder *b);
+/* builder.c: builder_rebuild, recording its environment.rebuild event only
+ * with @event (false: a rebuild the server queues as part of another change
+ * that has its own event, as a reinstate's). */
+int builder_queue_rebuild(struct builder *b, const char *name, const char *setup_script,
+                          const char *base_image, const char *policy, const char *test_script,
+                          const char *created_by, bool event, struct build_record *ret,
+                          struct err *err);
 
 /* curation.c: the maintenance thread (retired images after their grace
  * period, the periodic drift check). */

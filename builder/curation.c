@@ -86,7 +86,8 @@ int builder_set_lifecycle(struct builder *b, const char *name, enum env_lifecycl
     if (state == ENV_ACTIVE && env.images_removed_at && env.version > 0) {
         _cleanup_(build_record_release) struct build_record build = {0};
         struct err rerr = ERR_INIT;
-        if (builder_rebuild(b, name, NULL, NULL, NULL, NULL, by, &build, &rerr) < 0) {
+        /* the reinstate's event covers this rebuild: none of its own */
+        if (builder_queue_rebuild(b, name, NULL, NULL, NULL, NULL, by, false, &build, &rerr) < 0) {
             if (rerr.code != ERR_CONFLICT) /* a build already queued brings an image back too */
                 log_warn("builder: cannot rebuild reinstated '%s': %s", name, rerr.msg);
         } else if (ret_rebuild) {

@@ -8,7 +8,11 @@
  *
  * One struct catalog is shared by all threads: it serialises access inside.
  * Times are milliseconds since the epoch (UTC). Strings returned in structs
- * belong to the struct; the matching _release() frees them. */
+ * belong to the struct; the matching _release() frees them.
+ *
+ * The sections below follow the files that implement them: catalog.c,
+ * executions.c, environments.c, packages.c, keys.c, history.c, stats.c,
+ * chain.c and verify.c (the audit chain), sessions.c. */
 #ifndef ENVHUB_CATALOG_H
 #define ENVHUB_CATALOG_H
 
@@ -19,6 +23,8 @@
 #include "core/err.h"
 
 struct catalog;
+
+/* ---- opening (catalog/catalog.c) ---- */
 
 /* Open @path (":memory:" works) and migrate it. *ret belongs to the caller.
  * ERR_UNAVAILABLE when the file cannot be opened or is locked, ERR_INTERNAL
@@ -37,7 +43,7 @@ int catalog_schema_version(struct catalog *cat, int *ret, struct err *err);
  * Borrowed until catalog_close(). */
 const char *catalog_instance_id(const struct catalog *cat);
 
-/* ---- executions ---- */
+/* ---- executions (catalog/executions.c) ---- */
 
 enum exec_status {
     EXEC_QUEUED = 0,
@@ -102,7 +108,7 @@ int catalog_execution_insert(struct catalog *cat, const struct execution_record 
 /* Record the outcome: status, exit code, error, times, duration, stdout and
  * stderr with their truncation flags, image id, and the output files of
  * @rec (those with direction FILE_OUT), in one transaction, which also adds
- * the final row to the audit chain (see "history" below). ERR_CONFLICT when
+ * the final row to the audit chain (see "the audit chain" below). ERR_CONFLICT when
  * the row is sealed in the chain already. */
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
                              struct err *err);
@@ -119,8 +125,13 @@ int catalog_execution_get(struct catalog *cat, const char *id, struct execution_
 int catalog_recover_executions(struct catalog *cat, int64_t now, int *ret_count, struct err *err);
 /* Number of executions (all statuses). */
 int catalog_execution_count(struct catalog *cat, int64_t *ret, struct err *err);
+/* For benchmarks and tests: insert @n final executions (status, outcome,
+ * input and output files from each record) in one transaction, each joining
+ * the chain in order. ERR_INVALID when one is not final. */
+int catalog_history_seed(struct catalog *cat, const struct execution_record *recs, size_t n,
+                         struct err *err);
 
-/* ---- environments ---- */
+/* ---- environments, builds, logs (catalog/environments.c) ---- */
 
 /* An environment is a name with a definition (base image, setup script,
  * Python version) and a version in service; every build of it is a numbered
@@ -225,6 +236,8 @@ void package_entries_free(struct package_entry *p, size_t n);
  * setup_script, python_version, definition, image, queued_at and created_by
  * from @build, which belongs to @env whatever build->environment says), in
  * one transaction. Sets build->id and build->version (1).
+ * Records the environment.create event (by env->created_by, at
+ * env->created_at, no detail) in the same transaction.
  * ERR_CONFLICT when the name exists, whatever its case; ERR_INVALID when a
  * required field (a name, base_image, setup_script, python_version,
  * definition, image) is NULL. */
@@ -238,20 +251,26 @@ int catalog_env_create(struct catalog *cat, const struct env_record *env,
  * when no version is ready (a ready one keeps serving); updated_at =
  * build->queued_at. ERR_NOT_FOUND when the environment does not exist (exact
  * case); ERR_CONFLICT when a build of it is already queued or building;
- * ERR_INVALID as for catalog_env_create. */
-int catalog_env_queue_build(struct catalog *cat, struct build_record *build, struct err *err);
+ * ERR_INVALID as for catalog_env_create. With @event, the environment.rebuild
+ * event ("version N", by build->created_by at build->queued_at) is recorded
+ * in the same transaction; without, the build is part of a change whose own
+ * event covers it (a reinstated environment's images rebuilt). */
+int catalog_env_queue_build(struct catalog *cat, struct build_record *build, bool event,
+                            struct err *err);
 /* Fill *ret with environment @name (exact case); ERR_NOT_FOUND. */
 int catalog_env_get(struct catalog *cat, const char *name, struct env_record *ret, struct err *err);
 /* All environments, ordered by name; *ret (NULL when there is none) belongs
  * to the caller: env_records_free(*ret, *ret_n). */
 int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n, struct err *err);
 /* Delete environment @name with its builds, their logs and package
- * inventories; executions keep their rows. ERR_NOT_FOUND. */
-int catalog_env_delete(struct catalog *cat, const char *name, struct err *err);
+ * inventories, and record the environment.delete event (by @by, at @at) in
+ * the same transaction; executions keep their rows. ERR_NOT_FOUND. */
+int catalog_env_delete(struct catalog *cat, const char *name, int64_t at, const char *by,
+                       struct err *err);
 /* last_used = @at. ERR_NOT_FOUND. */
 int catalog_env_touch(struct catalog *cat, const char *name, int64_t at, struct err *err);
 
-/* ---- builds ---- */
+/* builds */
 
 /* Fill *ret with version @version of @environment; ERR_NOT_FOUND. */
 int catalog_build_get(struct catalog *cat, const char *environment, int64_t version,
@@ -300,7 +319,7 @@ int catalog_build_succeed(struct catalog *cat, const struct build_record *b,
 int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status, const char *error,
                        int64_t at, struct err *err);
 
-/* ---- build logs and package inventories ---- */
+/* build logs and package inventories */
 
 struct log_line {
     int64_t seq; /* 1, 2, ... within its build */
@@ -328,10 +347,12 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
 int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry **ret,
                            size_t *ret_n, struct err *err);
 
-/* ---- curation: lifecycle, usage, drift, package queries (catalog/packages.c) ---- */
+/* curation: lifecycle, drift, usage */
 
 /* Set @name's lifecycle state, replacement (NULL: none), warning (NULL: none),
- * lifecycle_at = @at and lifecycle_by = @by, in one statement. ERR_NOT_FOUND. */
+ * lifecycle_at = @at and lifecycle_by = @by, and record the event
+ * environment.reinstate, .deprecate or .retire (detail "replacement NAME"
+ * when there is one) in the same transaction. ERR_NOT_FOUND. */
 int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_lifecycle state,
                               const char *replacement, const char *warning, int64_t at,
                               const char *by, struct err *err);
@@ -349,6 +370,8 @@ int catalog_env_set_drift(struct catalog *cat, const char *name, int64_t at, con
 int catalog_env_runs(struct catalog *cat, const char *name, int64_t now, int64_t ret[3],
                      struct err *err);
 
+/* ---- package queries (catalog/packages.c) ---- */
+
 /* One ready build carrying a package. */
 struct package_hit {
     char *environment;
@@ -364,39 +387,11 @@ void package_hits_free(struct package_hit *h, size_t n); /* NULL is fine */
 int catalog_packages_find(struct catalog *cat, const char *name, const char *manager,
                           struct package_hit **ret, size_t *ret_n, struct err *err);
 
-/* ---- package versions (pure, catalog/packages.c) ---- */
-
-/* PEP 440 ordering of @a and @b (epoch, release, a/b/rc pre-releases, post,
- * dev, local; the usual spellings normalised: "1.0-RC1" is "1.0rc1"): *ret
- * <0, 0, >0. -1 when one is not a PEP 440 version. */
-int version_pep440_compare(const char *a, const char *b, int *ret);
-/* dpkg's ordering of Debian versions ([epoch:]upstream[-revision], '~' before
- * everything, letters before other characters): <0, 0, >0. */
-int version_dpkg_compare(const char *a, const char *b);
-
-#define VERSION_SPEC_MAX 8
-/* A version filter: comma-separated clauses, each "==V", "!=V", "<V", "<=V",
- * ">V", ">=V" or a bare "V" (==); "==1.2.*" matches by release prefix. */
-struct version_spec {
-    size_t n;
-    struct {
-        char op[3]; /* "==", "!=", "<", "<=", ">", ">=" */
-        char version[64];
-        bool prefix; /* "==V.*" / "!=V.*" */
-    } clauses[VERSION_SPEC_MAX];
-};
-/* ERR_INVALID naming "version" when @text is not a filter. */
-int version_spec_parse(const char *text, struct version_spec *ret, struct err *err);
-/* Does @version of a @manager ("pip": PEP 440, "dpkg": dpkg's order) package
- * satisfy every clause? A version that does not parse matches only by
- * string equality ("==" and "!="). */
-bool version_spec_match(const struct version_spec *spec, const char *manager, const char *version);
-
-/* ---- API keys and change events ---- */
+/* ---- API keys and change events (catalog/keys.c) ---- */
 
 enum role { ROLE_ADMIN = 0, ROLE_CURATOR, ROLE_RUNNER, ROLE_AUDITOR };
 const char *role_name(enum role r);
-int role_parse(const char *name); /* -1 when unknown */
+int role_parse(const char *name); /* -1 when unknown (or NULL) */
 
 struct key_record {
     char *id; /* the public part of the secret */
@@ -429,10 +424,11 @@ int catalog_key_count_active(struct catalog *cat, int64_t *ret, struct err *err)
 /* Keys ever made, revoked or not. */
 int catalog_key_count_all(struct catalog *cat, int64_t *ret, struct err *err);
 
-/* Record who changed what: action "environment.create", "environment.rebuild",
- * "environment.delete", "key.create", "key.revoke", ... */
-int catalog_event_add(struct catalog *cat, int64_t at, const char *principal, const char *action,
-                      const char *subject, const char *detail, struct err *err);
+/* Who changed what: the calls that create, rebuild or delete an environment,
+ * change its lifecycle, make or revoke a key each record their event
+ * ("environment.create", "environment.rebuild", "environment.delete",
+ * "environment.deprecate", "environment.retire", "environment.reinstate",
+ * "key.create", "key.revoke") in the transaction of the change itself. */
 struct event_record {
     int64_t seq, at;
     char *principal, *action, *subject, *detail;
@@ -442,20 +438,10 @@ void event_records_free(struct event_record *e, size_t n);
 int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
                        struct event_record **ret, size_t *ret_n, struct err *err);
 
-/* ---- history ---- */
+/* ---- history (catalog/history.c) ---- */
 
-/* The query side of the execution history (catalog/history.c), for the
- * auditors' API: filters, keyset pages newest first, export in batches,
- * statistics, and the tamper-evident chain.
- *
- * Every execution that becomes final (any status but queued and running)
- * joins the audit chain in the transaction that makes it final:
- * chain_seq = the head's + 1 and chain_hash = hex sha256(previous
- * chain_hash || canonical serialisation of the row), the serialisation
- * covering every audited field, the sha256 of code, stdout and stderr and the
- * file manifest (README.md, "History and audit", has it byte for byte). A
- * final row is sealed: finishing it again is refused (ERR_CONFLICT) unless it
- * is still the newest link, which is then recomputed in place. */
+/* The query side of the execution history, for the auditors' API: filters,
+ * keyset pages newest first, export in batches. */
 
 struct history_filter {
     const char *environment;     /* NULL: any */
@@ -510,6 +496,8 @@ int catalog_history_export_next(struct history_export *x, size_t max, struct his
                                 size_t *ret_n, struct err *err);
 void catalog_history_export_close(struct history_export *x); /* NULL is fine */
 
+/* ---- statistics (catalog/stats.c) ---- */
+
 enum history_group { HISTORY_GROUP_ENVIRONMENT = 0, HISTORY_GROUP_STATUS, HISTORY_GROUP_DAY };
 
 /* Statistics of one group. Percentiles are nearest-rank over the rows that
@@ -529,6 +517,17 @@ void history_stats_free(struct history_stat *stats, size_t n); /* NULL is fine *
 int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
                           enum history_group group, struct history_stat **ret, size_t *ret_n,
                           struct history_stat *ret_all, struct err *err);
+
+/* ---- the audit chain (catalog/chain.c, catalog/verify.c) ---- */
+
+/* Every execution that becomes final (any status but queued and running)
+ * joins the audit chain in the transaction that makes it final:
+ * chain_seq = the head's + 1 and chain_hash = hex sha256(previous
+ * chain_hash || canonical serialisation of the row), the serialisation
+ * covering every audited field, the sha256 of code, stdout and stderr and the
+ * file manifest (README.md, "History and audit", has it byte for byte). A
+ * final row is sealed: finishing it again is refused (ERR_CONFLICT) unless it
+ * is still the newest link, which is then recomputed in place. */
 
 struct history_verify {
     bool ok;
@@ -571,13 +570,7 @@ struct history_prune {
 int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
                           struct history_prune *ret, struct err *err);
 
-/* For benchmarks and tests: insert @n final executions (status, outcome,
- * input and output files from each record) in one transaction, each joining
- * the chain in order. ERR_INVALID when one is not final. */
-int catalog_history_seed(struct catalog *cat, const struct execution_record *recs, size_t n,
-                         struct err *err);
-
-/* ---- sessions ---- */
+/* ---- sessions (catalog/sessions.c) ---- */
 
 struct session_record {
     char *id;

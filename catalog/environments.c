@@ -4,8 +4,10 @@
  * The invariants: an environment has at most one build queued or building;
  * its version in service only moves forward (a late older build never
  * replaces a newer one); a failed build never takes a ready version out of
- * service. Each change that touches more than one row runs in one BEGIN
- * IMMEDIATE transaction under cat->lock (see catalog_internal.h). */
+ * service. Each change that touches more than one row runs in one write
+ * transaction under cat->lock (catalog_tx_begin, see catalog_internal.h);
+ * the changes curators make (create, rebuild, delete, lifecycle) write their
+ * event (GET /events) in that same transaction. */
 #include "catalog/catalog.h"
 
 #include <stdio.h>
@@ -32,18 +34,12 @@ static const char *const build_status_names[] = {
 
 const char *env_status_name(enum env_status s)
 {
-    return (unsigned)s < ARRAY_SIZE(env_status_names) ? env_status_names[s] : "unknown";
+    return name_of(env_status_names, ARRAY_SIZE(env_status_names), (unsigned)s);
 }
 
 static int env_status_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < ARRAY_SIZE(env_status_names); i++) {
-        if (strcmp(name, env_status_names[i]) == 0)
-            return (int)i;
-    }
-    return -1;
+    return name_index(env_status_names, ARRAY_SIZE(env_status_names), name);
 }
 
 static const char *const env_lifecycle_names[] = {
@@ -54,34 +50,22 @@ static const char *const env_lifecycle_names[] = {
 
 const char *env_lifecycle_name(enum env_lifecycle l)
 {
-    return (unsigned)l < ARRAY_SIZE(env_lifecycle_names) ? env_lifecycle_names[l] : "unknown";
+    return name_of(env_lifecycle_names, ARRAY_SIZE(env_lifecycle_names), (unsigned)l);
 }
 
 int env_lifecycle_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < ARRAY_SIZE(env_lifecycle_names); i++) {
-        if (strcmp(name, env_lifecycle_names[i]) == 0)
-            return (int)i;
-    }
-    return -1;
+    return name_index(env_lifecycle_names, ARRAY_SIZE(env_lifecycle_names), name);
 }
 
 const char *build_status_name(enum build_status s)
 {
-    return (unsigned)s < ARRAY_SIZE(build_status_names) ? build_status_names[s] : "unknown";
+    return name_of(build_status_names, ARRAY_SIZE(build_status_names), (unsigned)s);
 }
 
 int build_status_parse(const char *name)
 {
-    if (!name)
-        return -1;
-    for (size_t i = 0; i < ARRAY_SIZE(build_status_names); i++) {
-        if (strcmp(name, build_status_names[i]) == 0)
-            return (int)i;
-    }
-    return -1;
+    return name_index(build_status_names, ARRAY_SIZE(build_status_names), name);
 }
 
 /* ---- releasing ---- */
@@ -113,11 +97,7 @@ void env_record_release(struct env_record *env)
 
 void env_records_free(struct env_record *envs, size_t n)
 {
-    if (!envs)
-        return;
-    for (size_t i = 0; i < n; i++)
-        env_record_release(&envs[i]);
-    free(envs);
+    ARRAY_FREE(envs, n, env_record_release);
 }
 
 void build_record_release(struct build_record *b)
@@ -142,11 +122,7 @@ void build_record_release(struct build_record *b)
 
 void build_records_free(struct build_record *b, size_t n)
 {
-    if (!b)
-        return;
-    for (size_t i = 0; i < n; i++)
-        build_record_release(&b[i]);
-    free(b);
+    ARRAY_FREE(b, n, build_record_release);
 }
 
 void package_entries_free(struct package_entry *p, size_t n)
@@ -207,43 +183,6 @@ static void log_array_release(struct log_array *a)
 static void package_array_release(struct package_array *a)
 {
     package_entries_free(a->v, a->n);
-}
-
-/* Make room for one more element of @size in *v (holding @n of *cap). */
-static void *array_grow(void *v, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return v;
-    *cap = *cap ? 2 * *cap : 16;
-    return xrealloc(v, *cap * size);
-}
-
-static struct env_record *env_array_push(struct env_array *a)
-{
-    a->v = array_grow(a->v, a->n, &a->cap, sizeof(*a->v));
-    memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-    return &a->v[a->n++];
-}
-
-static struct build_record *build_array_push(struct build_array *a)
-{
-    a->v = array_grow(a->v, a->n, &a->cap, sizeof(*a->v));
-    memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-    return &a->v[a->n++];
-}
-
-static struct log_line *log_array_push(struct log_array *a)
-{
-    a->v = array_grow(a->v, a->n, &a->cap, sizeof(*a->v));
-    memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-    return &a->v[a->n++];
-}
-
-static struct package_entry *package_array_push(struct package_array *a)
-{
-    a->v = array_grow(a->v, a->n, &a->cap, sizeof(*a->v));
-    memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-    return &a->v[a->n++];
 }
 
 /* ---- reading rows ---- */
@@ -429,7 +368,7 @@ static int build_query_list(struct catalog *cat, sqlite3_stmt *st, int rc, const
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        if (build_from_row(st, build_array_push(&a), err) < 0)
+        if (build_from_row(st, ARRAY_PUSH(&a), err) < 0)
             return -1;
     }
     if (rc != SQLITE_DONE)
@@ -553,7 +492,12 @@ static int env_create_tx(struct catalog *cat, const struct env_record *env,
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot create environment '%s'",
                                   env->name);
-    return build_insert(cat, env->name, 1, build, ret_id, err);
+    if (build_insert(cat, env->name, 1, build, ret_id, err) < 0)
+        return -1;
+    /* the environment has no definition of its own until a version is ready:
+     * the event's detail is empty */
+    return catalog_event_insert_tx(cat, env->created_at, env->created_by, "environment.create",
+                                   env->name, "", err);
 }
 
 int catalog_env_create(struct catalog *cat, const struct env_record *env,
@@ -577,13 +521,9 @@ int catalog_env_create(struct catalog *cat, const struct env_record *env,
                        missing);
 
     CATALOG_LOCK(cat);
-    if (tx_begin(cat, err) < 0)
-        return -1;
-    if (env_create_tx(cat, env, build, &id, err) < 0) {
-        tx_rollback(cat); /* after err took SQLite's message */
-        return -1;
-    }
-    if (tx_commit(cat, err) < 0)
+    CATALOG_TX(tx);
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        env_create_tx(cat, env, build, &id, err) < 0 || catalog_tx_commit(&tx, err) < 0)
         return -1;
     build->id = id;
     build->version = 1;
@@ -591,7 +531,7 @@ int catalog_env_create(struct catalog *cat, const struct env_record *env,
 }
 
 /* The body of catalog_env_queue_build's transaction. */
-static int env_queue_build_tx(struct catalog *cat, const struct build_record *build,
+static int env_queue_build_tx(struct catalog *cat, const struct build_record *build, bool event,
                               int64_t *ret_id, int64_t *ret_version, struct err *err)
 {
     _cleanup_(stmt_finalizep) sqlite3_stmt *sel = NULL;
@@ -647,10 +587,16 @@ static int env_queue_build_tx(struct catalog *cat, const struct build_record *bu
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot queue a build of '%s'", name);
     *ret_version = max_version + 1;
-    return 0;
+    if (!event)
+        return 0;
+    char detail[32];
+    snprintf(detail, sizeof(detail), "version %lld", (long long)*ret_version);
+    return catalog_event_insert_tx(cat, build->queued_at, build->created_by, "environment.rebuild",
+                                   name, detail, err);
 }
 
-int catalog_env_queue_build(struct catalog *cat, struct build_record *build, struct err *err)
+int catalog_env_queue_build(struct catalog *cat, struct build_record *build, bool event,
+                            struct err *err)
 {
     const char *missing = build_missing_field(build);
     int64_t id = 0, version = 0;
@@ -662,13 +608,10 @@ int catalog_env_queue_build(struct catalog *cat, struct build_record *build, str
                        missing);
 
     CATALOG_LOCK(cat);
-    if (tx_begin(cat, err) < 0)
-        return -1;
-    if (env_queue_build_tx(cat, build, &id, &version, err) < 0) {
-        tx_rollback(cat);
-        return -1;
-    }
-    if (tx_commit(cat, err) < 0)
+    CATALOG_TX(tx);
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        env_queue_build_tx(cat, build, event, &id, &version, err) < 0 ||
+        catalog_tx_commit(&tx, err) < 0)
         return -1;
     build->id = id;
     build->version = version;
@@ -716,7 +659,7 @@ int catalog_env_list(struct catalog *cat, struct env_record **ret, size_t *ret_n
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        if (env_from_row(st, env_array_push(&a), err) < 0)
+        if (env_from_row(st, ARRAY_PUSH(&a), err) < 0)
             return -1;
     }
     if (rc != SQLITE_DONE)
@@ -746,9 +689,10 @@ static int env_change(struct catalog *cat, sqlite3_stmt *st, struct binder *b, i
     return 0;
 }
 
-int catalog_env_delete(struct catalog *cat, const char *name, struct err *err)
+/* The body of catalog_env_delete's transaction. */
+static int env_delete_tx(struct catalog *cat, const char *name, int64_t at, const char *by,
+                         struct err *err)
 {
-    CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     struct binder b;
     int rc;
@@ -756,7 +700,21 @@ int catalog_env_delete(struct catalog *cat, const char *name, struct err *err)
     /* Builds, their logs and packages go with it: ON DELETE CASCADE. */
     rc = sqlite3_prepare_v2(cat->db, "DELETE FROM environments WHERE name = ?", -1, &st, NULL);
     b = binder_of(st);
-    return env_change(cat, st, &b, rc, name, "delete", err);
+    if (env_change(cat, st, &b, rc, name, "delete", err) < 0)
+        return -1;
+    return catalog_event_insert_tx(cat, at, by, "environment.delete", name, "", err);
+}
+
+int catalog_env_delete(struct catalog *cat, const char *name, int64_t at, const char *by,
+                       struct err *err)
+{
+    CATALOG_LOCK(cat);
+    CATALOG_TX(tx);
+
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        env_delete_tx(cat, name, at, by, err) < 0)
+        return -1;
+    return catalog_tx_commit(&tx, err);
 }
 
 int catalog_env_touch(struct catalog *cat, const char *name, int64_t at, struct err *err)
@@ -1077,13 +1035,11 @@ int catalog_build_succeed(struct catalog *cat, const struct build_record *b,
     }
 
     CATALOG_LOCK(cat);
-    if (tx_begin(cat, err) < 0)
+    CATALOG_TX(tx);
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        build_succeed_tx(cat, b, pkgs, n_pkgs, err) < 0)
         return -1;
-    if (build_succeed_tx(cat, b, pkgs, n_pkgs, err) < 0) {
-        tx_rollback(cat);
-        return -1;
-    }
-    return tx_commit(cat, err);
+    return catalog_tx_commit(&tx, err);
 }
 
 /* The body of catalog_build_fail's transaction. */
@@ -1137,13 +1093,11 @@ int catalog_build_fail(struct catalog *cat, int64_t id, enum build_status status
                        (long long)id, build_status_name(status));
 
     CATALOG_LOCK(cat);
-    if (tx_begin(cat, err) < 0)
+    CATALOG_TX(tx);
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        build_fail_tx(cat, id, status, error, at, err) < 0)
         return -1;
-    if (build_fail_tx(cat, id, status, error, at, err) < 0) {
-        tx_rollback(cat);
-        return -1;
-    }
-    return tx_commit(cat, err);
+    return catalog_tx_commit(&tx, err);
 }
 
 /* ---- build logs and packages ---- */
@@ -1212,7 +1166,7 @@ int catalog_build_log_read(struct catalog *cat, int64_t id, int64_t after, size_
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        struct log_line *l = log_array_push(&a);
+        struct log_line *l = ARRAY_PUSH(&a);
         l->seq = sqlite3_column_int64(st, 0);
         l->at = sqlite3_column_int64(st, 1);
         l->line = column_strdup(st, 2);
@@ -1248,7 +1202,7 @@ int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        struct package_entry *p = package_array_push(&a);
+        struct package_entry *p = ARRAY_PUSH(&a);
         p->manager = column_strdup(st, 0);
         p->name = column_strdup(st, 1);
         p->version = column_strdup(st, 2);
@@ -1264,15 +1218,18 @@ int catalog_build_packages(struct catalog *cat, int64_t id, struct package_entry
 
 /* ---- curation: lifecycle, drift, usage ---- */
 
-int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_lifecycle state,
-                              const char *replacement, const char *warning, int64_t at,
-                              const char *by, struct err *err)
+/* The body of catalog_env_set_lifecycle's transaction. */
+static int env_set_lifecycle_tx(struct catalog *cat, const char *name, enum env_lifecycle state,
+                                const char *replacement, const char *warning, int64_t at,
+                                const char *by, struct err *err)
 {
-    if ((unsigned)state >= ARRAY_SIZE(env_lifecycle_names))
-        return err_set(err, ERR_INVALID, "unknown lifecycle state %d", (int)state);
-
-    CATALOG_LOCK(cat);
+    static const char *const actions[] = {
+        [ENV_ACTIVE] = "environment.reinstate",
+        [ENV_DEPRECATED] = "environment.deprecate",
+        [ENV_RETIRED] = "environment.retire",
+    };
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+    _cleanup_free_ char *detail = replacement ? xasprintf("replacement %s", replacement) : NULL;
     struct binder b;
     int rc;
 
@@ -1288,7 +1245,24 @@ int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_li
         bind_int64(&b, at);
         bind_text(&b, by ? by : "");
     }
-    return env_change(cat, st, &b, rc, name, "change the lifecycle of", err);
+    if (env_change(cat, st, &b, rc, name, "change the lifecycle of", err) < 0)
+        return -1;
+    return catalog_event_insert_tx(cat, at, by, actions[state], name, detail, err);
+}
+
+int catalog_env_set_lifecycle(struct catalog *cat, const char *name, enum env_lifecycle state,
+                              const char *replacement, const char *warning, int64_t at,
+                              const char *by, struct err *err)
+{
+    if ((unsigned)state >= ARRAY_SIZE(env_lifecycle_names))
+        return err_set(err, ERR_INVALID, "unknown lifecycle state %d", (int)state);
+
+    CATALOG_LOCK(cat);
+    CATALOG_TX(tx);
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        env_set_lifecycle_tx(cat, name, state, replacement, warning, at, by, err) < 0)
+        return -1;
+    return catalog_tx_commit(&tx, err);
 }
 
 int catalog_env_mark_images_removed(struct catalog *cat, const char *name, int64_t at,

@@ -1,5 +1,8 @@
 /* catalog/keys.c - API keys (only the sha256 of a secret is stored) and the
- * events that say who changed environments and keys. */
+ * events that say who changed environments and keys. An event is written by
+ * the call that makes its change, in that change's transaction
+ * (catalog_event_insert_tx): a change is never stored without its event, nor
+ * an event without its change. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,15 +17,12 @@ static const char *const role_names[] = {"admin", "curator", "runner", "auditor"
 
 const char *role_name(enum role r)
 {
-    return (unsigned)r < ARRAY_SIZE(role_names) ? role_names[r] : "unknown";
+    return name_of(role_names, ARRAY_SIZE(role_names), (unsigned)r);
 }
 
 int role_parse(const char *name)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(role_names); i++)
-        if (strcmp(name, role_names[i]) == 0)
-            return (int)i;
-    return -1;
+    return name_index(role_names, ARRAY_SIZE(role_names), name);
 }
 
 void key_record_release(struct key_record *k)
@@ -39,9 +39,7 @@ void key_record_release(struct key_record *k)
 
 void key_records_free(struct key_record *k, size_t n)
 {
-    for (size_t i = 0; k && i < n; i++)
-        key_record_release(&k[i]);
-    free(k);
+    ARRAY_FREE(k, n, key_record_release);
 }
 
 void event_records_free(struct event_record *e, size_t n)
@@ -76,9 +74,9 @@ static void key_from_row(sqlite3_stmt *st, struct key_record *k)
         sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9);
 }
 
-/* Insert one event; the caller holds the lock (and maybe a transaction). */
-static int event_insert(struct catalog *cat, int64_t at, const char *principal, const char *action,
-                        const char *subject, const char *detail, struct err *err)
+int catalog_event_insert_tx(struct catalog *cat, int64_t at, const char *principal,
+                            const char *action, const char *subject, const char *detail,
+                            struct err *err)
 {
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(cat->db,
@@ -100,13 +98,6 @@ static int event_insert(struct catalog *cat, int64_t at, const char *principal, 
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot record event '%s' of '%s'",
                                   action, subject);
     return 0;
-}
-
-int catalog_event_add(struct catalog *cat, int64_t at, const char *principal, const char *action,
-                      const char *subject, const char *detail, struct err *err)
-{
-    CATALOG_LOCK(cat);
-    return event_insert(cat, at, principal, action, subject, detail, err);
 }
 
 int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
@@ -150,14 +141,12 @@ int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
     return 0;
 }
 
-int catalog_key_create(struct catalog *cat, const struct key_record *key, struct err *err)
+/* The body of catalog_key_create's transaction. */
+static int key_create_tx(struct catalog *cat, const struct key_record *key, struct err *err)
 {
-    CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     int rc;
 
-    if (tx_begin(cat, err) < 0)
-        return -1;
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO api_keys (id, name, role, secret_sha256, created_at, "
                             "created_by, max_concurrent, max_per_minute) VALUES (?, ?, ?, ?, ?, "
@@ -179,17 +168,23 @@ int catalog_key_create(struct catalog *cat, const struct key_record *key, struct
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(cat->db);
     if (rc != SQLITE_OK) {
         catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot store key '%s'", key->name);
-        tx_rollback(cat);
         if (err->code == ERR_CONFLICT)
             err_set(err, ERR_CONFLICT, "a key named '%s' exists", key->name);
         return -1;
     }
-    if (event_insert(cat, key->created_at, key->created_by, "key.create", key->name,
-                     role_name(key->role), err) < 0) {
-        tx_rollback(cat);
+    return catalog_event_insert_tx(cat, key->created_at, key->created_by, "key.create", key->name,
+                                   role_name(key->role), err);
+}
+
+int catalog_key_create(struct catalog *cat, const struct key_record *key, struct err *err)
+{
+    CATALOG_LOCK(cat);
+    CATALOG_TX(tx);
+
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        key_create_tx(cat, key, err) < 0)
         return -1;
-    }
-    return tx_commit(cat, err);
+    return catalog_tx_commit(&tx, err);
 }
 
 int catalog_key_get(struct catalog *cat, const char *id, struct key_record *ret, struct err *err)
@@ -239,16 +234,14 @@ int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n
     return 0;
 }
 
-int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const char *by,
-                       struct err *err)
+/* The body of catalog_key_revoke's transaction. */
+static int key_revoke_tx(struct catalog *cat, const char *name, int64_t at, const char *by,
+                         struct err *err)
 {
-    CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *check = NULL;
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     int rc;
 
-    if (tx_begin(cat, err) < 0)
-        return -1;
     rc = sqlite3_prepare_v2(cat->db, "SELECT revoked_at FROM api_keys WHERE name = ?", -1, &check,
                             NULL);
     struct binder cb = binder_of(check);
@@ -258,19 +251,12 @@ int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const 
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_step(check);
-    if (rc == SQLITE_DONE) {
-        tx_rollback(cat);
+    if (rc == SQLITE_DONE)
         return err_set(err, ERR_NOT_FOUND, "no key named '%s'", name);
-    }
-    if (rc != SQLITE_ROW) {
-        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot read key '%s'", name);
-        tx_rollback(cat);
-        return -1;
-    }
-    if (sqlite3_column_type(check, 0) != SQLITE_NULL) {
-        tx_rollback(cat);
+    if (rc != SQLITE_ROW)
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot read key '%s'", name);
+    if (sqlite3_column_type(check, 0) != SQLITE_NULL)
         return err_set(err, ERR_CONFLICT, "key '%s' is revoked already", name);
-    }
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE name = ?", -1,
                             &st, NULL);
@@ -283,16 +269,21 @@ int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const 
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-    if (rc != SQLITE_OK) {
-        catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot revoke key '%s'", name);
-        tx_rollback(cat);
+    if (rc != SQLITE_OK)
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot revoke key '%s'", name);
+    return catalog_event_insert_tx(cat, at, by, "key.revoke", name, "", err);
+}
+
+int catalog_key_revoke(struct catalog *cat, const char *name, int64_t at, const char *by,
+                       struct err *err)
+{
+    CATALOG_LOCK(cat);
+    CATALOG_TX(tx);
+
+    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_WRITE, err) < 0 ||
+        key_revoke_tx(cat, name, at, by, err) < 0)
         return -1;
-    }
-    if (event_insert(cat, at, by, "key.revoke", name, "", err) < 0) {
-        tx_rollback(cat);
-        return -1;
-    }
-    return tx_commit(cat, err);
+    return catalog_tx_commit(&tx, err);
 }
 
 static int count_keys(struct catalog *cat, const char *sql, int64_t *ret, struct err *err)

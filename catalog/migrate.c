@@ -1,4 +1,4 @@
-/* catalog/migrate.c - the schema migration runner and SQLite error translation.
+/* catalog/migrate.c - the schema migration runner.
  *
  * Migrations are numbered SQL files (migrations/NNNN_name.sql) compiled into
  * the binary. The invariant: schema_migrations holds exactly the versions
@@ -7,7 +7,6 @@
  * transaction itself (an authorizer denies BEGIN, COMMIT and ROLLBACK). */
 #include "catalog/catalog_internal.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,27 +31,6 @@ struct migration {
 struct auth_ctx {
     bool denied_transaction;
 };
-
-int catalog_sqlite_err(sqlite3 *db, int rc, enum err_code code, struct err *err, const char *fmt,
-                       ...)
-{
-    char what[ERR_MSG_MAX];
-    va_list ap;
-
-    if (code == ERR_OK) {
-        int primary = rc & 0xff;
-        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
-            code = ERR_CONFLICT;
-        else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
-            code = ERR_UNAVAILABLE;
-        else
-            code = ERR_INTERNAL;
-    }
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    return err_set(err, code, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-}
 
 /* "dir/0007_add_things.sql" -> version 7, name "add_things". */
 static int migration_parse(const struct embedded_file *f, struct migration *ret, struct err *err)
@@ -155,13 +133,6 @@ int catalog_migrate_version(sqlite3 *db, int *ret, struct err *err)
         return -1;
     *ret = version;
     return 0;
-}
-
-static void rollback(sqlite3 *db)
-{
-    /* Some errors (SQLITE_FULL, SQLITE_IOERR, ...) already rolled back. */
-    if (!sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* Installed while a migration's own SQL runs: the runner owns the transaction. */
@@ -271,21 +242,15 @@ static int migration_run(sqlite3 *db, const struct migration *m, bool *ret_skipp
 
 static int migration_apply(sqlite3 *db, const struct migration *m, struct err *err)
 {
+    CATALOG_TX(tx);
     bool skipped = false;
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 
-    if (rc != SQLITE_OK)
-        return catalog_sqlite_err(db, rc, ERR_OK, err, "cannot apply migration '%s'", m->path);
-    if (migration_run(db, m, &skipped, err) < 0) {
-        rollback(db); /* after err took SQLite's message */
-        return -1;
-    }
-    rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        catalog_sqlite_err(db, rc, ERR_OK, err, "cannot commit migration '%s'", m->path);
-        rollback(db);
-        return -1;
-    }
+    if (catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, err) < 0)
+        return err_prefix(err, "cannot apply migration '%s'", m->path);
+    if (migration_run(db, m, &skipped, err) < 0)
+        return -1; /* err names the migration; rolled back on the way out */
+    if (catalog_tx_commit(&tx, err) < 0)
+        return err_prefix(err, "cannot apply migration '%s'", m->path);
     return 0;
 }
 

@@ -33,48 +33,49 @@ int catalog_session_insert(struct catalog *cat, const struct session_record *s, 
     return 0;
 }
 
-int catalog_session_close(struct catalog *cat, const char *id, int64_t at, const char *reason,
-                          struct err *err)
+/* Close session @id, or every open session when @id is NULL; *ret_count
+ * (optional) says how many closed. */
+static int sessions_close(struct catalog *cat, const char *id, int64_t at, const char *reason,
+                          int *ret_count, struct err *err)
 {
     CATALOG_LOCK(cat);
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(cat->db,
-                                "UPDATE sessions SET closed_at = ?, close_reason = ?"
-                                " WHERE id = ? AND closed_at IS NULL",
+                                id ? "UPDATE sessions SET closed_at = ?, close_reason = ?"
+                                     " WHERE id = ? AND closed_at IS NULL"
+                                   : "UPDATE sessions SET closed_at = ?, close_reason = ?"
+                                     " WHERE closed_at IS NULL",
                                 -1, &st, NULL);
     struct binder b = binder_of(st);
     if (rc == SQLITE_OK) {
         bind_int64(&b, at);
         bind_text(&b, reason);
-        bind_text(&b, id);
+        if (id)
+            bind_text(&b, id);
         rc = b.rc;
     }
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot close session '%s'", id);
+    if (rc != SQLITE_DONE) {
+        if (id)
+            return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot close session '%s'", id);
+        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot close the open sessions");
+    }
+    if (ret_count)
+        *ret_count = sqlite3_changes(cat->db);
     return 0;
+}
+
+int catalog_session_close(struct catalog *cat, const char *id, int64_t at, const char *reason,
+                          struct err *err)
+{
+    if (!id)
+        return 0; /* no session has no id: nothing to close */
+    return sessions_close(cat, id, at, reason, NULL, err);
 }
 
 int catalog_sessions_close_all(struct catalog *cat, int64_t at, const char *reason, int *ret_count,
                                struct err *err)
 {
-    CATALOG_LOCK(cat);
-    _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(cat->db,
-                                "UPDATE sessions SET closed_at = ?, close_reason = ?"
-                                " WHERE closed_at IS NULL",
-                                -1, &st, NULL);
-    struct binder b = binder_of(st);
-    if (rc == SQLITE_OK) {
-        bind_int64(&b, at);
-        bind_text(&b, reason);
-        rc = b.rc;
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot close the open sessions");
-    *ret_count = sqlite3_changes(cat->db);
-    return 0;
+    return sessions_close(cat, NULL, at, reason, ret_count, err);
 }

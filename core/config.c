@@ -141,7 +141,7 @@ static const struct opt opts[] = {
      MIB, 1024 * GIB, "the largest /workspace an environment's policy may give a job"},
     {"max-pool-size", "ENVHUB_MAX_POOL_SIZE", OPT_INT, OFF(max_pool_size), "10", 0, 1000,
      "the largest warm pool an environment's policy may ask for"},
-    {"allow-network", "ENVHUB_ALLOW_NETWORK", OPT_INT, OFF(allow_network), "1", 0, 1,
+    {"allow-network", "ENVHUB_ALLOW_NETWORK", OPT_INT, OFF(allow_network), "0", 0, 1,
      "1: environments' policies may give jobs a network (bridge); 0: never"},
     {"request-timeout", "ENVHUB_REQUEST_TIMEOUT", OPT_INT, OFF(request_timeout_ms), "30000", 1000,
      3600000, "milliseconds a client may stall while sending a request or reading an answer"},
@@ -305,4 +305,13 @@ void config_print(const struct config *cfg, FILE *out)
             fprintf(out, "`%lld`", (long long)*(const int64_t *)base);
         fprintf(out, " | %s |\n", o->help);
     }
+}
+
+bool config_flag_get(size_t i, struct config_flag *ret)
+{
+    if (i >= sizeof(opts) / sizeof(opts[0]))
+        return false;
+    *ret = (struct config_flag){
+        .flag = opts[i].flag, .env = opts[i].env, .def = opts[i].def, .help = opts[i].help};
+    return true;
 }

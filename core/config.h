@@ -5,6 +5,8 @@
 #ifndef ENVHUB_CONFIG_H
 #define ENVHUB_CONFIG_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -82,5 +84,17 @@ int config_load(struct config *cfg, int *argc, char **argv, struct err *err);
 void config_release(struct config *cfg);
 /* The settings table, Markdown, with the current values (for `envhub config`). */
 void config_print(const struct config *cfg, FILE *out);
+
+/* One setting of the table as a command line knows it. */
+struct config_flag {
+    const char *flag; /* without the leading "--"; every flag takes a value */
+    const char *env;  /* its environment variable */
+    const char *def;  /* its default, as text */
+    const char *help; /* one line */
+};
+/* The @i-th setting of the table, in order (for command-line parsers and their
+ * help): fills *ret and returns true, or false past the last. The strings are
+ * static. Pure and thread-safe. */
+bool config_flag_get(size_t i, struct config_flag *ret);
 
 #endif

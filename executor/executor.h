@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "engine/engine.h"
+#include "sandbox/sandbox.h"
 
 struct executor;
 
@@ -38,38 +39,9 @@ void executor_shutdown(struct executor *x);
 /* Shut down if not yet, wait for container removals, free. NULL is fine. */
 void executor_close(struct executor *x);
 
-/* ---- policy: the limits jobs of an environment run with ---- */
-
-struct exec_limits {
-    int64_t timeout_default, timeout_max; /* seconds */
-    int64_t memory;                       /* bytes */
-    int64_t cpu_millis;                   /* thousandths of a CPU */
-    int64_t pids;
-    int64_t output_limit;   /* bytes kept of stdout and of stderr */
-    int64_t workspace_size; /* bytes of /workspace */
-    bool network;           /* bridge; else none */
-    int64_t pool_size, recycle;
-};
-/* The server's defaults (no policy). */
-void executor_limits_default(const struct config *cfg, struct exec_limits *ret);
-/* Parse and check an environment's policy (JSON text, NULL or "" for none)
- * against the server's maxima: ERR_INVALID naming "policy.<field>" and the
- * limit. *ret (optional): the effective limits; *ret_canonical (optional):
- * the policy as stored (sorted, only the given fields), the caller frees. */
-int executor_policy_parse(const struct config *cfg, const char *json, struct exec_limits *ret,
-                          char **ret_canonical, struct err *err);
-
-/* What a request asks to lower (0: keep the environment's). */
-struct job_overrides {
-    int64_t memory, cpu_millis, pids, output_limit;
-};
-/* @env lowered by @o; ERR_INVALID naming "limits.<field>" when @o asks more. */
-int executor_limits_lower(const struct exec_limits *env, const struct job_overrides *o,
-                          struct exec_limits *ret, struct err *err);
-/* The limits a job ran with, as recorded (JSON); the caller frees. */
-char *executor_limits_json(const struct exec_limits *l, int64_t timeout_s);
-/* Do containers made for @a suit a job needing @b? */
-bool executor_limits_equal(const struct exec_limits *a, const struct exec_limits *b);
+/* Where the code goes inside the workspace: no input file may take that
+ * name, and it is never returned as an output. */
+#define EXEC_CODE_NAME ".envhub_main.py"
 
 /* A file going in or coming out; path relative to the workspace. */
 struct job_file {
@@ -82,10 +54,10 @@ void job_files_free(struct job_file *files, size_t n);
 struct job_request {
     const char *code;
     size_t code_len;
-    int64_t timeout_s;                     /* already validated against the server's limits */
-    bool timeout_given;                    /* false: the environment's default timeout applies */
-    const struct job_overrides *overrides; /* may be NULL */
-    const struct job_file *files;          /* validated: safe names, sizes */
+    int64_t timeout_s;  /* already validated against the server's limits */
+    bool timeout_given; /* false: the environment's default timeout applies */
+    const struct sandbox_overrides *overrides; /* may be NULL */
+    const struct job_file *files;              /* validated: safe names, sizes */
     size_t n_files;
     const char *environment; /* NULL: the default image */
     const char *principal;

@@ -1,140 +1,284 @@
-/* executor/executor_internal.h - the executor's pure parts, shared by its .c
- * files and its unit tests; nobody else includes it. */
+/* executor/executor_internal.h - the executor's layers, shared by its .c
+ * files and its unit tests; nobody else includes it.
+ *
+ * Layers. A file calls only the files below it (an arrow is "calls"); a
+ * lower layer that must tell an upper one something gets a callback (the
+ * live output tap, the done hook). The graph is a DAG:
+ *
+ *   executor.c     the service: executor_open/shutdown/close, stats, /metrics
+ *     |  \
+ *     |   async.c  asynchronous submissions: their queue, workers, cancel
+ *     |    |
+ *     |   runs.c   runs: slots and the run queue, the registry of running
+ *     |    |       jobs, one job's life (prepare; execute: slot, container,
+ *     |    |       run, row)
+ *     |  session.c sessions and the idle reaper (beside runs.c: neither calls
+ *     |    |       the other)
+ *     |   job.c    one run of code in a started container: the wrapper
+ *     |    |       (wrapper.sh, compiled in), capture, status marker, files
+ *     |   pool.c   warm pools and their thread
+ *     |    |
+ *   containers.c   containers in use, their creation (sandbox/), the removal
+ *     |            thread, kill at shutdown, leftovers of a previous run
+ *   live.c         live output of running jobs, and its followers
+ *     |
+ *   shared.c       shared state: config, engine, catalog, labels, the
+ *                  stopping flag, counters, the environment lookup, the
+ *                  execution row
+ *   tar.c          the tar streams in and out (pure)
+ *
+ *   executor.c -> async.c, runs.c, session.c, pool.c, containers.c, live.c, shared.c
+ *   async.c    -> runs.c, live.c, shared.c
+ *   runs.c     -> job.c, pool.c, containers.c, live.c, shared.c, tar.c
+ *   session.c  -> job.c, pool.c, containers.c, shared.c, tar.c
+ *   job.c      -> shared.c, tar.c
+ *   pool.c     -> containers.c, shared.c
+ *   containers.c, live.c -> shared.c
+ *
+ * Locks. Each subsystem has its own mutex and condition variables:
+ *
+ *   lock             guards                                      conditions
+ *   stats.lock       counters, engine_errors, default_image_id  -
+ *   containers.lock  active, removals, removal_stop              removal_ready
+ *   live.lock        every live buffer and the list of them      grew
+ *   pool.lock        the pools, their ready containers, refresh  wake
+ *   runs.lock        running, waiting, wait totals; the registry slot_freed
+ *                    of running jobs (their cid, cancelled_by)
+ *   sessions.lock    the sessions; each one's busy, calls,       reaper_wake
+ *                    last activity
+ *   async.lock       the queue, queued, the done hook            ready
+ *
+ * Lock order: async.lock -> runs.lock (a worker registers the job it takes
+ * before the job leaves the queue, so that a cancel finds it in one or the
+ * other). No other lock is ever held with another one: a layer lets go of
+ * its own before it calls another layer, and no lock is held across an
+ * engine or catalog call. `stopping` is an atomic flag: set once by
+ * executor_shutdown(), which then takes each subsystem's lock to wake its
+ * waiters, so a waiter that saw it false under its lock cannot miss it. */
 #ifndef ENVHUB_EXECUTOR_INTERNAL_H
 #define ENVHUB_EXECUTOR_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "catalog/catalog.h"
 #include "core/buf.h"
+#include "core/embed.h"
 #include "core/err.h"
 #include "engine/engine.h"
 #include "executor/executor.h"
-
-#define EXEC_USER "1000:1000"
-#define EXEC_MAX_LABELS 16
-#define EXEC_SHM_SIZE (4 * 1024 * 1024)
+#include "sandbox/sandbox.h"
 
 /* A container and what it is for. */
 struct container_ref {
     char *id;
     char *image;
-    int64_t uses;       /* jobs it has served (recycling mode) */
-    char *exec_id;      /* the execution running in it, while in `active` */
-    char *cancelled_by; /* set by executor_cancel before it kills the container */
+    int64_t uses; /* jobs it has served (recycling mode) */
     struct container_ref *next;
 };
+void exec_ref_free(struct container_ref *c); /* and its strings; NULL is fine */
 
-/* One image's warm pool (pool.c). */
-struct pool {
-    char *image;
-    struct exec_limits limits; /* its containers are made with these */
-    char *environment;         /* NULL: the default image */
-    int64_t want;              /* ready containers to keep */
-    int64_t recycle;           /* jobs one container may serve; 1: a fresh one each time */
-    int64_t starting;          /* being created now */
-    int64_t n_out;             /* recycling: taken by jobs that bring them back */
-    int64_t n_ready;
-    struct container_ref *ready;
-    uint64_t hits, misses;
-    bool wanted; /* still in the targets after the last refresh */
-    struct pool *next;
-};
-
-/* Per-environment counters for /metrics (metrics are read under the lock). */
+/* Per-environment counters for /metrics. */
 struct exec_counter {
     char *environment; /* "" for the default image */
     uint64_t by_status[EXEC_INTERRUPTED + 1];
-    uint64_t duration_buckets[12]; /* see EXEC_BUCKETS in executor.c */
+    uint64_t duration_buckets[12]; /* see buckets in shared.c */
     double duration_sum;
     uint64_t duration_count;
     struct exec_counter *next;
 };
 
+struct pool;
 struct session;
 struct live;
 struct async_job;
+struct prepared_job;
 
 struct executor {
+    /* set at open, read-only after */
     const struct config *cfg;
     struct engine *engine;
     struct catalog *catalog;
+    struct sandbox_labels *labels; /* on every container it makes */
+    atomic_bool stopping;
 
-    struct engine_label labels[EXEC_MAX_LABELS];
-    size_t n_labels;
-    char *label_storage;    /* the extra labels' text, split in place */
-    char *default_image_id; /* cached; refreshed with the pool */
+    struct {
+        pthread_mutex_t lock;
+        struct exec_counter *counters;
+        uint64_t engine_errors;
+        char *default_image_id; /* refreshed by the pool thread */
+    } stats;
 
-    pthread_mutex_t lock; /* guards everything below */
-    pthread_cond_t slot_freed;
-    int64_t running, waiting;
-    uint64_t wait_ms_total, waited_jobs;
-    bool stopping;
-    struct container_ref *active; /* containers of running jobs */
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t removal_ready;
+        struct container_ref *active;   /* in use by a job or a session */
+        struct container_ref *removals; /* to remove */
+        bool removal_stop;
+        pthread_t removal_thread;
+        bool removal_started;
+    } containers;
 
-    pthread_cond_t removal_ready;
-    struct container_ref *removals; /* containers to remove */
-    bool removal_stop;
-    pthread_t removal_thread;
-    bool removal_started;
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t grew; /* a chunk, an end, or stop */
+        struct live *list;
+    } live;
 
-    /* warm pool (pool.c) */
-    struct pool *pools;
-    bool pool_refresh; /* read the targets again */
-    pthread_cond_t pool_wake;
-    pthread_t pool_thread;
-    bool pool_started;
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        struct pool *list;
+        bool refresh; /* read the targets again */
+        pthread_t thread;
+        bool started;
+    } pool;
 
-    /* sessions (session.c) */
-    struct session *sessions;
-    pthread_cond_t reaper_wake;
-    pthread_t reaper_thread;
-    bool reaper_started;
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t slot_freed;
+        int64_t running, waiting;
+        uint64_t wait_ms_total, waited_jobs;
+        struct prepared_job *registry; /* jobs between their start and their end */
+    } runs;
 
-    /* asynchronous jobs and live output (async.c) */
-    struct async_job *async_head, *async_tail;
-    struct async_job *async_taken; /* taken by a worker, until they end */
-    int64_t async_queued;
-    pthread_cond_t async_ready;
-    pthread_t *async_threads;
-    size_t n_async_threads;
-    struct live *lives;
-    pthread_cond_t live_cond;
-    void (*on_done)(void *ctx, const char *id);
-    void *on_done_ctx;
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t reaper_wake;
+        struct session *list;
+        pthread_t reaper_thread;
+        bool reaper_started;
+    } sessions;
 
-    struct exec_counter *counters;
-    uint64_t engine_errors;
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t ready;
+        struct async_job *head, *tail;
+        int64_t queued;
+        pthread_t *threads;
+        size_t n_threads;
+        void (*on_done)(void *ctx, const char *id);
+        void *on_done_ctx;
+    } async;
 };
 
-/* ---- executor.c ---- */
+/* Each subsystem: _init (locks, conditions; cannot fail) before anything
+ * else, _start (threads) in layer order, _stop (join, drain) from the top
+ * down after executor_shutdown(), _fini (free, destroy) last. */
 
-/* Free a container_ref and its strings; NULL is fine. */
-void exec_ref_free(struct container_ref *c);
-/* Hand a container to the removal thread; nobody waits for it. */
-void exec_container_release(struct executor *x, const char *id);
+/* ---- shared.c: the bottom layer ---- */
+
+void exec_stats_init(struct executor *x);
+void exec_stats_fini(struct executor *x);
 bool exec_stopping(struct executor *x);
+/* A job of @environment (NULL: the default image) ended with @status after
+ * @seconds of running (< 0: it did not run). */
 void exec_count(struct executor *x, const char *environment, enum exec_status status,
                 double seconds);
+void exec_count_engine_error(struct executor *x);
+/* The default image's id as last seen (a copy, or NULL). */
+char *exec_default_image_id(struct executor *x);
+void exec_set_default_image_id(struct executor *x, const char *id);
+/* A Prometheus label value @v into @out: backslash, quote and newline escaped. */
+int exec_label_escape(struct buf *out, const char *v);
+/* Per-environment counters and durations, Prometheus text. */
+int exec_counters_metrics(struct executor *x, struct buf *out);
+uint64_t exec_engine_errors(struct executor *x);
+
+/* An environment resolved for a job or a session. */
+struct exec_env {
+    const char *name;             /* the name asked for (borrowed); NULL: the default image */
+    const char *image;            /* what to run (borrowed from rec or the config) */
+    struct sandbox_limits limits; /* its policy's, else the server's defaults */
+    struct env_record rec;        /* as the catalog has it; zero for the default image */
+};
+/* Resolve @name (NULL: the default image): ERR_NOT_FOUND "环境 'x' 不存在",
+ * ERR_GONE (retired, with its notice), ERR_INVALID "环境 'x' 状态为 s，无法
+ * 使用" (no version ready): SimplePySandbox's messages; ERR_INVALID when its
+ * policy is one this server refuses. exec_env_release() it. */
+int exec_env_resolve(struct executor *x, const char *name, struct exec_env *ret, struct err *err);
+void exec_env_release(struct exec_env *env);
+
+/* A run's row, status queued: a new id, who, the code and its sha256, the
+ * timeout, the limits it runs with, the input manifest. The caller fills
+ * where it runs (environment, image, session). */
+void exec_record_init(struct execution_record *rec, const struct job_request *req,
+                      int64_t timeout_s, const struct sandbox_limits *l);
 /* Add @files to the row's manifest with their size and sha256. */
 void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
                        const struct job_file *files, size_t n);
+/* The outcome @res into the row (status, exit code, error, end, duration,
+ * output files) and the counters; writes it. The row borrows @res's output
+ * for the write only. */
+int exec_record_finish(struct executor *x, struct execution_record *rec,
+                       const struct job_result *res, struct err *err);
 /* engine_output_fn: stdout into the struct buf @ctx, stopping at its limit. */
 int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, size_t len);
-/* A sandbox container's spec with the storage its pointers need. */
-struct sandbox {
-    struct engine_container_spec spec;
-    struct engine_tmpfs tmpfs[2];
-    char workspace_opts[192], tmp_opts[160];
-};
-/* Fill @sb for a sandbox container of @image with limits @l. */
-void exec_sandbox_spec(struct executor *x, const char *image, const struct exec_limits *l,
-                       struct sandbox *sb);
 
-/* ---- job.c: one run in a container ---- */
-struct job_io;
+/* ---- containers.c ---- */
+
+void exec_containers_init(struct executor *x);
+/* Remove what a previous run of this catalog left behind; start the removal thread. */
+int exec_containers_start(struct executor *x, struct err *err);
+/* Remove what is left to remove, join the removal thread. */
+void exec_containers_stop(struct executor *x);
+void exec_containers_fini(struct executor *x);
+/* Kill every container in use (shutdown): their runs end and record themselves. */
+void exec_containers_kill_active(struct executor *x);
+/* A sandbox container of @image for jobs and sessions (sandbox_spec_fill,
+ * SANDBOX_JOB) with limits @l, started when @start; *ret_id is the caller's.
+ * A container that does not start is removed. */
+int exec_container_create(struct executor *x, const char *image, const struct sandbox_limits *l,
+                          bool start, char **ret_id, struct err *err);
+/* In use / no longer in use (then the caller says where it goes). */
+void exec_container_activate(struct executor *x, const char *id);
+void exec_container_deactivate(struct executor *x, const char *id);
+/* To the removal thread; nobody waits for it. */
+void exec_container_remove_later(struct executor *x, const char *id);
+/* No longer in use, and to the removal thread. */
+void exec_container_release(struct executor *x, const char *id);
+
+/* ---- live.c ---- */
+
+void exec_live_init(struct executor *x);
+void exec_live_wake(struct executor *x); /* shutdown: followers end */
+void exec_live_fini(struct executor *x);
+/* A live output buffer for execution @id, followed by executor_follow(). */
+struct live *exec_live_open(struct executor *x, const char *id);
+struct live_tap {
+    struct executor *x;
+    struct live *live;
+};
+/* engine_output_fn appending to a live_tap's buffer. */
+int exec_live_append(void *ctx, enum engine_stream stream, const char *data, size_t len);
+/* The job is over: followers get the end. */
+void exec_live_close(struct executor *x, struct live *l);
+
+/* ---- pool.c ---- */
+
+void exec_pool_init(struct executor *x);
+int exec_pool_start(struct executor *x, struct err *err);
+void exec_pool_wake(struct executor *x);
+/* Join the pool thread and hand every pooled container to removal. */
+void exec_pool_stop(struct executor *x);
+void exec_pool_fini(struct executor *x);
+/* A started container of @image made with limits @l, or NULL (a miss); the
+ * caller activates it (containers.c). *ret_uses: jobs it served. @returns: the caller hands it back
+ * with exec_pool_return(..., from_pool true) (a job; a session keeps it). */
+char *exec_pool_take(struct executor *x, const char *image, const struct sandbox_limits *l,
+                     int64_t *ret_uses, bool returns);
+/* After a job: no longer in use; a container that may serve again goes back
+ * to its pool (in recycling mode, while the pool's circulation is short of
+ * its target; its next job's wrapper cleans it first); anything else to
+ * removal. */
+void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
+                      bool usable, bool from_pool);
+int exec_pool_metrics(struct executor *x, struct buf *out);
+
+/* ---- job.c: one run of code in a container ---- */
 
 struct job_io {
     const struct buf *input_tar;
@@ -160,10 +304,14 @@ struct job_outcome {
 /* Run the code of @io in container @cid: fills @res (status, outputs, files,
  * error, execution_time) and @out. Never fails: an engine failure is status
  * error with the reason. */
-void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
-             struct job_outcome *out);
-/* Is the end of a job's stderr the recycling clean-up's failure report? */
-bool exec_parse_unclean(const char *tail, size_t tail_len);
+void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
+                  struct job_result *res, struct job_outcome *out);
+
+/* The wrapper (executor/wrapper.sh, compiled in by core/embed.sh), run as
+ * `sh -c WRAPPER envhub-wrapper RECYCLED TIMEOUT` with the input tar on its
+ * stdin. */
+extern const struct embedded_file executor_embedded[];
+const char *exec_wrapper_script(void);
 
 /* The wrapper's report ending stderr: "\0envhub-status RC FILES OOM\0".
  * Returns true when @tail ends with one; ret->len is its length. Pure. */
@@ -174,70 +322,70 @@ struct status_marker {
     size_t len;
 };
 bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *ret);
+/* Does the end of a job's stderr say the recycling clean-up failed
+ * ("\0envhub-unclean\0")? Pure. */
+bool exec_parse_unclean(const char *tail, size_t tail_len);
 
-/* ---- executor.c: a job's life ---- */
+/* ---- runs.c: one job's life ---- */
 
 struct prepared_job {
     struct execution_record rec; /* the row, filled as the job goes */
     struct buf input_tar;
-    struct exec_limits limits; /* the environment's, lowered by the request */
-    bool pool_ok;              /* the environment's own limits: a warm container fits */
-    char *warning;             /* the environment's deprecation notice, for the result */
-    struct live *live;         /* opened at submission for asynchronous jobs */
-    char *cancelled_by;        /* under the lock: cancelled before its container ran */
+    struct sandbox_limits limits; /* the environment's, lowered by the request */
+    bool pool_ok;                 /* the environment's own limits: a warm container fits */
+    char *warning;                /* the environment's deprecation notice, for the result */
+    struct live *live;            /* opened at submission for asynchronous jobs */
+    bool recorded;                /* its row was inserted when it was queued (asynchronous) */
+    /* in the registry, under runs.lock */
+    char *cid;          /* its container, while it runs in one */
+    char *cancelled_by; /* set by a cancel */
+    struct prepared_job *run_next;
 };
 /* Resolve the environment (404/400 with the seed's messages), pack code and
  * files, fill the row (status queued). exec_job_release() it. */
 int exec_job_prepare(struct executor *x, const struct job_request *req, struct prepared_job *pj,
                      struct err *err);
-/* Slot, container (warm or fresh), run, outcome recorded. @recorded: the
- * row was inserted when the job was queued. */
-int exec_job_execute(struct executor *x, struct prepared_job *pj, bool recorded,
-                     struct job_result *ret, struct err *err);
+/* Slot, container (warm or fresh), run, outcome recorded. Between
+ * exec_runs_register() and exec_runs_unregister(). */
+int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_result *ret,
+                     struct err *err);
 void exec_job_release(struct prepared_job *pj);
 
-/* ---- pool.c ---- */
-
-int exec_pool_start(struct executor *x, struct err *err);
-/* Stop the pool thread and hand every pooled container to removal. */
-void exec_pool_stop(struct executor *x);
-/* A started container of @image made with limits @l, or NULL (a miss).
- * *ret_uses: jobs it served. @returns: the caller hands it back with
- * exec_pool_return(..., from_pool true) (a job; a session keeps it). */
-char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
-                     int64_t *ret_uses, bool returns);
-/* After a job: a container that may serve again goes to the clean-up and back
- * to its pool (in recycling mode, while the pool's circulation is short of
- * its target); anything else to removal. */
-void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
-                      bool usable, bool from_pool);
-
-void exec_pools_free(struct executor *x);
-
-/* ---- async.c ---- */
-
-int exec_async_start(struct executor *x, struct err *err);
-/* Join the workers; queued jobs are recorded as interrupted. */
-void exec_async_stop(struct executor *x);
-/* A live output buffer for execution @id, followed by executor_follow(). */
-struct live *exec_live_open(struct executor *x, const char *id);
-struct live_tap {
-    struct executor *x;
-    struct live *live;
-};
-/* engine_output_fn appending to a live_tap's buffer. */
-int exec_live_append(void *ctx, enum engine_stream stream, const char *data, size_t len);
-/* The job is over: followers get the end. */
-void exec_live_close(struct executor *x, struct live *l);
+void exec_runs_init(struct executor *x);
+void exec_runs_wake(struct executor *x); /* shutdown: slot waiters give up */
+void exec_runs_fini(struct executor *x);
+/* Into / out of the registry of running jobs, where cancels find them. */
+void exec_runs_register(struct executor *x, struct prepared_job *pj);
+void exec_runs_unregister(struct executor *x, struct prepared_job *pj);
+/* Cancel registered job @id: its container is killed (it records the cancel
+ * itself), or, an asynchronous one not yet in a container, it stops at its
+ * next step. ERR_NOT_FOUND when no such job runs; ERR_ENGINE. */
+int exec_runs_cancel(struct executor *x, const char *id, const char *by, struct err *err);
+void exec_runs_stats(struct executor *x, struct executor_stats *ret, uint64_t *ret_wait_ms,
+                     uint64_t *ret_waited);
 
 /* ---- session.c ---- */
 
+void exec_sessions_init(struct executor *x);
+/* Close the sessions the last stop cut off; start the reaper. */
 int exec_sessions_start(struct executor *x, struct err *err);
-struct session *exec_session_next(struct session *s);
+void exec_sessions_wake(struct executor *x);
+/* Join the reaper; every session closes. */
 void exec_sessions_stop(struct executor *x);
+void exec_sessions_fini(struct executor *x);
+int64_t exec_sessions_count(struct executor *x);
 
-/* Where the code goes inside the workspace; never returned as an output. */
-#define EXEC_CODE_NAME ".envhub_main.py"
+/* ---- async.c ---- */
+
+void exec_async_init(struct executor *x);
+int exec_async_start(struct executor *x, struct err *err);
+void exec_async_wake(struct executor *x);
+/* Join the workers; queued jobs are recorded as interrupted. */
+void exec_async_stop(struct executor *x);
+void exec_async_fini(struct executor *x);
+int64_t exec_async_queued(struct executor *x);
+
+/* ---- tar.c ---- */
 
 /* Write a tar holding @code at EXEC_CODE_NAME and each input file at its
  * path (regular files, mode 0644, owner 1000) into @out. ERR_TOO_LARGE when

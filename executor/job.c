@@ -1,14 +1,15 @@
 /* executor/job.c - one run of user code in a sandbox container.
  *
- * One exec does the work: a small shell wrapper unpacks the input tar from
- * its stdin, runs the code, then reports on stderr, after everything the code
- * printed, "\0envhub-status RC FILES OOM\0": the code's exit status, whether
- * the workspace holds any file, and the memory cgroup's OOM kills during the
- * run (the engine's OOMKilled flag is not set on every kernel). A second exec
- * streams the workspace back as a tar only when there are files. The report
- * is read from a small tail kept apart from the capped stderr, so a flood of
- * output cannot hide it, and it is cut from what the caller sees. A job can
- * forge the report, but only about itself. */
+ * One exec does the work: the wrapper (executor/wrapper.sh, compiled in)
+ * unpacks the input tar from its stdin, runs the code, then reports on
+ * stderr, after everything the code printed, "\0envhub-status RC FILES
+ * OOM\0": the code's exit status, whether the workspace holds any file, and
+ * the memory cgroup's OOM kills during the run (the engine's OOMKilled flag
+ * is not set on every kernel). A second exec streams the workspace back as a
+ * tar only when there are files. The report is read from a small tail kept
+ * apart from the capped stderr, so a flood of output cannot hide it, and it
+ * is cut from what the caller sees. A job can forge the report, but only
+ * about itself. Calls shared.c and tar.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,28 +40,10 @@ static const char *const job_env[] = {
     NULL,
 };
 
-/* Recycling: before a container's next job, every process of uid 1000 but
- * the container's first is killed and the writable places emptied; when
- * something survives, the wrapper reports `unclean_tag` and the executor
- * runs the job in a fresh container instead. Zombies (background processes
- * whose parent was the container's first process, which never reaps) cannot
- * be killed and do no harm but use the pids limit: a few are tolerated. */
-#define RECYCLE_MAX_ZOMBIES "16"
+/* Recycling: the wrapper of a recycled container's next job cleans it first
+ * (see wrapper.sh); when something survives it reports `unclean_tag` and the
+ * executor runs the job in a fresh container instead. */
 static const char unclean_tag[] = "envhub-unclean";
-static const char recycle_clean[] =
-    "clean() { kill -9 -1 2>/dev/null; "
-    "rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
-    "/dev/shm/* /dev/shm/.[!.]* 2>/dev/null; "
-    "for try in 1 2 3 4 5 6 7 8 9 10; do left=0; z=0; "
-    "for p in /proc/[0-9]*; do q=${p#/proc/}; { [ \"$q\" = 1 ] || [ \"$q\" = $$ ]; } && continue; "
-    "st=; while read -r k v rest; do [ \"$k\" = State: ] && { st=$v; break; }; "
-    "done < $p/status 2>/dev/null; "
-    "case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac; done; "
-    "[ $left = 0 ] && break; sleep 0.02; done; "
-    "[ $left = 0 ] && [ $z -le " RECYCLE_MAX_ZOMBIES " ] || return 1; "
-    "for f in /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* "
-    "/dev/shm/*; do { [ -e \"$f\" ] || [ -L \"$f\" ]; } && return 1; done; return 0; }; "
-    "clean || { printf '\\0envhub-unclean\\0' >&2; exit 126; }; ";
 
 bool exec_parse_unclean(const char *tail, size_t tail_len)
 {
@@ -69,30 +52,10 @@ bool exec_parse_unclean(const char *tail, size_t tail_len)
            memcmp(tail + tail_len - n - 1, unclean_tag, n) == 0;
 }
 
-/* The wrapper. oom() reads the memory cgroup's oom_kill counter (v1 or v2);
- * the glob loop finds any entry but the code file without forking. */
-static char *wrapper_script(const struct job_io *io)
+const char *exec_wrapper_script(void)
 {
-    _cleanup_free_ char *run =
-        io->session ? xasprintf("timeout -k 2 %lld python3 " EXEC_CODE_NAME "; rc=$?; "
-                                "rm -f " EXEC_CODE_NAME,
-                                (long long)io->timeout_s)
-                    : xstrdup("python3 " EXEC_CODE_NAME "; rc=$?");
-    return xasprintf(
-        "%s"
-        "oom() { n=0; for f in /sys/fs/cgroup/memory/memory.oom_control "
-        "/sys/fs/cgroup/memory.events; do [ -r \"$f\" ] || continue; "
-        "while read -r k v; do [ \"$k\" = oom_kill ] && n=$v; done < \"$f\"; break; done; }; "
-        "oom; o0=$n; "
-        "tar -x -f - || { echo 'envhub: cannot unpack the input files into the workspace' >&2; "
-        "exit 125; }; "
-        "%s; "
-        "oom; files=0; "
-        "for f in * .[!.]* ..?*; do { [ -e \"$f\" ] || [ -L \"$f\" ]; } || continue; "
-        "[ \"$f\" = " EXEC_CODE_NAME " ] && continue; files=1; break; done; "
-        "printf '\\0%s%%d %%d %%d\\0' \"$rc\" \"$files\" \"$((n - o0))\" >&2; "
-        "exit $rc",
-        io->recycled ? recycle_clean : "", run, marker_tag);
+    /* the only file of executor_embedded (Makefile) */
+    return (const char *)executor_embedded[0].data;
 }
 
 bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *ret)
@@ -278,7 +241,7 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
     struct engine_exec_spec spec = {
         .cmd = cmd,
         .env = job_env,
-        .user = EXEC_USER,
+        .user = SANDBOX_USER,
         .working_dir = cfg->work_dir,
         .output = collect_output,
         .output_ctx = &col,
@@ -316,134 +279,192 @@ static char *output_text(struct buf *b, size_t *ret_len)
     return utf8_repair(buf_str(b), b->len, ret_len);
 }
 
-void job_run(struct executor *x, const char *cid, const struct job_io *io, struct job_result *res,
-             struct job_outcome *out)
+/* One run, step by step. */
+struct run {
+    struct capture cap;
+    struct engine_exec_result exec;
+    struct status_marker marker;
+    bool have_marker; /* the wrapper reported */
+    bool want_files;  /* the workspace is worth reading */
+    int64_t t_start, t0, t1;
+};
+
+/* Step 1: start the container if need be, and run the wrapper to its end
+ * or the deadline; -1 when the engine failed (out->engine_err says why). */
+static int run_wrapper(struct executor *x, const char *cid, const struct job_io *io, struct run *r,
+                       struct job_outcome *out)
 {
-    _cleanup_free_ char *script = wrapper_script(io);
-    const char *run_cmd[] = {"/bin/sh", "-c", script, NULL};
-    struct capture cap = {
-        .out = BUF_INIT((size_t)io->output_limit),
-        .err = BUF_INIT((size_t)io->output_limit),
-        .live = io->live,
-        .live_ctx = io->live_ctx,
-    };
-    struct engine_exec_result run = {0};
-    struct status_marker marker = {0};
-    struct err *err = &out->engine_err;
-    bool have_marker = false, want_files = true;
-    int64_t t0, t1, t_start = time_mono_ms();
+    char timeout[24];
+    snprintf(timeout, sizeof(timeout), "%lld", io->session ? (long long)io->timeout_s : 0LL);
+    const char *cmd[] = {
+        "/bin/sh", "-c", exec_wrapper_script(), "envhub-wrapper", io->recycled ? "1" : "0",
+        timeout,   NULL};
 
-    memset(out, 0, sizeof(*out));
-    res->exit_code = -1;
-    if (!io->started && engine_container_start(x->engine, cid, err) < 0)
-        goto engine_failed;
-
+    if (!io->started && engine_container_start(x->engine, cid, &out->engine_err) < 0)
+        return -1;
     struct engine_exec_spec spec = {
-        .cmd = run_cmd,
+        .cmd = cmd,
         .env = job_env,
-        .user = EXEC_USER,
+        .user = SANDBOX_USER,
         .working_dir = x->cfg->work_dir,
         .stdin_data = io->input_tar->data,
         .stdin_len = io->input_tar->len,
         .output = capture_output,
-        .output_ctx = &cap,
+        .output_ctx = &r->cap,
     };
-    t0 = time_mono_ms();
-    spec.deadline_ms = t0 + (io->timeout_s + (io->session ? JOB_SESSION_GRACE_S : 0)) * 1000;
-    if (engine_exec(x->engine, cid, &spec, &run, err) < 0)
-        goto engine_failed;
-    t1 = time_mono_ms();
-    res->execution_time = (double)(t1 - t0) / 1000.0;
+    r->t0 = time_mono_ms();
+    spec.deadline_ms = r->t0 + (io->timeout_s + (io->session ? JOB_SESSION_GRACE_S : 0)) * 1000;
+    if (engine_exec(x->engine, cid, &spec, &r->exec, &out->engine_err) < 0)
+        return -1;
+    r->t1 = time_mono_ms();
+    return 0;
+}
 
-    if (!run.timed_out && cap.tail_len)
-        have_marker = exec_parse_marker(cap.tail, cap.tail_len, &marker);
-    if (!have_marker && io->recycled && exec_parse_unclean(cap.tail, cap.tail_len)) {
-        out->unclean = true; /* nothing ran: the executor takes a fresh container */
-        res->status = EXEC_ERROR;
-        res->error = xstrdup("the recycled container could not be cleaned");
-        goto done;
-    }
-    if (have_marker) {
+/* Step 2: the wrapper's report, read from the tail of stderr and cut from
+ * the job's output. */
+static void read_report(struct run *r)
+{
+    struct capture *cap = &r->cap;
+
+    if (!r->exec.timed_out && cap->tail_len)
+        r->have_marker = exec_parse_marker(cap->tail, cap->tail_len, &r->marker);
+    if (r->have_marker) {
         /* the report is not the job's output: cut it where it was kept,
          * also the part of it a cap let in (the output keeps NUL, so a
          * leftover "\0envh" would show); the job's stderr is truncated only
          * when the cap cut the job's own bytes */
-        size_t at = cap.err_total - marker.len;
-        if (cap.err.len > at) {
-            cap.err.len = at;
-            cap.err.data[at] = '\0';
+        size_t at = cap->err_total - r->marker.len;
+        if (cap->err.len > at) {
+            cap->err.len = at;
+            cap->err.data[at] = '\0';
         }
-        cap.err_truncated = at > cap.err.len;
-        want_files = marker.files;
-    } else if (cap.live && cap.pend_len) {
+        cap->err_truncated = at > cap->err.len;
+        r->want_files = r->marker.files;
+    } else if (cap->live && cap->pend_len) {
         /* no report came: what was held back from followers is the job's */
-        cap.live(cap.live_ctx, ENGINE_STDERR, cap.pend, cap.pend_len);
-        cap.pend_len = 0;
+        cap->live(cap->live_ctx, ENGINE_STDERR, cap->pend, cap->pend_len);
+        cap->pend_len = 0;
     }
+}
 
-    bool session_timeout =
-        io->session && have_marker && marker.rc == 124 && t1 - t0 >= io->timeout_s * 1000 - 200;
-    if (run.timed_out || session_timeout) {
-        if (run.timed_out && !io->session) {
-            struct err kerr = ERR_INIT;
-            if (engine_container_kill(x->engine, cid, &kerr) < 0)
-                log_warn("executor: cannot kill container '%.12s' of %s, ignoring: %s", cid,
-                         res->id, kerr.msg);
-        }
-        res->status = EXEC_TIMEOUT;
-        res->error = xasprintf("代码执行超时(%lld秒)", (long long)io->timeout_s);
-        /* a session survives its call's timeout; a job's container does not */
-        out->container_usable = io->session && !run.timed_out;
-        want_files = out->container_usable && want_files;
-    } else {
-        struct engine_container_state state = {0};
-        res->exit_code = have_marker ? marker.rc : run.exit_code;
-        if (!have_marker) {
-            /* no report: the wrapper itself was killed; ask the engine */
-            if (engine_container_inspect(x->engine, cid, &state, err) < 0)
-                goto engine_failed;
-            if (state.image_id[0])
-                out->image_id = xstrdup(state.image_id);
-            want_files = state.running;
-        }
-        if ((have_marker && marker.oom_kills > 0) || state.oom_killed) {
-            res->status = EXEC_OOM;
-            res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
-                                   "memory limit of %lld bytes)",
-                                   res->exit_code, (long long)io->memory);
-        } else if (res->exit_code == 0) {
-            res->status = EXEC_SUCCEEDED;
-        } else {
-            res->status = EXEC_FAILED;
-            res->error = xasprintf("代码执行失败，退出码: %d", res->exit_code);
-        }
-        out->container_usable = have_marker;
+/* Step 3a: the deadline passed (the engine's for a job, timeout(1)'s inside
+ * a session's container). */
+static bool timed_out(const struct job_io *io, const struct run *r)
+{
+    return r->exec.timed_out || (io->session && r->have_marker && r->marker.rc == 124 &&
+                                 r->t1 - r->t0 >= io->timeout_s * 1000 - 200);
+}
+
+static void judge_timeout(struct executor *x, const char *cid, const struct job_io *io,
+                          struct run *r, struct job_result *res, struct job_outcome *out)
+{
+    if (r->exec.timed_out && !io->session) {
+        struct err kerr = ERR_INIT;
+        if (engine_container_kill(x->engine, cid, &kerr) < 0)
+            log_warn("executor: cannot kill container '%.12s' of %s, ignoring: %s", cid, res->id,
+                     kerr.msg);
     }
+    res->status = EXEC_TIMEOUT;
+    res->error = xasprintf("代码执行超时(%lld秒)", (long long)io->timeout_s);
+    /* a session survives its call's timeout; a job's container does not */
+    out->container_usable = io->session && !r->exec.timed_out;
+    r->want_files = out->container_usable && r->want_files;
+}
+
+/* Step 3b: the code ended: its exit status, out of memory or not; -1 when
+ * the engine cannot say (no report: the wrapper itself was killed). */
+static int judge_exit(struct executor *x, const char *cid, const struct job_io *io, struct run *r,
+                      struct job_result *res, struct job_outcome *out)
+{
+    struct engine_container_state state = {0};
+
+    res->exit_code = r->have_marker ? r->marker.rc : r->exec.exit_code;
+    if (!r->have_marker) {
+        if (engine_container_inspect(x->engine, cid, &state, &out->engine_err) < 0)
+            return -1;
+        if (state.image_id[0])
+            out->image_id = xstrdup(state.image_id);
+        r->want_files = state.running;
+    }
+    if ((r->have_marker && r->marker.oom_kills > 0) || state.oom_killed) {
+        res->status = EXEC_OOM;
+        res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
+                               "memory limit of %lld bytes)",
+                               res->exit_code, (long long)io->memory);
+    } else if (res->exit_code == 0) {
+        res->status = EXEC_SUCCEEDED;
+    } else {
+        res->status = EXEC_FAILED;
+        res->error = xasprintf("代码执行失败，退出码: %d", res->exit_code);
+    }
+    out->container_usable = r->have_marker;
+    return 0;
+}
+
+/* Step 4: shutting down turns anything but a success into an interruption;
+ * then the output files. */
+static void finish(struct executor *x, const char *cid, struct run *r, struct job_result *res,
+                   struct job_outcome *out)
+{
     if (exec_stopping(x) && res->status != EXEC_SUCCEEDED) {
         res->status = EXEC_INTERRUPTED;
         free(res->error);
         res->error = xstrdup("the job was interrupted: envhub is shutting down");
         out->container_usable = false;
-        want_files = false;
+        r->want_files = false;
     }
     int64_t t_collect = time_mono_ms();
-    if (want_files)
+    if (r->want_files)
         collect_files(x, cid, res);
     log_debug("executor: job %s start=%lldms run=%lldms collect=%lldms", res->id,
-              (long long)(t0 - t_start), (long long)(t1 - t0),
-              (long long)(want_files ? time_mono_ms() - t_collect : 0));
+              (long long)(r->t0 - r->t_start), (long long)(r->t1 - r->t0),
+              (long long)(r->want_files ? time_mono_ms() - t_collect : 0));
+}
+
+void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
+                  struct job_result *res, struct job_outcome *out)
+{
+    struct run r = {
+        .cap =
+            {
+                .out = BUF_INIT((size_t)io->output_limit),
+                .err = BUF_INIT((size_t)io->output_limit),
+                .live = io->live,
+                .live_ctx = io->live_ctx,
+            },
+        .want_files = true,
+        .t_start = time_mono_ms(),
+    };
+
+    memset(out, 0, sizeof(*out));
+    res->exit_code = -1;
+    if (run_wrapper(x, cid, io, &r, out) < 0)
+        goto engine_failed;
+    res->execution_time = (double)(r.t1 - r.t0) / 1000.0;
+    read_report(&r);
+    if (!r.have_marker && io->recycled && exec_parse_unclean(r.cap.tail, r.cap.tail_len)) {
+        out->unclean = true; /* nothing ran: the executor takes a fresh container */
+        res->status = EXEC_ERROR;
+        res->error = xstrdup("the recycled container could not be cleaned");
+        goto done;
+    }
+    if (timed_out(io, &r))
+        judge_timeout(x, cid, io, &r, res, out);
+    else if (judge_exit(x, cid, io, &r, res, out) < 0)
+        goto engine_failed;
+    finish(x, cid, &r, res, out);
     goto done;
 
 engine_failed:
     out->engine_failed = true;
     res->status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
-    res->error = xasprintf("envhub could not run the job: %s", err->msg);
-    log_error("executor: job %s: %s", res->id, err->msg);
+    res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
+    log_error("executor: job %s: %s", res->id, out->engine_err.msg);
 done:
-    res->stdout_text = output_text(&cap.out, &res->stdout_len);
-    res->stderr_text = output_text(&cap.err, &res->stderr_len);
-    res->stdout_truncated = cap.out_truncated;
-    res->stderr_truncated = cap.err_truncated;
-    buf_release(&cap.out);
-    buf_release(&cap.err);
+    res->stdout_text = output_text(&r.cap.out, &res->stdout_len);
+    res->stderr_text = output_text(&r.cap.err, &res->stderr_len);
+    res->stdout_truncated = r.cap.out_truncated;
+    res->stderr_truncated = r.cap.err_truncated;
+    buf_release(&r.cap.out);
+    buf_release(&r.cap.err);
 }

@@ -10,7 +10,10 @@
  * that cannot be cleaned goes away and the job gets a fresh one). Targets are
  * read again when environments change (executor_pool_refresh): a new version
  * gets its pool, the old version's drains. Invariant: a container is in at
- * most one of active, ready and removals. */
+ * most one of active (containers.c), ready and removals (containers.c).
+ * pool.lock guards the pools; it is never held while calling containers.c:
+ * what leaves a pool is collected and handed over after. Calls
+ * containers.c and shared.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +29,25 @@
 
 #define POOL_RETRY_MS 2000 /* after a failure to start a container */
 
+/* One image's warm pool. */
+struct pool {
+    char *image;
+    struct sandbox_limits limits; /* its containers are made with these */
+    char *environment;            /* NULL: the default image */
+    int64_t want;                 /* ready containers to keep */
+    int64_t recycle;              /* jobs one container may serve; 1: a fresh one each time */
+    int64_t starting;             /* being created now */
+    int64_t n_out;                /* recycling: taken by jobs that bring them back */
+    int64_t n_ready;
+    struct container_ref *ready;
+    uint64_t hits, misses;
+    bool wanted; /* still in the targets after the last refresh */
+    struct pool *next;
+};
+
 static struct pool *pool_find(struct executor *x, const char *image)
 {
-    for (struct pool *p = x->pools; p; p = p->next)
+    for (struct pool *p = x->pool.list; p; p = p->next)
         if (strcmp(p->image, image) == 0)
             return p;
     return NULL;
@@ -43,22 +62,35 @@ static struct container_ref *ref_new(const char *id, const char *image, int64_t 
     return c;
 }
 
-/* Under the lock: to the removal thread. */
-static void to_removal_locked(struct executor *x, struct container_ref *c)
+/* Under pool.lock: the first ready container of @p onto *gone. */
+static void drop_ready_locked(struct pool *p, struct container_ref **gone)
 {
-    c->next = x->removals;
-    x->removals = c;
-    pthread_cond_signal(&x->removal_ready);
+    struct container_ref *c = p->ready;
+    p->ready = c->next;
+    p->n_ready--;
+    c->next = *gone;
+    *gone = c;
 }
 
-char *exec_pool_take(struct executor *x, const char *image, const struct exec_limits *l,
+/* Without pool.lock: each of @gone to removal. */
+static void remove_all(struct executor *x, struct container_ref *gone)
+{
+    while (gone) {
+        struct container_ref *c = gone;
+        gone = c->next;
+        exec_container_remove_later(x, c->id);
+        exec_ref_free(c);
+    }
+}
+
+char *exec_pool_take(struct executor *x, const char *image, const struct sandbox_limits *l,
                      int64_t *ret_uses, bool returns)
 {
     char *id = NULL;
 
-    pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->pool.lock);
     struct pool *p = pool_find(x, image);
-    if (p && !executor_limits_equal(&p->limits, l))
+    if (p && !sandbox_limits_equal(&p->limits, l))
         p = NULL; /* made for other limits (a policy changed): not for this job */
     /* a session gets a container that never served a job (recycled ones are
      * cleaned by their next job's wrapper, which a session does not run) */
@@ -75,15 +107,15 @@ char *exec_pool_take(struct executor *x, const char *image, const struct exec_li
         exec_ref_free(c);
         if (returns && p->recycle > 1)
             p->n_out++;                     /* it comes back: no replacement unless it does not */
-        pthread_cond_signal(&x->pool_wake); /* start its replacement */
+        pthread_cond_signal(&x->pool.wake); /* start its replacement */
     } else if (p && p->want > 0) {
         p->misses++;
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->pool.lock);
     return id;
 }
 
-/* Under the lock: containers of @p ready, starting, or serving a job they come back from. */
+/* Under pool.lock: containers of @p ready, starting, or serving a job they come back from. */
 static int64_t circulation(const struct pool *p)
 {
     return p->n_ready + p->starting + p->n_out;
@@ -93,30 +125,26 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
                       bool usable, bool from_pool)
 {
     struct container_ref *c = ref_new(cid, image, uses);
+    bool kept = false;
 
-    pthread_mutex_lock(&x->lock);
-    for (struct container_ref **a = &x->active; *a; a = &(*a)->next)
-        if (strcmp((*a)->id, cid) == 0) {
-            struct container_ref *gone = *a;
-            *a = gone->next;
-            exec_ref_free(gone);
-            break;
-        }
+    exec_container_deactivate(x, cid);
+    pthread_mutex_lock(&x->pool.lock);
     struct pool *p = pool_find(x, image);
     if (p && from_pool && p->n_out > 0)
         p->n_out--;
-    if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !x->stopping &&
+    if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !exec_stopping(x) &&
         circulation(p) < p->want) {
         /* back to the pool as it is: its next job's wrapper cleans it first */
         c->next = p->ready;
         p->ready = c;
         p->n_ready++;
-    } else {
-        to_removal_locked(x, c);
-        if (p && from_pool)
-            pthread_cond_signal(&x->pool_wake); /* its replacement, if the pool is short */
+        kept = true;
+    } else if (p && from_pool) {
+        pthread_cond_signal(&x->pool.wake); /* its replacement, if the pool is short */
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->pool.lock);
+    if (!kept)
+        remove_all(x, c);
 }
 
 /* ---- targets ---- */
@@ -125,7 +153,7 @@ struct target {
     char *image;
     char *environment;
     int64_t want, recycle;
-    struct exec_limits limits;
+    struct sandbox_limits limits;
 };
 
 /* What the pools should hold: the default image and each ready environment's image. */
@@ -143,11 +171,11 @@ static size_t read_targets(struct executor *x, struct target **ret)
     t = xcalloc(n + 1, sizeof(*t));
     t[k] = (struct target){
         xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size, x->cfg->pool_recycle, {0}};
-    executor_limits_default(x->cfg, &t[k++].limits);
+    sandbox_limits_default(x->cfg, &t[k++].limits);
     for (size_t i = 0; i < n; i++) {
-        struct exec_limits l;
+        struct sandbox_limits l;
         if (envs[i].version == 0 || !envs[i].image || envs[i].lifecycle == ENV_RETIRED ||
-            executor_policy_parse(x->cfg, envs[i].policy, &l, NULL, &err) < 0)
+            sandbox_policy_parse(x->cfg, envs[i].policy, &l, NULL, &err) < 0)
             continue;
         t[k++] = (struct target){xstrdup(envs[i].image), xstrdup(envs[i].name), l.pool_size,
                                  l.recycle, l};
@@ -157,66 +185,41 @@ static size_t read_targets(struct executor *x, struct target **ret)
     return k;
 }
 
-/* Under the lock: make the pools follow the targets; drained ones go to removal. */
-static void apply_targets(struct executor *x, struct target *t, size_t n)
+/* Under pool.lock: make the pools follow the targets; what drains goes onto *gone. */
+static void apply_targets(struct executor *x, struct target *t, size_t n,
+                          struct container_ref **gone)
 {
-    for (struct pool *p = x->pools; p; p = p->next)
+    for (struct pool *p = x->pool.list; p; p = p->next)
         p->wanted = false;
     for (size_t i = 0; i < n; i++) {
         struct pool *p = pool_find(x, t[i].image);
         if (!p) {
             p = xcalloc(1, sizeof(*p));
             p->image = steal_ptr(t[i].image);
-            p->next = x->pools;
-            x->pools = p;
+            p->next = x->pool.list;
+            x->pool.list = p;
         }
         free(p->environment);
         p->environment = steal_ptr(t[i].environment);
-        if (!executor_limits_equal(&p->limits, &t[i].limits)) {
+        if (!sandbox_limits_equal(&p->limits, &t[i].limits)) {
             /* a new policy: the containers made for the old one go */
-            while (p->ready) {
-                struct container_ref *c = p->ready;
-                p->ready = c->next;
-                p->n_ready--;
-                to_removal_locked(x, c);
-            }
+            while (p->ready)
+                drop_ready_locked(p, gone);
         }
         p->limits = t[i].limits;
         p->want = t[i].want;
         p->recycle = t[i].recycle < 1 ? 1 : t[i].recycle;
         p->wanted = true;
     }
-    for (struct pool *p = x->pools; p; p = p->next) {
+    for (struct pool *p = x->pool.list; p; p = p->next) {
         if (!p->wanted)
             p->want = 0;
-        while (p->n_ready > p->want && p->ready) {
-            struct container_ref *c = p->ready;
-            p->ready = c->next;
-            p->n_ready--;
-            to_removal_locked(x, c);
-        }
+        while (p->n_ready > p->want && p->ready)
+            drop_ready_locked(p, gone);
     }
 }
 
 /* ---- the pool thread ---- */
-
-static char *start_container(struct executor *x, const char *image, const struct exec_limits *l,
-                             struct err *err)
-{
-    struct sandbox sb;
-    char *id = NULL;
-
-    exec_sandbox_spec(x, image, l, &sb);
-    if (engine_container_create(x->engine, &sb.spec, &id, err) < 0)
-        return NULL;
-    if (engine_container_start(x->engine, id, err) < 0) {
-        struct err rerr = ERR_INIT;
-        engine_container_remove(x->engine, id, &rerr);
-        free(id);
-        return NULL;
-    }
-    return id;
-}
 
 static void refresh_default_image_id(struct executor *x)
 {
@@ -227,133 +230,170 @@ static void refresh_default_image_id(struct executor *x)
         log_warn("executor: default image '%s': %s", x->cfg->default_image, err.msg);
         return;
     }
-    pthread_mutex_lock(&x->lock);
-    free(x->default_image_id);
-    x->default_image_id = steal_ptr(info.id);
-    pthread_mutex_unlock(&x->lock);
+    exec_set_default_image_id(x, info.id);
     engine_image_info_release(&info);
+}
+
+/* Without pool.lock: read the targets again and apply them. */
+static void refresh(struct executor *x)
+{
+    struct container_ref *gone = NULL;
+    struct target *t = NULL;
+
+    refresh_default_image_id(x);
+    size_t n = read_targets(x, &t);
+    pthread_mutex_lock(&x->pool.lock);
+    apply_targets(x, t, n, &gone);
+    pthread_mutex_unlock(&x->pool.lock);
+    remove_all(x, gone);
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].image);
+        free(t[i].environment);
+    }
+    free(t);
+}
+
+/* Without pool.lock: start a container for the pool of @image made with
+ * @limits, and put it there if it is still wanted. */
+static void fill(struct executor *x, const char *image, const struct sandbox_limits *limits)
+{
+    struct err err = ERR_INIT;
+    _cleanup_free_ char *id = NULL;
+
+    int rc = exec_container_create(x, image, limits, true, &id, &err);
+    if (rc < 0)
+        exec_count_engine_error(x);
+    pthread_mutex_lock(&x->pool.lock);
+    struct pool *p = pool_find(x, image);
+    if (p)
+        p->starting--;
+    if (rc < 0) {
+        log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s", image,
+                 POOL_RETRY_MS / 1000, err.msg);
+        struct timespec ts = time_deadline_in(POOL_RETRY_MS);
+        if (!exec_stopping(x))
+            pthread_cond_timedwait(&x->pool.wake, &x->pool.lock, &ts);
+        pthread_mutex_unlock(&x->pool.lock);
+        return;
+    }
+    struct container_ref *c = ref_new(id, image, 0);
+    if (p && p->wanted && !exec_stopping(x) && circulation(p) < p->want &&
+        sandbox_limits_equal(&p->limits, limits)) {
+        c->next = p->ready;
+        p->ready = c;
+        p->n_ready++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&x->pool.lock);
+    remove_all(x, c);
 }
 
 static void *pool_main(void *arg)
 {
     struct executor *x = arg;
 
-    pthread_mutex_lock(&x->lock);
-    while (!x->stopping) {
-        if (x->pool_refresh) {
-            x->pool_refresh = false;
-            pthread_mutex_unlock(&x->lock);
-            refresh_default_image_id(x);
-            struct target *t = NULL;
-            size_t n = read_targets(x, &t);
-            pthread_mutex_lock(&x->lock);
-            apply_targets(x, t, n);
-            for (size_t i = 0; i < n; i++) {
-                free(t[i].image);
-                free(t[i].environment);
-            }
-            free(t);
+    pthread_mutex_lock(&x->pool.lock);
+    while (!exec_stopping(x)) {
+        if (x->pool.refresh) {
+            x->pool.refresh = false;
+            pthread_mutex_unlock(&x->pool.lock);
+            refresh(x);
+            pthread_mutex_lock(&x->pool.lock);
             continue;
         }
         struct pool *need = NULL;
-        for (struct pool *p = x->pools; p && !need; p = p->next)
+        for (struct pool *p = x->pool.list; p && !need; p = p->next)
             if (p->wanted && circulation(p) < p->want)
                 need = p;
         if (!need) {
-            pthread_cond_wait(&x->pool_wake, &x->lock);
+            pthread_cond_wait(&x->pool.wake, &x->pool.lock);
             continue;
         }
         need->starting++;
         _cleanup_free_ char *image = xstrdup(need->image);
-        struct exec_limits limits = need->limits;
-        pthread_mutex_unlock(&x->lock);
-
-        struct err err = ERR_INIT;
-        _cleanup_free_ char *id = start_container(x, image, &limits, &err);
-
-        pthread_mutex_lock(&x->lock);
-        struct pool *p = pool_find(x, image);
-        if (p)
-            p->starting--;
-        if (!id) {
-            x->engine_errors++;
-            log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s", image,
-                     POOL_RETRY_MS / 1000, err.msg);
-            struct timespec ts = time_deadline_in(POOL_RETRY_MS);
-            pthread_cond_timedwait(&x->pool_wake, &x->lock, &ts);
-            continue;
-        }
-        struct container_ref *c = ref_new(id, image, 0);
-        if (p && p->wanted && !x->stopping && circulation(p) < p->want &&
-            executor_limits_equal(&p->limits, &limits)) {
-            c->next = p->ready;
-            p->ready = c;
-            p->n_ready++;
-        } else {
-            to_removal_locked(x, c);
-        }
+        struct sandbox_limits limits = need->limits;
+        pthread_mutex_unlock(&x->pool.lock);
+        fill(x, image, &limits);
+        pthread_mutex_lock(&x->pool.lock);
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->pool.lock);
     return NULL;
 }
 
 void executor_pool_refresh(struct executor *x)
 {
-    pthread_mutex_lock(&x->lock);
-    x->pool_refresh = true;
-    pthread_cond_signal(&x->pool_wake);
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_lock(&x->pool.lock);
+    x->pool.refresh = true;
+    pthread_cond_signal(&x->pool.wake);
+    pthread_mutex_unlock(&x->pool.lock);
+}
+
+void exec_pool_init(struct executor *x)
+{
+    pthread_mutex_init(&x->pool.lock, NULL);
+    pthread_cond_init(&x->pool.wake, NULL);
 }
 
 int exec_pool_start(struct executor *x, struct err *err)
 {
-    x->pool_refresh = true;
-    if (pthread_create(&x->pool_thread, NULL, pool_main, x) != 0)
+    x->pool.refresh = true;
+    if (pthread_create(&x->pool.thread, NULL, pool_main, x) != 0)
         return err_set(err, ERR_INTERNAL, "cannot start the warm pool thread");
-    x->pool_started = true;
+    x->pool.started = true;
     return 0;
+}
+
+void exec_pool_wake(struct executor *x)
+{
+    pthread_mutex_lock(&x->pool.lock);
+    pthread_cond_broadcast(&x->pool.wake);
+    pthread_mutex_unlock(&x->pool.lock);
 }
 
 void exec_pool_stop(struct executor *x)
 {
-    pthread_mutex_lock(&x->lock);
-    pthread_cond_broadcast(&x->pool_wake);
-    pthread_mutex_unlock(&x->lock);
-    if (x->pool_started) {
-        pthread_join(x->pool_thread, NULL);
-        x->pool_started = false;
+    struct container_ref *gone = NULL;
+
+    exec_pool_wake(x);
+    if (x->pool.started) {
+        pthread_join(x->pool.thread, NULL);
+        x->pool.started = false;
     }
-    pthread_mutex_lock(&x->lock);
-    for (struct pool *p = x->pools; p; p = p->next)
+    pthread_mutex_lock(&x->pool.lock);
+    for (struct pool *p = x->pool.list; p; p = p->next)
+        while (p->ready)
+            drop_ready_locked(p, &gone);
+    pthread_mutex_unlock(&x->pool.lock);
+    remove_all(x, gone);
+}
+
+void exec_pool_fini(struct executor *x)
+{
+    while (x->pool.list) {
+        struct pool *p = x->pool.list;
+        x->pool.list = p->next;
         while (p->ready) {
             struct container_ref *c = p->ready;
             p->ready = c->next;
-            p->n_ready--;
-            to_removal_locked(x, c);
+            exec_ref_free(c);
         }
-    pthread_mutex_unlock(&x->lock);
-}
-
-void exec_pools_free(struct executor *x)
-{
-    while (x->pools) {
-        struct pool *p = x->pools;
-        x->pools = p->next;
         free(p->image);
         free(p->environment);
         free(p);
     }
+    pthread_cond_destroy(&x->pool.wake);
+    pthread_mutex_destroy(&x->pool.lock);
 }
 
 void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, size_t *ret_n)
 {
     size_t n = 0;
-    pthread_mutex_lock(&x->lock);
-    for (struct pool *p = x->pools; p; p = p->next)
+    pthread_mutex_lock(&x->pool.lock);
+    for (struct pool *p = x->pool.list; p; p = p->next)
         n++;
     struct executor_pool_stat *s = xcalloc(n + 1, sizeof(*s));
     size_t i = 0;
-    for (struct pool *p = x->pools; p; p = p->next, i++) {
+    for (struct pool *p = x->pool.list; p; p = p->next, i++) {
         s[i].image = xstrdup(p->image);
         s[i].environment = xstrdup(p->environment ? p->environment : "");
         s[i].want = p->want;
@@ -361,7 +401,46 @@ void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, si
         s[i].hits = p->hits;
         s[i].misses = p->misses;
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->pool.lock);
     *ret = s;
     *ret_n = n;
+}
+
+void executor_pool_stats_free(struct executor_pool_stat *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        free(s[i].image);
+        free(s[i].environment);
+    }
+    free(s);
+}
+
+int exec_pool_metrics(struct executor *x, struct buf *out)
+{
+    static const char *const pool_metrics[][3] = {
+        {"envhub_pool_ready", "gauge", "Warm containers ready now."},
+        {"envhub_pool_target", "gauge", "Warm containers the pool keeps."},
+        {"envhub_pool_hits_total", "counter", "Jobs that got a warm container."},
+        {"envhub_pool_misses_total", "counter", "Jobs that had to make their container."},
+    };
+    int fail = 0;
+
+    pthread_mutex_lock(&x->pool.lock);
+    for (size_t m = 0; m < ARRAY_SIZE(pool_metrics); m++) {
+        fail |= buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", pool_metrics[m][0],
+                            pool_metrics[m][2], pool_metrics[m][0], pool_metrics[m][1]);
+        for (struct pool *p = x->pool.list; p; p = p->next) {
+            unsigned long long v = m == 0   ? (unsigned long long)p->n_ready
+                                   : m == 1 ? (unsigned long long)p->want
+                                   : m == 2 ? (unsigned long long)p->hits
+                                            : (unsigned long long)p->misses;
+            fail |= buf_appendf(out, "%s{environment=\"", pool_metrics[m][0]);
+            fail |= exec_label_escape(out, p->environment ? p->environment : "");
+            fail |= buf_appends(out, "\",image=\"");
+            fail |= exec_label_escape(out, p->image);
+            fail |= buf_appendf(out, "\"} %llu\n", v);
+        }
+    }
+    pthread_mutex_unlock(&x->pool.lock);
+    return fail ? -1 : 0;
 }

@@ -6,9 +6,12 @@
  * sessions idle longer than their idle timeout: it sleeps until the next one
  * is due, and never longer than ENVHUB_REAPER_INTERVAL seconds. Idle means no
  * call in progress and none finished within the timeout. Invariant: a
- * session's container is in `active` while the session is open, and goes to
- * removal when it closes, on every path (delete, idle, shutdown, a call that
- * broke it). */
+ * session's container is in use (containers.c) while the session is open,
+ * and goes to removal when it closes, on every path (delete, idle, shutdown,
+ * a call that broke it). sessions.lock guards the list and each session's
+ * busy flag, calls and last activity; a session's other fields are set at
+ * its open and only read after. Calls job.c, pool.c, containers.c,
+ * shared.c, tar.c. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +36,7 @@ struct session {
     char *image;
     char *image_id;
     char *container_id;
-    struct exec_limits limits;
+    struct sandbox_limits limits;
     int64_t created_at;    /* wall clock, ms */
     int64_t last_activity; /* monotonic, ms */
     int64_t last_activity_wall;
@@ -91,7 +94,7 @@ static void info_of(const struct session *s, struct session_info *ret)
 static struct session *find_locked(struct executor *x, const char *id, const char *principal,
                                    struct err *err)
 {
-    for (struct session *s = x->sessions; s; s = s->next)
+    for (struct session *s = x->sessions.list; s; s = s->next)
         if (strcmp(s->id, id) == 0) {
             if (principal && strcmp(s->principal, principal) != 0)
                 break; /* someone else's: as if it did not exist */
@@ -101,21 +104,12 @@ static struct session *find_locked(struct executor *x, const char *id, const cha
     return NULL;
 }
 
-/* Under the lock: unlink @s; its container goes to removal. */
-static void close_locked(struct executor *x, struct session *s)
+/* Under sessions.lock: unlink @s (the caller then releases its container). */
+static void unlink_locked(struct executor *x, struct session *s)
 {
-    for (struct session **p = &x->sessions; *p; p = &(*p)->next)
+    for (struct session **p = &x->sessions.list; *p; p = &(*p)->next)
         if (*p == s) {
             *p = s->next;
-            break;
-        }
-    for (struct container_ref **a = &x->active; *a; a = &(*a)->next)
-        if (strcmp((*a)->id, s->container_id) == 0) {
-            struct container_ref *c = *a;
-            *a = c->next;
-            c->next = x->removals;
-            x->removals = c;
-            pthread_cond_signal(&x->removal_ready);
             break;
         }
 }
@@ -130,13 +124,10 @@ static void record_close(struct executor *x, const char *id, const char *reason)
 int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
                           const char *principal, struct session_info *ret, struct err *err)
 {
-    _cleanup_(env_record_release) struct env_record env = {0};
-    const char *image = x->cfg->default_image;
-    struct exec_limits limits;
+    _cleanup_(exec_env_release) struct exec_env env = {0};
     int64_t open = 0;
     char hex[25];
 
-    executor_limits_default(x->cfg, &limits);
     if (idle_timeout_s <= 0)
         idle_timeout_s = x->cfg->session_idle_timeout;
     if (idle_timeout_s > x->cfg->session_max_idle_timeout)
@@ -144,29 +135,14 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
                        "idle_timeout: %lld s is over the limit of %lld s "
                        "(ENVHUB_SESSION_MAX_IDLE_TIMEOUT)",
                        (long long)idle_timeout_s, (long long)x->cfg->session_max_idle_timeout);
-    if (environment) {
-        if (catalog_env_get(x->catalog, environment, &env, err) < 0) {
-            if (err->code == ERR_NOT_FOUND)
-                return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", environment);
-            return -1;
-        }
-        if (env.lifecycle == ENV_RETIRED) /* curation: retired runs nothing */
-            return err_set(err, ERR_GONE, "%s", env.warning ? env.warning : "retired");
-        if (env.version == 0 || !env.image)
-            return err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", environment,
-                           env_status_name(env.status));
-        image = env.image;
-        if (executor_policy_parse(x->cfg, env.policy, &limits, NULL, err) < 0)
-            return err_prefix(err, "environment '%s' has a policy this server refuses",
-                              environment);
-    }
+    if (exec_env_resolve(x, environment, &env, err) < 0)
+        return -1;
 
-    pthread_mutex_lock(&x->lock);
-    for (struct session *s = x->sessions; s; s = s->next)
+    pthread_mutex_lock(&x->sessions.lock);
+    for (struct session *s = x->sessions.list; s; s = s->next)
         open += strcmp(s->principal, principal) == 0;
-    bool stopping = x->stopping;
-    pthread_mutex_unlock(&x->lock);
-    if (stopping)
+    pthread_mutex_unlock(&x->sessions.lock);
+    if (exec_stopping(x))
         return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
     if (open >= x->cfg->sessions_per_principal)
         return err_set(err, ERR_BUSY,
@@ -176,32 +152,25 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
 
     /* a warm container if the pool has one, else a fresh one */
     int64_t uses = 0;
-    _cleanup_free_ char *cid = exec_pool_take(x, image, &limits, &uses, false);
-    if (!cid) {
-        struct sandbox sb;
-        exec_sandbox_spec(x, image, &limits, &sb);
-        if (engine_container_create(x->engine, &sb.spec, &cid, err) < 0)
-            return err_prefix(err, "cannot open a session");
-        if (engine_container_start(x->engine, cid, err) < 0) {
-            exec_container_release(x, cid);
-            return err_prefix(err, "cannot open a session");
-        }
-    }
+    _cleanup_free_ char *cid = exec_pool_take(x, env.image, &env.limits, &uses, false);
+    if (!cid && exec_container_create(x, env.image, &env.limits, true, &cid, err) < 0)
+        return err_prefix(err, "cannot open a session");
+    exec_container_activate(x, cid);
 
     struct session *s = xcalloc(1, sizeof(*s));
     id_random_hex(hex, 12);
     snprintf(s->id, sizeof(s->id), "se_%s", hex);
     s->principal = xstrdup(principal);
     s->environment = environment ? xstrdup(environment) : NULL;
-    s->environment_version = env.version;
-    s->image = xstrdup(image);
-    s->image_id = env.image_id ? xstrdup(env.image_id) : NULL;
+    s->environment_version = env.rec.version;
+    s->image = xstrdup(env.image);
+    s->image_id = env.rec.image_id ? xstrdup(env.rec.image_id) : NULL;
     s->container_id = xstrdup(cid);
     s->created_at = time_now_ms();
     s->last_activity = time_mono_ms();
     s->last_activity_wall = s->created_at;
     s->idle_timeout_s = idle_timeout_s;
-    s->limits = limits;
+    s->limits = env.limits;
     struct session_record rec = {.id = s->id,
                                  .principal = s->principal,
                                  .environment = s->environment,
@@ -214,18 +183,13 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
         return -1;
     }
 
-    pthread_mutex_lock(&x->lock);
-    struct container_ref *a = xcalloc(1, sizeof(*a));
-    a->id = xstrdup(cid);
-    a->image = xstrdup(image);
-    a->next = x->active;
-    x->active = a;
-    s->next = x->sessions;
-    x->sessions = s;
+    pthread_mutex_lock(&x->sessions.lock);
+    s->next = x->sessions.list;
+    x->sessions.list = s;
     info_of(s, ret);
-    pthread_cond_signal(&x->reaper_wake); /* the next expiry may be sooner */
-    pthread_mutex_unlock(&x->lock);
-    log_info("executor: session %s opened by '%s' on %s", s->id, principal, image);
+    pthread_cond_signal(&x->sessions.reaper_wake); /* the next expiry may be sooner */
+    pthread_mutex_unlock(&x->sessions.lock);
+    log_info("executor: session %s opened by '%s' on %s", s->id, principal, env.image);
     return 0;
 }
 
@@ -233,7 +197,7 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
 static struct session *session_acquire(struct executor *x, const char *id, const char *principal,
                                        struct err *err)
 {
-    pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->sessions.lock);
     struct session *s = find_locked(x, id, principal, err);
     if (s && s->busy) {
         err_set(err, ERR_CONFLICT, "session '%s' is running a call; one call at a time", id);
@@ -244,39 +208,54 @@ static struct session *session_acquire(struct executor *x, const char *id, const
         s->last_activity = time_mono_ms();
         s->last_activity_wall = time_now_ms();
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
     return s;
 }
 
 static void session_release(struct executor *x, struct session *s, bool broken, const char *why)
 {
-    pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->sessions.lock);
     s->busy = false;
     s->last_activity = time_mono_ms();
     s->last_activity_wall = time_now_ms();
     if (broken)
-        close_locked(x, s);
-    pthread_cond_signal(&x->reaper_wake);
-    pthread_mutex_unlock(&x->lock);
+        unlink_locked(x, s);
+    pthread_cond_signal(&x->sessions.reaper_wake);
+    pthread_mutex_unlock(&x->sessions.lock);
     if (broken) {
+        exec_container_release(x, s->container_id);
         log_warn("executor: session %s closed: %s", s->id, why);
         record_close(x, s->id, why);
         session_free(s);
     }
 }
 
+/* The row of a call in session @s, status running. */
+static void call_record(const struct session *s, const struct job_request *req, int64_t timeout,
+                        struct execution_record *rec)
+{
+    exec_record_init(rec, req, timeout, &s->limits);
+    rec->session_id = xstrdup(s->id);
+    rec->environment = s->environment ? xstrdup(s->environment) : NULL;
+    rec->environment_version = s->environment_version;
+    rec->image = xstrdup(s->image);
+    rec->image_id = s->image_id ? xstrdup(s->image_id) : NULL;
+    rec->started_at = rec->queued_at;
+    rec->status = EXEC_RUNNING;
+}
+
 int executor_session_execute(struct executor *x, const char *id, const char *principal,
                              const struct job_request *req, struct job_result *ret, struct err *err)
 {
-    struct session *s = session_acquire(x, id, principal, err);
-    struct prepared_job pj = {0};
+    _cleanup_(execution_record_release) struct execution_record rec = {0};
+    _cleanup_(buf_release) struct buf input_tar = BUF_INIT(0);
     struct job_result res = {0};
     struct job_outcome out = {0};
+    struct session *s = session_acquire(x, id, principal, err);
 
     if (!s)
         return -1;
     _cleanup_free_ char *env_name = s->environment ? xstrdup(s->environment) : NULL;
-    struct execution_record *rec = &pj.rec;
     int64_t timeout = req->timeout_given ? req->timeout_s : s->limits.timeout_default;
     if (timeout > s->limits.timeout_max) {
         session_release(x, s, false, NULL);
@@ -285,75 +264,35 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
                        "(policy.timeout_max)",
                        (long long)timeout, (long long)s->limits.timeout_max);
     }
-    pj.input_tar = (struct buf)BUF_INIT((size_t)s->limits.workspace_size);
-    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj.input_tar, err) <
-        0) {
+    input_tar = (struct buf)BUF_INIT((size_t)s->limits.workspace_size);
+    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &input_tar, err) < 0) {
         session_release(x, s, false, NULL);
-        exec_job_release(&pj);
         return -1;
     }
-    char hex[25];
-    id_random_hex(hex, 12);
-    rec->id = xasprintf("ex_%s", hex);
-    rec->session_id = xstrdup(s->id);
-    rec->environment = s->environment ? xstrdup(s->environment) : NULL;
-    rec->environment_version = s->environment_version;
-    rec->image = xstrdup(s->image);
-    rec->image_id = s->image_id ? xstrdup(s->image_id) : NULL;
-    rec->principal = xstrdup(req->principal ? req->principal : "");
-    rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
-    rec->code = xstrndup(req->code, req->code_len);
-    sha256_hex(req->code, req->code_len, rec->code_sha256);
-    rec->timeout_s = timeout;
-    rec->limits = executor_limits_json(&s->limits, timeout);
-    rec->exit_code = -1;
-    rec->duration_ms = -1;
-    rec->queued_at = time_now_ms();
-    rec->started_at = rec->queued_at;
-    rec->status = EXEC_RUNNING;
-    exec_manifest_add(rec, FILE_IN, req->files, req->n_files);
-    if (catalog_execution_insert(x->catalog, rec, err) < 0) {
+    call_record(s, req, timeout, &rec);
+    if (catalog_execution_insert(x->catalog, &rec, err) < 0) {
         session_release(x, s, false, NULL);
-        exec_job_release(&pj);
         return err_prefix(err, "cannot record execution");
     }
 
-    snprintf(res.id, sizeof(res.id), "%s", rec->id);
+    snprintf(res.id, sizeof(res.id), "%s", rec.id);
     struct job_io io = {
-        .input_tar = &pj.input_tar,
+        .input_tar = &input_tar,
         .timeout_s = timeout,
         .output_limit = s->limits.output_limit,
         .memory = s->limits.memory,
         .session = true,
         .started = true,
     };
-    job_run(x, s->container_id, &io, &res, &out);
-    pthread_mutex_lock(&x->lock);
+    exec_job_run(x, s->container_id, &io, &res, &out);
+    pthread_mutex_lock(&x->sessions.lock);
     s->calls++;
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
     bool broken = !out.container_usable && res.status != EXEC_FAILED &&
                   res.status != EXEC_SUCCEEDED && res.status != EXEC_OOM;
-    if (out.engine_failed)
-        broken = true;
-    session_release(x, s, broken, "its container stopped answering");
+    session_release(x, s, broken || out.engine_failed, "its container stopped answering");
 
-    rec->status = res.status;
-    rec->exit_code = res.exit_code;
-    rec->error = res.error ? xstrdup(res.error) : NULL;
-    rec->finished_at = time_now_ms();
-    rec->duration_ms = res.status == EXEC_ERROR ? -1 : (int64_t)(res.execution_time * 1000);
-    /* the output may hold NUL: copied by length, terminator included */
-    rec->stdout_text = xmemdup(res.stdout_text, res.stdout_len + 1);
-    rec->stdout_len = res.stdout_len;
-    rec->stderr_text = xmemdup(res.stderr_text, res.stderr_len + 1);
-    rec->stderr_len = res.stderr_len;
-    rec->stdout_truncated = res.stdout_truncated;
-    rec->stderr_truncated = res.stderr_truncated;
-    exec_manifest_add(rec, FILE_OUT, res.files, res.n_files);
-    exec_count(x, rec->environment, res.status, res.status == EXEC_ERROR ? -1 : res.execution_time);
-    int rc = catalog_execution_finish(x->catalog, rec, err);
-    exec_job_release(&pj);
-    if (rc < 0) {
+    if (exec_record_finish(x, &rec, &res, err) < 0) {
         job_result_release(&res);
         return err_prefix(err, "cannot record the result of a session call");
     }
@@ -392,7 +331,7 @@ int executor_session_put_file(struct executor *x, const char *id, const char *pr
         return -1;
     struct engine_exec_spec spec = {
         .cmd = cmd,
-        .user = EXEC_USER,
+        .user = SANDBOX_USER,
         .working_dir = x->cfg->work_dir,
         .stdin_data = len ? data : "",
         .stdin_len = len,
@@ -428,7 +367,7 @@ int executor_session_get_file(struct executor *x, const char *id, const char *pr
         return -1;
     struct engine_exec_spec spec = {
         .cmd = cmd,
-        .user = EXEC_USER,
+        .user = SANDBOX_USER,
         .working_dir = x->cfg->work_dir,
         .output = exec_collect_stdout,
         .output_ctx = &tar,
@@ -468,7 +407,7 @@ int executor_session_get_file(struct executor *x, const char *id, const char *pr
 int executor_session_close(struct executor *x, const char *id, const char *principal,
                            struct err *err)
 {
-    pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->sessions.lock);
     struct session *s = find_locked(x, id, principal, err);
     if (s && s->busy) {
         /* its call ends when the container goes: kill it, the call records that */
@@ -476,10 +415,11 @@ int executor_session_close(struct executor *x, const char *id, const char *princ
         s = NULL;
     }
     if (s)
-        close_locked(x, s);
-    pthread_mutex_unlock(&x->lock);
+        unlink_locked(x, s);
+    pthread_mutex_unlock(&x->sessions.lock);
     if (!s)
         return -1;
+    exec_container_release(x, s->container_id);
     record_close(x, s->id, "deleted");
     log_info("executor: session %s closed by request", s->id);
     session_free(s);
@@ -489,11 +429,11 @@ int executor_session_close(struct executor *x, const char *id, const char *princ
 int executor_session_get(struct executor *x, const char *id, const char *principal,
                          struct session_info *ret, struct err *err)
 {
-    pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->sessions.lock);
     struct session *s = find_locked(x, id, principal, err);
     if (s)
         info_of(s, ret);
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
     return s ? 0 : -1;
 }
 
@@ -501,15 +441,15 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
                           size_t *ret_n)
 {
     size_t n = 0;
-    pthread_mutex_lock(&x->lock);
-    for (struct session *s = x->sessions; s; s = s->next)
+    pthread_mutex_lock(&x->sessions.lock);
+    for (struct session *s = x->sessions.list; s; s = s->next)
         n += !principal || strcmp(s->principal, principal) == 0;
     struct session_info *list = xcalloc(n + 1, sizeof(*list));
     size_t k = 0;
-    for (struct session *s = x->sessions; s; s = s->next)
+    for (struct session *s = x->sessions.list; s; s = s->next)
         if (!principal || strcmp(s->principal, principal) == 0)
             info_of(s, &list[k++]);
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
     *ret = list;
     *ret_n = n;
     return 0;
@@ -517,20 +457,28 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
 
 /* ---- the reaper ---- */
 
+/* @s, unlinked, is closed for @why: its container goes, its row says so. */
+static void session_end(struct executor *x, struct session *s, const char *why)
+{
+    exec_container_release(x, s->container_id);
+    record_close(x, s->id, why);
+    session_free(s);
+}
+
 static void *reaper_main(void *arg)
 {
     struct executor *x = arg;
     const int64_t interval_ms = x->cfg->reaper_interval * 1000;
 
-    pthread_mutex_lock(&x->lock);
-    while (!x->stopping) {
+    pthread_mutex_lock(&x->sessions.lock);
+    while (!exec_stopping(x)) {
         int64_t now = time_mono_ms(), next = now + interval_ms;
         struct session *expired = NULL;
-        for (struct session *s = x->sessions; s;) {
+        for (struct session *s = x->sessions.list; s;) {
             struct session *following = s->next;
             int64_t due = s->last_activity + s->idle_timeout_s * 1000;
             if (!s->busy && due <= now) {
-                close_locked(x, s);
+                unlink_locked(x, s);
                 s->next = expired;
                 expired = s;
             } else if (!s->busy && due < next) {
@@ -539,24 +487,28 @@ static void *reaper_main(void *arg)
             s = following;
         }
         if (expired) {
-            pthread_mutex_unlock(&x->lock);
+            pthread_mutex_unlock(&x->sessions.lock);
             while (expired) {
                 struct session *s = expired;
                 expired = s->next;
                 log_info("executor: session %s reaped after %lld s idle", s->id,
                          (long long)s->idle_timeout_s);
-                record_close(x, s->id, "idle");
-                session_free(s);
+                session_end(x, s, "idle");
             }
-            pthread_mutex_lock(&x->lock);
+            pthread_mutex_lock(&x->sessions.lock);
             continue;
         }
-        int64_t wait = next - now;
-        struct timespec ts = time_deadline_in(wait);
-        pthread_cond_timedwait(&x->reaper_wake, &x->lock, &ts);
+        struct timespec ts = time_deadline_in(next - now);
+        pthread_cond_timedwait(&x->sessions.reaper_wake, &x->sessions.lock, &ts);
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
     return NULL;
+}
+
+void exec_sessions_init(struct executor *x)
+{
+    pthread_mutex_init(&x->sessions.lock, NULL);
+    pthread_cond_init(&x->sessions.reaper_wake, NULL);
 }
 
 int exec_sessions_start(struct executor *x, struct err *err)
@@ -566,34 +518,49 @@ int exec_sessions_start(struct executor *x, struct err *err)
         return -1;
     if (closed)
         log_info("executor: %d sessions cut off by the last stop are closed", closed);
-    if (pthread_create(&x->reaper_thread, NULL, reaper_main, x) != 0)
+    if (pthread_create(&x->sessions.reaper_thread, NULL, reaper_main, x) != 0)
         return err_set(err, ERR_INTERNAL, "cannot start the session reaper");
-    x->reaper_started = true;
+    x->sessions.reaper_started = true;
     return 0;
+}
+
+void exec_sessions_wake(struct executor *x)
+{
+    pthread_mutex_lock(&x->sessions.lock);
+    pthread_cond_broadcast(&x->sessions.reaper_wake);
+    pthread_mutex_unlock(&x->sessions.lock);
 }
 
 void exec_sessions_stop(struct executor *x)
 {
-    pthread_mutex_lock(&x->lock);
-    pthread_cond_broadcast(&x->reaper_wake);
-    pthread_mutex_unlock(&x->lock);
-    if (x->reaper_started) {
-        pthread_join(x->reaper_thread, NULL);
-        x->reaper_started = false;
+    exec_sessions_wake(x);
+    if (x->sessions.reaper_started) {
+        pthread_join(x->sessions.reaper_thread, NULL);
+        x->sessions.reaper_started = false;
     }
-    pthread_mutex_lock(&x->lock);
-    while (x->sessions) {
-        struct session *s = x->sessions;
-        close_locked(x, s);
-        pthread_mutex_unlock(&x->lock);
-        record_close(x, s->id, "envhub stopped");
-        session_free(s);
-        pthread_mutex_lock(&x->lock);
+    pthread_mutex_lock(&x->sessions.lock);
+    while (x->sessions.list) {
+        struct session *s = x->sessions.list;
+        unlink_locked(x, s);
+        pthread_mutex_unlock(&x->sessions.lock);
+        session_end(x, s, "envhub stopped");
+        pthread_mutex_lock(&x->sessions.lock);
     }
-    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_unlock(&x->sessions.lock);
 }
 
-struct session *exec_session_next(struct session *s)
+void exec_sessions_fini(struct executor *x)
 {
-    return s->next;
+    pthread_cond_destroy(&x->sessions.reaper_wake);
+    pthread_mutex_destroy(&x->sessions.lock);
+}
+
+int64_t exec_sessions_count(struct executor *x)
+{
+    int64_t n = 0;
+    pthread_mutex_lock(&x->sessions.lock);
+    for (struct session *s = x->sessions.list; s; s = s->next)
+        n++;
+    pthread_mutex_unlock(&x->sessions.lock);
+    return n;
 }

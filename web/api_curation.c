@@ -13,6 +13,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/version.h"
 #include "core/xalloc.h"
 #include "web/web_internal.h"
 
@@ -350,14 +351,6 @@ void api_env_lifecycle(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
-    static const char *const actions[] = {"environment.reinstate", "environment.deprecate",
-                                          "environment.retire"};
-    _cleanup_free_ char *detail =
-        env.replacement ? xasprintf("replacement %s", env.replacement) : xstrdup("");
-    struct err eerr = ERR_INIT;
-    if (catalog_event_add(rq->deps->catalog, time_now_ms(), rq->principal, actions[state], env.name,
-                          detail, &eerr) < 0)
-        log_warn("web: cannot record %s of '%s', ignoring: %s", actions[state], env.name, eerr.msg);
     json_t *out = web_env_json(&env);
     json_object_set_new(out, "rebuild", rebuild ? json_integer(rebuild) : json_null());
     web_reply_json(rq, 200, out);

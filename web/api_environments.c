@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "core/xalloc.h"
+#include "sandbox/sandbox.h"
 #include "web/web_internal.h"
 
 #include "core/banned.h"
@@ -75,16 +76,6 @@ static json_t *build_json(const struct build_record *b)
     return doc;
 }
 
-/* Who changed what; a failure to record is logged, the change stands. */
-static void record_event(struct web_request *rq, const char *action, const char *subject,
-                         const char *detail)
-{
-    struct err err = ERR_INIT;
-    if (catalog_event_add(rq->deps->catalog, time_now_ms(), rq->principal, action, subject, detail,
-                          &err) < 0)
-        log_warn("web: cannot record %s of '%s', ignoring: %s", action, subject, err.msg);
-}
-
 /* A string member: absent or null -> @def; another type -> 422 naming it. */
 static int get_string(json_t *doc, const char *field, bool required, const char **ret,
                       struct err *err)
@@ -114,7 +105,7 @@ static int get_policy(struct web_request *rq, json_t *doc, char **ret, struct er
     if (!json_is_object(p))
         return err_set(err, ERR_UNPROCESSABLE, "policy: must be an object");
     _cleanup_free_ char *text = json_dumps(p, JSON_COMPACT);
-    return executor_policy_parse(rq->deps->cfg, text, NULL, ret, err);
+    return sandbox_policy_parse(rq->deps->cfg, text, NULL, ret, err);
 }
 
 void api_env_create(struct web_request *rq)
@@ -147,7 +138,6 @@ void api_env_create(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
-    record_event(rq, "environment.create", env.name, env.definition ? env.definition : "");
     web_reply_json(rq, 200, web_env_json(&env));
 }
 
@@ -210,11 +200,11 @@ void api_env_get(struct web_request *rq)
 void api_env_delete(struct web_request *rq)
 {
     struct err err = ERR_INIT;
-    if (builder_delete(rq->deps->builder, rq->params[0], &err) < 0) {
+    /* the catalog records the environment.delete event with the change */
+    if (builder_delete(rq->deps->builder, rq->params[0], rq->principal, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
-    record_event(rq, "environment.delete", rq->params[0], "");
     _cleanup_free_ char *msg = xasprintf("环境 '%s' 已删除", rq->params[0]);
     web_reply_json(rq, 200, json_pack("{s:s}", "message", msg));
 }
@@ -245,8 +235,6 @@ void api_env_rebuild(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
-    _cleanup_free_ char *detail = xasprintf("version %lld", (long long)build.version);
-    record_event(rq, "environment.rebuild", build.environment, detail);
     web_reply_json(rq, 202, build_json(&build));
 }
 
@@ -343,9 +331,10 @@ static void follow_log(struct web_request *rq, const struct build_record *build)
         }
         bool ok = true;
         for (size_t i = 0; i < n && ok; i++) {
-            _cleanup_free_ char *ev =
-                xasprintf("id: %lld\ndata: %s\n\n", (long long)lines[i].seq, lines[i].line);
-            ok = sse_send(rq, ev);
+            _cleanup_(buf_release) struct buf ev = BUF_INIT(BUF_UNLIMITED);
+            buf_putf(&ev, "id: %lld\n", (long long)lines[i].seq);
+            web_sse_data(&ev, lines[i].line);
+            ok = sse_send(rq, buf_str(&ev));
             after = lines[i].seq;
         }
         log_lines_free(lines, n);

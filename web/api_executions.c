@@ -477,7 +477,6 @@ static const char *const csv_columns[] = {
     "warning",
 };
 
-
 static void out_int(struct buf *b, int64_t v)
 {
     char tmp[24];
@@ -1035,6 +1034,12 @@ json_t *web_verify_json(const struct history_verify *v)
     else
         json_object_set_new(doc, "checkpoint", json_null());
     return doc;
+}
+
+char *web_verify_text(const struct history_verify *v)
+{
+    json_auto_t *doc = web_verify_json(v);
+    return json_dumps(doc, JSON_INDENT(2));
 }
 
 void api_audit_verify(struct web_request *rq)

@@ -12,7 +12,6 @@
 #include "core/json_shape.h"
 #include "core/util.h"
 #include "core/xalloc.h"
-#include "executor/executor_internal.h"
 #include "web/web_internal.h"
 
 #include "core/banned.h"
@@ -133,7 +132,7 @@ static int parse_files(const json_t *files, const struct request_limits *lim,
 
 /* "limits": {memory, cpu, pids, output_limit}, each optional and positive;
  * the executor checks them against the environment's policy. */
-static int parse_limits(json_t *limits, struct job_overrides *o, struct err *err)
+static int parse_limits(json_t *limits, struct sandbox_overrides *o, struct err *err)
 {
     static const char *const names[] = {"memory", "pids", "output_limit"};
     int64_t *slots[] = {&o->memory, &o->pids, &o->output_limit};

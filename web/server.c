@@ -131,6 +131,24 @@ void web_reply_head(struct web_request *rq, int status, const char *content_type
               close ? "Connection: close\r\n" : "", headers);
 }
 
+void web_sse_data(struct buf *out, const char *text)
+{
+    do {
+        size_t n = strcspn(text, "\r\n");
+        buf_puts(out, "data: ");
+        buf_put(out, text, n);
+        buf_puts(out, "\n");
+        text += n;
+        if (text[0] == '\r' && text[1] == '\n')
+            text += 2;
+        else if (text[0])
+            text++;
+        else
+            break;
+    } while (1);
+    buf_puts(out, "\n");
+}
+
 static void send_bytes(struct web_request *rq, int status, const char *content_type,
                        const char *extra_headers, const char *body, size_t len)
 {

@@ -27,18 +27,19 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err);
 /* Stop listening and wait for the handlers in progress; NULL is fine. */
 void web_stop(struct web *w);
 
-/* The command line client of a running server: argv[0] is "env" or "run"
- * (see web/cli.c). Returns the process exit status. */
-int web_cli_main(const struct config *cfg, int argc, char **argv);
+/* Make an API key named @name with @role on the catalog (the API's POST /keys
+ * and `envhub key create`); @max_concurrent and @max_per_minute -1 for the
+ * role's quotas. *ret_secret (shown once, never stored: only its sha256 is)
+ * belongs to the caller. ERR_INVALID for a bad name, ERR_CONFLICT when the
+ * name is taken. */
+int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t max_concurrent,
+                  int64_t max_per_minute, const char *created_by, char **ret_secret,
+                  struct err *err);
 
-/* `envhub key create|list|revoke`, straight on the catalog file. */
-int web_key_cli(const struct config *cfg, int argc, char **argv);
-
-/* `envhub history ...` and `envhub audit verify` (web/cli_history.c); argv[0]
- * is "history" or "audit". @db_given: --db was on the command line, so
- * `audit verify` reads that catalog file instead of asking the server.
- * Returns the process exit status. */
-int web_history_cli_main(const struct config *cfg, int argc, char **argv, bool db_given);
+/* What GET /audit/verify answers for @v, as JSON text (indented), for a
+ * check made without the server (`envhub audit verify --db`). The caller
+ * frees it. */
+char *web_verify_text(const struct history_verify *v);
 
 /* The HTTP status for an error code (one table for the whole API). */
 int web_status_for_err(enum err_code code);

@@ -90,7 +90,7 @@ struct execute_request {
     size_t code_len;
     int64_t timeout_s;
     bool timeout_given;
-    struct job_overrides overrides; /* "limits": what the request lowers (0: unchanged) */
+    struct sandbox_overrides overrides; /* "limits": what the request lowers (0: unchanged) */
     struct job_file *files;
     size_t n_files;
     char *environment; /* NULL when absent */
@@ -116,6 +116,11 @@ int web_parse_execute_doc(const json_t *doc, const struct request_limits *lim,
  * NULL for none). @length < 0: a stream without Content-Length, after which
  * the connection closes. An answer sent before the request's body was read
  * also closes the connection: the rest of the body is never drained. */
+/* The "data:" fields of a server-sent event carrying @text, then the blank
+ * line that ends the event. A CR, LF or CR LF in @text starts another field
+ * (a reader joins them with LF): no text can end the event early or write
+ * an "event:" of its own. */
+void web_sse_data(struct buf *out, const char *text);
 #define WEB_STREAM (-1)  /* @length of a stream */
 #define WEB_NO_BODY (-2) /* @length of a 204 or 304 */
 void web_reply_head(struct web_request *rq, int status, const char *content_type, int64_t length,
@@ -229,10 +234,7 @@ void web_quota_leave(struct auth *a, struct web_request *rq, bool started);
 void web_quota_hold(struct auth *a, struct web_request *rq, const char *exec_id);
 void web_quota_release(struct auth *a, const char *exec_id);
 bool web_key_name_valid(const char *name);
-/* Make a key; *ret_secret (shown once, never stored) belongs to the caller. */
-int web_key_issue(struct catalog *cat, const char *name, enum role role, int64_t max_concurrent,
-                  int64_t max_per_minute, const char *created_by, char **ret_secret,
-                  struct err *err);
+/* web_key_issue(): web.h (the command line makes keys too). */
 
 /* Raw bytes with @status and @content_type. */
 void web_reply_bytes(struct web_request *rq, int status, const char *content_type, const void *data,
@@ -304,7 +306,7 @@ void web_env_curation_json(const struct env_record *env, json_t *doc);
 /* Add "runs": {"7d", "30d", "90d"} (executions recorded in those last days). */
 void web_env_runs_json(struct web_request *rq, const char *name, json_t *doc);
 
-/* ---- history (api_executions.c, cli_history.c) ---- */
+/* ---- history (api_executions.c) ---- */
 void api_executions_list(struct web_request *rq);
 void api_executions_get(struct web_request *rq);
 void api_executions_export(struct web_request *rq);
@@ -313,31 +315,6 @@ void api_audit_verify(struct web_request *rq);
 /* GET /audit/verify's answer for @v: {ok, count, head, head_seq, checkpoint,
  * and first_bad_id, first_bad_seq, reason when broken}. */
 json_t *web_verify_json(const struct history_verify *v);
-
-/* The HTTP client of the command line (cli.c), shared with cli_history.c. */
-struct client {
-    char host[256];
-    int port;
-    const char *key;
-};
-struct answer {
-    int status;
-    struct buf body;
-    char content_type[128];
-};
-void answer_release(struct answer *a);
-/* The server at ENVHUB_URL (default http:// + cfg->listen), ENVHUB_KEY. */
-int client_init(struct client *c, const struct config *cfg, struct err *err);
-/* Send a request; the answer's head is read, the body left to the caller
- * (mg_read). *ret_conn belongs to the caller: mg_close_connection(). */
-int client_open(const struct client *c, const char *method, const char *path, const char *body,
-                const char *accept, int timeout_ms, struct mg_connection **ret_conn,
-                int *ret_status, struct err *err);
-/* The whole answer in *ret (up to 512 MiB). */
-int client_call(const struct client *c, const char *method, const char *path, const char *body,
-                int timeout_ms, struct answer *ret, struct err *err);
-/* The answer as JSON; on an error status prints its detail and returns NULL. */
-json_t *answer_json(const struct answer *a, const char *what);
 
 /* ---- the pure parsers of the history's query strings (api_executions.c)
  * and of callback URLs (api_async.c), for the handlers and tests/fuzz/ ---- */

@@ -180,6 +180,17 @@ def test_run_reads_the_code_from_stdin_and_reports_a_crash(ctx):
     assert "ZeroDivisionError" in p.stderr, explain(p)
 
 
+def test_run_timeout_is_runs_own_option_and_a_timeout_exits_124(ctx):
+    """`run --timeout` is the job's timeout (run's own option, not the server's SANDBOX_TIMEOUT
+    setting that happens to share the name)."""
+    t0 = time.monotonic()
+    p = ctx.run("run", "--timeout", "1", "-", stdin="import time\nprint('start', flush=True)\ntime.sleep(30)\n")
+    assert p.returncode == 124, explain(p)
+    assert time.monotonic() - t0 < 25, explain(p)
+    p = ctx.run("run", "--timeout", "soon", "-", stdin="print(1)\n", timeout=30)
+    assert p.returncode == 2 and "--timeout 'soon'" in p.stderr, explain(p)
+
+
 # ---------------------------------------------------------------- env rebuild
 
 def test_env_rebuild_with_a_new_script_builds_version_2(ctx):
@@ -328,3 +339,168 @@ def test_unreachable_server_exits_1_saying_so(envhub_bin, tmp_path):
 def test_bad_envhub_url_is_a_usage_error(envhub_bin):
     p = cli(envhub_bin, "https://127.0.0.1:1", "env", "list", timeout=30)
     assert p.returncode == 2 and "ENVHUB_URL" in p.stderr, explain(p)
+
+
+# ---------------------------------------------------------------- options and help (issue 12)
+
+# Every command and subcommand, with the options its --help must list (each on a line with its
+# one-line description). -h/--help belongs to all of them.
+COMMAND_OPTIONS = {
+    (): ["--version"],
+    ("serve",): [],
+    ("migrate",): ["--db"],
+    ("config",): [],
+    ("image",): [],
+    ("image", "exists"): ["--docker-host"],
+    ("image", "import"): ["--docker-host"],
+    ("key",): [],
+    ("key", "create"): ["--name", "--role", "--max-concurrent", "--max-per-minute", "--db"],
+    ("key", "list"): ["--db"],
+    ("key", "revoke"): ["--db"],
+    ("env",): [],
+    ("env", "create"): ["--base", "--description", "--python", "--test", "--policy", "--wait", "--listen"],
+    ("env", "list"): ["--listen"],
+    ("env", "show"): ["--listen"],
+    ("env", "logs"): ["-f, --follow", "--listen"],
+    ("env", "rebuild"): ["--base", "--test", "--no-test", "--policy", "--wait", "--listen"],
+    ("env", "rm"): ["--listen"],
+    ("env", "diff"): ["--listen"],
+    ("env", "check"): ["--listen"],
+    ("env", "deprecate"): ["--replacement", "--listen"],
+    ("env", "retire"): ["--replacement", "--listen"],
+    ("env", "reinstate"): ["--listen"],
+    ("packages",): ["--version", "--manager", "--current", "--listen"],
+    ("run",): ["--env", "--file", "--out", "--timeout", "--listen"],
+    ("history",): ["--env", "--env-version", "--status", "--principal", "--since", "--until",
+                   "--code-sha256", "--q", "--limit", "--format", "--listen"],
+    ("history", "show"): ["--format", "--listen"],
+    ("history", "stats"): ["--group", "--env", "--env-version", "--status", "--principal", "--since",
+                           "--until", "--code-sha256", "--q", "--format", "--listen"],
+    ("history", "prune"): ["--before", "--db"],
+    ("audit",): [],
+    ("audit", "verify"): ["--format", "--db", "--listen"],
+    ("version",): [],
+    ("help",): [],
+}
+
+
+def plain(binary, *args, env=None, timeout=30):
+    """`envhub ARGS...` with no server anywhere (ENVHUB_URL points at a closed port)."""
+    e = dict(server_env(), ENVHUB_URL=f"http://127.0.0.1:{free_port()}")
+    e.update(env or {})
+    return subprocess.run([binary, *args], env=e, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_lists(help_text, option, what):
+    """`option` starts a line of `help_text`, with a description on it or on the next line."""
+    lines = help_text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(rf"\s+{re.escape(option)}(?: [A-Z][A-Z0-9_.|]*)?(?:\s+(\S.*))?$", line)
+        if m:
+            described = m.group(1) or (i + 1 < len(lines) and re.match(r"\s{8,}\S", lines[i + 1]))
+            assert described, f"{what}: {option} has no description:\n{help_text}"
+            return
+    raise AssertionError(f"{what} does not list {option}:\n{help_text}")
+
+
+def server_flags(binary):
+    """Every server setting's flag, from `envhub config`'s table."""
+    p = plain(binary, "config")
+    assert p.returncode == 0, explain(p)
+    flags = re.findall(r"^\| `(--[a-z0-9-]+)` \|", p.stdout, re.M)
+    assert len(flags) > 40, p.stdout
+    return flags
+
+
+def test_help_of_every_command_lists_each_of_its_options(envhub_bin):
+    for path, options in COMMAND_OPTIONS.items():
+        what = "envhub " + " ".join(path) + " --help"
+        p = plain(envhub_bin, *path, "--help")
+        assert p.returncode == 0, f"{what}: {explain(p)}"
+        assert p.stderr == "", f"{what}: {explain(p)}"
+        assert p.stdout.startswith("usage: envhub" + "".join(" " + w for w in path)), f"{what}: {explain(p)}"
+        for option in options + ["-h, --help"]:
+            assert_lists(p.stdout, option, what)
+        # -h is the same, and so is `envhub help PATH`
+        assert plain(envhub_bin, *path, "-h").stdout == p.stdout, what
+        if path and path != ("help",):
+            assert plain(envhub_bin, "help", *path).stdout == p.stdout, what
+
+
+def test_help_names_every_command_and_subcommand(envhub_bin):
+    top = plain(envhub_bin, "--help")
+    assert top.returncode == 0, explain(top)
+    for path in COMMAND_OPTIONS:
+        if len(path) == 1:
+            assert re.search(rf"^  {path[0]}\b", top.stdout, re.M), f"envhub --help omits {path[0]}"
+        elif len(path) == 2:
+            parent = plain(envhub_bin, path[0], "--help").stdout
+            assert re.search(rf"^  {path[1]}\b", parent, re.M), f"envhub {path[0]} --help omits {path[1]}"
+
+
+def test_serve_and_config_help_list_every_server_setting(envhub_bin):
+    flags = server_flags(envhub_bin)
+    for cmd in ("serve", "config"):
+        p = plain(envhub_bin, cmd, "--help")
+        for flag in flags:
+            assert_lists(p.stdout, flag, f"envhub {cmd} --help")
+
+
+def test_an_unknown_option_is_named_and_exits_2(envhub_bin, tmp_path):
+    for path in COMMAND_OPTIONS:
+        what = "envhub " + " ".join(path + ("--no-such-option",))
+        p = plain(envhub_bin, *path, "--no-such-option", env={"ENVHUB_DB": str(tmp_path / "never.db")})
+        assert p.returncode == 2, f"{what}: {explain(p)}"
+        assert "unknown option '--no-such-option'" in p.stderr, f"{what}: {explain(p)}"
+        assert "envhub" + "".join(" " + w for w in path) + " --help" in p.stderr, f"{what}: {explain(p)}"
+        assert p.stdout == "", f"{what}: {explain(p)}"
+    assert not (tmp_path / "never.db").exists(), "a usage error opened the catalog"
+    # an option of another command is unknown too, and a short one is named as written
+    for args, name in ((("env", "list", "--wait"), "--wait"), (("history", "--group", "day"), "--group"),
+                       (("env", "reinstate", "x", "--replacement", "y"), "--replacement"),
+                       (("run", "-x", "c.py"), "-x"), (("key", "create", "--bogus=1"), "--bogus")):
+        p = plain(envhub_bin, *args)
+        assert p.returncode == 2 and f"unknown option '{name}'" in p.stderr, f"{args}: {explain(p)}"
+    p = plain(envhub_bin, "env", "create", "x", "s.sh", "--base")
+    assert p.returncode == 2 and "option '--base' needs a value" in p.stderr, explain(p)
+    p = plain(envhub_bin, "env", "create", "x", "s.sh", "--wait=yes")
+    assert p.returncode == 2 and "option '--wait' takes no value" in p.stderr, explain(p)
+
+
+def test_server_settings_stay_accepted_before_and_after_the_command(envhub_bin, tmp_path):
+    db = str(tmp_path / "settings.db")
+    for args in (("--pool-size", "7", "config"), ("config", "--pool-size", "7"),
+                 ("config", "--pool-size=7")):
+        p = plain(envhub_bin, *args)
+        assert p.returncode == 0, f"{args}: {explain(p)}"
+        assert re.search(r"^\| `--pool-size` \| `ENVHUB_POOL_SIZE` \| `2` \| `7` \|", p.stdout, re.M), args
+    p = plain(envhub_bin, "config", "--pool-size", "-3")
+    assert p.returncode == 1 and "--pool-size '-3'" in p.stderr, explain(p)
+    # --db before the command, between it and its subcommand, and after
+    for args in (("--db", db, "key", "list"), ("key", "--db", db, "list"), ("key", "list", "--db", db),
+                 ("migrate", "--db", db)):
+        p = plain(envhub_bin, *args)
+        assert p.returncode == 0, f"{args}: {explain(p)}"
+    assert (tmp_path / "settings.db").exists()
+    # the client commands take the server's address as a setting, as before
+    port = free_port()
+    p = subprocess.run([envhub_bin, "env", "list", "--listen", f"127.0.0.1:{port}"],
+                       env={k: v for k, v in server_env().items() if k != "ENVHUB_URL"},
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and f"127.0.0.1:{port}" in p.stderr, explain(p)
+
+
+def test_usage_errors_of_arguments_say_what_is_missing_or_extra(envhub_bin):
+    for args, says in ((("env", "show"), "missing arguments: it takes NAME"),
+                       (("env", "show", "a", "b"), "unexpected argument 'b'"),
+                       (("env", "frobnicate"), "unknown subcommand 'frobnicate'"),
+                       (("frobnicate",), "unknown command 'frobnicate'"),
+                       (("key",), "a subcommand is needed: create, list, revoke"),
+                       (("history", "prune"), "--before DATE is needed")):
+        p = plain(envhub_bin, *args)
+        assert p.returncode == 2 and says in p.stderr, f"{args}: {explain(p)}"
+    p = plain(envhub_bin)
+    assert p.returncode == 2 and p.stderr.startswith("usage: envhub"), explain(p)
+    p = plain(envhub_bin, "--version")
+    assert p.returncode == 0 and re.fullmatch(r"envhub \d+\.\d+\.\d+\n", p.stdout), explain(p)

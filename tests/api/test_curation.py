@@ -139,8 +139,9 @@ def post_execute(server, body, timeout=90):
 
 @pytest.fixture(scope="module")
 def server(envhub_module_factory):
+    # --allow-network 1: the policies here give one environment the bridge network
     return envhub_module_factory("--retire-grace", "2", "--drift-interval", "2",
-                                 "--build-concurrency", "4")
+                                 "--build-concurrency", "4", "--allow-network", "1")
 
 
 @pytest.fixture(scope="module")

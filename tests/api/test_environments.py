@@ -492,3 +492,19 @@ def test_delete_while_a_job_runs_removes_the_image_once_the_job_ends(envhub, run
     left = [(i["Id"][:19], i["RepoTags"]) for i in env_images(name)]
     assert not image_exists(env["image_id"]), \
         f"the deleted environment's image {env['image_id'][:19]} is still in the engine: {left}"
+
+
+def test_a_network_policy_is_refused_unless_the_administrator_allows_networks(envhub, run_id):
+    """ENVHUB_ALLOW_NETWORK is off by default: a curator cannot give jobs the bridge."""
+    name = f"net-{run_id}"
+    r = requests.post(f"{envhub.url}/environments", timeout=30, json={
+        "name": name, "setup_script": "true", "policy": {"network": "bridge"}})
+    detail = assert_detail(r, 400, ["ENVHUB_ALLOW_NETWORK"])
+    assert "policy.network" in detail, detail
+    assert requests.get(f"{envhub.url}/environments/{name}", timeout=30).status_code == 404
+    # none is always fine, and the server's maximum is named for what is refused
+    r = requests.post(f"{envhub.url}/environments", timeout=30, json={
+        "name": name, "setup_script": "true", "policy": {"network": "none"}})
+    assert r.status_code == 200, r.text
+    wait_env(envhub, name)
+    assert requests.delete(f"{envhub.url}/environments/{name}", timeout=60).status_code == 200

@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_policy.c - executor_policy_parse (executor/policy.c): an
+/* tests/fuzz/fuzz_policy.c - sandbox_policy_parse (sandbox/policy.c): an
  * environment's policy, JSON a curator sends with the environment.
  *
  * Input: one byte of choices (bit 0: the server allows the bridge network),
@@ -9,7 +9,7 @@
  * one-line message. */
 #include "core/config.h"
 #include "core/xalloc.h"
-#include "executor/executor.h"
+#include "sandbox/sandbox.h"
 #include "tests/fuzz/fuzz.h"
 
 #include "core/banned.h"
@@ -34,9 +34,9 @@ static struct config *server_config(void)
     return &cfg;
 }
 
-static bool same_limits(const struct exec_limits *a, const struct exec_limits *b)
+static bool same_limits(const struct sandbox_limits *a, const struct sandbox_limits *b)
 {
-    return executor_limits_equal(a, b) && a->timeout_default == b->timeout_default &&
+    return sandbox_limits_equal(a, b) && a->timeout_default == b->timeout_default &&
            a->timeout_max == b->timeout_max && a->output_limit == b->output_limit &&
            a->pool_size == b->pool_size && a->recycle == b->recycle;
 }
@@ -46,12 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config *cfg = server_config();
     uint8_t choice = fuzz_take_byte(&data, &size);
     char *text = xstrndup((const char *)data, size);
-    struct exec_limits l, again;
+    struct sandbox_limits l, again;
     char *canon = NULL, *canon2 = NULL;
     struct err err = ERR_INIT;
 
     cfg->allow_network = choice & 1;
-    if (executor_policy_parse(cfg, text, &l, &canon, &err) == 0) {
+    if (sandbox_policy_parse(cfg, text, &l, &canon, &err) == 0) {
         FUZZ_CHECK(err.code == ERR_OK);
         FUZZ_CHECK(canon != NULL);
         FUZZ_CHECK(l.timeout_max >= 1 && l.timeout_max <= cfg->max_timeout);
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(!l.network || cfg->allow_network || strcmp(cfg->network_mode, "bridge") == 0);
         /* the stored text means the same policy, and is stored as it is */
         struct err err2 = ERR_INIT;
-        FUZZ_CHECK(executor_policy_parse(cfg, canon, &again, &canon2, &err2) == 0);
+        FUZZ_CHECK(sandbox_policy_parse(cfg, canon, &again, &canon2, &err2) == 0);
         FUZZ_CHECK(same_limits(&l, &again));
         FUZZ_CHECK(strcmp(canon, canon2) == 0);
     } else {

@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_version_spec.c - version_spec_parse and
- * version_spec_match (catalog/packages.c): the ?version= filter of the
+ * version_spec_match (core/version.c): the ?version= filter of the
  * package search, and the PEP 440 and dpkg orderings under it.
  *
  * Input: one byte choosing the manager (pip or dpkg), then NUL-separated
@@ -8,7 +8,7 @@
  * matches V and "!=V" does not (also V.* for a release V); a failure is
  * ERR_INVALID with a one-line message; and both orderings are reflexive,
  * antisymmetric and transitive over the versions given. */
-#include "catalog/catalog.h"
+#include "core/version.h"
 #include "core/xalloc.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -1,158 +1,12 @@
 /* tests/unit/test_catalog.c - the public catalog API on real SQLite files in
- * /tmp (and ":memory:"): opening, migrating, the instance id and the
- * execution history with its file manifests. */
-#include <fcntl.h>
+ * /tmp (and ":memory:"): opening, migrating, the instance id, executions
+ * with their file manifests (catalog/executions.c); and the connection's
+ * plumbing (catalog/catalog.c): SQLite errors and the transaction helper. */
 #include <pthread.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include <cmocka.h>
-
-#include "catalog/catalog.h"
-#include "catalog/catalog_internal.h"
-#include "core/util.h"
-#include "core/xalloc.h"
+#include "tests/unit/catalog_fixture.h"
 
 #include "core/banned.h"
-
-struct fixture {
-    char path[64];
-    struct catalog *cat;
-};
-
-static void remove_db_files(const char *path)
-{
-    char side[96];
-
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-}
-
-/* A fresh empty file in /tmp; the catalog is opened by each test (or by setup_open). */
-static int setup_file(void **state)
-{
-    struct fixture *fx = xcalloc(1, sizeof(*fx));
-    int fd;
-
-    snprintf(fx->path, sizeof(fx->path), "/tmp/envhub-test-catalog-XXXXXX");
-    fd = mkstemp(fx->path);
-    if (fd < 0) {
-        free(fx);
-        return -1;
-    }
-    close(fd);
-    *state = fx;
-    return 0;
-}
-
-static int setup_open(void **state)
-{
-    struct err err = ERR_INIT;
-    struct fixture *fx;
-
-    if (setup_file(state) < 0)
-        return -1;
-    fx = *state;
-    if (catalog_open(fx->path, &fx->cat, &err) < 0) {
-        fprintf(stderr, "catalog_open: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-
-    catalog_close(fx->cat);
-    remove_db_files(fx->path);
-    free(fx);
-    return 0;
-}
-
-static void reopen(struct fixture *fx)
-{
-    struct err err = ERR_INIT;
-
-    catalog_close(fx->cat);
-    fx->cat = NULL;
-    assert_int_equal(catalog_open(fx->path, &fx->cat, &err), 0);
-}
-
-static size_t embedded_count(void)
-{
-    size_t n = 0;
-    while (migrations_embedded[n].path)
-        n++;
-    return n;
-}
-
-static int embedded_last_version(void)
-{
-    size_t n = embedded_count();
-    const char *base;
-
-    assert_true(n > 0);
-    base = strrchr(migrations_embedded[n - 1].path, '/');
-    base = base ? base + 1 : migrations_embedded[n - 1].path;
-    return (int)strtol(base, NULL, 10);
-}
-
-/* A second, raw connection to look at the file behind the catalog's back. */
-static sqlite3 *raw_open(const char *path)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static char *raw_text(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    char *v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = xstrdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return v;
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static void add_file(struct execution_record *rec, enum file_direction dir, const char *path,
-                     int64_t size)
-{
-    struct file_entry *f;
-
-    rec->files = xrealloc(rec->files, (rec->n_files + 1) * sizeof(*rec->files));
-    f = &rec->files[rec->n_files++];
-    memset(f, 0, sizeof(*f));
-    f->direction = dir;
-    f->path = xstrdup(path);
-    f->size = size;
-    sha256_hex(path, strlen(path), f->sha256);
-}
 
 /* A queued execution as the executor would insert it: no environment, no
  * image id, no outcome yet. */
@@ -216,7 +70,7 @@ static enum exec_status status_of(struct catalog *cat, const char *id)
 
 static void open_applies_every_migration_to_a_new_file(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     int version = -1;
 
@@ -225,14 +79,14 @@ static void open_applies_every_migration_to_a_new_file(void **state)
     assert_int_equal(version, embedded_last_version());
 
     sqlite3 *db = raw_open(fx->path);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"),
                      (int64_t)embedded_count());
     sqlite3_close(db);
 }
 
 static void reopen_applies_nothing_and_keeps_the_version(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     int version = -1;
     sqlite3 *db;
@@ -243,31 +97,24 @@ static void reopen_applies_nothing_and_keeps_the_version(void **state)
         SQLITE_OK);
     sqlite3_close(db);
 
-    reopen(fx);
-    reopen(fx);
+    catalog_fixture_reopen(fx);
+    catalog_fixture_reopen(fx);
     assert_int_equal(catalog_schema_version(fx->cat, &version, &err), 0);
     assert_int_equal(version, embedded_last_version());
     db = raw_open(fx->path);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM schema_migrations"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"),
                      (int64_t)embedded_count());
-    assert_int_equal(raw_int(db, "SELECT max(applied_at) FROM schema_migrations"), 42);
+    assert_int_equal(raw_db_int(db, "SELECT max(applied_at) FROM schema_migrations"), 42);
     sqlite3_close(db);
 }
 
 static void open_upgrades_a_file_left_one_migration_behind(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
-    size_t n = embedded_count();
-    struct embedded_file *older = xcalloc(n, sizeof(*older)); /* n - 1 files + the end */
     int version = -1;
-    sqlite3 *db;
 
-    memcpy(older, migrations_embedded, (n - 1) * sizeof(*older));
-    db = raw_open(fx->path);
-    assert_int_equal(catalog_migrate_db(db, older, &err), 0);
-    sqlite3_close(db);
-    free(older);
+    sqlite3_close(raw_open_migrated_before(fx->path, NULL));
 
     assert_int_equal(catalog_open(fx->path, &fx->cat, &err), 0);
     assert_int_equal(catalog_schema_version(fx->cat, &version, &err), 0);
@@ -276,7 +123,7 @@ static void open_upgrades_a_file_left_one_migration_behind(void **state)
 
 static void open_refuses_a_file_from_a_newer_build(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     sqlite3 *db;
 
@@ -296,12 +143,12 @@ static void open_refuses_a_file_from_a_newer_build(void **state)
 
 static void file_catalog_is_in_wal_mode(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     char *mode;
     sqlite3 *db;
 
     db = raw_open(fx->path);
-    mode = raw_text(db, "PRAGMA journal_mode");
+    mode = raw_db_text(db, "PRAGMA journal_mode");
     assert_string_equal(mode, "wal");
     free(mode);
     sqlite3_close(db);
@@ -323,7 +170,7 @@ static void open_in_a_missing_directory_is_unavailable(void **state)
 
 static void open_of_a_file_that_is_not_a_database_is_unavailable(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct catalog *cat = NULL;
     struct err err = ERR_INIT;
     char junk[4096];
@@ -363,7 +210,7 @@ static void memory_catalog_opens_and_migrates(void **state)
 
 static void instance_id_is_16_hex_and_stable_across_reopen(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     const char *id = catalog_instance_id(fx->cat);
     char *first;
 
@@ -372,7 +219,7 @@ static void instance_id_is_16_hex_and_stable_across_reopen(void **state)
     assert_int_equal(strspn(id, "0123456789abcdef"), 16);
     first = xstrdup(id);
 
-    reopen(fx);
+    catalog_fixture_reopen(fx);
     assert_string_equal(catalog_instance_id(fx->cat), first);
     free(first);
 }
@@ -394,14 +241,14 @@ static void instance_ids_differ_between_catalogs(void **state)
 
 static void execution_round_trip_keeps_fields_nulls_and_files(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec, got;
     struct err err = ERR_INIT;
 
     record_init(&rec, "ex_000000000000000000000001");
-    add_file(&rec, FILE_IN, "data/b.csv", 20);
-    add_file(&rec, FILE_IN, "a.txt", 10);
-    add_file(&rec, FILE_OUT, "ignored-by-insert.txt", 1);
+    record_add_file(&rec, FILE_IN, "data/b.csv", 20);
+    record_add_file(&rec, FILE_IN, "a.txt", 10);
+    record_add_file(&rec, FILE_OUT, "ignored-by-insert.txt", 1);
     assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), 0);
 
     /* queued: every "not yet" field reads back as its convention */
@@ -436,10 +283,10 @@ static void execution_round_trip_keeps_fields_nulls_and_files(void **state)
     execution_record_release(&got);
 
     sqlite3 *db = raw_open(fx->path);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM executions WHERE exit_code IS NULL AND"
-                                 " started_at IS NULL AND finished_at IS NULL AND duration_ms IS"
-                                 " NULL AND image_id IS NULL AND error IS NULL AND environment"
-                                 " IS NULL"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM executions WHERE exit_code IS NULL AND"
+                                    " started_at IS NULL AND finished_at IS NULL AND duration_ms IS"
+                                    " NULL AND image_id IS NULL AND error IS NULL AND environment"
+                                    " IS NULL"),
                      1);
     sqlite3_close(db);
 
@@ -460,7 +307,7 @@ static void execution_round_trip_keeps_fields_nulls_and_files(void **state)
     rec.stderr_text = xstrdup("warning: x\n");
     rec.stdout_truncated = true;
     rec.image_id = xstrdup("sha256:0123abcd");
-    add_file(&rec, FILE_OUT, "out/z.png", 300);
+    record_add_file(&rec, FILE_OUT, "out/z.png", 300);
     assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), 0);
 
     assert_int_equal(catalog_execution_get(fx->cat, rec.id, &got, &err), 0);
@@ -489,7 +336,7 @@ static void execution_round_trip_keeps_fields_nulls_and_files(void **state)
     execution_record_release(&got);
 
     /* it survives a restart */
-    reopen(fx);
+    catalog_fixture_reopen(fx);
     assert_int_equal(catalog_execution_get(fx->cat, rec.id, &got, &err), 0);
     assert_int_equal(got.n_files, 4);
     assert_string_equal(got.stdout_text, "hello\n");
@@ -499,7 +346,7 @@ static void execution_round_trip_keeps_fields_nulls_and_files(void **state)
 
 static void execution_with_environment_and_error_round_trips(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec, got;
     struct err err = ERR_INIT;
 
@@ -531,7 +378,7 @@ static void execution_with_environment_and_error_round_trips(void **state)
 
 static void duplicate_execution_id_is_a_conflict_and_changes_nothing(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec, got;
     struct err err = ERR_INIT;
     int64_t n = -1;
@@ -541,7 +388,7 @@ static void duplicate_execution_id_is_a_conflict_and_changes_nothing(void **stat
 
     free(rec.principal);
     rec.principal = xstrdup("mallory");
-    add_file(&rec, FILE_IN, "sneaky.txt", 1);
+    record_add_file(&rec, FILE_IN, "sneaky.txt", 1);
     assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), -1);
     assert_int_equal(err.code, ERR_CONFLICT);
     assert_non_null(strstr(err.msg, "cannot insert execution 'ex_dup'"));
@@ -558,14 +405,14 @@ static void duplicate_execution_id_is_a_conflict_and_changes_nothing(void **stat
 
 static void duplicate_input_path_rolls_the_whole_insert_back(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec;
     struct err err = ERR_INIT;
     int64_t n = -1;
 
     record_init(&rec, "ex_twice_the_same_file");
-    add_file(&rec, FILE_IN, "a.txt", 1);
-    add_file(&rec, FILE_IN, "a.txt", 2);
+    record_add_file(&rec, FILE_IN, "a.txt", 1);
+    record_add_file(&rec, FILE_IN, "a.txt", 2);
     assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), -1);
     assert_int_equal(err.code, ERR_CONFLICT);
     assert_non_null(strstr(err.msg, "cannot record file 'a.txt' of execution"));
@@ -576,7 +423,7 @@ static void duplicate_input_path_rolls_the_whole_insert_back(void **state)
 
 static void failed_finish_leaves_the_execution_as_it_was(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec, got;
     struct err err = ERR_INIT;
 
@@ -585,8 +432,8 @@ static void failed_finish_leaves_the_execution_as_it_was(void **state)
     rec.status = EXEC_SUCCEEDED;
     rec.exit_code = 0;
     rec.finished_at = rec.queued_at + 10;
-    add_file(&rec, FILE_OUT, "same.txt", 1);
-    add_file(&rec, FILE_OUT, "same.txt", 1);
+    record_add_file(&rec, FILE_OUT, "same.txt", 1);
+    record_add_file(&rec, FILE_OUT, "same.txt", 1);
     assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), -1);
     assert_int_equal(err.code, ERR_CONFLICT);
 
@@ -600,7 +447,7 @@ static void failed_finish_leaves_the_execution_as_it_was(void **state)
 
 static void finishing_twice_replaces_the_output_manifest(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec, got;
     struct err err = ERR_INIT;
 
@@ -608,7 +455,7 @@ static void finishing_twice_replaces_the_output_manifest(void **state)
     record_init(&rec, "ex_twice");
     rec.status = EXEC_FAILED;
     rec.exit_code = 1;
-    add_file(&rec, FILE_OUT, "first.txt", 1);
+    record_add_file(&rec, FILE_OUT, "first.txt", 1);
     assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), 0);
     free(rec.files[0].path);
     rec.files[0].path = xstrdup("second.txt");
@@ -623,7 +470,7 @@ static void finishing_twice_replaces_the_output_manifest(void **state)
 
 static void get_of_an_unknown_execution_is_not_found(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record got;
     struct err err = ERR_INIT;
 
@@ -636,7 +483,7 @@ static void get_of_an_unknown_execution_is_not_found(void **state)
 
 static void start_and_finish_of_an_unknown_execution_are_not_found(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec;
     struct err err = ERR_INIT;
 
@@ -654,7 +501,7 @@ static void start_and_finish_of_an_unknown_execution_are_not_found(void **state)
 
 static void start_of_a_finished_execution_is_a_conflict(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
 
     insert_with_status(fx->cat, "ex_done", EXEC_SUCCEEDED);
@@ -666,7 +513,7 @@ static void start_of_a_finished_execution_is_a_conflict(void **state)
 
 static void insert_with_an_invalid_status_is_refused(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec;
     struct err err = ERR_INIT;
 
@@ -679,7 +526,7 @@ static void insert_with_an_invalid_status_is_refused(void **state)
 
 static void recover_marks_queued_and_running_interrupted_and_keeps_finished(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record got;
     struct err err = ERR_INIT;
     int n = -1;
@@ -690,7 +537,7 @@ static void recover_marks_queued_and_running_interrupted_and_keeps_finished(void
     insert_with_status(fx->cat, "ex_f", EXEC_FAILED);
     insert_with_status(fx->cat, "ex_t", EXEC_TIMEOUT);
 
-    reopen(fx); /* what a restart does */
+    catalog_fixture_reopen(fx); /* what a restart does */
     assert_int_equal(catalog_recover_executions(fx->cat, 1800000000000, &n, &err), 0);
     assert_int_equal(n, 2);
 
@@ -716,7 +563,7 @@ static void recover_marks_queued_and_running_interrupted_and_keeps_finished(void
 
 static void execution_count_counts_every_status(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     int64_t n = -1;
 
@@ -751,7 +598,7 @@ static void *insert_many(void *arg)
 
         snprintf(id, sizeof(id), "ex_t%d_%d", in->thread, i);
         record_init(&rec, id);
-        add_file(&rec, FILE_IN, "in.txt", i);
+        record_add_file(&rec, FILE_IN, "in.txt", i);
         if (catalog_execution_insert(in->cat, &rec, &err) < 0 ||
             catalog_execution_start(in->cat, id, 1, &err) < 0)
             in->failures++;
@@ -762,7 +609,7 @@ static void *insert_many(void *arg)
 
 static void threads_share_one_catalog(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct inserter in[THREADS];
     pthread_t th[THREADS];
     struct err err = ERR_INIT;
@@ -778,6 +625,151 @@ static void threads_share_one_catalog(void **state)
     }
     assert_int_equal(catalog_execution_count(fx->cat, &n, &err), 0);
     assert_int_equal(n, THREADS * PER_THREAD);
+}
+
+/* ---- the connection: SQLite errors and transactions ---- */
+
+static void sqlite_errors_translate_to_err_codes(void **state)
+{
+    static const struct {
+        int rc;
+        enum err_code code;
+    } cases[] = {
+        {SQLITE_CONSTRAINT_UNIQUE, ERR_CONFLICT},
+        {SQLITE_CONSTRAINT_PRIMARYKEY, ERR_CONFLICT},
+        {SQLITE_CONSTRAINT_NOTNULL, ERR_INTERNAL},
+        {SQLITE_CONSTRAINT_CHECK, ERR_INTERNAL},
+        {SQLITE_BUSY, ERR_UNAVAILABLE},
+        {SQLITE_BUSY_SNAPSHOT, ERR_UNAVAILABLE},
+        {SQLITE_LOCKED, ERR_UNAVAILABLE},
+        {SQLITE_LOCKED_SHAREDCACHE, ERR_UNAVAILABLE},
+        {SQLITE_ERROR, ERR_INTERNAL},
+        {SQLITE_CORRUPT, ERR_INTERNAL},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct err err = ERR_INIT;
+        assert_int_equal(catalog_sqlite_err(NULL, cases[i].rc, ERR_OK, &err, "cannot %s", "x"), -1);
+        assert_int_equal(err.code, cases[i].code);
+    }
+
+    struct err err = ERR_INIT;
+    catalog_sqlite_err(NULL, SQLITE_BUSY, ERR_OK, &err, "cannot open catalog '%s'", "a.db");
+    assert_string_equal(err.msg, "cannot open catalog 'a.db': database is locked");
+    catalog_sqlite_err(NULL, SQLITE_CONSTRAINT_UNIQUE, ERR_UNAVAILABLE, &err, "x");
+    assert_int_equal(err.code, ERR_UNAVAILABLE); /* an explicit code wins */
+}
+
+/* A database in memory with one table, for the transaction helper. */
+static sqlite3 *tx_db(void)
+{
+    sqlite3 *db = raw_open(":memory:");
+
+    raw_db_exec(db, "CREATE TABLE t (x INTEGER)");
+    return db;
+}
+
+static void a_transaction_left_without_a_commit_rolls_back(void **state)
+{
+    sqlite3 *db = tx_db();
+    struct err err = ERR_INIT;
+
+    (void)state;
+    {
+        CATALOG_TX(tx);
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, &err), 0);
+        raw_db_exec(db, "INSERT INTO t VALUES (1)");
+        assert_int_equal(sqlite3_get_autocommit(db), 0);
+    }
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM t"), 0);
+    {
+        CATALOG_TX(tx);
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, &err), 0);
+        raw_db_exec(db, "INSERT INTO t VALUES (2)");
+        assert_int_equal(catalog_tx_commit(&tx, &err), 0);
+    } /* ending a committed transaction does nothing */
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM t"), 1);
+    assert_int_equal(err.code, ERR_OK);
+    sqlite3_close(db);
+}
+
+static void transactions_do_not_nest(void **state)
+{
+    sqlite3 *db = tx_db();
+    struct err err = ERR_INIT;
+
+    (void)state;
+    CATALOG_TX(outer);
+    assert_int_equal(catalog_tx_begin(&outer, db, CATALOG_TX_WRITE, &err), 0);
+    raw_db_exec(db, "INSERT INTO t VALUES (1)");
+    {
+        CATALOG_TX(inner);
+        assert_int_equal(catalog_tx_begin(&inner, db, CATALOG_TX_READ, &err), -1);
+        assert_int_equal(err.code, ERR_INTERNAL);
+        assert_non_null(strstr(err.msg, "transactions do not nest"));
+    } /* the refused one ends nothing: the outer one goes on */
+    assert_int_equal(sqlite3_get_autocommit(db), 0);
+    assert_int_equal(catalog_tx_begin(&outer, db, CATALOG_TX_WRITE, &err), -1); /* nor twice */
+    assert_int_equal(catalog_tx_commit(&outer, &err), 0);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM t"), 1);
+    sqlite3_close(db);
+}
+
+static void a_failed_commit_rolls_back_and_says_why(void **state)
+{
+    sqlite3 *db = raw_open(":memory:");
+    struct err err = ERR_INIT;
+
+    (void)state;
+    raw_db_exec(db, "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY);"
+                    " CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)");
+    {
+        CATALOG_TX(tx);
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, &err), 0);
+        raw_db_exec(db, "INSERT INTO c VALUES (7)"); /* checked at the commit */
+        assert_int_equal(catalog_tx_commit(&tx, &err), -1);
+    }
+    assert_int_equal(err.code, ERR_INTERNAL);
+    assert_string_equal(err.msg,
+                        "cannot commit a catalog transaction: FOREIGN KEY constraint failed");
+    assert_int_equal(sqlite3_get_autocommit(db), 1);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM c"), 0);
+    sqlite3_close(db);
+}
+
+static void a_write_transaction_waits_for_another_writer_then_is_unavailable(void **state)
+{
+    struct catalog_fixture *fx = *state;
+    sqlite3 *writer = raw_open(fx->path), *db = raw_open(fx->path);
+    struct err err = ERR_INIT;
+
+    raw_db_exec(writer, "PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)");
+    raw_db_exec(writer, "BEGIN IMMEDIATE; INSERT INTO t VALUES (1)");
+    sqlite3_busy_timeout(db, 20);
+    {
+        CATALOG_TX(tx);
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, &err), -1);
+        assert_int_equal(err.code, ERR_UNAVAILABLE);
+        assert_string_equal(err.msg, "cannot begin a catalog transaction: database is locked");
+        assert_int_equal(sqlite3_get_autocommit(db), 1);
+    }
+    {
+        CATALOG_TX(tx); /* a reader goes on beside the writer (WAL) */
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_READ, &err), 0);
+        assert_int_equal(raw_db_int(db, "SELECT count(*) FROM t"), 0);
+    }
+    raw_db_exec(writer, "COMMIT");
+    {
+        CATALOG_TX(tx);
+        assert_int_equal(catalog_tx_begin(&tx, db, CATALOG_TX_WRITE, &err), 0);
+        raw_db_exec(db, "INSERT INTO t VALUES (2)");
+        assert_int_equal(catalog_tx_commit(&tx, &err), 0);
+    }
+    assert_int_equal(raw_db_int(writer, "SELECT count(*) FROM t"), 2);
+    sqlite3_close(writer);
+    sqlite3_close(db);
 }
 
 /* ---- plain functions ---- */
@@ -810,43 +802,45 @@ static void record_release_frees_everything_and_zeroes(void **state)
     rec.error = xstrdup("boom");
     rec.stdout_text = xstrdup("o");
     rec.stderr_text = xstrdup("e");
-    add_file(&rec, FILE_IN, "a", 1);
-    add_file(&rec, FILE_OUT, "b", 2);
+    record_add_file(&rec, FILE_IN, "a", 1);
+    record_add_file(&rec, FILE_OUT, "b", 2);
     execution_record_release(&rec); /* valgrind checks the freeing */
     assert_memory_equal(&rec, &zero, sizeof(rec));
     execution_record_release(&rec); /* twice is fine */
     execution_record_release(NULL);
 }
 
-#define FILE_TEST(f) cmocka_unit_test_setup_teardown(f, setup_file, teardown)
-#define OPEN_TEST(f) cmocka_unit_test_setup_teardown(f, setup_open, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        FILE_TEST(open_applies_every_migration_to_a_new_file),
-        OPEN_TEST(reopen_applies_nothing_and_keeps_the_version),
-        FILE_TEST(open_upgrades_a_file_left_one_migration_behind),
-        OPEN_TEST(open_refuses_a_file_from_a_newer_build),
-        OPEN_TEST(file_catalog_is_in_wal_mode),
+        CATALOG_FILE_TEST(open_applies_every_migration_to_a_new_file),
+        CATALOG_TEST(reopen_applies_nothing_and_keeps_the_version),
+        CATALOG_FILE_TEST(open_upgrades_a_file_left_one_migration_behind),
+        CATALOG_TEST(open_refuses_a_file_from_a_newer_build),
+        CATALOG_TEST(file_catalog_is_in_wal_mode),
         cmocka_unit_test(open_in_a_missing_directory_is_unavailable),
-        FILE_TEST(open_of_a_file_that_is_not_a_database_is_unavailable),
+        CATALOG_FILE_TEST(open_of_a_file_that_is_not_a_database_is_unavailable),
         cmocka_unit_test(memory_catalog_opens_and_migrates),
-        OPEN_TEST(instance_id_is_16_hex_and_stable_across_reopen),
+        CATALOG_TEST(instance_id_is_16_hex_and_stable_across_reopen),
         cmocka_unit_test(instance_ids_differ_between_catalogs),
-        OPEN_TEST(execution_round_trip_keeps_fields_nulls_and_files),
-        OPEN_TEST(execution_with_environment_and_error_round_trips),
-        OPEN_TEST(duplicate_execution_id_is_a_conflict_and_changes_nothing),
-        OPEN_TEST(duplicate_input_path_rolls_the_whole_insert_back),
-        OPEN_TEST(failed_finish_leaves_the_execution_as_it_was),
-        OPEN_TEST(finishing_twice_replaces_the_output_manifest),
-        OPEN_TEST(get_of_an_unknown_execution_is_not_found),
-        OPEN_TEST(start_and_finish_of_an_unknown_execution_are_not_found),
-        OPEN_TEST(start_of_a_finished_execution_is_a_conflict),
-        OPEN_TEST(insert_with_an_invalid_status_is_refused),
-        OPEN_TEST(recover_marks_queued_and_running_interrupted_and_keeps_finished),
-        OPEN_TEST(execution_count_counts_every_status),
-        OPEN_TEST(threads_share_one_catalog),
+        CATALOG_TEST(execution_round_trip_keeps_fields_nulls_and_files),
+        CATALOG_TEST(execution_with_environment_and_error_round_trips),
+        CATALOG_TEST(duplicate_execution_id_is_a_conflict_and_changes_nothing),
+        CATALOG_TEST(duplicate_input_path_rolls_the_whole_insert_back),
+        CATALOG_TEST(failed_finish_leaves_the_execution_as_it_was),
+        CATALOG_TEST(finishing_twice_replaces_the_output_manifest),
+        CATALOG_TEST(get_of_an_unknown_execution_is_not_found),
+        CATALOG_TEST(start_and_finish_of_an_unknown_execution_are_not_found),
+        CATALOG_TEST(start_of_a_finished_execution_is_a_conflict),
+        CATALOG_TEST(insert_with_an_invalid_status_is_refused),
+        CATALOG_TEST(recover_marks_queued_and_running_interrupted_and_keeps_finished),
+        CATALOG_TEST(execution_count_counts_every_status),
+        CATALOG_TEST(threads_share_one_catalog),
+        cmocka_unit_test(sqlite_errors_translate_to_err_codes),
+        cmocka_unit_test(a_transaction_left_without_a_commit_rolls_back),
+        cmocka_unit_test(transactions_do_not_nest),
+        cmocka_unit_test(a_failed_commit_rolls_back_and_says_why),
+        CATALOG_FILE_TEST(a_write_transaction_waits_for_another_writer_then_is_unavailable),
         cmocka_unit_test(status_names_round_trip),
         cmocka_unit_test(record_release_frees_everything_and_zeroes),
     };

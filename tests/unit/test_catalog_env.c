@@ -1,122 +1,16 @@
 /* tests/unit/test_catalog_env.c - environments, their numbered builds, build
  * logs and package inventories in the catalog (catalog/environments.c), on
- * real SQLite files in /tmp; and the upgrade of a catalog left at schema
- * version 1 by migrations/0002_environments.sql. */
-#include <fcntl.h>
+ * real SQLite files in /tmp; the events changes record in their own
+ * transaction; and the upgrade of a catalog left at schema version 1 by
+ * migrations/0002_environments.sql. */
 #include <pthread.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include <cmocka.h>
-
-#include "catalog/catalog.h"
-#include "catalog/catalog_internal.h"
-#include "core/util.h"
-#include "core/xalloc.h"
+#include "core/buf.h"
+#include "tests/unit/catalog_fixture.h"
 
 #include "core/banned.h"
 
 #define T0 1700000000000 /* a time in ms; tests add to it */
-
-struct fixture {
-    char path[64];
-    struct catalog *cat;
-};
-
-static void remove_db_files(const char *path)
-{
-    char side[96];
-
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-}
-
-/* A fresh empty file in /tmp, not opened. */
-static int setup_file(void **state)
-{
-    struct fixture *fx = xcalloc(1, sizeof(*fx));
-    int fd;
-
-    snprintf(fx->path, sizeof(fx->path), "/tmp/envhub-test-catalog-env-XXXXXX");
-    fd = mkstemp(fx->path);
-    if (fd < 0) {
-        free(fx);
-        return -1;
-    }
-    close(fd);
-    *state = fx;
-    return 0;
-}
-
-static int setup_open(void **state)
-{
-    struct err err = ERR_INIT;
-    struct fixture *fx;
-
-    if (setup_file(state) < 0)
-        return -1;
-    fx = *state;
-    if (catalog_open(fx->path, &fx->cat, &err) < 0) {
-        fprintf(stderr, "catalog_open: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fx = *state;
-
-    catalog_close(fx->cat);
-    remove_db_files(fx->path);
-    free(fx);
-    return 0;
-}
-
-/* A second, raw connection to look at the file behind the catalog's back. */
-static sqlite3 *raw_open(const char *path)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    return db;
-}
-
-static int64_t raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = raw_open(path);
-    sqlite3_stmt *st = NULL;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static void raw_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = raw_open(path);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-    if (rc != SQLITE_OK)
-        fprintf(stderr, "raw_exec: %s\n", msg ? msg : "?");
-    sqlite3_free(msg);
-    assert_int_equal(rc, SQLITE_OK);
-    sqlite3_close(db);
-}
 
 /* An environment as POST /environments would describe it (borrowed strings:
  * the catalog only reads them). */
@@ -169,7 +63,7 @@ static struct build_record queue(struct catalog *cat, const char *name, const ch
     struct build_record b = build_def(name, def, image, at);
     struct err err = ERR_INIT;
 
-    assert_int_equal(catalog_env_queue_build(cat, &b, &err), 0);
+    assert_int_equal(catalog_env_queue_build(cat, &b, true, &err), 0);
     return b;
 }
 
@@ -222,7 +116,7 @@ static void append_lines(struct catalog *cat, int64_t id, int n)
 
 static void create_then_get_is_building_at_version_0_with_build_1_queued(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct env_record env = env_def("data-science");
     struct build_record b = build_def("ignored", "def-a", "envhub-env/data-science:1", T0 + 1);
     struct build_record got;
@@ -274,7 +168,7 @@ static void create_then_get_is_building_at_version_0_with_build_1_queued(void **
 
 static void create_of_an_existing_name_is_a_conflict_whatever_its_case(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct env_record env = env_def("web");
     struct build_record b = build_def("web", "def-w", "envhub-env/web:1", T0);
     struct build_record *builds = NULL;
@@ -302,7 +196,7 @@ static void create_of_an_existing_name_is_a_conflict_whatever_its_case(void **st
 
 static void create_without_a_required_field_is_invalid(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct env_record env = env_def("x");
     struct build_record b = build_def("x", "def", "img", T0);
     struct err err = ERR_INIT;
@@ -324,21 +218,21 @@ static void create_without_a_required_field_is_invalid(void **state)
 
 static void queue_build_takes_the_next_version_and_refuses_a_second_unfinished_one(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t first = create_env(fx->cat, "ml", "def-1");
     struct build_record b = build_def("ml", "def-2", "envhub-env/ml:2", T0 + 10);
     struct env_record env;
     struct err err = ERR_INIT;
 
     /* version 1 is still queued */
-    assert_int_equal(catalog_env_queue_build(fx->cat, &b, &err), -1);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &b, true, &err), -1);
     assert_int_equal(err.code, ERR_CONFLICT);
     assert_string_equal(err.msg, "a build of 'ml' is already queued or running (version 1)");
 
     /* ... and still when it is building */
     err_clear(&err);
     assert_int_equal(catalog_build_start(fx->cat, first, T0 + 5, &err), 0);
-    assert_int_equal(catalog_env_queue_build(fx->cat, &b, &err), -1);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &b, true, &err), -1);
     assert_int_equal(err.code, ERR_CONFLICT);
 
     /* once it has finished, version 2 */
@@ -361,7 +255,7 @@ static void queue_build_takes_the_next_version_and_refuses_a_second_unfinished_o
 
 static void first_build_failing_fails_the_environment_and_a_rebuild_makes_it_building(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "flaky", "def-1");
     struct build_record b;
     struct env_record env;
@@ -406,7 +300,7 @@ static void succeed_puts_the_version_in_service_with_its_packages(void **state)
         {(char *)"pip", (char *)"certifi", (char *)"2023.1"},
         {(char *)"pip", (char *)"requests", (char *)"2.32.0"}, /* listed twice: the last wins */
     };
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "web", "def-w");
     struct package_entry *got = NULL;
     struct build_record b;
@@ -452,7 +346,7 @@ static void succeed_puts_the_version_in_service_with_its_packages(void **state)
 
 static void a_cache_hit_can_succeed_straight_from_queued(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "cached", "def-c");
     struct build_record b = {
         .id = id, .image_id = (char *)"sha256:reused", .cache_hit = true, .finished_at = T0 + 1};
@@ -474,7 +368,7 @@ static void a_cache_hit_can_succeed_straight_from_queued(void **state)
 
 static void succeed_puts_the_new_definition_of_a_rebuild_into_the_environment(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "evolving", "def-1");
     struct build_record b;
     struct env_record env;
@@ -485,7 +379,7 @@ static void succeed_puts_the_new_definition_of_a_rebuild_into_the_environment(vo
     b.setup_script = (char *)"pip install numpy\n";
     b.python_version = (char *)"3.12";
     b.base_image = (char *)"python:3.12-slim";
-    assert_int_equal(catalog_env_queue_build(fx->cat, &b, &err), 0);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &b, true, &err), 0);
 
     /* while it builds, the environment still describes version 1 */
     env = get_env(fx->cat, "evolving");
@@ -507,7 +401,7 @@ static void succeed_puts_the_new_definition_of_a_rebuild_into_the_environment(vo
 
 static void failed_rebuild_of_a_ready_environment_keeps_it_ready_with_the_error(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "stable", "def-1");
     struct build_record b;
     struct env_record env;
@@ -550,7 +444,7 @@ static void failed_rebuild_of_a_ready_environment_keeps_it_ready_with_the_error(
 
 static void late_success_of_an_older_build_does_not_move_the_environment_back(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t old_id = create_env(fx->cat, "race", "def-1");
     struct build_record newer, old;
     struct env_record env;
@@ -592,7 +486,7 @@ static void late_success_of_an_older_build_does_not_move_the_environment_back(vo
 static void finishing_a_finished_build_is_a_conflict_and_changes_nothing(void **state)
 {
     static const struct package_entry pkgs[] = {{(char *)"pip", (char *)"x", (char *)"1"}};
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "done", "def-1");
     struct build_record b = {.id = id, .image_id = (char *)"sha256:late", .finished_at = T0 + 5};
     struct env_record env;
@@ -621,7 +515,7 @@ static void finishing_a_finished_build_is_a_conflict_and_changes_nothing(void **
 
 static void fail_with_a_status_that_is_not_a_failure_is_invalid(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "x", "def");
     struct err err = ERR_INIT;
 
@@ -637,7 +531,7 @@ static void succeed_with_an_unknown_package_manager_is_invalid_and_changes_nothi
         {(char *)"pip", (char *)"ok", (char *)"1"},
         {(char *)"npm", (char *)"left-pad", (char *)"1.3.0"},
     };
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "x", "def");
     struct build_record b = {.id = id, .image_id = (char *)"sha256:x", .finished_at = T0};
     struct err err = ERR_INIT;
@@ -654,7 +548,7 @@ static void succeed_with_an_unknown_package_manager_is_invalid_and_changes_nothi
 
 static void start_moves_queued_to_building_and_refuses_anything_else(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "s", "def");
     struct build_record b;
     struct err err = ERR_INIT;
@@ -675,7 +569,7 @@ static void start_moves_queued_to_building_and_refuses_anything_else(void **stat
 
 static void list_unfinished_has_queued_and_building_builds_oldest_first(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t a = create_env(fx->cat, "a", "def-a");
     int64_t b = create_env(fx->cat, "b", "def-b");
     int64_t c = create_env(fx->cat, "c", "def-c");
@@ -706,7 +600,7 @@ static void list_unfinished_has_queued_and_building_builds_oldest_first(void **s
 
 static void requeue_returns_a_building_build_to_the_queue_keeping_its_log(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "r", "def");
     struct build_record b;
     struct err err = ERR_INIT;
@@ -736,7 +630,7 @@ static void requeue_returns_a_building_build_to_the_queue_keeping_its_log(void *
 
 static void list_orders_environments_by_name_with_their_newest_build(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct env_record *envs = NULL;
     struct err err = ERR_INIT;
     struct build_record b;
@@ -770,7 +664,7 @@ static void list_orders_environments_by_name_with_their_newest_build(void **stat
 
 static void build_list_is_newest_first_with_log_line_counts(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "hist", "def-1");
     struct build_record *list = NULL, b;
     struct err err = ERR_INIT;
@@ -797,7 +691,7 @@ static void build_list_is_newest_first_with_log_line_counts(void **state)
 
 static void log_append_numbers_lines_from_1_and_read_pages_with_after_and_limit(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "logs", "def");
     int64_t other = create_env(fx->cat, "other", "def-o");
     struct log_line *lines = NULL;
@@ -863,7 +757,7 @@ static void *append_many(void *arg)
 
 static void concurrent_appends_number_lines_without_gaps_or_repeats(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "busy", "def");
     struct appender ap[APPEND_THREADS];
     pthread_t th[APPEND_THREADS];
@@ -890,7 +784,7 @@ static void concurrent_appends_number_lines_without_gaps_or_repeats(void **state
 
 static void find_ready_by_definition_returns_the_newest_ready_build_of_any_environment(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t a = create_env(fx->cat, "a", "same");
     int64_t b = create_env(fx->cat, "b", "same");
     int64_t c = create_env(fx->cat, "c", "same"); /* never ready */
@@ -920,7 +814,7 @@ static void find_ready_by_definition_returns_the_newest_ready_build_of_any_envir
 static void delete_removes_builds_logs_and_packages_but_not_executions(void **state)
 {
     static const struct package_entry pkgs[] = {{(char *)"pip", (char *)"x", (char *)"1"}};
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     int64_t id = create_env(fx->cat, "gone", "def");
     int64_t keep = create_env(fx->cat, "kept", "def-k");
     struct execution_record rec = {
@@ -945,7 +839,7 @@ static void delete_removes_builds_logs_and_packages_but_not_executions(void **st
     succeed(fx->cat, keep, "sha256:k", T0 + 1, pkgs, 1);
     assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), 0);
 
-    assert_int_equal(catalog_env_delete(fx->cat, "gone", &err), 0);
+    assert_int_equal(catalog_env_delete(fx->cat, "gone", T0 + 2, "bob", &err), 0);
     assert_int_equal(catalog_env_get(fx->cat, "gone", &(struct env_record){0}, &err), -1);
     assert_int_equal(err.code, ERR_NOT_FOUND);
     assert_int_equal(catalog_build_get_by_id(fx->cat, id, &b, &err), -1);
@@ -966,14 +860,14 @@ static void delete_removes_builds_logs_and_packages_but_not_executions(void **st
 
     /* the name is free again, and versions start over (create_env checks 1) */
     create_env(fx->cat, "gone", "def");
-    assert_int_equal(catalog_env_delete(fx->cat, "gone", &err), 0);
-    assert_int_equal(catalog_env_delete(fx->cat, "gone", &err), -1);
+    assert_int_equal(catalog_env_delete(fx->cat, "gone", T0 + 2, "bob", &err), 0);
+    assert_int_equal(catalog_env_delete(fx->cat, "gone", T0 + 2, "bob", &err), -1);
     assert_int_equal(err.code, ERR_NOT_FOUND);
 }
 
 static void touch_sets_last_used(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct env_record env;
     struct err err = ERR_INIT;
 
@@ -992,7 +886,7 @@ static void touch_sets_last_used(void **state)
 
 static void unknown_names_and_ids_are_not_found_and_lists_of_them_empty(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct build_record b = build_def("nope", "def", "img", T0);
     struct env_record env;
     struct build_record *builds = NULL;
@@ -1015,9 +909,9 @@ static void unknown_names_and_ids_are_not_found_and_lists_of_them_empty(void **s
                      "environment 'nope' does not exist");
     EXPECT_NOT_FOUND(catalog_env_get(fx->cat, "known", &env, &err), /* exact case */
                      "environment 'known' does not exist");
-    EXPECT_NOT_FOUND(catalog_env_queue_build(fx->cat, &b, &err),
+    EXPECT_NOT_FOUND(catalog_env_queue_build(fx->cat, &b, true, &err),
                      "environment 'nope' does not exist");
-    EXPECT_NOT_FOUND(catalog_env_delete(fx->cat, "nope", &err),
+    EXPECT_NOT_FOUND(catalog_env_delete(fx->cat, "nope", T0, "bob", &err),
                      "environment 'nope' does not exist");
     EXPECT_NOT_FOUND(catalog_env_touch(fx->cat, "nope", T0, &err),
                      "environment 'nope' does not exist");
@@ -1054,24 +948,94 @@ static void unknown_names_and_ids_are_not_found_and_lists_of_them_empty(void **s
     assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM builds"), 1);
 }
 
+/* ---- change events ---- */
+
+/* The events of @subject, oldest first, as "action by principal at +ms: detail" lines. */
+static char *events_of(struct catalog *cat, const char *subject)
+{
+    struct event_record *ev = NULL;
+    struct buf out = BUF_INIT(BUF_UNLIMITED);
+    struct err err = ERR_INIT;
+    size_t n = 0;
+
+    assert_int_equal(catalog_event_list(cat, subject, 100, &ev, &n, &err), 0);
+    for (size_t i = n; i-- > 0;)
+        buf_putf(&out, "%s by %s at +%lld: %s\n", ev[i].action, ev[i].principal,
+                 (long long)(ev[i].at - T0), ev[i].detail);
+    event_records_free(ev, n);
+    return buf_detach(&out, NULL);
+}
+
+static void changes_record_their_events_with_them(void **state)
+{
+    struct catalog_fixture *fx = *state;
+    struct err err = ERR_INIT;
+    char *got;
+
+    int64_t first = create_env(fx->cat, "ev", "def");
+    /* a refused change records nothing */
+    struct build_record busy = build_def("ev", "def-2", "envhub-env/ev:2", T0 + 1);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &busy, true, &err), -1);
+    assert_int_equal(err.code, ERR_CONFLICT);
+    assert_int_equal(catalog_build_fail(fx->cat, first, BUILD_CANCELLED, "x", T0 + 1, &err), 0);
+    struct build_record two = queue(fx->cat, "ev", "def-2", "envhub-env/ev:2", T0 + 1);
+    assert_int_equal(two.version, 2);
+    /* a build the server queues as part of another change records none of its own */
+    assert_int_equal(catalog_build_fail(fx->cat, two.id, BUILD_CANCELLED, "x", T0 + 3, &err), 0);
+    struct build_record quiet = build_def("ev", "def-4", "envhub-env/ev:3", T0 + 4);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &quiet, false, &err), 0);
+    assert_int_equal(quiet.version, 3);
+    assert_int_equal(catalog_env_delete(fx->cat, "ev", T0 + 5, "bob", &err), 0);
+    assert_int_equal(catalog_env_delete(fx->cat, "ev", T0 + 6, "bob", &err), -1);
+
+    got = events_of(fx->cat, "ev");
+    assert_string_equal(got, "environment.create by alice at +0: \n"
+                             "environment.rebuild by alice at +1: version 2\n"
+                             "environment.delete by bob at +5: \n");
+    free(got);
+}
+
+static void a_change_whose_event_cannot_be_stored_is_not_made(void **state)
+{
+    struct catalog_fixture *fx = *state;
+    struct env_record env = env_def("ev");
+    struct build_record b = build_def("ev", "def", "envhub-env/ev:1", T0);
+    struct err err = ERR_INIT;
+
+    raw_exec(fx->path, "CREATE TRIGGER events_closed BEFORE INSERT ON events"
+                       " BEGIN SELECT RAISE(ABORT, 'events are closed'); END");
+    assert_int_equal(catalog_env_create(fx->cat, &env, &b, &err), -1);
+    assert_string_equal(err.msg,
+                        "cannot record event 'environment.create' of 'ev': events are closed");
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM environments"), 0);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM builds"), 0);
+
+    raw_exec(fx->path, "DROP TRIGGER events_closed");
+    int64_t id = create_env(fx->cat, "ev", "def");
+    assert_int_equal(catalog_build_fail(fx->cat, id, BUILD_FAILED, "x", T0 + 1, &err), 0);
+    raw_exec(fx->path, "CREATE TRIGGER events_closed BEFORE INSERT ON events"
+                       " BEGIN SELECT RAISE(ABORT, 'events are closed'); END");
+    b = build_def("ev", "def-2", "envhub-env/ev:2", T0 + 2);
+    assert_int_equal(catalog_env_queue_build(fx->cat, &b, true, &err), -1);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM builds"), 1);
+    assert_int_equal(catalog_env_delete(fx->cat, "ev", T0 + 3, "bob", &err), -1);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM environments"), 1);
+    assert_int_equal(raw_int(fx->path, "SELECT count(*) FROM events"), 1); /* the create */
+}
+
 /* ---- migrations ---- */
 
 static void a_catalog_left_at_version_1_upgrades_to_2_and_keeps_its_executions(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct execution_record rec;
     struct err err = ERR_INIT;
-    struct embedded_file only_first[2];
     int version = -1;
     sqlite3 *db;
 
     /* A file made by the build that knew only 0001_init. */
-    assert_non_null(migrations_embedded[0].path);
     assert_non_null(strstr(migrations_embedded[0].path, "0001_init.sql"));
-    only_first[0] = migrations_embedded[0];
-    only_first[1] = (struct embedded_file){NULL, NULL, 0};
-    db = raw_open(fx->path);
-    assert_int_equal(catalog_migrate_db(db, only_first, &err), 0);
+    db = raw_open_migrated_before(fx->path, "0002_");
     assert_int_equal(catalog_migrate_version(db, &version, &err), 0);
     assert_int_equal(version, 1);
     assert_int_equal(sqlite3_exec(db,
@@ -1157,37 +1121,36 @@ static void release_and_free_accept_null_and_free_everything(void **state)
     build_records_free(NULL, 0);
 }
 
-#define FILE_TEST(f) cmocka_unit_test_setup_teardown(f, setup_file, teardown)
-#define OPEN_TEST(f) cmocka_unit_test_setup_teardown(f, setup_open, teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        OPEN_TEST(create_then_get_is_building_at_version_0_with_build_1_queued),
-        OPEN_TEST(create_of_an_existing_name_is_a_conflict_whatever_its_case),
-        OPEN_TEST(create_without_a_required_field_is_invalid),
-        OPEN_TEST(queue_build_takes_the_next_version_and_refuses_a_second_unfinished_one),
-        OPEN_TEST(first_build_failing_fails_the_environment_and_a_rebuild_makes_it_building),
-        OPEN_TEST(succeed_puts_the_version_in_service_with_its_packages),
-        OPEN_TEST(a_cache_hit_can_succeed_straight_from_queued),
-        OPEN_TEST(succeed_puts_the_new_definition_of_a_rebuild_into_the_environment),
-        OPEN_TEST(failed_rebuild_of_a_ready_environment_keeps_it_ready_with_the_error),
-        OPEN_TEST(late_success_of_an_older_build_does_not_move_the_environment_back),
-        OPEN_TEST(finishing_a_finished_build_is_a_conflict_and_changes_nothing),
-        OPEN_TEST(fail_with_a_status_that_is_not_a_failure_is_invalid),
-        OPEN_TEST(succeed_with_an_unknown_package_manager_is_invalid_and_changes_nothing),
-        OPEN_TEST(start_moves_queued_to_building_and_refuses_anything_else),
-        OPEN_TEST(list_unfinished_has_queued_and_building_builds_oldest_first),
-        OPEN_TEST(requeue_returns_a_building_build_to_the_queue_keeping_its_log),
-        OPEN_TEST(list_orders_environments_by_name_with_their_newest_build),
-        OPEN_TEST(build_list_is_newest_first_with_log_line_counts),
-        OPEN_TEST(log_append_numbers_lines_from_1_and_read_pages_with_after_and_limit),
-        OPEN_TEST(concurrent_appends_number_lines_without_gaps_or_repeats),
-        OPEN_TEST(find_ready_by_definition_returns_the_newest_ready_build_of_any_environment),
-        OPEN_TEST(delete_removes_builds_logs_and_packages_but_not_executions),
-        OPEN_TEST(touch_sets_last_used),
-        OPEN_TEST(unknown_names_and_ids_are_not_found_and_lists_of_them_empty),
-        FILE_TEST(a_catalog_left_at_version_1_upgrades_to_2_and_keeps_its_executions),
+        CATALOG_TEST(create_then_get_is_building_at_version_0_with_build_1_queued),
+        CATALOG_TEST(create_of_an_existing_name_is_a_conflict_whatever_its_case),
+        CATALOG_TEST(create_without_a_required_field_is_invalid),
+        CATALOG_TEST(queue_build_takes_the_next_version_and_refuses_a_second_unfinished_one),
+        CATALOG_TEST(first_build_failing_fails_the_environment_and_a_rebuild_makes_it_building),
+        CATALOG_TEST(succeed_puts_the_version_in_service_with_its_packages),
+        CATALOG_TEST(a_cache_hit_can_succeed_straight_from_queued),
+        CATALOG_TEST(succeed_puts_the_new_definition_of_a_rebuild_into_the_environment),
+        CATALOG_TEST(failed_rebuild_of_a_ready_environment_keeps_it_ready_with_the_error),
+        CATALOG_TEST(late_success_of_an_older_build_does_not_move_the_environment_back),
+        CATALOG_TEST(finishing_a_finished_build_is_a_conflict_and_changes_nothing),
+        CATALOG_TEST(fail_with_a_status_that_is_not_a_failure_is_invalid),
+        CATALOG_TEST(succeed_with_an_unknown_package_manager_is_invalid_and_changes_nothing),
+        CATALOG_TEST(start_moves_queued_to_building_and_refuses_anything_else),
+        CATALOG_TEST(list_unfinished_has_queued_and_building_builds_oldest_first),
+        CATALOG_TEST(requeue_returns_a_building_build_to_the_queue_keeping_its_log),
+        CATALOG_TEST(list_orders_environments_by_name_with_their_newest_build),
+        CATALOG_TEST(build_list_is_newest_first_with_log_line_counts),
+        CATALOG_TEST(log_append_numbers_lines_from_1_and_read_pages_with_after_and_limit),
+        CATALOG_TEST(concurrent_appends_number_lines_without_gaps_or_repeats),
+        CATALOG_TEST(find_ready_by_definition_returns_the_newest_ready_build_of_any_environment),
+        CATALOG_TEST(delete_removes_builds_logs_and_packages_but_not_executions),
+        CATALOG_TEST(touch_sets_last_used),
+        CATALOG_TEST(unknown_names_and_ids_are_not_found_and_lists_of_them_empty),
+        CATALOG_TEST(changes_record_their_events_with_them),
+        CATALOG_TEST(a_change_whose_event_cannot_be_stored_is_not_made),
+        CATALOG_FILE_TEST(a_catalog_left_at_version_1_upgrades_to_2_and_keeps_its_executions),
         cmocka_unit_test(status_names_round_trip),
         cmocka_unit_test(release_and_free_accept_null_and_free_everything),
     };

@@ -1,229 +1,16 @@
-/* tests/unit/test_curation.c - the pure parts of curation: PEP 440 and dpkg
- * version orderings, the version filter of GET /packages, the unified line
- * diff of setup scripts; and the catalog side (lifecycle, the executions'
- * warning trigger, run counts and their query plan, package queries) on
- * real SQLite files in /tmp. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
+/* tests/unit/test_curation.c - the unified line diff of setup scripts
+ * (builder/diff.c); and the catalog side of curation (lifecycle and its
+ * events, the executions' warning trigger, run counts and their query plan,
+ * package queries) on real SQLite files in /tmp. The version orderings and
+ * the filter of GET /packages are tests/unit/test_version.c's. */
 #include "builder/builder.h"
-#include "catalog/catalog.h"
-#include "catalog/catalog_internal.h"
 #include "core/buf.h"
-#include "core/util.h"
-#include "core/xalloc.h"
+#include "tests/unit/catalog_fixture.h"
 
 #include "core/banned.h"
 
 #define DAY_MS 86400000LL
 #define NOW 1800000000000LL
-
-/* ---- PEP 440 ---- */
-
-static int pep(const char *a, const char *b)
-{
-    int c = 99;
-    if (version_pep440_compare(a, b, &c) < 0)
-        fail_msg("'%s' or '%s' did not parse", a, b);
-    return c;
-}
-
-static void pep440_orders_the_specification_example(void **state)
-{
-    (void)state;
-    /* PEP 440's own ordering example, then a few more */
-    static const char *const v[] = {
-        "1.0.dev456",    "1.0a1",
-        "1.0a2.dev456",  "1.0a12.dev456",
-        "1.0a12",        "1.0b1.dev456",
-        "1.0b2",         "1.0b2.post345.dev456",
-        "1.0b2.post345", "1.0rc1.dev456",
-        "1.0rc1",        "1.0",
-        "1.0+abc.5",     "1.0+abc.7",
-        "1.0+5",         "1.0.post456.dev34",
-        "1.0.post456",   "1.0.15",
-        "1.1.dev1",      "1.2",
-        "1.10",          "2",
-        "2.0.1",         "1!0.1",
-    };
-    size_t n = sizeof(v) / sizeof(v[0]);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) {
-            int c = pep(v[i], v[j]);
-            int want = i < j ? -1 : i > j ? 1 : 0;
-            if (c != want)
-                fail_msg("compare('%s', '%s') = %d, want %d", v[i], v[j], c, want);
-        }
-}
-
-static void pep440_normalises_the_usual_spellings(void **state)
-{
-    (void)state;
-    static const char *const same[][2] = {
-        {"1.0", "1.0.0"},           {"1.0-RC1", "1.0rc1"},
-        {"1.0alpha1", "1.0a1"},     {"1.0.beta.2", "1.0b2"},
-        {"1.0c1", "1.0rc1"},        {"1.0pre1", "1.0rc1"},
-        {"1.0preview1", "1.0rc1"},  {"v1.0", "1.0"},
-        {"1.0-1", "1.0.post1"},     {"1.0-post1", "1.0.post1"},
-        {"1.0rev1", "1.0.post1"},   {"1.0r1", "1.0.post1"},
-        {"1.0.DEV1", "1.0.dev1"},   {"1.0a", "1.0a0"},
-        {"1.0.post", "1.0.post0"},  {"1.0+AbC", "1.0+abc"},
-        {"1.0+a-b_c", "1.0+a.b.c"}, {" 1.0 ", "1.0"},
-        {"0!1.0", "1.0"},           {"1.0+007", "1.0+7"},
-    };
-    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
-        if (pep(same[i][0], same[i][1]) != 0)
-            fail_msg("'%s' should equal '%s'", same[i][0], same[i][1]);
-    assert_true(pep("1.0+abc", "1.0+5") < 0); /* a number after any text */
-    assert_true(pep("1.0+1.a", "1.0+1") > 0); /* a longer local after its prefix */
-}
-
-static void pep440_refuses_what_is_not_a_version(void **state)
-{
-    (void)state;
-    static const char *const bad[] = {"",
-                                      "abc",
-                                      "1.0-",
-                                      "1..0",
-                                      "1.0+",
-                                      "1.0+a..b",
-                                      "1.0 beta",
-                                      "1.0-custom",
-                                      "x1.0",
-                                      "1.0.*",
-                                      "1234567890123456789"};
-    int c;
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (version_pep440_compare(bad[i], "1.0", &c) != -1)
-            fail_msg("'%s' parsed as a PEP 440 version", bad[i]);
-}
-
-/* ---- dpkg ---- */
-
-static void dpkg_orders_like_dpkg(void **state)
-{
-    (void)state;
-    static const char *const v[] = {
-        "0.9",        "1.0~rc1", "1.0~rc1-1", "1.0",   "1.0-1",    "1.0-1+b1",      "1.0-2", "1.0a",
-        "1.0+dfsg-1", "1.0.1",   "1.24.2-1",  "1.100", "2.28.1-1", "2.28.1+dfsg-1", "1:0.1",
-    };
-    size_t n = sizeof(v) / sizeof(v[0]);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) {
-            int c = version_dpkg_compare(v[i], v[j]);
-            int want = i < j ? -1 : i > j ? 1 : 0;
-            if (c != want)
-                fail_msg("dpkg compare('%s', '%s') = %d, want %d", v[i], v[j], c, want);
-        }
-    assert_int_equal(version_dpkg_compare("1.01", "1.1"), 0); /* leading zeros */
-    assert_int_equal(version_dpkg_compare("0:1.0", "1.0"), 0);
-    assert_true(version_dpkg_compare("1.0~~", "1.0~") < 0);
-}
-
-/* ---- the filter ---- */
-
-static bool spec_matches(const char *spec, const char *manager, const char *version)
-{
-    struct version_spec s;
-    struct err err = ERR_INIT;
-    if (version_spec_parse(spec, &s, &err) < 0)
-        fail_msg("'%s' did not parse: %s", spec, err.msg);
-    return version_spec_match(&s, manager, version);
-}
-
-static void spec_filters_pip_versions(void **state)
-{
-    (void)state;
-    assert_true(spec_matches("<2", "pip", "1.24.2"));
-    assert_false(spec_matches("<2", "pip", "2.0.0"));
-    assert_false(spec_matches("<2", "pip", "2.0"));
-    assert_true(spec_matches("<=2", "pip", "2.0rc1")); /* ordered before 2 */
-    assert_false(spec_matches("<2", "pip", "2.0rc1")); /* but <V takes no pre-release of V */
-    assert_false(spec_matches("<2", "pip", "2.0.dev1"));
-    assert_true(spec_matches("<2rc2", "pip", "2.0rc1"));
-    assert_true(spec_matches("<2", "pip", "1.9rc1"));
-    assert_false(spec_matches(">1.0", "pip", "1.0.post1")); /* >V takes no post-release of V */
-    assert_false(spec_matches(">1.0", "pip", "1.0+local"));
-    assert_true(spec_matches(">=1.0", "pip", "1.0.post1"));
-    assert_true(spec_matches(">1.0.post1", "pip", "1.0.post2"));
-    assert_true(spec_matches("<=2", "pip", "2.0"));
-    assert_true(spec_matches(">1.24", "pip", "1.24.2"));
-    assert_false(spec_matches(">=1.25", "pip", "1.24.2"));
-    assert_true(spec_matches("==1.24.2", "pip", "1.24.2"));
-    assert_true(spec_matches("1.24.2", "pip", "1.24.2")); /* a bare version is == */
-    assert_true(spec_matches("==1.24.2.0", "pip", "1.24.2"));
-    assert_true(spec_matches("!=1.24.3", "pip", "1.24.2"));
-    assert_true(spec_matches(">=1.20, <2", "pip", "1.24.2"));
-    assert_false(spec_matches(">=1.20,<1.24", "pip", "1.24.2"));
-    assert_true(spec_matches("==1.24.*", "pip", "1.24.2"));
-    assert_true(spec_matches("==1.24.*", "pip", "1.24"));
-    assert_false(spec_matches("==1.24.*", "pip", "1.25.0"));
-    assert_true(spec_matches("!=1.24.*", "pip", "1.25.0"));
-    assert_true(spec_matches("~=1.24.0", "pip", "1.24.9"));
-    assert_false(spec_matches("~=1.24.0", "pip", "1.25.0"));
-    assert_false(spec_matches("~=1.24.3", "pip", "1.24.2"));
-    /* not PEP 440: the same text only */
-    assert_true(spec_matches("==2.0-custom", "pip", "2.0-custom"));
-    assert_false(spec_matches("<3", "pip", "2.0-custom"));
-    assert_true(spec_matches("!=2.0", "pip", "2.0-custom"));
-}
-
-static void spec_filters_dpkg_versions_by_dpkg_order(void **state)
-{
-    (void)state;
-    assert_true(spec_matches("<2", "dpkg", "1.24.2-1"));
-    assert_true(spec_matches(">=1.24.2-1", "dpkg", "1.24.2-1+b1"));
-    assert_true(spec_matches("<1.0", "dpkg", "1.0~rc1-1"));
-    assert_false(spec_matches("<2", "dpkg", "1:1.24.2-1")); /* an epoch outranks */
-    assert_true(spec_matches("==1.24.*", "dpkg", "1:1.24.2-1"));
-    assert_false(spec_matches("==1.2.*", "dpkg", "1.24.2-1"));
-}
-
-/* A prefix with an epoch compares the epoch, then the upstream after it; it
- * matched nothing before (found by tests/fuzz/fuzz_version_spec.c). */
-static void spec_dpkg_prefix_with_an_epoch(void **state)
-{
-    (void)state;
-    assert_true(spec_matches("==1:2.*", "dpkg", "1:2.36-9"));
-    assert_true(spec_matches("==1:2.*", "dpkg", "1:2"));
-    assert_false(spec_matches("==1:2.*", "dpkg", "2.36-9"));
-    assert_false(spec_matches("==1:2.*", "dpkg", "2:2.36-9"));
-    assert_true(spec_matches("==0:2.*", "dpkg", "2.36-9"));
-    assert_true(spec_matches("!=1:2.*", "dpkg", "2.36-9"));
-    assert_false(spec_matches("!=1:2.*", "dpkg", "1:2.1"));
-}
-
-static void spec_refuses_malformed_filters(void **state)
-{
-    (void)state;
-    static const char *const bad[] = {"",
-                                      "<",
-                                      "==",
-                                      "===1.0",
-                                      "==1.*.2",
-                                      ">=1.*",
-                                      "1 2",
-                                      "<2,",
-                                      "~=1",
-                                      "a;b",
-                                      "<2,<3,<4,<5,<6,<7,<8,<9,<10"};
-    struct version_spec s;
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct err err = ERR_INIT;
-        if (version_spec_parse(bad[i], &s, &err) != -1)
-            fail_msg("'%s' parsed as a filter", bad[i]);
-        assert_int_equal(err.code, ERR_INVALID);
-        assert_non_null(strstr(err.msg, "version"));
-    }
-}
 
 /* ---- the line diff ---- */
 
@@ -316,42 +103,6 @@ static void diff_of_huge_texts_replaces_the_middle_whole(void **state)
 
 /* ---- the catalog ---- */
 
-struct fixture {
-    char path[64];
-    struct catalog *cat;
-};
-
-static int setup_catalog(void **state)
-{
-    struct fixture *fx = xcalloc(1, sizeof(*fx));
-    struct err err = ERR_INIT;
-    snprintf(fx->path, sizeof(fx->path), "/tmp/envhub-test-curation-XXXXXX");
-    int fd = mkstemp(fx->path);
-    if (fd < 0)
-        return -1;
-    close(fd);
-    if (catalog_open(fx->path, &fx->cat, &err) < 0) {
-        fprintf(stderr, "catalog_open: %s\n", err.msg);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-static int teardown_catalog(void **state)
-{
-    struct fixture *fx = *state;
-    char side[96];
-    catalog_close(fx->cat);
-    unlink(fx->path);
-    snprintf(side, sizeof(side), "%s-wal", fx->path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", fx->path);
-    unlink(side);
-    free(fx);
-    return 0;
-}
-
 /* Create @name with build 1 (test script @test) and put it in service with @pkgs. */
 static int64_t ready_env(struct catalog *cat, const char *name, const char *test,
                          const struct package_entry *pkgs, size_t n)
@@ -422,9 +173,23 @@ static char *execution_warning(struct catalog *cat, const char *id)
     return w;
 }
 
+/* The newest event of @subject as "action by principal: detail", or "none". */
+static char *last_event(struct catalog *cat, const char *subject)
+{
+    struct event_record *ev = NULL;
+    struct err err = ERR_INIT;
+    size_t n = 0;
+
+    assert_int_equal(catalog_event_list(cat, subject, 1, &ev, &n, &err), 0);
+    char *s = n ? xasprintf("%s by %s: %s", ev[0].action, ev[0].principal, ev[0].detail)
+                : xstrdup("none");
+    event_records_free(ev, n);
+    return s;
+}
+
 static void lifecycle_is_stored_and_executions_carry_the_warning(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     struct env_record env = {0};
 
@@ -458,11 +223,17 @@ static void lifecycle_is_stored_and_executions_carry_the_warning(void **state)
     assert_string_equal(env.lifecycle_by, "carol");
     assert_int_equal(env.lifecycle_at, NOW + 5);
     env_record_release(&env);
+    char *ev = last_event(fx->cat, "old"); /* written with the change */
+    assert_string_equal(ev, "environment.deprecate by carol: replacement new");
+    free(ev);
 
     assert_int_equal(
         catalog_env_set_lifecycle(fx->cat, "nope", ENV_RETIRED, NULL, NULL, NOW, "carol", &err),
         -1);
     assert_int_equal(err.code, ERR_NOT_FOUND);
+    ev = last_event(fx->cat, "nope");
+    assert_string_equal(ev, "none");
+    free(ev);
     free(before);
     free(after);
     free(other);
@@ -471,7 +242,7 @@ static void lifecycle_is_stored_and_executions_carry_the_warning(void **state)
 
 static void a_new_version_in_service_clears_images_removed(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     struct env_record env = {0};
 
@@ -484,6 +255,9 @@ static void a_new_version_in_service_clears_images_removed(void **state)
     assert_int_equal(env.images_removed_at, NOW + 1);
     env_record_release(&env);
 
+    char *ev = last_event(fx->cat, "gone");
+    assert_string_equal(ev, "environment.retire by carol: ");
+    free(ev);
     assert_int_equal(
         catalog_env_set_lifecycle(fx->cat, "gone", ENV_ACTIVE, NULL, NULL, NOW + 2, "carol", &err),
         0);
@@ -497,7 +271,11 @@ static void a_new_version_in_service_clears_images_removed(void **state)
         .queued_at = NOW + 3,
         .test_script = (char *)"", /* "" is none */
     };
-    assert_int_equal(catalog_env_queue_build(fx->cat, &b, &err), 0);
+    /* the rebuild of a reinstated environment: the reinstate's event covers it */
+    assert_int_equal(catalog_env_queue_build(fx->cat, &b, false, &err), 0);
+    ev = last_event(fx->cat, "gone");
+    assert_string_equal(ev, "environment.reinstate by carol: ");
+    free(ev);
     struct build_record done = {
         .id = b.id, .image_id = (char *)"sha256:img2", .finished_at = NOW + 4};
     assert_int_equal(catalog_build_succeed(fx->cat, &done, NULL, 0, &err), 0);
@@ -517,7 +295,7 @@ static void a_new_version_in_service_clears_images_removed(void **state)
 
 static void runs_count_the_last_7_30_and_90_days(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     int64_t runs[3];
     static const int days_ago[] = {120, 60, 20, 10, 3, 1};
@@ -544,7 +322,7 @@ static void runs_count_the_last_7_30_and_90_days(void **state)
  * of executions_env. */
 static void runs_query_plans_use_the_indexes(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     static const char *const sql[] = {
         "SELECT seq FROM executions WHERE recorded_at >= 1 ORDER BY recorded_at, seq LIMIT 1",
         "SELECT count(*), coalesce(sum(seq >= 5), 0), coalesce(sum(seq >= 3), 0)"
@@ -571,7 +349,7 @@ static void runs_query_plans_use_the_indexes(void **state)
 
 static void packages_are_found_by_name_as_pip_compares_them(void **state)
 {
-    struct fixture *fx = *state;
+    struct catalog_fixture *fx = *state;
     struct err err = ERR_INIT;
     struct package_hit *hits = NULL;
     size_t n = 0;
@@ -611,30 +389,17 @@ static void packages_are_found_by_name_as_pip_compares_them(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(pep440_orders_the_specification_example),
-        cmocka_unit_test(pep440_normalises_the_usual_spellings),
-        cmocka_unit_test(pep440_refuses_what_is_not_a_version),
-        cmocka_unit_test(dpkg_orders_like_dpkg),
-        cmocka_unit_test(spec_filters_pip_versions),
-        cmocka_unit_test(spec_filters_dpkg_versions_by_dpkg_order),
-        cmocka_unit_test(spec_dpkg_prefix_with_an_epoch),
-        cmocka_unit_test(spec_refuses_malformed_filters),
         cmocka_unit_test(diff_of_equal_texts_is_empty),
         cmocka_unit_test(diff_shows_one_changed_line_with_context),
         cmocka_unit_test(diff_aligns_by_longest_common_subsequence),
         cmocka_unit_test(diff_joins_close_changes_and_splits_far_ones),
         cmocka_unit_test(diff_marks_a_missing_final_newline),
         cmocka_unit_test(diff_of_huge_texts_replaces_the_middle_whole),
-        cmocka_unit_test_setup_teardown(lifecycle_is_stored_and_executions_carry_the_warning,
-                                        setup_catalog, teardown_catalog),
-        cmocka_unit_test_setup_teardown(a_new_version_in_service_clears_images_removed,
-                                        setup_catalog, teardown_catalog),
-        cmocka_unit_test_setup_teardown(runs_count_the_last_7_30_and_90_days, setup_catalog,
-                                        teardown_catalog),
-        cmocka_unit_test_setup_teardown(runs_query_plans_use_the_indexes, setup_catalog,
-                                        teardown_catalog),
-        cmocka_unit_test_setup_teardown(packages_are_found_by_name_as_pip_compares_them,
-                                        setup_catalog, teardown_catalog),
+        CATALOG_TEST(lifecycle_is_stored_and_executions_carry_the_warning),
+        CATALOG_TEST(a_new_version_in_service_clears_images_removed),
+        CATALOG_TEST(runs_count_the_last_7_30_and_90_days),
+        CATALOG_TEST(runs_query_plans_use_the_indexes),
+        CATALOG_TEST(packages_are_found_by_name_as_pip_compares_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

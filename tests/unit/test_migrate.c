@@ -1,17 +1,9 @@
 /* tests/unit/test_migrate.c - the migration runner (catalog/migrate.c) on
  * in-memory databases: the embedded migrations, upgrades from an older
  * version, failures that roll back, and file names it refuses. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stdbool.h>
 
-#include <cmocka.h>
-
-#include "catalog/catalog_internal.h"
-#include "core/util.h"
+#include "tests/unit/catalog_fixture.h"
 
 #include "core/banned.h"
 
@@ -42,30 +34,6 @@ static sqlite3 *db_open(void)
     return db;
 }
 
-static int query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static int64_t query_int64(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 static bool table_exists(sqlite3 *db, const char *name)
 {
     sqlite3_stmt *st = NULL;
@@ -91,26 +59,6 @@ static int version_of(sqlite3 *db)
     return v;
 }
 
-static size_t embedded_count(void)
-{
-    size_t n = 0;
-    while (migrations_embedded[n].path)
-        n++;
-    return n;
-}
-
-/* The number in the last embedded file's name: the schema version to expect. */
-static int embedded_last_version(void)
-{
-    size_t n = embedded_count();
-    const char *base;
-
-    assert_true(n > 0);
-    base = strrchr(migrations_embedded[n - 1].path, '/');
-    base = base ? base + 1 : migrations_embedded[n - 1].path;
-    return (int)strtol(base, NULL, 10);
-}
-
 static void migrate_applies_every_embedded_migration_to_an_empty_database(void **state)
 {
     struct err err = ERR_INIT;
@@ -121,10 +69,10 @@ static void migrate_applies_every_embedded_migration_to_an_empty_database(void *
     assert_int_equal(catalog_migrate_db(db, migrations_embedded, &err), 0);
     assert_int_equal(err.code, ERR_OK);
     assert_int_equal(version_of(db), embedded_last_version());
-    assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"),
                      (int)embedded_count());
-    assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations WHERE version = 1"
-                                   " AND name = 'init'"),
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations WHERE version = 1"
+                                    " AND name = 'init'"),
                      1);
     assert_true(table_exists(db, "meta"));
     assert_true(table_exists(db, "executions"));
@@ -140,13 +88,13 @@ static void migrate_records_version_name_and_time(void **state)
 
     (void)state;
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"), 2);
     assert_int_equal(
-        query_int(db,
-                  "SELECT count(*) FROM schema_migrations WHERE version = 2 AND name = 'second'"),
+        raw_db_int(db,
+                   "SELECT count(*) FROM schema_migrations WHERE version = 2 AND name = 'second'"),
         1);
-    assert_true(query_int64(db, "SELECT min(applied_at) FROM schema_migrations") >= before);
-    assert_true(query_int64(db, "SELECT max(applied_at) FROM schema_migrations") <= time_now_ms());
+    assert_true(raw_db_int(db, "SELECT min(applied_at) FROM schema_migrations") >= before);
+    assert_true(raw_db_int(db, "SELECT max(applied_at) FROM schema_migrations") <= time_now_ms());
     sqlite3_close(db);
 }
 
@@ -164,8 +112,8 @@ static void migrate_twice_applies_nothing_the_second_time(void **state)
     /* Re-running 0001 would fail: CREATE TABLE t1 exists already. */
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
     assert_int_equal(version_of(db), 2);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations"), 2);
-    applied_at = query_int64(db, "SELECT max(applied_at) FROM schema_migrations");
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"), 2);
+    applied_at = raw_db_int(db, "SELECT max(applied_at) FROM schema_migrations");
     assert_int_equal(applied_at, 42);
     sqlite3_close(db);
 }
@@ -185,8 +133,8 @@ static void migrate_upgrades_a_database_left_at_an_older_version(void **state)
     assert_int_equal(catalog_migrate_db(db, two_both, &err), 0);
     assert_int_equal(version_of(db), 2);
     assert_true(table_exists(db, "t2"));
-    assert_int_equal(query_int(db, "SELECT x FROM t1 WHERE z IS NULL"), 7); /* data kept */
-    assert_int_equal(query_int(db, "SELECT count(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_db_int(db, "SELECT x FROM t1 WHERE z IS NULL"), 7); /* data kept */
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM schema_migrations"), 2);
     sqlite3_close(db);
 }
 
@@ -210,7 +158,7 @@ static void migrate_failing_migration_rolls_back_and_keeps_the_version(void **st
     assert_int_equal(version_of(db), 1);
     assert_false(table_exists(db, "t2"));
     assert_false(table_exists(db, "t3"));
-    assert_int_equal(query_int(db, "SELECT count(*) FROM t1"), 0);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM t1"), 0);
     assert_int_equal(sqlite3_get_autocommit(db), 1); /* no transaction left open */
 
     /* Fixed, it applies on the next run. */
@@ -354,8 +302,8 @@ static void migrate_refuses_a_migration_that_breaks_a_foreign_key(void **state)
     assert_non_null(strstr(err.msg, "0002_dangling.sql"));
     assert_non_null(strstr(err.msg, "foreign key violation in 'child'"));
     assert_int_equal(version_of(db), 1);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM child"), 0);
-    assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1); /* restored */
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM child"), 0);
+    assert_int_equal(raw_db_int(db, "PRAGMA foreign_keys"), 1); /* restored */
     sqlite3_close(db);
 }
 
@@ -378,8 +326,8 @@ static void migrate_can_rebuild_a_parent_table_without_cascading(void **state)
     (void)state;
     assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(catalog_migrate_db(db, rebuild, &err), 0);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM child"), 1); /* no cascade */
-    assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
+    assert_int_equal(raw_db_int(db, "SELECT count(*) FROM child"), 1); /* no cascade */
+    assert_int_equal(raw_db_int(db, "PRAGMA foreign_keys"), 1);
     sqlite3_close(db);
 }
 
@@ -394,38 +342,6 @@ static void migrate_of_an_empty_list_only_creates_schema_migrations(void **state
     assert_true(table_exists(db, "schema_migrations"));
     assert_int_equal(version_of(db), 0);
     sqlite3_close(db);
-}
-
-static void sqlite_errors_translate_to_err_codes(void **state)
-{
-    static const struct {
-        int rc;
-        enum err_code code;
-    } cases[] = {
-        {SQLITE_CONSTRAINT_UNIQUE, ERR_CONFLICT},
-        {SQLITE_CONSTRAINT_PRIMARYKEY, ERR_CONFLICT},
-        {SQLITE_CONSTRAINT_NOTNULL, ERR_INTERNAL},
-        {SQLITE_CONSTRAINT_CHECK, ERR_INTERNAL},
-        {SQLITE_BUSY, ERR_UNAVAILABLE},
-        {SQLITE_BUSY_SNAPSHOT, ERR_UNAVAILABLE},
-        {SQLITE_LOCKED, ERR_UNAVAILABLE},
-        {SQLITE_LOCKED_SHAREDCACHE, ERR_UNAVAILABLE},
-        {SQLITE_ERROR, ERR_INTERNAL},
-        {SQLITE_CORRUPT, ERR_INTERNAL},
-    };
-
-    (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct err err = ERR_INIT;
-        assert_int_equal(catalog_sqlite_err(NULL, cases[i].rc, ERR_OK, &err, "cannot %s", "x"), -1);
-        assert_int_equal(err.code, cases[i].code);
-    }
-
-    struct err err = ERR_INIT;
-    catalog_sqlite_err(NULL, SQLITE_BUSY, ERR_OK, &err, "cannot open catalog '%s'", "a.db");
-    assert_string_equal(err.msg, "cannot open catalog 'a.db': database is locked");
-    catalog_sqlite_err(NULL, SQLITE_CONSTRAINT_UNIQUE, ERR_UNAVAILABLE, &err, "x");
-    assert_int_equal(err.code, ERR_UNAVAILABLE); /* an explicit code wins */
 }
 
 int main(void)
@@ -445,7 +361,6 @@ int main(void)
         cmocka_unit_test(migrate_refuses_a_migration_that_breaks_a_foreign_key),
         cmocka_unit_test(migrate_can_rebuild_a_parent_table_without_cascading),
         cmocka_unit_test(migrate_of_an_empty_list_only_creates_schema_migrations),
-        cmocka_unit_test(sqlite_errors_translate_to_err_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -569,6 +569,33 @@ static void json_object_refuses_deep_large_and_non_objects(void **state)
     json_decref(doc);
 }
 
+/* A bare CR in a build log line (an acceptance check's output) ended the
+ * SSE field, and what followed could read as "event: end". */
+static void sse_data_splits_every_line_break_into_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *event;
+    } cases[] = {
+        {"plain", "data: plain\n\n"},
+        {"", "data: \n\n"},
+        {"a\revent: end\rdata: {}", "data: a\ndata: event: end\ndata: data: {}\n\n"},
+        {"a\r\nb\nc\rd", "data: a\ndata: b\ndata: c\ndata: d\n\n"},
+        {"end\n", "data: end\ndata: \n\n"},
+        {"\r\r", "data: \ndata: \ndata: \n\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct buf b = BUF_INIT(BUF_UNLIMITED);
+        web_sse_data(&b, cases[i].text);
+        assert_string_equal(buf_str(&b), cases[i].event);
+        /* no line of the event starts anything but a data field */
+        for (const char *l = buf_str(&b); *l; l = strchr(l, '\n') + 1)
+            assert_true(*l == '\n' || strncmp(l, "data: ", 6) == 0);
+        assert_null(strchr(buf_str(&b), '\r'));
+        buf_release(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +628,7 @@ int main(void)
         cmocka_unit_test(the_length_is_respected),
         cmocka_unit_test(deep_nesting_anywhere_is_422_naming_the_field_and_the_limit),
         cmocka_unit_test(json_object_refuses_deep_large_and_non_objects),
+        cmocka_unit_test(sse_data_splits_every_line_break_into_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* executor/policy.c - an environment's policy: the limits and settings every
+/* sandbox/policy.c - an environment's policy: the limits and settings every
  * job in that environment runs with, stored as JSON with each version.
  *
  * Fields (all optional; an absent one takes the server's default):
@@ -19,11 +19,11 @@
 #include "core/json_shape.h"
 #include "core/util.h"
 #include "core/xalloc.h"
-#include "executor/executor.h"
+#include "sandbox/sandbox.h"
 
 #include "core/banned.h"
 
-void executor_limits_default(const struct config *cfg, struct exec_limits *ret)
+void sandbox_limits_default(const struct config *cfg, struct sandbox_limits *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->timeout_default = cfg->default_timeout;
@@ -60,8 +60,8 @@ static int int_field(json_t *doc, const char *name, int64_t min, int64_t max, co
     return 0;
 }
 
-int executor_policy_parse(const struct config *cfg, const char *json, struct exec_limits *ret,
-                          char **ret_canonical, struct err *err)
+int sandbox_policy_parse(const struct config *cfg, const char *json, struct sandbox_limits *ret,
+                         char **ret_canonical, struct err *err)
 {
     /* a policy is a flat object of a few numbers and words */
     static const struct json_shape_bounds shape = {
@@ -82,12 +82,12 @@ int executor_policy_parse(const struct config *cfg, const char *json, struct exe
     }
     json_auto_t *doc = json_loads(text, 0, &jerr);
     json_auto_t *canon = json_object();
-    struct exec_limits l;
+    struct sandbox_limits l;
     static const char *const known[] = {
         "timeout_default", "timeout_max",    "memory",  "cpu",       "pids",
         "output_limit",    "workspace_size", "network", "pool_size", "recycle"};
 
-    executor_limits_default(cfg, &l);
+    sandbox_limits_default(cfg, &l);
     if (!json_is_object(doc))
         return err_set(err, ERR_INVALID, "policy: must be a JSON object");
     const char *key;
@@ -153,8 +153,8 @@ int executor_policy_parse(const struct config *cfg, const char *json, struct exe
     return 0;
 }
 
-int executor_limits_lower(const struct exec_limits *env, const struct job_overrides *o,
-                          struct exec_limits *ret, struct err *err)
+int sandbox_limits_lower(const struct sandbox_limits *env, const struct sandbox_overrides *o,
+                         struct sandbox_limits *ret, struct err *err)
 {
     *ret = *env;
     if (!o)
@@ -191,7 +191,7 @@ int executor_limits_lower(const struct exec_limits *env, const struct job_overri
     return 0;
 }
 
-char *executor_limits_json(const struct exec_limits *l, int64_t timeout_s)
+char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s)
 {
     json_t *doc = json_pack(
         "{s:I, s:I, s:f, s:I, s:I, s:I, s:s}", "timeout", (json_int_t)timeout_s, "memory",
@@ -203,7 +203,7 @@ char *executor_limits_json(const struct exec_limits *l, int64_t timeout_s)
     return s;
 }
 
-bool executor_limits_equal(const struct exec_limits *a, const struct exec_limits *b)
+bool sandbox_limits_equal(const struct sandbox_limits *a, const struct sandbox_limits *b)
 {
     return a->memory == b->memory && a->cpu_millis == b->cpu_millis && a->pids == b->pids &&
            a->workspace_size == b->workspace_size && a->network == b->network;

@@ -1,0 +1,414 @@
+/* executor/runs.c - runs: one job's life, from its request to its row.
+ *
+ * A job is prepared (environment, limits, inputs, row), takes a slot (at most
+ * CONCURRENT_LIMIT run at once; up to ENVHUB_QUEUE_LIMIT more wait, beyond
+ * that ERR_BUSY; an asynchronous job always waits), a container (a warm one
+ * from its pool, else a fresh one), runs (job.c), gives the container back,
+ * and records its outcome. While it runs it is in the registry, where a
+ * cancel finds it. A job's row is final before exec_job_execute() returns.
+ * runs.lock guards the slots, the wait totals and the registry. Calls job.c,
+ * pool.c, containers.c, live.c, shared.c, tar.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor_internal.h"
+
+#include "core/banned.h"
+
+void exec_runs_init(struct executor *x)
+{
+    pthread_mutex_init(&x->runs.lock, NULL);
+    pthread_cond_init(&x->runs.slot_freed, NULL);
+}
+
+void exec_runs_wake(struct executor *x)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    pthread_cond_broadcast(&x->runs.slot_freed);
+    pthread_mutex_unlock(&x->runs.lock);
+}
+
+void exec_runs_fini(struct executor *x)
+{
+    pthread_cond_destroy(&x->runs.slot_freed);
+    pthread_mutex_destroy(&x->runs.lock);
+}
+
+void exec_runs_stats(struct executor *x, struct executor_stats *ret, uint64_t *ret_wait_ms,
+                     uint64_t *ret_waited)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    ret->running = x->runs.running;
+    ret->waiting = x->runs.waiting;
+    *ret_wait_ms = x->runs.wait_ms_total;
+    *ret_waited = x->runs.waited_jobs;
+    pthread_mutex_unlock(&x->runs.lock);
+}
+
+/* ---- the registry ---- */
+
+void exec_runs_register(struct executor *x, struct prepared_job *pj)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    pj->run_next = x->runs.registry;
+    x->runs.registry = pj;
+    pthread_mutex_unlock(&x->runs.lock);
+}
+
+void exec_runs_unregister(struct executor *x, struct prepared_job *pj)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    for (struct prepared_job **p = &x->runs.registry; *p; p = &(*p)->run_next)
+        if (*p == pj) {
+            *p = pj->run_next;
+            break;
+        }
+    pj->run_next = NULL;
+    pthread_mutex_unlock(&x->runs.lock);
+}
+
+int exec_runs_cancel(struct executor *x, const char *id, const char *by, struct err *err)
+{
+    _cleanup_free_ char *kill_id = NULL;
+    bool marked = false;
+
+    pthread_mutex_lock(&x->runs.lock);
+    for (struct prepared_job *pj = x->runs.registry; pj; pj = pj->run_next) {
+        if (strcmp(pj->rec.id, id) != 0)
+            continue;
+        if (pj->cid) {
+            /* running in its container: killing it ends the run, which records the cancel */
+            free(pj->cancelled_by);
+            pj->cancelled_by = xstrdup(by ? by : "");
+            kill_id = xstrdup(pj->cid);
+        } else if (pj->recorded) {
+            /* an asynchronous job waiting for a slot, or its container being
+             * made: it stops at its next step */
+            if (!pj->cancelled_by)
+                pj->cancelled_by = xstrdup(by ? by : "?");
+            pthread_cond_broadcast(&x->runs.slot_freed);
+            marked = true;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&x->runs.lock);
+    if (marked)
+        return 0;
+    if (kill_id) {
+        if (engine_container_kill(x->engine, kill_id, err) < 0)
+            return err_prefix(err, "cannot cancel execution '%s'", id);
+        return 0;
+    }
+    return err_set(err, ERR_NOT_FOUND, "execution '%s' is not queued or running", id);
+}
+
+/* ---- slots ---- */
+
+/* A slot to run in, waiting in the queue if need be. An asynchronous job
+ * (its row recorded at submission; its own queue is bounded) always waits,
+ * and gives up with ERR_CANCELLED when cancelled meanwhile. */
+static int slot_acquire(struct executor *x, const struct prepared_job *pj, struct err *err)
+{
+    const struct config *cfg = x->cfg;
+    int64_t t_wait = time_mono_ms();
+
+    pthread_mutex_lock(&x->runs.lock);
+    if (exec_stopping(x)) {
+        pthread_mutex_unlock(&x->runs.lock);
+        return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+    }
+    if (x->runs.running >= cfg->concurrent_limit) {
+        if (x->runs.waiting >= cfg->queue_limit && !pj->recorded) {
+            int64_t running = x->runs.running, waiting = x->runs.waiting;
+            pthread_mutex_unlock(&x->runs.lock);
+            return err_set(err, ERR_BUSY,
+                           "the run queue is full (%lld running, %lld waiting, "
+                           "CONCURRENT_LIMIT %lld, ENVHUB_QUEUE_LIMIT %lld); retry later",
+                           (long long)running, (long long)waiting, (long long)cfg->concurrent_limit,
+                           (long long)cfg->queue_limit);
+        }
+        x->runs.waiting++;
+        while (x->runs.running >= cfg->concurrent_limit && !exec_stopping(x) && !pj->cancelled_by)
+            pthread_cond_wait(&x->runs.slot_freed, &x->runs.lock);
+        x->runs.waiting--;
+        if (exec_stopping(x)) {
+            pthread_mutex_unlock(&x->runs.lock);
+            return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+        }
+    }
+    if (pj->cancelled_by) {
+        pthread_cond_signal(&x->runs.slot_freed); /* the wake-up may have been for another */
+        err_set(err, ERR_CANCELLED, "cancelled by %s before it ran", pj->cancelled_by);
+        pthread_mutex_unlock(&x->runs.lock);
+        return -1;
+    }
+    x->runs.running++;
+    x->runs.wait_ms_total += (uint64_t)(time_mono_ms() - t_wait);
+    x->runs.waited_jobs++;
+    pthread_mutex_unlock(&x->runs.lock);
+    return 0;
+}
+
+static void slot_release(struct executor *x)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    x->runs.running--;
+    pthread_cond_signal(&x->runs.slot_freed);
+    pthread_mutex_unlock(&x->runs.lock);
+}
+
+/* ---- preparing ---- */
+
+int exec_job_prepare(struct executor *x, const struct job_request *req, struct prepared_job *pj,
+                     struct err *err)
+{
+    _cleanup_(exec_env_release) struct exec_env env = {0};
+
+    memset(pj, 0, sizeof(*pj));
+    if (exec_env_resolve(x, req->environment, &env, err) < 0)
+        return -1;
+    if (sandbox_limits_lower(&env.limits, req->overrides, &pj->limits, err) < 0)
+        return -1;
+    pj->pool_ok = sandbox_limits_equal(&env.limits, &pj->limits);
+    int64_t timeout = req->timeout_given ? req->timeout_s : pj->limits.timeout_default;
+    if (timeout > pj->limits.timeout_max)
+        return err_set(err, ERR_INVALID,
+                       "timeout: %lld s is over %s's maximum of %lld s (policy.timeout_max)",
+                       (long long)timeout, req->environment ? req->environment : "the default",
+                       (long long)pj->limits.timeout_max);
+    pj->input_tar = (struct buf)BUF_INIT((size_t)pj->limits.workspace_size);
+    if (exec_tar_inputs(req->code, req->code_len, req->files, req->n_files, &pj->input_tar, err) <
+        0) {
+        buf_release(&pj->input_tar);
+        if (err->code == ERR_TOO_LARGE)
+            return err_set(err, ERR_TOO_LARGE,
+                           "files: the input files and code are larger than the workspace "
+                           "(%lld bytes)",
+                           (long long)pj->limits.workspace_size);
+        return -1;
+    }
+    struct execution_record *rec = &pj->rec;
+    exec_record_init(rec, req, timeout, &pj->limits);
+    rec->image = xstrdup(env.image);
+    if (env.name) {
+        rec->environment = xstrdup(env.name);
+        rec->environment_version = env.rec.version;
+        rec->image_id = env.rec.image_id ? xstrdup(env.rec.image_id) : NULL;
+    } else {
+        rec->image_id = exec_default_image_id(x);
+    }
+    /* deprecated: the result says so (the row by trigger) */
+    pj->warning = steal_ptr(env.rec.warning);
+    return 0;
+}
+
+void exec_job_release(struct prepared_job *pj)
+{
+    execution_record_release(&pj->rec);
+    buf_release(&pj->input_tar);
+    free(pj->warning);
+    free(pj->cid);
+    free(pj->cancelled_by);
+}
+
+/* ---- executing, step by step ---- */
+
+/* Where a job is between the steps of exec_job_execute(). */
+struct run_state {
+    struct job_result res;
+    struct job_outcome out;
+    char *cid;    /* its container, while it has one */
+    int64_t uses; /* jobs that container served before */
+    bool warm;    /* it came from the pool */
+    struct live_tap tap;
+};
+
+/* The result of a job that did not get to run in its container. */
+static void result_unrun(struct job_result *res, enum exec_status status, char *error)
+{
+    res->status = status;
+    res->error = error;
+    res->stdout_text = xstrdup("");
+    res->stderr_text = xstrdup("");
+}
+
+static void result_reset(struct job_result *res, const char *id)
+{
+    job_result_release(res);
+    snprintf(res->id, sizeof(res->id), "%s", id);
+    res->exit_code = -1;
+}
+
+/* Step 1: a slot, and the row says running. */
+static int run_begin(struct executor *x, struct prepared_job *pj, struct err *err)
+{
+    struct execution_record *rec = &pj->rec;
+    struct err touch_err = ERR_INIT;
+
+    if (slot_acquire(x, pj, err) < 0)
+        return -1;
+    rec->status = EXEC_RUNNING;
+    rec->started_at = time_now_ms();
+    if (rec->environment &&
+        catalog_env_touch(x->catalog, rec->environment, rec->started_at, &touch_err) < 0)
+        log_warn("executor: cannot update last_used of '%s', ignoring: %s", rec->environment,
+                 touch_err.msg);
+    if ((pj->recorded ? catalog_execution_start(x->catalog, rec->id, rec->started_at, err)
+                      : catalog_execution_insert(x->catalog, rec, err)) < 0) {
+        slot_release(x);
+        return err_prefix(err, "cannot record execution");
+    }
+    return 0;
+}
+
+/* Step 2: a container in use for the job, warm or fresh, in st->cid; false
+ * with st->res filled when there is none (the engine refused, cancelled,
+ * shutting down). */
+static bool container_get(struct executor *x, struct prepared_job *pj, struct run_state *st)
+{
+    if (!st->cid) {
+        st->warm = false;
+        st->uses = 0;
+        if (exec_container_create(x, pj->rec.image, &pj->limits, false, &st->cid,
+                                  &st->out.engine_err) < 0) {
+            st->out.engine_failed = true;
+            result_unrun(&st->res, exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR,
+                         xasprintf("envhub could not run the job: %s", st->out.engine_err.msg));
+            return false;
+        }
+    }
+    exec_container_activate(x, st->cid);
+    pthread_mutex_lock(&x->runs.lock);
+    pj->cid = xstrdup(st->cid);
+    _cleanup_free_ char *cancelled_by = pj->cancelled_by ? xstrdup(pj->cancelled_by) : NULL;
+    pthread_mutex_unlock(&x->runs.lock);
+    if (!cancelled_by && !exec_stopping(x))
+        return true;
+    /* cancelled while its container was being made, or shutting down */
+    result_unrun(&st->res, EXEC_INTERRUPTED,
+                 cancelled_by ? xasprintf("cancelled by %s before it ran", cancelled_by)
+                              : xstrdup("the job was interrupted: envhub is shutting down"));
+    pthread_mutex_lock(&x->runs.lock);
+    free(steal_ptr(pj->cid));
+    pthread_mutex_unlock(&x->runs.lock);
+    exec_container_release(x, st->cid);
+    free(steal_ptr(st->cid));
+    return false;
+}
+
+/* Step 3: the code runs in the container; live output to followers. */
+static void container_run(struct executor *x, struct prepared_job *pj, struct run_state *st)
+{
+    struct job_io io = {
+        .input_tar = &pj->input_tar,
+        .timeout_s = pj->rec.timeout_s,
+        .output_limit = pj->limits.output_limit,
+        .memory = pj->limits.memory,
+        .started = st->warm,
+        .recycled = st->warm && st->uses > 0,
+        .live = st->tap.live ? exec_live_append : NULL,
+        .live_ctx = &st->tap,
+    };
+    exec_job_run(x, st->cid, &io, &st->res, &st->out);
+}
+
+/* Step 4: the container leaves the registry and goes back (pool, removal);
+ * a cancel while it ran is the job's outcome. */
+static void container_done(struct executor *x, struct prepared_job *pj, struct run_state *st)
+{
+    pthread_mutex_lock(&x->runs.lock);
+    _cleanup_free_ char *cancelled_by = steal_ptr(pj->cancelled_by);
+    free(steal_ptr(pj->cid));
+    pthread_mutex_unlock(&x->runs.lock);
+    if (cancelled_by && !st->out.unclean) {
+        st->res.status = EXEC_INTERRUPTED;
+        free(st->res.error);
+        st->res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
+        st->out.container_usable = false;
+    }
+    exec_pool_return(x, pj->rec.image, st->cid, st->uses + 1,
+                     st->out.container_usable && pj->pool_ok && !st->out.unclean, st->warm);
+    free(steal_ptr(st->cid));
+}
+
+/* Step 5: the row is final (then followers see the end); the answer. */
+static int run_end(struct executor *x, struct prepared_job *pj, struct run_state *st,
+                   struct job_result *ret, struct err *err)
+{
+    struct execution_record *rec = &pj->rec;
+
+    if (st->out.engine_failed)
+        exec_count_engine_error(x);
+    if (st->out.image_id) {
+        free(rec->image_id);
+        rec->image_id = steal_ptr(st->out.image_id);
+    }
+    int recorded_rc = exec_record_finish(x, rec, &st->res, err);
+    if (st->tap.live)
+        exec_live_close(x, st->tap.live);
+    if (recorded_rc < 0) {
+        job_result_release(&st->res);
+        return err_prefix(err, "cannot record the result of execution '%s'", rec->id);
+    }
+    if (st->res.status == EXEC_ERROR) {
+        /* the row says what happened; the caller answers with the engine's error */
+        err_copy(err, &st->out.engine_err);
+        if (err->code == ERR_OK)
+            err_set(err, ERR_ENGINE, "%s", st->res.error);
+        job_result_release(&st->res);
+        return -1;
+    }
+    st->res.warning = pj->warning ? xstrdup(pj->warning) : NULL;
+    *ret = st->res;
+    return 0;
+}
+
+int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_result *ret,
+                     struct err *err)
+{
+    struct run_state st = {.tap = {.x = x}};
+
+    result_reset(&st.res, pj->rec.id);
+    if (run_begin(x, pj, err) < 0)
+        return -1;
+    /* an asynchronous job's live output, closed once the row is final; a
+     * synchronous job's caller gets it all in the answer */
+    st.tap.live = steal_ptr(pj->live);
+    if (pj->pool_ok)
+        st.cid = exec_pool_take(x, pj->rec.image, &pj->limits, &st.uses, true);
+    st.warm = st.cid != NULL;
+    while (container_get(x, pj, &st)) {
+        container_run(x, pj, &st);
+        bool unclean = st.out.unclean;
+        if (unclean)
+            /* a recycled container kept something of its last job: nothing
+             * ran; a fresh container runs the job */
+            log_warn("executor: recycled container '%.12s' could not be cleaned; removing it",
+                     st.cid);
+        container_done(x, pj, &st);
+        if (!unclean)
+            break;
+        result_reset(&st.res, pj->rec.id);
+    }
+    slot_release(x);
+    return run_end(x, pj, &st, ret, err);
+}
+
+int executor_run(struct executor *x, const struct job_request *req, struct job_result *ret,
+                 struct err *err)
+{
+    struct prepared_job pj;
+
+    if (exec_job_prepare(x, req, &pj, err) < 0)
+        return -1;
+    exec_runs_register(x, &pj);
+    int rc = exec_job_execute(x, &pj, ret, err);
+    exec_runs_unregister(x, &pj);
+    exec_job_release(&pj);
+    return rc;
+}

@@ -1,0 +1,299 @@
+/* executor/shared.c - the executor's bottom layer: what every other layer
+ * shares. The stopping flag, the counters behind /metrics, the environment
+ * lookup jobs and sessions both make, and the execution row's common parts.
+ * Calls nothing else of the executor. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+#include "core/xalloc.h"
+#include "executor/executor_internal.h"
+
+#include "core/banned.h"
+
+/* ---- results ---- */
+
+void job_files_free(struct job_file *files, size_t n)
+{
+    for (size_t i = 0; files && i < n; i++) {
+        free(files[i].path);
+        free(files[i].data);
+    }
+    free(files);
+}
+
+void job_result_release(struct job_result *r)
+{
+    if (!r)
+        return;
+    free(r->stdout_text);
+    free(r->stderr_text);
+    job_files_free(r->files, r->n_files);
+    strv_free(r->files_skipped);
+    free(r->error);
+    free(r->warning);
+    memset(r, 0, sizeof(*r));
+}
+
+void exec_ref_free(struct container_ref *c)
+{
+    if (!c)
+        return;
+    free(c->id);
+    free(c->image);
+    free(c);
+}
+
+bool exec_stopping(struct executor *x)
+{
+    return atomic_load(&x->stopping);
+}
+
+int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct buf *b = ctx;
+    if (stream != ENGINE_STDOUT)
+        return 0;
+    /* stop reading at the cap, whatever the stream claims */
+    return buf_append_upto(b, data, len) < len ? -1 : 0;
+}
+
+/* ---- counters ---- */
+
+static const double buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+
+void exec_stats_init(struct executor *x)
+{
+    pthread_mutex_init(&x->stats.lock, NULL);
+}
+
+void exec_stats_fini(struct executor *x)
+{
+    while (x->stats.counters) {
+        struct exec_counter *c = x->stats.counters;
+        x->stats.counters = c->next;
+        free(c->environment);
+        free(c);
+    }
+    free(x->stats.default_image_id);
+    pthread_mutex_destroy(&x->stats.lock);
+}
+
+void exec_count(struct executor *x, const char *environment, enum exec_status status,
+                double seconds)
+{
+    const char *env = environment ? environment : "";
+    pthread_mutex_lock(&x->stats.lock);
+    struct exec_counter *c = x->stats.counters;
+    while (c && strcmp(c->environment, env) != 0)
+        c = c->next;
+    if (!c) {
+        c = xcalloc(1, sizeof(*c));
+        c->environment = xstrdup(env);
+        c->next = x->stats.counters;
+        x->stats.counters = c;
+    }
+    if ((unsigned)status <= EXEC_INTERRUPTED)
+        c->by_status[status]++;
+    if (seconds >= 0) {
+        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++)
+            if (seconds <= buckets[i])
+                c->duration_buckets[i]++;
+        c->duration_sum += seconds;
+        c->duration_count++;
+    }
+    pthread_mutex_unlock(&x->stats.lock);
+}
+
+void exec_count_engine_error(struct executor *x)
+{
+    pthread_mutex_lock(&x->stats.lock);
+    x->stats.engine_errors++;
+    pthread_mutex_unlock(&x->stats.lock);
+}
+
+uint64_t exec_engine_errors(struct executor *x)
+{
+    pthread_mutex_lock(&x->stats.lock);
+    uint64_t n = x->stats.engine_errors;
+    pthread_mutex_unlock(&x->stats.lock);
+    return n;
+}
+
+char *exec_default_image_id(struct executor *x)
+{
+    pthread_mutex_lock(&x->stats.lock);
+    char *id = x->stats.default_image_id ? xstrdup(x->stats.default_image_id) : NULL;
+    pthread_mutex_unlock(&x->stats.lock);
+    return id;
+}
+
+void exec_set_default_image_id(struct executor *x, const char *id)
+{
+    char *copy = xstrdup(id);
+    pthread_mutex_lock(&x->stats.lock);
+    free(x->stats.default_image_id);
+    x->stats.default_image_id = copy;
+    pthread_mutex_unlock(&x->stats.lock);
+}
+
+int exec_label_escape(struct buf *out, const char *v)
+{
+    int fail = 0;
+    for (const char *p = v; *p; p++) {
+        const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+        fail |= esc ? buf_appends(out, esc) : buf_append(out, p, 1);
+    }
+    return fail;
+}
+
+/* "NAME{environment=\"ENV\"" with ENV escaped. */
+static int env_sample(struct buf *out, const char *name, const char *env)
+{
+    int fail = buf_appendf(out, "%s{environment=\"", name);
+    fail |= exec_label_escape(out, env);
+    return fail;
+}
+
+int exec_counters_metrics(struct executor *x, struct buf *out)
+{
+    int fail = 0;
+
+    pthread_mutex_lock(&x->stats.lock);
+    fail |= buf_appends(out, "# HELP envhub_executions_total Executions finished, by environment "
+                             "and status.\n# TYPE envhub_executions_total counter\n");
+    for (struct exec_counter *c = x->stats.counters; c; c = c->next)
+        for (int s = 0; s <= EXEC_INTERRUPTED; s++) {
+            if (!c->by_status[s])
+                continue;
+            fail |= env_sample(out, "envhub_executions_total", c->environment);
+            fail |=
+                buf_appendf(out, "\",status=\"%s\"} %llu\n", exec_status_name((enum exec_status)s),
+                            (unsigned long long)c->by_status[s]);
+        }
+    fail |= buf_appends(out, "# HELP envhub_execution_duration_seconds Time user code ran.\n"
+                             "# TYPE envhub_execution_duration_seconds histogram\n");
+    for (struct exec_counter *c = x->stats.counters; c; c = c->next) {
+        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++) {
+            fail |= env_sample(out, "envhub_execution_duration_seconds_bucket", c->environment);
+            fail |= buf_appendf(out, "\",le=\"%g\"} %llu\n", buckets[i],
+                                (unsigned long long)c->duration_buckets[i]);
+        }
+        fail |= env_sample(out, "envhub_execution_duration_seconds_bucket", c->environment);
+        fail |= buf_appendf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)c->duration_count);
+        fail |= env_sample(out, "envhub_execution_duration_seconds_sum", c->environment);
+        fail |= buf_appendf(out, "\"} %.3f\n", c->duration_sum);
+        fail |= env_sample(out, "envhub_execution_duration_seconds_count", c->environment);
+        fail |= buf_appendf(out, "\"} %llu\n", (unsigned long long)c->duration_count);
+    }
+    pthread_mutex_unlock(&x->stats.lock);
+    return fail ? -1 : 0;
+}
+
+/* ---- the environment lookup ---- */
+
+int exec_env_resolve(struct executor *x, const char *name, struct exec_env *ret, struct err *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    sandbox_limits_default(x->cfg, &ret->limits);
+    ret->image = x->cfg->default_image;
+    if (!name)
+        return 0;
+    /* the version in service now; a rebuild switching meanwhile keeps this image */
+    if (catalog_env_get(x->catalog, name, &ret->rec, err) < 0) {
+        exec_env_release(ret);
+        if (err->code == ERR_NOT_FOUND)
+            return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+        return -1;
+    }
+    struct env_record *env = &ret->rec;
+    /* curation: a retired environment runs nothing; a deprecated one warns */
+    if (env->lifecycle == ENV_RETIRED) {
+        err_set(err, ERR_GONE, "%s", env->warning ? env->warning : "retired");
+        goto fail;
+    }
+    if (env->version == 0 || !env->image) {
+        err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", name,
+                env_status_name(env->status));
+        goto fail;
+    }
+    if (sandbox_policy_parse(x->cfg, env->policy, &ret->limits, NULL, err) < 0) {
+        err_prefix(err, "environment '%s' has a policy this server refuses", name);
+        goto fail;
+    }
+    ret->name = name;
+    ret->image = env->image;
+    return 0;
+fail:
+    exec_env_release(ret);
+    return -1;
+}
+
+void exec_env_release(struct exec_env *env)
+{
+    env_record_release(&env->rec);
+    memset(env, 0, sizeof(*env));
+}
+
+/* ---- the execution row ---- */
+
+void exec_record_init(struct execution_record *rec, const struct job_request *req,
+                      int64_t timeout_s, const struct sandbox_limits *l)
+{
+    char hex[25];
+
+    id_random_hex(hex, 12);
+    rec->id = xasprintf("ex_%s", hex);
+    rec->principal = xstrdup(req->principal ? req->principal : "");
+    rec->client_addr = xstrdup(req->client_addr ? req->client_addr : "");
+    rec->code = xstrndup(req->code, req->code_len);
+    sha256_hex(req->code, req->code_len, rec->code_sha256);
+    rec->timeout_s = timeout_s;
+    rec->limits = sandbox_limits_json(l, timeout_s);
+    rec->exit_code = -1;
+    rec->duration_ms = -1;
+    rec->queued_at = time_now_ms();
+    rec->status = EXEC_QUEUED;
+    exec_manifest_add(rec, FILE_IN, req->files, req->n_files);
+}
+
+void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
+                       const struct job_file *files, size_t n)
+{
+    rec->files = xrealloc(rec->files, (rec->n_files + n + 1) * sizeof(*rec->files));
+    for (size_t i = 0; i < n; i++) {
+        struct file_entry *f = &rec->files[rec->n_files++];
+        f->direction = dir;
+        f->path = xstrdup(files[i].path);
+        f->size = (int64_t)files[i].len;
+        sha256_hex(files[i].data, files[i].len, f->sha256);
+    }
+}
+
+int exec_record_finish(struct executor *x, struct execution_record *rec,
+                       const struct job_result *res, struct err *err)
+{
+    bool ran = res->status != EXEC_ERROR;
+
+    rec->status = res->status;
+    rec->exit_code = res->exit_code;
+    free(rec->error);
+    rec->error = res->error ? xstrdup(res->error) : NULL;
+    rec->finished_at = time_now_ms();
+    rec->duration_ms = ran ? (int64_t)(res->execution_time * 1000) : -1;
+    /* the row borrows the result's output (no copy of a large output), until it is written */
+    rec->stdout_text = res->stdout_text;
+    rec->stdout_len = res->stdout_len;
+    rec->stderr_text = res->stderr_text;
+    rec->stderr_len = res->stderr_len;
+    rec->stdout_truncated = res->stdout_truncated;
+    rec->stderr_truncated = res->stderr_truncated;
+    exec_manifest_add(rec, FILE_OUT, res->files, res->n_files);
+    exec_count(x, rec->environment, res->status, ran ? res->execution_time : -1);
+    int rc = catalog_execution_finish(x->catalog, rec, err);
+    rec->stdout_text = rec->stderr_text = NULL;
+    rec->stdout_len = rec->stderr_len = 0;
+    return rc;
+}
