@@ -42,33 +42,18 @@ static void count_build(struct builder *b, enum build_status st, int64_t ms)
     pthread_mutex_unlock(&b->lock);
 }
 
-int builder_metrics(struct builder *b, struct buf *out)
+void builder_metrics(struct builder *b, struct builder_metrics *ret)
 {
-    int fail = 0;
+    memset(ret, 0, sizeof(*ret));
     pthread_mutex_lock(&b->lock);
-    size_t queued = 0, running = 0;
     for (struct queued *q = b->head; q; q = q->next)
-        queued++;
+        ret->queued++;
     for (struct active *a = b->active; a; a = a->next)
-        running++;
-    fail |= buf_appends(out, "# HELP envhub_builds_total Environment builds ended, by status.\n"
-                             "# TYPE envhub_builds_total counter\n");
-    for (int st = BUILD_READY; st <= BUILD_CANCELLED; st++)
-        fail |= buf_appendf(out, "envhub_builds_total{status=\"%s\"} %llu\n",
-                            build_status_name((enum build_status)st),
-                            (unsigned long long)b->finished[st]);
-    fail |= buf_appendf(out,
-                        "# HELP envhub_build_duration_seconds Time from start to end of builds.\n"
-                        "# TYPE envhub_build_duration_seconds summary\n"
-                        "envhub_build_duration_seconds_sum %.3f\n"
-                        "envhub_build_duration_seconds_count %llu\n"
-                        "# HELP envhub_builds_running Builds running now.\n"
-                        "# TYPE envhub_builds_running gauge\nenvhub_builds_running %zu\n"
-                        "# HELP envhub_builds_queued Builds waiting for a worker.\n"
-                        "# TYPE envhub_builds_queued gauge\nenvhub_builds_queued %zu\n",
-                        b->seconds_sum, (unsigned long long)b->seconds_count, running, queued);
+        ret->running++;
+    memcpy(ret->finished, b->finished, sizeof(ret->finished));
+    ret->seconds_sum = b->seconds_sum;
+    ret->seconds_count = b->seconds_count;
     pthread_mutex_unlock(&b->lock);
-    return fail ? -1 : 0;
 }
 
 void builder_notify_listener(struct builder *b)
@@ -1115,7 +1100,7 @@ int builder_create(struct builder *b, const struct env_definition *def, struct e
     };
     if (catalog_env_create(b->catalog, &env, &build, err) < 0) {
         if (err->code == ERR_CONFLICT)
-            return err_set(err, ERR_CONFLICT, "环境 '%s' 已存在", def->name);
+            return err_about(err, ERR_CONFLICT, ERR_ABOUT_ENV_EXISTS, def->name, NULL);
         return -1;
     }
     queue_push(b, build.id);
@@ -1142,7 +1127,7 @@ int builder_queue_rebuild(struct builder *b, const char *name, const char *setup
 
     if (catalog_env_get(b->catalog, name, &env, err) < 0) {
         if (err->code == ERR_NOT_FOUND)
-            return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+            return err_about(err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, name, NULL);
         return -1;
     }
     if (env.lifecycle == ENV_RETIRED)
@@ -1200,7 +1185,7 @@ int builder_delete(struct builder *b, const char *name, const char *by, struct e
     if (catalog_env_get(b->catalog, name, &env, err) < 0) {
         build_records_free(builds, n);
         if (err->code == ERR_NOT_FOUND)
-            return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+            return err_about(err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, name, NULL);
         return -1;
     }
 

@@ -79,8 +79,14 @@ bool builder_wait(struct builder *b, int64_t build_id, int64_t after, int64_t de
  * service changes or an environment is deleted: the warm pools follow. */
 void builder_set_listener(struct builder *b, void (*fn)(void *ctx), void *ctx);
 
-/* Append the builder's metrics in Prometheus text format to @out. */
-int builder_metrics(struct builder *b, struct buf *out);
+/* What /metrics shows of the builder, as plain numbers (web renders them). */
+struct builder_metrics {
+    uint64_t finished[BUILD_CANCELLED + 1]; /* builds ended, by status */
+    double seconds_sum;                     /* start to end, of the builds ended */
+    uint64_t seconds_count;
+    size_t running, queued;
+};
+void builder_metrics(struct builder *b, struct builder_metrics *ret);
 
 /* ---- curation (builder/curation.c) ---- */
 

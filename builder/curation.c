@@ -55,7 +55,7 @@ int builder_set_lifecycle(struct builder *b, const char *name, enum env_lifecycl
         *ret_rebuild = 0;
     if (catalog_env_get(b->catalog, name, &env, err) < 0) {
         if (err->code == ERR_NOT_FOUND)
-            return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+            return err_about(err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, name, NULL);
         return -1;
     }
     if (state == ENV_ACTIVE)
@@ -303,7 +303,7 @@ int builder_drift_check(struct builder *b, const char *name, struct drift_report
         if (catalog_env_get(b->catalog, name, &envs[0], err) < 0) {
             free(envs);
             if (err->code == ERR_NOT_FOUND)
-                return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+                return err_about(err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, name, NULL);
             return -1;
         }
         n = 1;

@@ -27,6 +27,7 @@ int err_set(struct err *err, enum err_code code, const char *fmt, ...)
         return -1;
     err->code = code;
     err->sys_errno = 0;
+    err->about = ERR_ABOUT_NONE;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
@@ -56,6 +57,7 @@ int err_errno(struct err *err, enum err_code code, int errnum, const char *fmt, 
         return -1;
     err->code = code;
     err->sys_errno = errnum;
+    err->about = ERR_ABOUT_NONE;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
@@ -89,6 +91,32 @@ int err_prefix(struct err *err, const char *fmt, ...)
     return -1;
 }
 
+int err_about(struct err *err, enum err_code code, enum err_about about, const char *name,
+              const char *state)
+{
+    if (!err)
+        return -1;
+    switch (about) {
+    case ERR_ABOUT_ENV_MISSING:
+        err_set(err, code, "environment '%s' does not exist", name);
+        break;
+    case ERR_ABOUT_ENV_EXISTS:
+        err_set(err, code, "environment '%s' exists already", name);
+        break;
+    case ERR_ABOUT_ENV_NOT_READY:
+        err_set(err, code, "environment '%s' is %s: nothing can run in it", name,
+                state ? state : "not ready");
+        break;
+    case ERR_ABOUT_NONE:
+        err_set(err, code, "%s", name);
+        return -1;
+    }
+    err->about = about;
+    snprintf(err->about_name, sizeof(err->about_name), "%s", name);
+    snprintf(err->about_state, sizeof(err->about_state), "%s", state ? state : "");
+    return -1;
+}
+
 void err_copy(struct err *dst, const struct err *src)
 {
     if (dst && src)
@@ -101,6 +129,7 @@ void err_clear(struct err *err)
         return;
     err->code = ERR_OK;
     err->sys_errno = 0;
+    err->about = ERR_ABOUT_NONE;
     err->msg[0] = '\0';
 }
 

@@ -34,15 +34,27 @@ enum err_code {
 
 #define ERR_MSG_MAX 256
 
+/* Errors a client contract words in its own text (SimplePySandbox's are in
+ * web/compat.c): the module that fails says which, and about what. */
+enum err_about {
+    ERR_ABOUT_NONE = 0,
+    ERR_ABOUT_ENV_MISSING,   /* the environment @name does not exist */
+    ERR_ABOUT_ENV_EXISTS,    /* the environment @name exists already */
+    ERR_ABOUT_ENV_NOT_READY, /* the environment @name is @state, nothing can run in it */
+};
+
 struct err {
     enum err_code code;
     int sys_errno;
+    enum err_about about;
+    char about_name[64];
+    char about_state[16];
     char msg[ERR_MSG_MAX];
 };
 
 #define ERR_INIT                                                                                   \
     {                                                                                              \
-        .code = ERR_OK, .sys_errno = 0, .msg = ""                                                  \
+        .code = ERR_OK, .sys_errno = 0, .about = ERR_ABOUT_NONE, .msg = ""                         \
     }
 
 /* Each returns -1, so a caller can `return err_set(...)`. */
@@ -51,6 +63,11 @@ int err_set(struct err *err, enum err_code code, const char *fmt, ...)
 /* As err_set, with ": strerror(errnum)" appended and sys_errno kept. */
 int err_errno(struct err *err, enum err_code code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* As err_set with an English message, marking the error as @about the
+ * environment @name (in @state for ERR_ABOUT_ENV_NOT_READY, else NULL), for
+ * the web layer to word as its clients' contract does. */
+int err_about(struct err *err, enum err_code code, enum err_about about, const char *name,
+              const char *state);
 /* Prefix context to the message already there: "ctx: old message". */
 int err_prefix(struct err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copy one error into another (for errors crossing threads). */

@@ -20,7 +20,7 @@ json_t *engine_json_load(const char *text, size_t len, json_error_t *jerr)
 
     if (json_shape_check(text, len, &JSON_SHAPE_ENGINE, "answer", &err) < 0) {
         memset(jerr, 0, sizeof(*jerr));
-        snprintf(jerr->text, sizeof(jerr->text), "%s", err.msg);
+        snprintf(jerr->text, sizeof(jerr->text), "%.150s", err.msg);
         return NULL;
     }
     return json_loadb(text, len, 0, jerr);

@@ -5,6 +5,7 @@
 #include "executor/executor.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "core/util.h"
@@ -91,32 +92,31 @@ void executor_stats(struct executor *x, struct executor_stats *ret)
     exec_runs_stats(x, ret, &wait_ms, &waited);
 }
 
-int executor_metrics(struct executor *x, struct buf *out)
+void executor_metrics(struct executor *x, struct executor_metrics *ret)
 {
     struct executor_stats runs;
     uint64_t wait_ms, waited;
-    int fail = 0;
 
-    fail |= exec_counters_metrics(x, out);
+    memset(ret, 0, sizeof(*ret));
     exec_runs_stats(x, &runs, &wait_ms, &waited);
-    fail |= buf_appendf(
-        out,
-        "# HELP envhub_jobs_running Jobs holding a slot now.\n# TYPE envhub_jobs_running gauge\n"
-        "envhub_jobs_running %lld\n"
-        "# HELP envhub_queue_depth Jobs waiting for a slot now.\n# TYPE envhub_queue_depth gauge\n"
-        "envhub_queue_depth %lld\n"
-        "# HELP envhub_async_queue_depth Submitted jobs waiting for a worker.\n"
-        "# TYPE envhub_async_queue_depth gauge\nenvhub_async_queue_depth %lld\n"
-        "# HELP envhub_queue_wait_seconds Time jobs waited for a slot.\n"
-        "# TYPE envhub_queue_wait_seconds summary\n"
-        "envhub_queue_wait_seconds_sum %.3f\nenvhub_queue_wait_seconds_count %llu\n"
-        "# HELP envhub_sessions_open Sessions open now.\n# TYPE envhub_sessions_open gauge\n"
-        "envhub_sessions_open %lld\n"
-        "# HELP envhub_engine_errors_total Docker engine calls that failed jobs or pools.\n"
-        "# TYPE envhub_engine_errors_total counter\nenvhub_engine_errors_total %llu\n",
-        (long long)runs.running, (long long)runs.waiting, (long long)exec_async_queued(x),
-        (double)wait_ms / 1000, (unsigned long long)waited, (long long)exec_sessions_count(x),
-        (unsigned long long)exec_engine_errors(x));
-    fail |= exec_pool_metrics(x, out);
-    return fail ? -1 : 0;
+    ret->running = runs.running;
+    ret->waiting = runs.waiting;
+    ret->wait_seconds = (double)wait_ms / 1000;
+    ret->waited = waited;
+    ret->async_queued = exec_async_queued(x);
+    ret->sessions_open = exec_sessions_count(x);
+    ret->engine_errors = exec_engine_errors(x);
+    exec_counters_snapshot(x, &ret->envs, &ret->n_envs);
+    executor_pool_stats(x, &ret->pools, &ret->n_pools);
+}
+
+void executor_metrics_release(struct executor_metrics *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_envs; i++)
+        free(m->envs[i].environment);
+    free(m->envs);
+    executor_pool_stats_free(m->pools, m->n_pools);
+    memset(m, 0, sizeof(*m));
 }

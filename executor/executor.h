@@ -166,13 +166,6 @@ typedef int (*executor_chunk_fn)(void *ctx, enum engine_stream stream, const cha
 int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, void *ctx,
                     int64_t keepalive_ms, struct err *err);
 
-/* Append the executor's metrics in Prometheus text format to @out. */
-int executor_metrics(struct executor *x, struct buf *out);
-
-/* Read the warm pools' targets again (an environment changed version, was
- * created or deleted): new versions get their pool, old ones drain. */
-void executor_pool_refresh(struct executor *x);
-
 struct executor_pool_stat {
     char *image, *environment; /* environment "" for the default image */
     int64_t want, ready;
@@ -181,5 +174,34 @@ struct executor_pool_stat {
 /* A snapshot of every pool; the caller frees with executor_pool_stats_free. */
 void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, size_t *ret_n);
 void executor_pool_stats_free(struct executor_pool_stat *s, size_t n);
+
+/* What /metrics shows of the executor, as plain numbers (web renders them). */
+#define EXECUTOR_DURATION_BUCKETS 12
+/* Upper bounds (seconds) of the run-time histogram's buckets. */
+extern const double executor_duration_buckets[EXECUTOR_DURATION_BUCKETS];
+struct executor_env_counts {
+    char *environment; /* "" for the default image */
+    uint64_t by_status[EXEC_INTERRUPTED + 1];
+    uint64_t duration_buckets[EXECUTOR_DURATION_BUCKETS]; /* cumulative counts, like "le" */
+    double duration_sum;
+    uint64_t duration_count;
+};
+struct executor_metrics {
+    int64_t running, waiting, async_queued, sessions_open;
+    double wait_seconds; /* time jobs waited for a slot, in all */
+    uint64_t waited;     /* jobs that took a slot */
+    uint64_t engine_errors;
+    struct executor_env_counts *envs;
+    size_t n_envs;
+    struct executor_pool_stat *pools;
+    size_t n_pools;
+};
+/* A snapshot; release it with executor_metrics_release. */
+void executor_metrics(struct executor *x, struct executor_metrics *ret);
+void executor_metrics_release(struct executor_metrics *m);
+
+/* Read the warm pools' targets again (an environment changed version, was
+ * created or deleted): new versions get their pool, old ones drain. */
+void executor_pool_refresh(struct executor *x);
 
 #endif

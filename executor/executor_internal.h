@@ -85,7 +85,7 @@ void exec_ref_free(struct container_ref *c); /* and its strings; NULL is fine */
 struct exec_counter {
     char *environment; /* "" for the default image */
     uint64_t by_status[EXEC_INTERRUPTED + 1];
-    uint64_t duration_buckets[12]; /* see buckets in shared.c */
+    uint64_t duration_buckets[EXECUTOR_DURATION_BUCKETS];
     double duration_sum;
     uint64_t duration_count;
     struct exec_counter *next;
@@ -182,10 +182,8 @@ void exec_count_engine_error(struct executor *x);
 /* The default image's id as last seen (a copy, or NULL). */
 char *exec_default_image_id(struct executor *x);
 void exec_set_default_image_id(struct executor *x, const char *id);
-/* A Prometheus label value @v into @out: backslash, quote and newline escaped. */
-int exec_label_escape(struct buf *out, const char *v);
-/* Per-environment counters and durations, Prometheus text. */
-int exec_counters_metrics(struct executor *x, struct buf *out);
+/* A copy of the per-environment counters (freed by executor_metrics_release). */
+void exec_counters_snapshot(struct executor *x, struct executor_env_counts **ret, size_t *ret_n);
 uint64_t exec_engine_errors(struct executor *x);
 
 /* An environment resolved for a job or a session. */
@@ -195,10 +193,11 @@ struct exec_env {
     struct sandbox_limits limits; /* its policy's, else the server's defaults */
     struct env_record rec;        /* as the catalog has it; zero for the default image */
 };
-/* Resolve @name (NULL: the default image): ERR_NOT_FOUND "环境 'x' 不存在",
- * ERR_GONE (retired, with its notice), ERR_INVALID "环境 'x' 状态为 s，无法
- * 使用" (no version ready): SimplePySandbox's messages; ERR_INVALID when its
- * policy is one this server refuses. exec_env_release() it. */
+/* Resolve @name (NULL: the default image): ERR_NOT_FOUND about a missing
+ * environment (ERR_ABOUT_ENV_MISSING), ERR_GONE (retired, with its notice),
+ * ERR_INVALID about one with no version ready (ERR_ABOUT_ENV_NOT_READY);
+ * ERR_INVALID when its policy is one this server refuses.
+ * exec_env_release() it. */
 int exec_env_resolve(struct executor *x, const char *name, struct exec_env *ret, struct err *err);
 void exec_env_release(struct exec_env *env);
 
@@ -276,7 +275,6 @@ char *exec_pool_take(struct executor *x, const char *image, const struct sandbox
  * removal. */
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
                       bool usable, bool from_pool);
-int exec_pool_metrics(struct executor *x, struct buf *out);
 
 /* ---- job.c: one run of code in a container ---- */
 

@@ -414,33 +414,3 @@ void executor_pool_stats_free(struct executor_pool_stat *s, size_t n)
     }
     free(s);
 }
-
-int exec_pool_metrics(struct executor *x, struct buf *out)
-{
-    static const char *const pool_metrics[][3] = {
-        {"envhub_pool_ready", "gauge", "Warm containers ready now."},
-        {"envhub_pool_target", "gauge", "Warm containers the pool keeps."},
-        {"envhub_pool_hits_total", "counter", "Jobs that got a warm container."},
-        {"envhub_pool_misses_total", "counter", "Jobs that had to make their container."},
-    };
-    int fail = 0;
-
-    pthread_mutex_lock(&x->pool.lock);
-    for (size_t m = 0; m < ARRAY_SIZE(pool_metrics); m++) {
-        fail |= buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", pool_metrics[m][0],
-                            pool_metrics[m][2], pool_metrics[m][0], pool_metrics[m][1]);
-        for (struct pool *p = x->pool.list; p; p = p->next) {
-            unsigned long long v = m == 0   ? (unsigned long long)p->n_ready
-                                   : m == 1 ? (unsigned long long)p->want
-                                   : m == 2 ? (unsigned long long)p->hits
-                                            : (unsigned long long)p->misses;
-            fail |= buf_appendf(out, "%s{environment=\"", pool_metrics[m][0]);
-            fail |= exec_label_escape(out, p->environment ? p->environment : "");
-            fail |= buf_appends(out, "\",image=\"");
-            fail |= exec_label_escape(out, p->image);
-            fail |= buf_appendf(out, "\"} %llu\n", v);
-        }
-    }
-    pthread_mutex_unlock(&x->pool.lock);
-    return fail ? -1 : 0;
-}

@@ -62,7 +62,8 @@ int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, 
 
 /* ---- counters ---- */
 
-static const double buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+const double executor_duration_buckets[EXECUTOR_DURATION_BUCKETS] = {
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 
 void exec_stats_init(struct executor *x)
 {
@@ -98,8 +99,8 @@ void exec_count(struct executor *x, const char *environment, enum exec_status st
     if ((unsigned)status <= EXEC_INTERRUPTED)
         c->by_status[status]++;
     if (seconds >= 0) {
-        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++)
-            if (seconds <= buckets[i])
+        for (size_t i = 0; i < EXECUTOR_DURATION_BUCKETS; i++)
+            if (seconds <= executor_duration_buckets[i])
                 c->duration_buckets[i]++;
         c->duration_sum += seconds;
         c->duration_count++;
@@ -139,57 +140,24 @@ void exec_set_default_image_id(struct executor *x, const char *id)
     pthread_mutex_unlock(&x->stats.lock);
 }
 
-int exec_label_escape(struct buf *out, const char *v)
+void exec_counters_snapshot(struct executor *x, struct executor_env_counts **ret, size_t *ret_n)
 {
-    int fail = 0;
-    for (const char *p = v; *p; p++) {
-        const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
-        fail |= esc ? buf_appends(out, esc) : buf_append(out, p, 1);
-    }
-    return fail;
-}
-
-/* "NAME{environment=\"ENV\"" with ENV escaped. */
-static int env_sample(struct buf *out, const char *name, const char *env)
-{
-    int fail = buf_appendf(out, "%s{environment=\"", name);
-    fail |= exec_label_escape(out, env);
-    return fail;
-}
-
-int exec_counters_metrics(struct executor *x, struct buf *out)
-{
-    int fail = 0;
+    struct executor_env_counts *v = NULL;
+    size_t n = 0, cap = 0;
 
     pthread_mutex_lock(&x->stats.lock);
-    fail |= buf_appends(out, "# HELP envhub_executions_total Executions finished, by environment "
-                             "and status.\n# TYPE envhub_executions_total counter\n");
-    for (struct exec_counter *c = x->stats.counters; c; c = c->next)
-        for (int s = 0; s <= EXEC_INTERRUPTED; s++) {
-            if (!c->by_status[s])
-                continue;
-            fail |= env_sample(out, "envhub_executions_total", c->environment);
-            fail |=
-                buf_appendf(out, "\",status=\"%s\"} %llu\n", exec_status_name((enum exec_status)s),
-                            (unsigned long long)c->by_status[s]);
-        }
-    fail |= buf_appends(out, "# HELP envhub_execution_duration_seconds Time user code ran.\n"
-                             "# TYPE envhub_execution_duration_seconds histogram\n");
     for (struct exec_counter *c = x->stats.counters; c; c = c->next) {
-        for (size_t i = 0; i < ARRAY_SIZE(buckets); i++) {
-            fail |= env_sample(out, "envhub_execution_duration_seconds_bucket", c->environment);
-            fail |= buf_appendf(out, "\",le=\"%g\"} %llu\n", buckets[i],
-                                (unsigned long long)c->duration_buckets[i]);
-        }
-        fail |= env_sample(out, "envhub_execution_duration_seconds_bucket", c->environment);
-        fail |= buf_appendf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)c->duration_count);
-        fail |= env_sample(out, "envhub_execution_duration_seconds_sum", c->environment);
-        fail |= buf_appendf(out, "\"} %.3f\n", c->duration_sum);
-        fail |= env_sample(out, "envhub_execution_duration_seconds_count", c->environment);
-        fail |= buf_appendf(out, "\"} %llu\n", (unsigned long long)c->duration_count);
+        ALLOC_GROW(v, n + 1, cap);
+        struct executor_env_counts *e = &v[n++];
+        e->environment = xstrdup(c->environment);
+        memcpy(e->by_status, c->by_status, sizeof(e->by_status));
+        memcpy(e->duration_buckets, c->duration_buckets, sizeof(e->duration_buckets));
+        e->duration_sum = c->duration_sum;
+        e->duration_count = c->duration_count;
     }
     pthread_mutex_unlock(&x->stats.lock);
-    return fail ? -1 : 0;
+    *ret = v;
+    *ret_n = n;
 }
 
 /* ---- the environment lookup ---- */
@@ -205,7 +173,7 @@ int exec_env_resolve(struct executor *x, const char *name, struct exec_env *ret,
     if (catalog_env_get(x->catalog, name, &ret->rec, err) < 0) {
         exec_env_release(ret);
         if (err->code == ERR_NOT_FOUND)
-            return err_set(err, ERR_NOT_FOUND, "环境 '%s' 不存在", name);
+            return err_about(err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, name, NULL);
         return -1;
     }
     struct env_record *env = &ret->rec;
@@ -215,8 +183,7 @@ int exec_env_resolve(struct executor *x, const char *name, struct exec_env *ret,
         goto fail;
     }
     if (env->version == 0 || !env->image) {
-        err_set(err, ERR_INVALID, "环境 '%s' 状态为 %s，无法使用", name,
-                env_status_name(env->status));
+        err_about(err, ERR_INVALID, ERR_ABOUT_ENV_NOT_READY, name, env_status_name(env->status));
         goto fail;
     }
     if (sandbox_policy_parse(x->cfg, env->policy, &ret->limits, NULL, err) < 0) {

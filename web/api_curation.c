@@ -234,9 +234,8 @@ void api_env_diff(struct web_request *rq)
 
     if (catalog_env_get(rq->deps->catalog, rq->params[0], &env, &err) < 0) {
         if (err.code == ERR_NOT_FOUND)
-            web_reply_detail(rq, 404, "环境 '%s' 不存在", rq->params[0]);
-        else
-            web_reply_err(rq, &err);
+            err_about(&err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, rq->params[0], NULL);
+        web_reply_err(rq, &err);
         return;
     }
     if (query_get(rq, "to", value, sizeof(value), &answered)) {

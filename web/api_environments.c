@@ -167,9 +167,8 @@ static bool load_env(struct web_request *rq, struct env_record *env)
     struct err err = ERR_INIT;
     if (catalog_env_get(rq->deps->catalog, rq->params[0], env, &err) < 0) {
         if (err.code == ERR_NOT_FOUND)
-            web_reply_detail(rq, 404, "环境 '%s' 不存在", rq->params[0]);
-        else
-            web_reply_err(rq, &err);
+            err_about(&err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, rq->params[0], NULL);
+        web_reply_err(rq, &err);
         return false;
     }
     return true;
@@ -205,7 +204,7 @@ void api_env_delete(struct web_request *rq)
         web_reply_err(rq, &err);
         return;
     }
-    _cleanup_free_ char *msg = xasprintf("环境 '%s' 已删除", rq->params[0]);
+    _cleanup_free_ char *msg = web_compat_deleted(rq->params[0]);
     web_reply_json(rq, 200, json_pack("{s:s}", "message", msg));
 }
 

@@ -241,7 +241,9 @@ void web_reply_err(struct web_request *rq, const struct err *err)
     }
     if (status >= 500)
         log_warn("web: request_id=%s %s %s: %s", rq->request_id, rq->method, rq->path, err->msg);
-    _cleanup_free_ char *clean = utf8_sanitize(err->msg, strlen(err->msg), NULL);
+    char detail[ERR_MSG_MAX + 128];
+    web_compat_detail(err, detail, sizeof(detail));
+    _cleanup_free_ char *clean = utf8_sanitize(detail, strlen(detail), NULL);
     char retry[40];
     snprintf(retry, sizeof(retry), "Retry-After: %d\r\n",
              rq->retry_after > 0 ? rq->retry_after : 1);
@@ -554,8 +556,8 @@ void api_metrics(struct web_request *rq)
 {
     struct web *w = rq->web;
     _cleanup_(buf_release) struct buf out = BUF_INIT(BUF_UNLIMITED);
-    int fail = buf_appends(&out, "# HELP envhub_http_requests_total HTTP requests answered, by "
-                                 "route and status.\n# TYPE envhub_http_requests_total counter\n");
+    buf_puts(&out, "# HELP envhub_http_requests_total HTTP requests answered, by route and "
+                   "status.\n# TYPE envhub_http_requests_total counter\n");
     pthread_mutex_lock(&w->count_lock);
     for (size_t r = 0; r < ARRAY_SIZE(w->counts); r++)
         for (size_t i = 0; i < WEB_STATUS_SLOTS && w->counts[r][i].status; i++) {
@@ -565,19 +567,14 @@ void api_metrics(struct web_request *rq)
                 snprintf(status, sizeof(status), "other");
             else
                 snprintf(status, sizeof(status), "%d", w->counts[r][i].status);
-            fail |= buf_appendf(&out,
-                                "envhub_http_requests_total{method=\"%s\",route=\"%s\","
-                                "status=\"%s\"} %llu\n",
-                                rt ? rt->method : "", rt ? rt->pattern : "(none)", status,
-                                (unsigned long long)w->counts[r][i].n);
+            buf_putf(&out,
+                     "envhub_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} "
+                     "%llu\n",
+                     rt ? rt->method : "", rt ? rt->pattern : "(none)", status,
+                     (unsigned long long)w->counts[r][i].n);
         }
     pthread_mutex_unlock(&w->count_lock);
-    fail |= executor_metrics(rq->deps->executor, &out);
-    fail |= builder_metrics(rq->deps->builder, &out);
-    if (fail) {
-        web_reply_detail(rq, 500, "internal error");
-        return;
-    }
+    web_metrics_render(&out, rq->deps->executor, rq->deps->builder);
     send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
 }
 

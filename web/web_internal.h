@@ -242,6 +242,22 @@ void web_reply_bytes(struct web_request *rq, int status, const char *content_typ
 /* An execution's answer: the seed's fields plus envhub's. */
 json_t *web_result_json(const struct job_result *r);
 
+/* ---- SimplePySandbox's texts (compat.c) ---- */
+
+/* @err's detail as the client contract words it (its own message when it
+ * is about nothing the contract words). */
+void web_compat_detail(const struct err *err, char *out, size_t n);
+/* The message of DELETE /environments/{name}; the caller frees it. */
+char *web_compat_deleted(const char *name);
+
+/* ---- metrics (metrics.c) ---- */
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+void web_metrics_label(struct buf *out, const char *v);
+/* The executor's and builder's metrics, Prometheus text, appended to @out. */
+struct builder;
+void web_metrics_render(struct buf *out, struct executor *x, struct builder *b);
+
 /* ---- handlers ---- */
 void api_execute(struct web_request *rq);
 void api_execute_with_environment(struct web_request *rq);

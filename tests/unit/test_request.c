@@ -596,6 +596,36 @@ static void sse_data_splits_every_line_break_into_fields(void **state)
     }
 }
 
+/* The modules say what an error is about; the answer words it as
+ * SimplePySandbox does, a context prefix kept in front. */
+static void compat_texts_word_what_an_error_is_about(void **state)
+{
+    (void)state;
+    struct err err = ERR_INIT;
+    char out[512];
+    err_about(&err, ERR_NOT_FOUND, ERR_ABOUT_ENV_MISSING, "ml", NULL);
+    assert_string_equal(err.msg, "environment 'ml' does not exist");
+    web_compat_detail(&err, out, sizeof(out));
+    assert_string_equal(out, "环境 'ml' 不存在");
+    err_prefix(&err, "jobs[1]");
+    web_compat_detail(&err, out, sizeof(out));
+    assert_string_equal(out, "jobs[1]: 环境 'ml' 不存在");
+    err_about(&err, ERR_CONFLICT, ERR_ABOUT_ENV_EXISTS, "ml", NULL);
+    web_compat_detail(&err, out, sizeof(out));
+    assert_string_equal(out, "环境 'ml' 已存在");
+    err_about(&err, ERR_INVALID, ERR_ABOUT_ENV_NOT_READY, "ml", "building");
+    web_compat_detail(&err, out, sizeof(out));
+    assert_string_equal(out, "环境 'ml' 状态为 building，无法使用");
+    /* any other error is its own message; err_set forgets what it was about */
+    err_set(&err, ERR_INVALID, "code: must not be empty");
+    assert_int_equal(err.about, ERR_ABOUT_NONE);
+    web_compat_detail(&err, out, sizeof(out));
+    assert_string_equal(out, "code: must not be empty");
+    char *deleted = web_compat_deleted("ml");
+    assert_string_equal(deleted, "环境 'ml' 已删除");
+    free(deleted);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +659,7 @@ int main(void)
         cmocka_unit_test(deep_nesting_anywhere_is_422_naming_the_field_and_the_limit),
         cmocka_unit_test(json_object_refuses_deep_large_and_non_objects),
         cmocka_unit_test(sse_data_splits_every_line_break_into_fields),
+        cmocka_unit_test(compat_texts_word_what_an_error_is_about),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
