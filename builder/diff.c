@@ -74,10 +74,7 @@ struct ops {
 
 static void ops_push(struct ops *o, enum op_kind kind, size_t i, size_t j)
 {
-    if (o->n == o->cap) {
-        o->cap = o->cap ? 2 * o->cap : 64;
-        o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
-    }
+    ALLOC_GROW(o->v, o->n + 1, o->cap);
     o->v[o->n++] = (struct op){kind, i, j};
 }
 

@@ -30,38 +30,9 @@
 
 /* ---- writing the serialisation ---- */
 
-static inline __attribute__((always_inline)) void put(struct buf *b, const void *p, size_t n)
-{
-    /* the verifier writes ~100 small pieces per row: copy while there is room */
-    if (b->len + n < b->cap) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return;
-    }
-    if (buf_append(b, p, n) < 0) /* the buffers here have no limit: only OOM, which aborts */
-        abort();
-}
-
 static inline void put_str(struct buf *b, const char *s)
 {
-    put(b, s, strlen(s));
-}
-
-/* Decimal without printf: the verifier writes a few dozen numbers per row. */
-static inline void put_int(struct buf *b, int64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[--i] = '-';
-    put(b, tmp + i, sizeof(tmp) - i);
+    buf_put(b, s, strlen(s));
 }
 
 /* ---- the canonical serialisation ---- */
@@ -108,41 +79,41 @@ static const char *const canon_file_fields[] = {"file.direction", "file.path", "
 static void canon_value(struct buf *out, const char *name, sqlite3_stmt *st, int col)
 {
     put_str(out, name);
-    put(out, "=", 1);
+    buf_put(out, "=", 1);
     switch (sqlite3_column_type(st, col)) {
     case SQLITE_NULL:
         put_str(out, "null");
         break;
     case SQLITE_INTEGER:
-        put(out, "i", 1);
-        put_int(out, sqlite3_column_int64(st, col));
+        buf_put(out, "i", 1);
+        buf_put_int(out, sqlite3_column_int64(st, col));
         break;
     case SQLITE_FLOAT: {
         char tmp[40];
         int n = snprintf(tmp, sizeof(tmp), "r%.17g", sqlite3_column_double(st, col));
-        put(out, tmp, (size_t)n);
+        buf_put(out, tmp, (size_t)n);
         break;
     }
     case SQLITE_BLOB: {
         const void *p = sqlite3_column_blob(st, col);
         int n = sqlite3_column_bytes(st, col);
-        put(out, "b", 1);
-        put_int(out, n);
-        put(out, ":", 1);
-        put(out, p, (size_t)n);
+        buf_put(out, "b", 1);
+        buf_put_int(out, n);
+        buf_put(out, ":", 1);
+        buf_put(out, p, (size_t)n);
         break;
     }
     default: { /* SQLITE_TEXT */
         const unsigned char *t = sqlite3_column_text(st, col);
         int n = sqlite3_column_bytes(st, col);
-        put(out, "s", 1);
-        put_int(out, n);
-        put(out, ":", 1);
-        put(out, t, (size_t)n);
+        buf_put(out, "s", 1);
+        buf_put_int(out, n);
+        buf_put(out, ":", 1);
+        buf_put(out, t, (size_t)n);
         break;
     }
     }
-    put(out, "\n", 1);
+    buf_put(out, "\n", 1);
 }
 
 /* name "=" ("null" | "s64:" hex sha256 of the column's bytes) "\n". The
@@ -162,8 +133,8 @@ static void canon_digest(struct buf *out, const char *name, sqlite3_stmt *st, in
     else
         sha256_hex(p, (size_t)n, hex);
     put_str(out, "=s64:");
-    put(out, hex, 64);
-    put(out, "\n", 1);
+    buf_put(out, hex, 64);
+    buf_put(out, "\n", 1);
 }
 
 /* The files of execution @seq as canonical lines into @fbuf; *ret_n. */
@@ -213,11 +184,11 @@ int canon_row(sqlite3 *db, sqlite3_stmt *row, struct canon_files *files, int64_t
     char hex[65] = "";
     int64_t n_files = 0;
 
-    put(out, prev_hex, strlen(prev_hex));
+    buf_put(out, prev_hex, strlen(prev_hex));
     put_str(out, HISTORY_CANON_VERSION);
     put_str(out, "chain_seq=i");
-    put_int(out, chain_seq);
-    put(out, "\n", 1);
+    buf_put_int(out, chain_seq);
+    buf_put(out, "\n", 1);
     for (size_t i = 0; i < ARRAY_SIZE(canon_fields); i++) {
         const struct canon_field *f = &canon_fields[i];
         if (f->digest)
@@ -230,9 +201,9 @@ int canon_row(sqlite3 *db, sqlite3_stmt *row, struct canon_files *files, int64_t
     if (canon_files(db, files, sqlite3_column_int64(row, CC_SEQ), fbuf, &n_files, err) < 0)
         return -1;
     put_str(out, "files=i");
-    put_int(out, n_files);
-    put(out, "\n", 1);
-    put(out, fbuf->data ? fbuf->data : "", fbuf->len);
+    buf_put_int(out, n_files);
+    buf_put(out, "\n", 1);
+    buf_put(out, fbuf->data ? fbuf->data : "", fbuf->len);
     return 0;
 }
 
@@ -260,7 +231,7 @@ int history_canonical(sqlite3 *db, int64_t seq, int64_t chain_seq, struct buf *o
     struct canon_files src = {.lookup = files};
     if (canon_row(db, row, &src, chain_seq, "", &ser, &fbuf, code_hex, err) < 0)
         return -1;
-    put(out, ser.data, ser.len);
+    buf_put(out, ser.data, ser.len);
     return 0;
 }
 

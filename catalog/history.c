@@ -330,10 +330,7 @@ static int list_on(sqlite3 *db, const struct history_filter *f, int64_t before_s
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
             break;
-        if (n == cap) {
-            cap = cap ? 2 * cap : (limit < 64 ? limit : 64);
-            items = xrealloc(items, cap * sizeof(*items));
-        }
+        ALLOC_GROW(items, n + 1, cap);
         memset(&items[n], 0, sizeof(items[n]));
         if (item_from_row(st, &items[n], err) < 0) {
             history_items_free(items, n + 1);

@@ -113,7 +113,7 @@ int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
                                 -1, &st, NULL);
     struct binder b = binder_of(st);
     struct event_record *ev = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
 
     if (rc == SQLITE_OK) {
         if (subject)
@@ -122,7 +122,7 @@ int catalog_event_list(struct catalog *cat, const char *subject, size_t limit,
         rc = b.rc;
     }
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        ev = xrealloc(ev, (n + 1) * sizeof(*ev));
+        ALLOC_GROW(ev, n + 1, cap);
         ev[n].seq = sqlite3_column_int64(st, 0);
         ev[n].at = sqlite3_column_int64(st, 1);
         ev[n].principal = column_strdup(st, 2);
@@ -217,10 +217,10 @@ int catalog_key_list(struct catalog *cat, struct key_record **ret, size_t *ret_n
     int rc = sqlite3_prepare_v2(cat->db, "SELECT " KEY_COLUMNS " FROM api_keys ORDER BY name", -1,
                                 &st, NULL);
     struct key_record *keys = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
 
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        keys = xrealloc(keys, (n + 1) * sizeof(*keys));
+        ALLOC_GROW(keys, n + 1, cap);
         memset(&keys[n], 0, sizeof(keys[n]));
         key_from_row(st, &keys[n++]);
         rc = SQLITE_OK;

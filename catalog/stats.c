@@ -49,10 +49,7 @@ static void stat_add(struct stat_acc *a, sqlite3_stmt *st)
     if (sqlite3_column_type(st, 1) == SQLITE_NULL)
         return;
     int64_t d = sqlite3_column_int64(st, 1);
-    if (a->n == a->cap) {
-        a->cap = a->cap ? 2 * a->cap : 256;
-        a->d = xrealloc(a->d, a->cap * sizeof(*a->d));
-    }
+    ALLOC_GROW(a->d, a->n + 1, a->cap);
     a->d[a->n++] = d;
     a->total += d;
 }
@@ -180,10 +177,7 @@ static size_t *day_map_slot(struct day_map *m, int64_t day, bool *ret_new)
 
 static size_t stat_group_new(struct stat_acc **accs, size_t *n, size_t *cap, const char *key)
 {
-    if (*n == *cap) {
-        *cap = *cap ? 2 * *cap : 16;
-        *accs = xrealloc(*accs, *cap * sizeof(**accs));
-    }
+    ALLOC_GROW(*accs, *n + 1, *cap);
     memset(&(*accs)[*n], 0, sizeof((*accs)[*n]));
     (*accs)[*n].key = key ? xstrdup(key) : NULL;
     return (*n)++;

@@ -67,10 +67,25 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
     return 0;
 }
 
-void buf_put(struct buf *b, const void *p, size_t n)
+void buf_put_grow(struct buf *b, const void *p, size_t n)
 {
     if (buf_append(b, p, n) < 0)
         abort(); /* a limited buffer given to buf_put: our bug */
+}
+
+void buf_put_int(struct buf *b, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    buf_put(b, tmp + i, sizeof(tmp) - i);
 }
 
 void buf_puts(struct buf *b, const char *s)

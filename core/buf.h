@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *data;
@@ -30,8 +31,21 @@ int buf_vappendf(struct buf *b, const char *fmt, va_list ap)
 size_t buf_append_upto(struct buf *b, const void *p, size_t n);
 /* For buffers whose only limit is memory (BUF_UNLIMITED): append, which
  * cannot fail (out of memory aborts, as xmalloc does; passing a limit is a
- * bug and aborts too). */
-void buf_put(struct buf *b, const void *p, size_t n);
+ * bug and aborts too). Inline while the buffer has room: writers of many
+ * small pieces (exports, the audit chain) pay a copy and no call. */
+void buf_put_grow(struct buf *b, const void *p, size_t n);
+static inline void buf_put(struct buf *b, const void *p, size_t n)
+{
+    if (b->len + n < b->cap) {
+        __builtin_memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return;
+    }
+    buf_put_grow(b, p, n);
+}
+/* A decimal integer, without printf. */
+void buf_put_int(struct buf *b, int64_t v);
 void buf_puts(struct buf *b, const char *s);
 void buf_putf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vputf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -271,9 +271,7 @@ int base64_decode(const char *in, size_t len, struct buf *out, bool *ret_too_lar
     }
     return 0;
 bad:
-    out->len = start;
-    if (out->data)
-        out->data[start] = '\0';
+    buf_truncate(out, start);
     return -1;
 }
 

@@ -334,10 +334,7 @@ static void read_report(struct run *r)
          * leftover "\0envh" would show); the job's stderr is truncated only
          * when the cap cut the job's own bytes */
         size_t at = cap->err_total - r->marker.len;
-        if (cap->err.len > at) {
-            cap->err.len = at;
-            cap->err.data[at] = '\0';
-        }
+        buf_truncate(&cap->err, at);
         cap->err_truncated = at > cap->err.len;
         r->want_files = r->marker.files;
     } else if (cap->live && cap->pend_len) {

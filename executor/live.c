@@ -108,10 +108,7 @@ int exec_live_append(void *ctx, enum engine_stream stream, const char *data, siz
     if (took < len)
         l->truncated = true;
     if (took) {
-        if (l->n_chunks == l->cap_chunks) {
-            l->cap_chunks = l->cap_chunks ? 2 * l->cap_chunks : 64;
-            l->chunks = xrealloc(l->chunks, l->cap_chunks * sizeof(*l->chunks));
-        }
+        ALLOC_GROW(l->chunks, l->n_chunks + 1, l->cap_chunks);
         l->chunks[l->n_chunks++] = (struct live_chunk){stream, offset, took};
         pthread_cond_broadcast(&x->live.grew);
     }

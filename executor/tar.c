@@ -158,7 +158,7 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
     _cleanup_(archive_read_freep) struct archive *a = archive_read_new();
     struct archive_entry *e;
     struct job_file *files = NULL;
-    size_t n = 0, total = 0;
+    size_t n = 0, cap = 0, total = 0;
     (void)err;
 
     *ret_files = NULL;
@@ -234,7 +234,7 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
             break;
         }
         content[got] = '\0';
-        files = xrealloc(files, (n + 1) * sizeof(*files));
+        ALLOC_GROW(files, n + 1, cap);
         files[n].path = xstrdup(path);
         files[n].data = content;
         files[n].len = got;

@@ -37,58 +37,6 @@ static bool query_get(struct web_request *rq, const char *name, char *out, size_
     return n >= 0;
 }
 
-static json_t *drift_flag(int drifted)
-{
-    return drifted < 0 ? json_null() : json_boolean(drifted);
-}
-
-static json_t *rebuild_hint(const char *name)
-{
-    _cleanup_free_ char *path = xasprintf("/environments/%s/rebuild", name);
-    _cleanup_free_ char *cli = xasprintf("envhub env rebuild %s", name);
-    return json_pack("{s:s, s:s, s:s}", "method", "POST", "path", path, "cli", cli);
-}
-
-/* ---- an environment's curation fields ---- */
-
-void web_env_curation_json(const struct env_record *env, json_t *doc)
-{
-    json_object_set_new(doc, "test_script", web_json_str(env->test_script));
-    json_object_set_new(doc, "lifecycle", json_string(env_lifecycle_name(env->lifecycle)));
-    json_object_set_new(doc, "replacement", web_json_str(env->replacement));
-    json_object_set_new(doc, "warning", web_json_str(env->warning));
-    json_object_set_new(doc, "lifecycle_changed_at", web_json_time(env->lifecycle_at));
-    json_object_set_new(doc, "lifecycle_changed_by", web_json_str(env->lifecycle_by));
-    json_object_set_new(doc, "images_removed_at", web_json_time(env->images_removed_at));
-    /* drift as last checked: the reference then vs the id this version was built on */
-    json_t *drift = json_null();
-    if (env->version > 0 && env->drift_checked_at > 0) {
-        int drifted = !env->drift_image_id || !env->base_image_id
-                          ? -1
-                          : strcmp(env->drift_image_id, env->base_image_id) != 0;
-        drift = json_pack(
-            "{s:o, s:s, s:o, s:o, s:o, s:o}", "drifted", drift_flag(drifted), "base_image",
-            env->base_image, "built_on", web_json_str(env->base_image_id), "resolves_to",
-            web_json_str(env->drift_image_id), "checked_at", web_json_time(env->drift_checked_at),
-            "rebuild", drifted == 1 ? rebuild_hint(env->name) : json_null());
-    }
-    json_object_set_new(doc, "drift", drift);
-}
-
-void web_env_runs_json(struct web_request *rq, const char *name, json_t *doc)
-{
-    int64_t runs[3];
-    struct err err = ERR_INIT;
-    if (catalog_env_runs(rq->deps->catalog, name, time_now_ms(), runs, &err) < 0) {
-        log_warn("web: cannot count the runs of '%s': %s", name, err.msg);
-        json_object_set_new(doc, "runs", json_null());
-        return;
-    }
-    json_object_set_new(doc, "runs",
-                        json_pack("{s:I, s:I, s:I}", "7d", (json_int_t)runs[0], "30d",
-                                  (json_int_t)runs[1], "90d", (json_int_t)runs[2]));
-}
-
 /* ---- GET /packages?name=&version=&manager=&current= ---- */
 
 void api_packages(struct web_request *rq)
@@ -376,12 +324,13 @@ void api_drift(struct web_request *rq)
     for (size_t i = 0; i < n; i++) {
         drifted += r[i].drifted == 1;
         json_array_append_new(
-            list, json_pack("{s:s, s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "environment",
-                            r[i].environment, "version", (json_int_t)r[i].version, "base_image",
-                            r[i].base_image, "built_on", web_json_str(r[i].built_on), "resolves_to",
-                            web_json_str(r[i].resolves_to), "drifted", drift_flag(r[i].drifted),
-                            "checked_at", web_json_time(r[i].checked_at), "rebuild",
-                            r[i].drifted == 1 ? rebuild_hint(r[i].environment) : json_null()));
+            list,
+            json_pack("{s:s, s:I, s:s, s:o, s:o, s:o, s:o, s:o}", "environment", r[i].environment,
+                      "version", (json_int_t)r[i].version, "base_image", r[i].base_image,
+                      "built_on", web_json_str(r[i].built_on), "resolves_to",
+                      web_json_str(r[i].resolves_to), "drifted", web_env_drift_flag(r[i].drifted),
+                      "checked_at", web_json_time(r[i].checked_at), "rebuild",
+                      r[i].drifted == 1 ? web_env_rebuild_hint(r[i].environment) : json_null()));
     }
     drift_reports_free(r, n);
     web_reply_json(rq, 200,

@@ -22,36 +22,6 @@
 #define SSE_KEEPALIVE_MS 15000
 #define LOG_BATCH 500
 
-json_t *web_env_json(const struct env_record *env)
-{
-    /* before its first version is ready, docker_image names the tag being built */
-    _cleanup_free_ char *pending = NULL;
-    const char *image = env->image;
-    if (!image) {
-        pending = builder_image_ref(env->name, env->latest_version ? env->latest_version : 1);
-        image = pending;
-    }
-    json_t *build = env->latest_version
-                        ? json_pack("{s:I, s:s}", "version", (json_int_t)env->latest_version,
-                                    "status", env->latest_status ? env->latest_status : "")
-                        : json_null();
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, "
-        "s:s, s:o}",
-        "name", env->name, "description", env->description, "base_image", env->base_image,
-        "docker_image", image, "status", env_status_name(env->status), "created_at",
-        web_json_time(env->created_at), "last_used", web_json_time(env->last_used), "setup_script",
-        env->setup_script, "python_version", env->python_version, "version",
-        (json_int_t)env->version, "image_id", web_json_str(env->image_id), "error",
-        web_json_str(env->error), "updated_at", web_json_time(env->updated_at), "definition",
-        web_json_str(env->definition), "created_by", env->created_by, "latest_build", build);
-    json_error_t jerr;
-    json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
-    json_object_set_new(doc, "policy", policy ? policy : json_object());
-    web_env_curation_json(env, doc);
-    return doc;
-}
-
 static json_t *build_json(const struct build_record *b)
 {
     json_error_t jerr;

@@ -477,20 +477,6 @@ static const char *const csv_columns[] = {
     "warning",
 };
 
-static void out_int(struct buf *b, int64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[--i] = '-';
-    buf_put(b, tmp + i, sizeof(tmp) - i);
-}
-
 /* time_format_iso()'s text without gmtime and strftime per call: an export
  * writes four times a row, and rows of one day share its date. */
 struct iso_cache {
@@ -548,7 +534,7 @@ static void csv_field(struct buf *b, const char *s)
 static void csv_int(struct buf *b, int64_t v, bool null)
 {
     if (!null)
-        out_int(b, v);
+        buf_put_int(b, v);
 }
 
 static void csv_time(struct buf *b, struct iso_cache *c, int64_t ms)
@@ -711,7 +697,7 @@ static void jl_int(struct buf *b, int64_t v, bool null)
     if (null)
         LIT(b, "null");
     else
-        out_int(b, v);
+        buf_put_int(b, v);
 }
 
 static void jl_time(struct buf *b, struct iso_cache *c, int64_t ms)

@@ -307,18 +307,20 @@ void api_templates(struct web_request *rq);
 extern const struct embedded_file ui_embedded[];
 extern const struct embedded_file templates_embedded[];
 
-/* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
-json_t *web_env_json(const struct env_record *env);
-
 /* ---- curation (api_curation.c) ---- */
 void api_packages(struct web_request *rq);
 void api_env_diff(struct web_request *rq);
 void api_env_lifecycle(struct web_request *rq);
 void api_drift(struct web_request *rq);
-/* Add an environment's curation fields to its JSON @doc: test_script,
- * lifecycle, replacement, warning, lifecycle_changed_at/_by,
- * images_removed_at, drift. */
-void web_env_curation_json(const struct env_record *env, json_t *doc);
+
+/* ---- environments as JSON (env_json.c) ---- */
+
+/* An environment as the API shows it (SimplePySandbox's fields + envhub's). */
+json_t *web_env_json(const struct env_record *env);
+/* "drifted" of a drift report: true, false, or null when unknown (< 0). */
+json_t *web_env_drift_flag(int drifted);
+/* How to rebuild @name: {method, path, cli}. */
+json_t *web_env_rebuild_hint(const char *name);
 /* Add "runs": {"7d", "30d", "90d"} (executions recorded in those last days). */
 void web_env_runs_json(struct web_request *rq, const char *name, json_t *doc);
 
