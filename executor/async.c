@@ -135,12 +135,6 @@ out:
     return rc;
 }
 
-int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
-                    struct err *err)
-{
-    return executor_submit_batch(x, req, 1, (char(*)[32])ret_id, err);
-}
-
 /* ---- the workers ---- */
 
 /* Run @j to its end (it is in the registry); its row is final after. */

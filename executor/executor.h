@@ -142,13 +142,10 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
 
 /* ---- asynchronous jobs, cancellation, live output ---- */
 
-/* Validate and record @req as queued, run it later; *ret_id is its execution
- * id. ERR_BUSY when ENVHUB_ASYNC_QUEUE_LIMIT jobs wait. */
-int executor_submit(struct executor *x, const struct job_request *req, char ret_id[32],
-                    struct err *err);
-/* executor_submit() for @n jobs, all or none: every job is resolved (its
- * environment, policy and files) before any is recorded; a failure names
- * the job ("jobs[i]: ..."). */
+/* Validate and record @n jobs as queued, all or none, and run them later:
+ * every job is resolved (its environment, policy and files) before any is
+ * recorded; a failure names the job ("jobs[i]: ..."). ret_ids[i] is job i's
+ * execution id. ERR_BUSY when ENVHUB_ASYNC_QUEUE_LIMIT jobs wait. */
 int executor_submit_batch(struct executor *x, const struct job_request *reqs, size_t n,
                           char (*ret_ids)[32], struct err *err);
 /* Cancel execution @id, queued or running (its row ends interrupted, "cancelled
