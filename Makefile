@@ -52,7 +52,8 @@ UI_STAMP   := $(UI_NODE)/.envhub-installed
 UI_VENDOR  := $(UI_NODE)/swagger-ui-dist/swagger-ui-bundle.js $(UI_NODE)/swagger-ui-dist/swagger-ui.css \
               $(BUILD)/ui/redoc.standalone.js
 UI_OWN     := $(sort $(wildcard web/ui/*.html web/ui/*.css web/ui/*.js web/ui/*.svg)) web/openapi.json
-TEMPLATES  := $(filter-out environments/bootstrap-base.sh,$(sort $(wildcard environments/*.sh)))
+TEMPLATES  := $(filter-out environments/bootstrap-base.sh environments/register-runsc.sh,\
+              $(sort $(wildcard environments/*.sh)))
 E2E_DIR    := tests/e2e
 E2E_STAMP  := $(E2E_DIR)/node_modules/.envhub-installed
 CHROMIUM   ?= /usr/bin/chromium
@@ -77,7 +78,7 @@ FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recove
 # Debian packages: to build and run, and to test.
 DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
               libjansson-dev libarchive-dev libcivetweb-dev libssl-dev libcmocka-dev docker.io debootstrap
-DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium
+DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium runsc
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
@@ -216,6 +217,10 @@ engine: deps
 	    done; \
 	    echo "engine: dockerd did not answer within 60 s; the end of $(STATE)/dockerd.log:" >&2; tail -20 $(STATE)/dockerd.log >&2; exit 1; \
 	fi
+	@# gVisor, when Debian's runsc is installed (make test-deps installs it): the runtime
+	@# environments' policies may ask for ({"runtime": "runsc"})
+	@if command -v runsc >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
+	    SOCKET=$(SOCKET) bash environments/register-runsc.sh; fi
 
 # The default image, bootstrapped from the Debian mirror when it is not in the engine.
 base-image: engine $(BIN)
@@ -279,6 +284,7 @@ sanitize: test-deps engine base-image
 bench: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_execute.py
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_hostile.py
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_gvisor.py
 
 # /health and /execute beside 200 trickling connections and 60 uploaders of 50 MB bodies.
 bench-hostile: test-deps engine build base-image

@@ -25,6 +25,7 @@
 
 #include "core/banned.h"
 
+#define ENGINE_EXEC_WATCH_MS 2000          /* see engine_exec() */
 #define ENGINE_MAX_BODY (16 * 1024 * 1024) /* any JSON answer we read whole */
 #define ENGINE_CALL_TIMEOUT_MS 120000      /* plain calls; streams have their own */
 #define ENGINE_EXEC_CHUNK 65536
@@ -375,6 +376,8 @@ static json_t *container_spec_json(const struct engine_container_spec *s)
     if (s->network_mode)
         json_object_set_new(hc, "NetworkMode", json_string(s->network_mode));
     json_object_set_new(hc, "ReadonlyRootfs", json_boolean(s->read_only_rootfs));
+    if (s->runtime)
+        json_object_set_new(hc, "Runtime", json_string(s->runtime));
     if (s->cap_drop_all)
         json_object_set_new(hc, "CapDrop", json_pack("[s]", "ALL"));
     if (s->no_new_privileges)
@@ -695,10 +698,22 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
     for (;;) {
         short rev = 0;
         short events = POLLIN | (in_closed ? 0 : POLLOUT);
-        int w = wait_socket(fd, events, spec->deadline_ms, &rev);
-        if (w == 0) {
+        int64_t slice = time_mono_ms() + ENGINE_EXEC_WATCH_MS;
+        bool last = spec->deadline_ms > 0 && spec->deadline_ms <= slice;
+        int w = wait_socket(fd, events, last ? spec->deadline_ms : slice, &rev);
+        if (w == 0 && last) {
             ret->timed_out = true;
             return 0;
+        }
+        if (w == 0) { /* quiet: is its container still there? */
+            struct engine_container_state st;
+            struct err ierr = ERR_INIT;
+            if (engine_container_inspect(e, id, &st, &ierr) == 0 && !st.running) {
+                ret->container_stopped = true;
+                ret->exit_code = st.exit_code;
+                return 0;
+            }
+            continue;
         }
         if (w < 0)
             return err_errno(err, ERR_ENGINE, errno, "cannot wait on the exec stream");

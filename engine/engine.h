@@ -68,6 +68,7 @@ struct engine_container_spec {
     bool cap_drop_all;
     bool no_new_privileges;
     bool log_driver_none;
+    const char *runtime; /* "runsc" (gVisor); NULL: the engine's default (runc) */
     bool auto_remove;
 };
 
@@ -117,15 +118,19 @@ struct engine_exec_spec {
 };
 
 struct engine_exec_result {
-    int exit_code;  /* -1 when the exec did not finish (deadline, stopped) */
-    bool timed_out; /* the deadline passed before the output ended */
-    bool stopped;   /* the output callback asked to stop */
+    int exit_code;          /* -1 when the exec did not finish (deadline, stopped); the
+                             * container's when it stopped under the exec */
+    bool timed_out;         /* the deadline passed before the output ended */
+    bool stopped;           /* the output callback asked to stop */
+    bool container_stopped; /* the container itself ended (e.g. killed out of memory) */
 };
 
 /* Create an exec in running container @id, start it on a hijacked
  * connection, stream stdin in and demultiplexed stdout/stderr out, then read
- * its exit code. Returns 0 when the exec ran (whatever its exit code, also on
- * deadline or stop: see *ret); -1 when the engine failed. */
+ * its exit code. While the output is quiet the container is looked at every
+ * ENGINE_EXEC_WATCH_MS: when it has stopped, the exec ends there (under
+ * gVisor a container killed out of memory leaves an exec's stream open). Returns 0 when the exec
+ * ran (whatever its exit code, also on deadline or stop: see *ret); -1 when the engine failed. */
 int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec *spec,
                 struct engine_exec_result *ret, struct err *err);
 

@@ -6,6 +6,7 @@
  *   memory, workspace_size, output_limit  bytes
  *   cpu  CPUs (a number)      pids  processes
  *   network  "none" or "bridge"
+ *   runtime  "runc" or "runsc" (gVisor; no network)
  *   pool_size  warm containers   recycle  jobs per container (1: fresh each)
  * Each is bounded by a server-wide maximum; a request may lower memory, cpu,
  * pids and output_limit, and choose a timeout, within them. */
@@ -84,8 +85,8 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
     json_auto_t *canon = json_object();
     struct sandbox_limits l;
     static const char *const known[] = {
-        "timeout_default", "timeout_max",    "memory",  "cpu",       "pids",
-        "output_limit",    "workspace_size", "network", "pool_size", "recycle"};
+        "timeout_default", "timeout_max", "memory",    "cpu",     "pids",   "output_limit",
+        "workspace_size",  "network",     "pool_size", "recycle", "runtime"};
 
     sandbox_limits_default(cfg, &l);
     if (!json_is_object(doc))
@@ -100,8 +101,8 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
         if (!ok)
             return err_set(err, ERR_INVALID,
                            "policy.%.40s: unknown field (known: timeout_default, timeout_max, "
-                           "memory, cpu, pids, output_limit, workspace_size, network, pool_size, "
-                           "recycle)",
+                           "memory, cpu, pids, output_limit, workspace_size, network, runtime, "
+                           "pool_size, recycle)",
                            key);
     }
     if (int_field(doc, "timeout_max", 1, cfg->max_timeout, "ENVHUB_MAX_TIMEOUT", &l.timeout_max,
@@ -145,6 +146,20 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
                            "(ENVHUB_ALLOW_NETWORK)");
         l.network = strcmp(n, "bridge") == 0;
         json_object_set_new(canon, "network", json_string(n));
+    }
+    json_t *rt = json_object_get(doc, "runtime");
+    if (rt && !json_is_null(rt)) {
+        const char *r = json_string_value(rt);
+        if (!r || (strcmp(r, "runc") != 0 && strcmp(r, "runsc") != 0))
+            return err_set(err, ERR_INVALID,
+                           "policy.runtime: must be \"runc\" or \"runsc\" (gVisor)");
+        l.gvisor = strcmp(r, "runsc") == 0;
+        /* the engine runs runsc with --network=none: its jobs have no network */
+        if (l.gvisor && l.network)
+            return err_set(err, ERR_INVALID,
+                           "policy.runtime: \"runsc\" jobs have no network; policy.network must "
+                           "be \"none\"");
+        json_object_set_new(canon, "runtime", json_string(r));
     }
     if (ret)
         *ret = l;
@@ -198,6 +213,8 @@ char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s)
         (json_int_t)l->memory, "cpu", (double)l->cpu_millis / 1000, "pids", (json_int_t)l->pids,
         "output_limit", (json_int_t)l->output_limit, "workspace_size",
         (json_int_t)l->workspace_size, "network", l->network ? "bridge" : "none");
+    if (l->gvisor) /* recorded only when it is not the default */
+        json_object_set_new(doc, "runtime", json_string("runsc"));
     char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
     return s;
@@ -206,5 +223,6 @@ char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s)
 bool sandbox_limits_equal(const struct sandbox_limits *a, const struct sandbox_limits *b)
 {
     return a->memory == b->memory && a->cpu_millis == b->cpu_millis && a->pids == b->pids &&
-           a->workspace_size == b->workspace_size && a->network == b->network;
+           a->workspace_size == b->workspace_size && a->network == b->network &&
+           a->gvisor == b->gvisor;
 }

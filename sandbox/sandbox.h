@@ -31,6 +31,7 @@ struct sandbox_limits {
     int64_t output_limit;   /* bytes kept of stdout and of stderr */
     int64_t workspace_size; /* bytes of /workspace */
     bool network;           /* bridge; else none */
+    bool gvisor;            /* runtime runsc (gVisor); else the engine's default, runc */
     int64_t pool_size, recycle;
 };
 
@@ -41,8 +42,9 @@ void sandbox_limits_default(const struct config *cfg, struct sandbox_limits *ret
  * against the server's maxima. Fields (all optional; an absent one takes the
  * server's default): timeout_default, timeout_max (seconds), memory,
  * workspace_size, output_limit (bytes), cpu (CPUs, a number), pids, network
- * ("none" or "bridge"), pool_size (warm containers), recycle (jobs per
- * container, 1: a fresh one each). ERR_INVALID naming "policy.<field>" and
+ * ("none" or "bridge"), runtime ("runc" or "runsc": gVisor, which has no
+ * network, so it cannot go with "bridge"), pool_size (warm containers),
+ * recycle (jobs per container, 1: a fresh one each). ERR_INVALID naming "policy.<field>" and
  * the limit; a policy nested or sized past its bounds (core/json_shape) is
  * ERR_INVALID too. *ret (optional): the effective limits; *ret_canonical
  * (optional): the policy as stored (sorted, only the given fields), the
@@ -65,7 +67,7 @@ int sandbox_limits_lower(const struct sandbox_limits *env, const struct sandbox_
 char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s);
 
 /* Do containers made for @a suit a job needing @b? (memory, CPU, pids,
- * workspace size and network: what the container is made with) */
+ * workspace size, network and runtime: what the container is made with) */
 bool sandbox_limits_equal(const struct sandbox_limits *a, const struct sandbox_limits *b);
 
 /* ---- labels ---- */
@@ -99,6 +101,8 @@ const struct engine_label *sandbox_labels_list(const struct sandbox_labels *l, s
  * limits' workspace_size), user 1000:1000, every capability dropped,
  * no-new-privileges, the limits' memory (swap off) and pids, network "none"
  * with NetworkDisabled unless the limits allow the bridge, log driver none,
+ * the runtime runsc (gVisor) when the limits ask for it (jobs and acceptance
+ * checks; an image's verification runs under the default runtime),
  * the labels, and `sleep infinity` as its command (work goes in by exec).
  * What sets them apart:
  *

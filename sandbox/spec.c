@@ -77,4 +77,5 @@ void sandbox_spec_fill(const struct config *cfg, const char *image, const struct
     s->cap_drop_all = true;
     s->no_new_privileges = true;
     s->log_driver_none = true;
+    s->runtime = l->gvisor && purpose != SANDBOX_VERIFICATION ? "runsc" : NULL;
 }

@@ -436,6 +436,52 @@ static void recorded_limits_are_sorted_json(void **state)
     free(json);
 }
 
+/* gVisor on request: jobs and acceptance checks run under runsc, an image's
+ * verification under the default runtime; the policy field and its rules. */
+static void runsc_is_the_runtime_of_jobs_and_checks_when_asked(void **state)
+{
+    const struct config *cfg = *state;
+    struct sandbox_labels *labels = labels_of("", "inst-1");
+    struct sandbox_limits l = test_limits(false);
+    struct sandbox_spec sb;
+
+    sandbox_spec_fill(cfg, "img:1", &l, labels, SANDBOX_JOB, &sb);
+    assert_null(sb.spec.runtime);
+    l.gvisor = true;
+    sandbox_spec_fill(cfg, "img:1", &l, labels, SANDBOX_JOB, &sb);
+    assert_string_equal(sb.spec.runtime, "runsc");
+    assert_true(sb.spec.network_disabled && sb.spec.read_only_rootfs && sb.spec.cap_drop_all);
+    sandbox_spec_fill(cfg, "img:1", &l, labels, SANDBOX_ACCEPTANCE, &sb);
+    assert_string_equal(sb.spec.runtime, "runsc");
+    sandbox_spec_fill(cfg, "img:1", &l, labels, SANDBOX_VERIFICATION, &sb);
+    assert_null(sb.spec.runtime);
+    sandbox_labels_free(labels);
+
+    struct sandbox_limits p;
+    char *canon = NULL;
+    struct err err = ERR_INIT;
+    assert_int_equal(sandbox_policy_parse(cfg, "{\"runtime\": \"runsc\"}", &p, &canon, &err), 0);
+    assert_true(p.gvisor);
+    assert_string_equal(canon, "{\"runtime\":\"runsc\"}");
+    free(canon);
+    char *rec = sandbox_limits_json(&p, 30);
+    assert_non_null(strstr(rec, "\"runtime\":\"runsc\""));
+    free(rec);
+    struct sandbox_limits d;
+    assert_int_equal(sandbox_policy_parse(cfg, "{\"runtime\": \"runc\"}", &d, NULL, &err), 0);
+    assert_false(d.gvisor);
+    rec = sandbox_limits_json(&d, 30);
+    assert_null(strstr(rec, "runtime")); /* the default is not recorded */
+    free(rec);
+    assert_false(sandbox_limits_equal(&p, &d));
+    expect_policy_refused(cfg, "{\"runtime\": \"kata\"}", "policy.runtime: must be");
+    expect_policy_refused(cfg, "{\"runtime\": 1}", "policy.runtime: must be");
+    struct config open_net = *cfg;
+    open_net.allow_network = 1;
+    expect_policy_refused(&open_net, "{\"runtime\": \"runsc\", \"network\": \"bridge\"}",
+                          "\"runsc\" jobs have no network");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +501,7 @@ int main(void)
         cmocka_unit_test(an_unknown_field_is_named_on_one_line),
         cmocka_unit_test(overrides_only_lower_the_limits),
         cmocka_unit_test(recorded_limits_are_sorted_json),
+        cmocka_unit_test(runsc_is_the_runtime_of_jobs_and_checks_when_asked),
     };
     return cmocka_run_group_tests(tests, setup_config, teardown_config);
 }
