@@ -2,7 +2,7 @@
  * setup scripts. A build runs in a throw-away container, so these commands
  * could only ruin the image; envhub refuses them anyway, as the seed does,
  * because a script that contains one is a mistake or an attack. The list (also
- * in the README) is deliberately short and obvious; comments are ignored. */
+ * in docs/environments.md) is deliberately short and obvious; comments are ignored. */
 #include <regex.h>
 #include <pthread.h>
 #include <stdlib.h>

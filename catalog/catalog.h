@@ -525,7 +525,7 @@ int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
  * chain_seq = the head's + 1 and chain_hash = hex sha256(previous
  * chain_hash || canonical serialisation of the row), the serialisation
  * covering every audited field, the sha256 of code, stdout and stderr and the
- * file manifest (README.md, "History and audit", has it byte for byte). A
+ * file manifest (docs/history.md has it byte for byte). A
  * final row is sealed: finishing it again is refused (ERR_CONFLICT) unless it
  * is still the newest link, which is then recomputed in place. */
 

@@ -7,7 +7,7 @@
  * chain_hash as 64 hex characters || the canonical serialisation of the row at
  * that position); history_head keeps the newest link. The serialisation is
  * built from the stored row alone (canon_row), by the same code when a link
- * is made and when verify.c checks it, and README.md ("History and audit")
+ * is made and when verify.c checks it, and docs/history.md
  * spells it out. A link is recomputed in place only while it is the head. */
 #include "catalog/catalog.h"
 

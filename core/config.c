@@ -296,8 +296,13 @@ void config_print(const struct config *cfg, FILE *out)
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         const struct opt *o = &opts[i];
         const char *base = (const char *)cfg + o->offset;
-        fprintf(out, "| `--%s` | `%s` | `%s` | ", o->flag, o->env, o->def);
-        if (o->type == OPT_STR)
+        if (o->def[0])
+            fprintf(out, "| `--%s` | `%s` | `%s` | ", o->flag, o->env, o->def);
+        else
+            fprintf(out, "| `--%s` | `%s` | (none) | ", o->flag, o->env);
+        if (o->type == OPT_STR && !(*(char *const *)base)[0])
+            fprintf(out, "(none)");
+        else if (o->type == OPT_STR)
             fprintf(out, "`%s`", *(char *const *)base);
         else if (o->type == OPT_CPU)
             fprintf(out, "`%.3g`", (double)*(const int64_t *)base / 1000);

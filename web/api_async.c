@@ -75,8 +75,9 @@ int web_callback_target(const struct config *cfg, const struct url *u, char *ret
             "callback_url: host '%s' is not listed in ENVHUB_CALLBACK_HOSTS (callbacks go "
             "only to the hosts an administrator lists; none by default)",
             u->host);
-    /* the address is decided here, once: the delivery connects to it, so a
-     * name that changes its answer later cannot move the callback */
+    /* the address is checked here and the delivery connects to this very
+     * address (each try resolves and checks anew): a name whose answer
+     * changes between the check and the connection cannot move the callback */
     int rc = getaddrinfo(u->host, NULL, &hints, &res);
     if (rc != 0)
         return err_set(err, ERR_INVALID, "callback_url: cannot resolve '%s': %s", u->host,

@@ -20,7 +20,7 @@ struct auth;
 struct callbacks;
 struct web;
 
-/* What a route needs; roles grant them (web_role_allows, README's table). */
+/* What a route needs; roles grant them (web_role_allows, the table in docs/security.md). */
 enum perm {
     PERM_PUBLIC = 0, /* no key needed: /health, the docs */
     PERM_ENV_READ,   /* list and read environments, builds, logs, packages */
@@ -374,8 +374,8 @@ int web_cursor_decode(const char *s, int64_t *ret);
 /* Where a callback to @u may go: its host must be listed in
  * ENVHUB_CALLBACK_HOSTS (cfg->callback_hosts; none by default), and the
  * address it resolves to, when loopback or private (url_address_internal),
- * must be listed too. *ret_ip is the numeric address to connect to, decided
- * once. ERR_INVALID naming callback_url and the setting. */
+ * must be listed too. *ret_ip is the numeric address to connect to: the one
+ * just checked. ERR_INVALID naming callback_url and the setting. */
 struct url;
 int web_callback_target(const struct config *cfg, const struct url *u, char *ret_ip, size_t n,
                         struct err *err);

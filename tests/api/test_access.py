@@ -898,7 +898,7 @@ def test_requests_that_start_no_execution_do_not_use_up_the_per_minute_quota(quo
 
 
 def test_revoking_the_last_key_does_not_reopen_the_server(envhub_factory, envhub_bin):
-    """README: open mode is 'while no key exists'; a catalog whose keys are all revoked has
+    """docs/security.md: open mode is 'while no key exists'; a catalog whose keys are all revoked has
     keys, and a revoked key must stop working at once, so the server must not fall back to
     serving everyone as admin."""
     server = envhub_factory()  # a fresh catalog (open mode); the key is made while it runs
