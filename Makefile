@@ -52,7 +52,7 @@ UI_STAMP   := $(UI_NODE)/.envhub-installed
 UI_VENDOR  := $(UI_NODE)/swagger-ui-dist/swagger-ui-bundle.js $(UI_NODE)/swagger-ui-dist/swagger-ui.css \
               $(BUILD)/ui/redoc.standalone.js
 UI_OWN     := $(sort $(wildcard web/ui/*.html web/ui/*.css web/ui/*.js web/ui/*.svg)) web/openapi.json
-TEMPLATES  := $(filter-out environments/bootstrap-base.sh environments/register-runsc.sh,\
+TEMPLATES  := $(filter-out environments/bootstrap-base.sh,\
               $(sort $(wildcard environments/*.sh)))
 E2E_DIR    := tests/e2e
 E2E_STAMP  := $(E2E_DIR)/node_modules/.envhub-installed
@@ -220,7 +220,7 @@ engine: deps
 	@# gVisor, when Debian's runsc is installed (make test-deps installs it): the runtime
 	@# environments' policies may ask for ({"runtime": "runsc"})
 	@if command -v runsc >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
-	    SOCKET=$(SOCKET) bash environments/register-runsc.sh; fi
+	    SOCKET=$(SOCKET) bash engine/register-runsc.sh; fi
 
 # The default image, bootstrapped from the Debian mirror when it is not in the engine.
 base-image: engine $(BIN)
