@@ -12,7 +12,7 @@
  *
  * The sections below follow the files that implement them: catalog.c,
  * executions.c, environments.c, packages.c, keys.c, history.c, stats.c,
- * chain.c and verify.c (the audit chain), sessions.c. */
+ * chain.c and verify.c (the audit chain), sessions.c, callbacks.c. */
 #ifndef ENVHUB_CATALOG_H
 #define ENVHUB_CATALOG_H
 
@@ -109,7 +109,9 @@ int catalog_execution_insert(struct catalog *cat, const struct execution_record 
  * stderr with their truncation flags, image id, and the output files of
  * @rec (those with direction FILE_OUT), in one transaction, which also adds
  * the final row to the audit chain (see "the audit chain" below). ERR_CONFLICT when
- * the row is sealed in the chain already. */
+ * the row is sealed in the chain already. A catalog busy past its busy
+ * timeout (another connection holds the write lock) is tried again, a few
+ * times with a growing pause; then ERR_UNAVAILABLE says how often. */
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
                              struct err *err);
 /* Mark one execution running with its start time. */
@@ -588,5 +590,40 @@ int catalog_session_close(struct catalog *cat, const char *id, int64_t at, const
 /* Start-up: every session still open was cut off; close them. */
 int catalog_sessions_close_all(struct catalog *cat, int64_t at, const char *reason, int *ret_count,
                                struct err *err);
+
+/* ---- result callbacks (catalog/callbacks.c) ----
+ *
+ * A callback_url of POST /executions is kept from its submission until it is
+ * delivered or given up, so that a stop loses none. It is due once its
+ * execution is final and its next_at has come; it goes with its execution. */
+
+struct callback_record {
+    char *execution_id;
+    char *url;
+    int64_t created_at;
+    int64_t tries;   /* deliveries that failed so far */
+    int64_t next_at; /* not tried again before; 0: at once */
+};
+void callback_records_free(struct callback_record *c, size_t n); /* NULL is fine */
+/* Keep the callback of execution @execution_id to @url, made at @at.
+ * ERR_NOT_FOUND when there is no such execution, ERR_CONFLICT when it has a
+ * callback already. */
+int catalog_callback_add(struct catalog *cat, const char *execution_id, const char *url, int64_t at,
+                         struct err *err);
+/* At most @max callbacks due at @now (their execution final, next_at <=
+ * @now), the earliest first, into *ret (callback_records_free it);
+ * *ret_next: the earliest next_at after @now of the others whose execution
+ * is final (0 when none). */
+int catalog_callbacks_due(struct catalog *cat, int64_t now, size_t max,
+                          struct callback_record **ret, size_t *ret_n, int64_t *ret_next,
+                          struct err *err);
+/* A delivery failed with @error: one more try counted, the next not before
+ * @next_at. ERR_NOT_FOUND when the callback is no longer pending. */
+int catalog_callback_failed(struct catalog *cat, const char *execution_id, int64_t next_at,
+                            const char *error, struct err *err);
+/* Delivered or given up: no longer pending (a missing one is fine). */
+int catalog_callback_remove(struct catalog *cat, const char *execution_id, struct err *err);
+/* How many callbacks are pending (due or not). */
+int catalog_callback_count(struct catalog *cat, int64_t *ret, struct err *err);
 
 #endif

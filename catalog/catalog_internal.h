@@ -14,7 +14,8 @@
  *     environments.c  environments, builds, build logs, package inventories
  *     packages.c      which environments carry a package
  *     keys.c          API keys and change events
- *     sessions.c      the record of sessions */
+ *     sessions.c      the record of sessions
+ *     callbacks.c     the result callbacks still to deliver */
 #ifndef ENVHUB_CATALOG_INTERNAL_H
 #define ENVHUB_CATALOG_INTERNAL_H
 
@@ -34,6 +35,10 @@
 struct buf;
 
 #define CATALOG_BUSY_TIMEOUT_MS 5000
+/* catalog_execution_finish: tries while the catalog is busy past the busy
+ * timeout, and the pause after the first (it doubles after each). */
+#define CATALOG_FINISH_TRIES 4
+#define CATALOG_FINISH_PAUSE_MS 250
 #define SHA256_HEX_MAX 64
 
 /* One sqlite3 connection, opened without SQLite's own mutex: every public

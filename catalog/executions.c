@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog/catalog_internal.h"
 #include "core/cleanup.h"
@@ -437,7 +438,27 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
                              struct err *err)
 {
-    return execution_write(cat, rec, "finish", execution_finish_tx, err);
+    int64_t pause_ms = CATALOG_FINISH_PAUSE_MS;
+
+    /* A row left running would stay so until the next start: a catalog
+     * busy past the busy timeout (another process writing) is tried again,
+     * a bounded number of times, with cat->lock let go in between. */
+    for (int try = 1;; try++) {
+        struct err local = ERR_INIT;
+        if (execution_write(cat, rec, "finish", execution_finish_tx, &local) == 0)
+            return 0;
+        if (local.code != ERR_UNAVAILABLE) {
+            err_copy(err, &local);
+            return -1;
+        }
+        if (try == CATALOG_FINISH_TRIES)
+            return err_set(err, ERR_UNAVAILABLE,
+                           "cannot finish execution '%s' (tried %d times): %s", rec->id, try,
+                           local.msg);
+        struct timespec ts = {.tv_sec = pause_ms / 1000, .tv_nsec = (pause_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        pause_ms *= 2;
+    }
 }
 
 /* ---- reading ---- */

@@ -34,14 +34,24 @@ static void async_job_free(struct async_job *j)
     free(j);
 }
 
+/* The hook is called without async.lock (it takes its owner's locks), but
+ * counted, so that executor_set_done_hook() can wait until no call of the
+ * old hook is left: its owner may free what ctx points to after that. */
 static void notify_done(struct executor *x, const char *id)
 {
     pthread_mutex_lock(&x->async.lock);
     void (*fn)(void *, const char *) = x->async.on_done;
     void *ctx = x->async.on_done_ctx;
-    pthread_mutex_unlock(&x->async.lock);
     if (fn)
-        fn(ctx, id);
+        x->async.hook_calls++;
+    pthread_mutex_unlock(&x->async.lock);
+    if (!fn)
+        return;
+    fn(ctx, id);
+    pthread_mutex_lock(&x->async.lock);
+    if (--x->async.hook_calls == 0)
+        pthread_cond_broadcast(&x->async.hook_idle);
+    pthread_mutex_unlock(&x->async.lock);
 }
 
 /* Record a job that never ran as interrupted with @why; its followers and
@@ -219,6 +229,9 @@ void executor_set_done_hook(struct executor *x, void (*fn)(void *ctx, const char
     pthread_mutex_lock(&x->async.lock);
     x->async.on_done = fn;
     x->async.on_done_ctx = ctx;
+    /* calls of the hook replaced may still run: wait for them */
+    while (x->async.hook_calls > 0)
+        pthread_cond_wait(&x->async.hook_idle, &x->async.lock);
     pthread_mutex_unlock(&x->async.lock);
 }
 
@@ -234,6 +247,7 @@ void exec_async_init(struct executor *x)
 {
     pthread_mutex_init(&x->async.lock, NULL);
     pthread_cond_init(&x->async.ready, NULL);
+    pthread_cond_init(&x->async.hook_idle, NULL);
 }
 
 int exec_async_start(struct executor *x, struct err *err)
@@ -281,6 +295,7 @@ void exec_async_stop(struct executor *x)
 
 void exec_async_fini(struct executor *x)
 {
+    pthread_cond_destroy(&x->async.hook_idle);
     pthread_cond_destroy(&x->async.ready);
     pthread_mutex_destroy(&x->async.lock);
 }

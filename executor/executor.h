@@ -114,11 +114,31 @@ struct session_info {
 void session_info_release(struct session_info *i);
 void session_infos_free(struct session_info *i, size_t n);
 
+/* The caller's admission of a session (web: the key's concurrency quota):
+ * called with the new session's id once its per-principal slot is reserved
+ * and before its container is made; a failure (its err) is the open's. */
+typedef int (*executor_session_admit_fn)(void *ctx, const char *id, struct err *err);
+
 /* Open a session for @principal in @environment (NULL: the default image);
- * @idle_timeout_s 0 means the default. ERR_NOT_FOUND / ERR_INVALID for the
- * environment (the seed's messages), ERR_BUSY over the per-principal limit. */
+ * @idle_timeout_s 0 means the default. The slot counts against
+ * ENVHUB_SESSIONS_PER_PRINCIPAL from its reservation, before the container
+ * is made, and is given back on every failure. @admit (may be NULL) then
+ * admits it; once it did, the session hook hears of the session's end
+ * exactly once, whether the open fails after that or the session closes.
+ * ERR_NOT_FOUND / ERR_INVALID for the environment (the seed's messages),
+ * ERR_BUSY over the per-principal limit, @admit's error, ERR_ENGINE,
+ * ERR_UNAVAILABLE (shutting down). */
 int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
-                          const char *principal, struct session_info *ret, struct err *err);
+                          const char *principal, executor_session_admit_fn admit, void *admit_ctx,
+                          struct session_info *ret, struct err *err);
+/* @fn is called (from the thread that ends it, with no executor lock held)
+ * with the id of each admitted session when it ends: its open failed after
+ * the admission, it was closed, reaped, broken, or envhub stopped. Every
+ * process of the session is gone by then (its container is killed). Returns
+ * once no call of the hook it replaces is in progress: with @fn NULL, the
+ * old hook's ctx may be freed then. Not from within the hook. */
+void executor_set_session_hook(struct executor *x, void (*fn)(void *ctx, const char *id),
+                               void *ctx);
 /* The calls below take @principal NULL for "any" (admins), else only that
  * principal's sessions exist for them (ERR_NOT_FOUND otherwise). A session
  * runs one call at a time (ERR_CONFLICT while busy). */
@@ -151,7 +171,10 @@ int executor_submit_batch(struct executor *x, const struct job_request *reqs, si
 /* Cancel execution @id, queued or running (its row ends interrupted, "cancelled
  * by @by"). ERR_NOT_FOUND when it is neither. */
 int executor_cancel(struct executor *x, const char *id, const char *by, struct err *err);
-/* Called (from an executor thread) when an asynchronous job has its final row. */
+/* @fn is called (from an executor thread, with no executor lock held) when an
+ * asynchronous job has its final row. Returns once no call of the hook it
+ * replaces is in progress: with @fn NULL, the old hook's ctx may be freed
+ * then. Not from within the hook. */
 void executor_set_done_hook(struct executor *x, void (*fn)(void *ctx, const char *id), void *ctx);
 
 /* Output chunk of a running job: stream ENGINE_STDOUT or ENGINE_STDERR, or

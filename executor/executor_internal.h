@@ -44,17 +44,23 @@
  *   pool.lock        the pools, their ready containers, refresh  wake
  *   runs.lock        running, waiting, wait totals; the registry slot_freed
  *                    of running jobs (their cid, cancelled_by)
- *   sessions.lock    the sessions; each one's busy, calls,       reaper_wake
- *                    last activity
- *   async.lock       the queue, queued, the done hook            ready
+ *   sessions.lock    the sessions, those being opened (their     reaper_wake,
+ *                    slot reserved); each one's busy, calls,     hook_idle
+ *                    last activity; the end hook and the calls
+ *                    of it in progress
+ *   async.lock       the queue, queued, the done hook and the    ready,
+ *                    calls of it in progress                     hook_idle
  *
  * Lock order: async.lock -> runs.lock (a worker registers the job it takes
  * before the job leaves the queue, so that a cancel finds it in one or the
  * other). No other lock is ever held with another one: a layer lets go of
  * its own before it calls another layer, and no lock is held across an
- * engine or catalog call. `stopping` is an atomic flag: set once by
- * executor_shutdown(), which then takes each subsystem's lock to wake its
- * waiters, so a waiter that saw it false under its lock cannot miss it. */
+ * engine or catalog call. The caller's functions (a session's admit
+ * function, the session hook, the done hook) are called with no executor
+ * lock held: they take their owner's locks (web: auth.lock). `stopping` is
+ * an atomic flag: set once by executor_shutdown(), which then takes each
+ * subsystem's lock to wake its waiters, so a waiter that saw it false under
+ * its lock cannot miss it. */
 #ifndef ENVHUB_EXECUTOR_INTERNAL_H
 #define ENVHUB_EXECUTOR_INTERNAL_H
 
@@ -76,7 +82,9 @@
 struct container_ref {
     char *id;
     char *image;
-    int64_t uses; /* jobs it has served (recycling mode) */
+    int64_t uses;        /* jobs it has served (recycling mode) */
+    char *principal;     /* recycling: who its last job was for (it serves nobody else) */
+    int64_t env_version; /* recycling: the environment version of its last job */
     struct container_ref *next;
 };
 void exec_ref_free(struct container_ref *c); /* and its strings; NULL is fine */
@@ -149,8 +157,13 @@ struct executor {
         pthread_mutex_t lock;
         pthread_cond_t reaper_wake;
         struct session *list;
+        struct session *opening; /* their slot reserved, their container being made */
         pthread_t reaper_thread;
         bool reaper_started;
+        void (*on_end)(void *ctx, const char *id); /* executor_set_session_hook */
+        void *on_end_ctx;
+        int64_t hook_calls;       /* calls of on_end in progress (made without the lock) */
+        pthread_cond_t hook_idle; /* hook_calls fell to 0 */
     } sessions;
 
     struct {
@@ -162,6 +175,8 @@ struct executor {
         size_t n_threads;
         void (*on_done)(void *ctx, const char *id);
         void *on_done_ctx;
+        int64_t hook_calls;       /* calls of on_done in progress (made without the lock) */
+        pthread_cond_t hook_idle; /* hook_calls fell to 0 */
     } async;
 };
 
@@ -211,7 +226,9 @@ void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
                        const struct job_file *files, size_t n);
 /* The outcome @res into the row (status, exit code, error, end, duration,
  * output files) and the counters; writes it. The row borrows @res's output
- * for the write only. */
+ * for the write only. A busy catalog is tried again (catalog_execution_finish);
+ * an output manifest it refuses is left out, and the row's error says so,
+ * rather than leave the row running. */
 int exec_record_finish(struct executor *x, struct execution_record *rec,
                        const struct job_result *res, struct err *err);
 /* engine_output_fn: stdout into the struct buf @ctx, stopping at its limit. */
@@ -265,16 +282,22 @@ void exec_pool_wake(struct executor *x);
 void exec_pool_stop(struct executor *x);
 void exec_pool_fini(struct executor *x);
 /* A started container of @image made with limits @l, or NULL (a miss); the
- * caller activates it (containers.c). *ret_uses: jobs it served. @returns: the caller hands it back
- * with exec_pool_return(..., from_pool true) (a job; a session keeps it). */
+ * caller activates it (containers.c). *ret_uses: jobs it served. @returns:
+ * the caller hands it back with exec_pool_return(..., from_pool true) (a
+ * job; a session keeps it and only ever gets one that served no job). A
+ * recycled container serves only jobs of the @principal and
+ * @env_version of its last job; when only other callers' recycled
+ * containers are ready, one of them goes, so that the pool makes a fresh
+ * one. */
 char *exec_pool_take(struct executor *x, const char *image, const struct sandbox_limits *l,
-                     int64_t *ret_uses, bool returns);
-/* After a job: no longer in use; a container that may serve again goes back
- * to its pool (in recycling mode, while the pool's circulation is short of
- * its target; its next job's wrapper cleans it first); anything else to
+                     const char *principal, int64_t env_version, int64_t *ret_uses, bool returns);
+/* After a job of @principal in @env_version: no longer in use; a container
+ * that may serve again goes back to its pool (in recycling mode, while the
+ * pool's circulation is short of its target, not under runsc; its next
+ * job's wrapper cleans it first and checks that it did); anything else to
  * removal. */
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
-                      bool usable, bool from_pool);
+                      const char *principal, int64_t env_version, bool usable, bool from_pool);
 
 /* ---- job.c: one run of code in a container ---- */
 

@@ -440,9 +440,13 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
     res->execution_time = (double)(r.t1 - r.t0) / 1000.0;
     read_report(&r);
     if (!r.have_marker && io->recycled && exec_parse_unclean(r.cap.tail, r.cap.tail_len)) {
-        out->unclean = true; /* nothing ran: the executor takes a fresh container */
+        /* nothing ran: the executor takes a fresh container; the wrapper's
+         * first line says what it found */
+        const char *why = buf_str(&r.cap.err);
+        out->unclean = true;
         res->status = EXEC_ERROR;
-        res->error = xstrdup("the recycled container could not be cleaned");
+        res->error = xasprintf("the recycled container could not be cleaned: %.*s",
+                               (int)strcspn(why, "\n"), why);
         goto done;
     }
     if (timed_out(io, &r))

@@ -4,10 +4,17 @@
  * default image, the environment's policy pool_size for an environment's
  * current image. A job takes a ready container (a hit) or makes one (a miss);
  * the pool thread starts a replacement. A container serves one job, unless
- * the environment's policy turns on recycling (recycle N > 1): then it goes
- * back to its pool after a job, and its next job's wrapper first kills every
- * process of uid 1000 and empties /workspace, /tmp and /dev/shm (a container
- * that cannot be cleaned goes away and the job gets a fresh one). Targets are
+ * recycling is on (ENVHUB_POOL_RECYCLE, a policy's recycle N > 1): then it
+ * goes back to its pool after a job, bound to that job's principal and
+ * environment version: it serves nobody else (a job of another caller takes
+ * a fresh container; when the pool holds none, one of the bound ones goes
+ * so that a fresh one replaces it). Its next job's wrapper first kills every
+ * process but the container's first, removes the SysV IPC objects and POSIX
+ * message queues, empties /workspace, /tmp and /dev/shm, and checks that it
+ * did (a container it cannot verify clean goes away and the job gets a fresh
+ * one, see wrapper.sh). Under runsc nothing is recycled: gVisor shows
+ * neither /proc/sysvipc nor /dev/mqueue, so no clean-up could be verified.
+ * Sessions only take containers that never served a job. Targets are
  * read again when environments change (executor_pool_refresh): a new version
  * gets its pool, the old version's drains. Invariant: a container is in at
  * most one of active (containers.c), ready and removals (containers.c).
@@ -62,6 +69,54 @@ static struct container_ref *ref_new(const char *id, const char *image, int64_t 
     return c;
 }
 
+/* May ready container @c serve a job of @principal in @env_version? One
+ * that never served a job serves anyone; a recycled one only the principal
+ * and the environment version of its last job. */
+static bool serves(const struct container_ref *c, const char *principal, int64_t env_version)
+{
+    if (c->uses == 0)
+        return true;
+    return c->principal && principal && strcmp(c->principal, principal) == 0 &&
+           c->env_version == env_version;
+}
+
+/* Under pool.lock: the place in @p's ready list of the container for a
+ * job of @principal in @env_version (@returns) or a session (never a
+ * recycled one); one of its own recycled containers first, else a fresh
+ * one; NULL when there is none. */
+static struct container_ref **pick_locked(struct pool *p, const char *principal,
+                                          int64_t env_version, bool returns)
+{
+    struct container_ref **fresh = NULL;
+    for (struct container_ref **at = &p->ready; *at; at = &(*at)->next) {
+        if ((*at)->uses == 0) {
+            if (!fresh)
+                fresh = at;
+        } else if (returns && serves(*at, principal, env_version)) {
+            return at;
+        }
+    }
+    return fresh;
+}
+
+/* Under pool.lock: a recycled container of @p bound to someone else, onto
+ * *gone (the pool thread makes a fresh one in its place); false when none. */
+static bool evict_bound_locked(struct pool *p, struct container_ref **gone)
+{
+    struct container_ref **last = NULL;
+    for (struct container_ref **at = &p->ready; *at; at = &(*at)->next)
+        if ((*at)->uses > 0)
+            last = at; /* the list is newest first: the one idle the longest */
+    if (!last)
+        return false;
+    struct container_ref *c = *last;
+    *last = c->next;
+    p->n_ready--;
+    c->next = *gone;
+    *gone = c;
+    return true;
+}
+
 /* Under pool.lock: the first ready container of @p onto *gone. */
 static void drop_ready_locked(struct pool *p, struct container_ref **gone)
 {
@@ -84,8 +139,9 @@ static void remove_all(struct executor *x, struct container_ref *gone)
 }
 
 char *exec_pool_take(struct executor *x, const char *image, const struct sandbox_limits *l,
-                     int64_t *ret_uses, bool returns)
+                     const char *principal, int64_t env_version, int64_t *ret_uses, bool returns)
 {
+    struct container_ref *gone = NULL;
     char *id = NULL;
 
     pthread_mutex_lock(&x->pool.lock);
@@ -94,9 +150,9 @@ char *exec_pool_take(struct executor *x, const char *image, const struct sandbox
         p = NULL; /* made for other limits (a policy changed): not for this job */
     /* a session gets a container that never served a job (recycled ones are
      * cleaned by their next job's wrapper, which a session does not run) */
-    struct container_ref **at = p ? &p->ready : NULL;
-    while (at && *at && !returns && (*at)->uses > 0)
-        at = &(*at)->next;
+    struct container_ref **at = p ? pick_locked(p, principal, env_version, returns) : NULL;
+    if (p && !at && evict_bound_locked(p, &gone))
+        pthread_cond_signal(&x->pool.wake); /* a fresh one for whoever comes next */
     if (at && *at) {
         struct container_ref *c = *at;
         *at = c->next;
@@ -112,6 +168,7 @@ char *exec_pool_take(struct executor *x, const char *image, const struct sandbox
         p->misses++;
     }
     pthread_mutex_unlock(&x->pool.lock);
+    remove_all(x, gone);
     return id;
 }
 
@@ -122,19 +179,22 @@ static int64_t circulation(const struct pool *p)
 }
 
 void exec_pool_return(struct executor *x, const char *image, const char *cid, int64_t uses,
-                      bool usable, bool from_pool)
+                      const char *principal, int64_t env_version, bool usable, bool from_pool)
 {
     struct container_ref *c = ref_new(cid, image, uses);
     bool kept = false;
 
+    c->principal = principal ? xstrdup(principal) : NULL;
+    c->env_version = env_version;
     exec_container_deactivate(x, cid);
     pthread_mutex_lock(&x->pool.lock);
     struct pool *p = pool_find(x, image);
     if (p && from_pool && p->n_out > 0)
         p->n_out--;
-    if (usable && p && p->wanted && p->recycle > 1 && uses < p->recycle && !exec_stopping(x) &&
-        circulation(p) < p->want) {
-        /* back to the pool as it is: its next job's wrapper cleans it first */
+    if (usable && principal && p && p->wanted && p->recycle > 1 && !p->limits.gvisor &&
+        uses < p->recycle && !exec_stopping(x) && circulation(p) < p->want) {
+        /* back to the pool as it is, for @principal alone: its next job's
+         * wrapper cleans it first */
         c->next = p->ready;
         p->ready = c;
         p->n_ready++;

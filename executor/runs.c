@@ -3,11 +3,13 @@
  * A job is prepared (environment, limits, inputs, row), takes a slot (at most
  * CONCURRENT_LIMIT run at once; up to ENVHUB_QUEUE_LIMIT more wait, beyond
  * that ERR_BUSY; an asynchronous job always waits), a container (a warm one
- * from its pool, else a fresh one), runs (job.c), gives the container back,
- * and records its outcome. While it runs it is in the registry, where a
- * cancel finds it. A job's row is final before exec_job_execute() returns.
- * runs.lock guards the slots, the wait totals and the registry. Calls job.c,
- * pool.c, containers.c, live.c, shared.c, tar.c. */
+ * from its pool, else a fresh one; in recycling mode a used one only when
+ * its last job was of the same principal and environment version), runs
+ * (job.c), gives the container back, and records its outcome. While it
+ * runs it is in the registry, where a cancel finds it. A job's row is final
+ * before exec_job_execute() returns. runs.lock guards the slots, the wait
+ * totals and the registry. Calls job.c, pool.c, containers.c, live.c,
+ * shared.c, tar.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,7 +333,8 @@ static void container_done(struct executor *x, struct prepared_job *pj, struct r
         st->res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
         st->out.container_usable = false;
     }
-    exec_pool_return(x, pj->rec.image, st->cid, st->uses + 1,
+    exec_pool_return(x, pj->rec.image, st->cid, st->uses + 1, pj->rec.principal,
+                     pj->rec.environment_version,
                      st->out.container_usable && pj->pool_ok && !st->out.unclean, st->warm);
     free(steal_ptr(st->cid));
 }
@@ -380,7 +383,8 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_res
      * synchronous job's caller gets it all in the answer */
     st.tap.live = steal_ptr(pj->live);
     if (pj->pool_ok)
-        st.cid = exec_pool_take(x, pj->rec.image, &pj->limits, &st.uses, true);
+        st.cid = exec_pool_take(x, pj->rec.image, &pj->limits, pj->rec.principal,
+                                pj->rec.environment_version, &st.uses, true);
     st.warm = st.cid != NULL;
     while (container_get(x, pj, &st)) {
         container_run(x, pj, &st);
@@ -388,8 +392,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_res
         if (unclean)
             /* a recycled container kept something of its last job: nothing
              * ran; a fresh container runs the job */
-            log_warn("executor: recycled container '%.12s' could not be cleaned; removing it",
-                     st.cid);
+            log_warn("executor: %s (container '%.12s'); removing it", st.res.error, st.cid);
         container_done(x, pj, &st);
         if (!unclean)
             break;

@@ -5,13 +5,21 @@
  * that call's process), so the session survives it. The reaper thread closes
  * sessions idle longer than their idle timeout: it sleeps until the next one
  * is due, and never longer than ENVHUB_REAPER_INTERVAL seconds. Idle means no
- * call in progress and none finished within the timeout. Invariant: a
- * session's container is in use (containers.c) while the session is open,
- * and goes to removal when it closes, on every path (delete, idle, shutdown,
- * a call that broke it). sessions.lock guards the list and each session's
- * busy flag, calls and last activity; a session's other fields are set at
- * its open and only read after. Calls job.c, pool.c, containers.c,
- * shared.c, tar.c. */
+ * call in progress and none finished within the timeout.
+ *
+ * Opening: the slot among the principal's ENVHUB_SESSIONS_PER_PRINCIPAL is
+ * reserved under sessions.lock (the session waits in `opening`, where it
+ * counts) before anything slow happens, then the caller admits it (web: the
+ * key's concurrency), then its container is made and its row written; any
+ * failure gives the slot back. Invariants: a session's container is in use
+ * (containers.c) while the session is open; when it ends, on every path
+ * (delete, idle, shutdown, a call that broke it, an open that failed after
+ * the admission), the container is killed, so that nothing it started
+ * survives, even in the background, then goes to removal, and the session
+ * hook hears of the end exactly once. sessions.lock guards both lists and
+ * each session's busy flag, calls and last activity; a session's other
+ * fields are set at its open and only read after. Calls job.c, pool.c,
+ * containers.c, shared.c, tar.c. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +51,7 @@ struct session {
     int64_t idle_timeout_s;
     int64_t calls;
     bool busy;
+    bool admitted; /* the hook hears of its end */
     struct session *next;
 };
 
@@ -104,14 +113,21 @@ static struct session *find_locked(struct executor *x, const char *id, const cha
     return NULL;
 }
 
-/* Under sessions.lock: unlink @s (the caller then releases its container). */
-static void unlink_locked(struct executor *x, struct session *s)
+/* Under sessions.lock: unlink @s from the list at @head. */
+static void unlink_from(struct session **head, struct session *s)
 {
-    for (struct session **p = &x->sessions.list; *p; p = &(*p)->next)
+    for (struct session **p = head; *p; p = &(*p)->next)
         if (*p == s) {
             *p = s->next;
             break;
         }
+    s->next = NULL;
+}
+
+/* Under sessions.lock: unlink open session @s (the caller then ends it). */
+static void unlink_locked(struct executor *x, struct session *s)
+{
+    unlink_from(&x->sessions.list, s);
 }
 
 static void record_close(struct executor *x, const char *id, const char *reason)
@@ -121,11 +137,100 @@ static void record_close(struct executor *x, const char *id, const char *reason)
         log_warn("executor: cannot record the close of session '%s', ignoring: %s", id, err.msg);
 }
 
+/* The hook is called without sessions.lock (it takes its owner's locks), but
+ * counted, so that executor_set_session_hook() can wait until no call of the
+ * old hook is left. */
+static void notify_end(struct executor *x, const struct session *s)
+{
+    if (!s->admitted)
+        return;
+    pthread_mutex_lock(&x->sessions.lock);
+    void (*fn)(void *, const char *) = x->sessions.on_end;
+    void *ctx = x->sessions.on_end_ctx;
+    if (fn)
+        x->sessions.hook_calls++;
+    pthread_mutex_unlock(&x->sessions.lock);
+    if (!fn)
+        return;
+    fn(ctx, s->id);
+    pthread_mutex_lock(&x->sessions.lock);
+    if (--x->sessions.hook_calls == 0)
+        pthread_cond_broadcast(&x->sessions.hook_idle);
+    pthread_mutex_unlock(&x->sessions.lock);
+}
+
+void executor_set_session_hook(struct executor *x, void (*fn)(void *ctx, const char *id), void *ctx)
+{
+    pthread_mutex_lock(&x->sessions.lock);
+    x->sessions.on_end = fn;
+    x->sessions.on_end_ctx = ctx;
+    while (x->sessions.hook_calls > 0)
+        pthread_cond_wait(&x->sessions.hook_idle, &x->sessions.lock);
+    pthread_mutex_unlock(&x->sessions.lock);
+}
+
+/* @s, unlinked, ends: its container is killed (every process the session
+ * started dies with it, background ones too) and goes to removal, its row
+ * says why (when it has one: @recorded), the hook hears of it. */
+static void session_end(struct executor *x, struct session *s, const char *why, bool recorded)
+{
+    if (s->container_id) {
+        struct err err = ERR_INIT;
+        /* the removal thread removes it later: its processes must not run until then */
+        if (engine_container_kill(x->engine, s->container_id, &err) < 0)
+            log_warn("executor: cannot kill the container '%.12s' of session %s, removing it "
+                     "anyway: %s",
+                     s->container_id, s->id, err.msg);
+        exec_container_release(x, s->container_id);
+    }
+    if (recorded)
+        record_close(x, s->id, why);
+    notify_end(x, s);
+    session_free(s);
+}
+
+/* Reserve a slot for @s among its principal's sessions: it waits in
+ * `opening`, where it counts, until it opens or fails. */
+static int slot_reserve(struct executor *x, struct session *s, struct err *err)
+{
+    int64_t open = 0;
+
+    pthread_mutex_lock(&x->sessions.lock);
+    if (exec_stopping(x)) {
+        pthread_mutex_unlock(&x->sessions.lock);
+        return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+    }
+    struct session *lists[] = {x->sessions.list, x->sessions.opening};
+    for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+        for (struct session *o = lists[i]; o; o = o->next)
+            open += strcmp(o->principal, s->principal) == 0;
+    if (open >= x->cfg->sessions_per_principal) {
+        pthread_mutex_unlock(&x->sessions.lock);
+        return err_set(err, ERR_BUSY,
+                       "sessions: '%s' has %lld sessions open or opening, the limit of %lld "
+                       "(ENVHUB_SESSIONS_PER_PRINCIPAL); close one first",
+                       s->principal, (long long)open, (long long)x->cfg->sessions_per_principal);
+    }
+    s->next = x->sessions.opening;
+    x->sessions.opening = s;
+    pthread_mutex_unlock(&x->sessions.lock);
+    return 0;
+}
+
+/* @s, reserved, did not open: its slot goes back, and what it had. */
+static void open_failed(struct executor *x, struct session *s)
+{
+    pthread_mutex_lock(&x->sessions.lock);
+    unlink_from(&x->sessions.opening, s);
+    pthread_mutex_unlock(&x->sessions.lock);
+    session_end(x, s, NULL, false);
+}
+
 int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
-                          const char *principal, struct session_info *ret, struct err *err)
+                          const char *principal, executor_session_admit_fn admit, void *admit_ctx,
+                          struct session_info *ret, struct err *err)
 {
     _cleanup_(exec_env_release) struct exec_env env = {0};
-    int64_t open = 0;
     char hex[25];
 
     if (idle_timeout_s <= 0)
@@ -138,25 +243,6 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
     if (exec_env_resolve(x, environment, &env, err) < 0)
         return -1;
 
-    pthread_mutex_lock(&x->sessions.lock);
-    for (struct session *s = x->sessions.list; s; s = s->next)
-        open += strcmp(s->principal, principal) == 0;
-    pthread_mutex_unlock(&x->sessions.lock);
-    if (exec_stopping(x))
-        return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
-    if (open >= x->cfg->sessions_per_principal)
-        return err_set(err, ERR_BUSY,
-                       "sessions: '%s' has %lld open sessions, the limit "
-                       "(ENVHUB_SESSIONS_PER_PRINCIPAL); close one first",
-                       principal, (long long)open);
-
-    /* a warm container if the pool has one, else a fresh one */
-    int64_t uses = 0;
-    _cleanup_free_ char *cid = exec_pool_take(x, env.image, &env.limits, &uses, false);
-    if (!cid && exec_container_create(x, env.image, &env.limits, true, &cid, err) < 0)
-        return err_prefix(err, "cannot open a session");
-    exec_container_activate(x, cid);
-
     struct session *s = xcalloc(1, sizeof(*s));
     id_random_hex(hex, 12);
     snprintf(s->id, sizeof(s->id), "se_%s", hex);
@@ -165,12 +251,31 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
     s->environment_version = env.rec.version;
     s->image = xstrdup(env.image);
     s->image_id = env.rec.image_id ? xstrdup(env.rec.image_id) : NULL;
-    s->container_id = xstrdup(cid);
+    s->idle_timeout_s = idle_timeout_s;
+    s->limits = env.limits;
+    if (slot_reserve(x, s, err) < 0) {
+        session_free(s);
+        return -1;
+    }
+    if (admit && admit(admit_ctx, s->id, err) < 0) {
+        open_failed(x, s);
+        return -1;
+    }
+    s->admitted = admit != NULL;
+
+    /* a warm container that never served a job if the pool has one, else a fresh one */
+    int64_t uses = 0;
+    s->container_id =
+        exec_pool_take(x, env.image, &env.limits, principal, env.rec.version, &uses, false);
+    if (!s->container_id &&
+        exec_container_create(x, env.image, &env.limits, true, &s->container_id, err) < 0) {
+        open_failed(x, s);
+        return err_prefix(err, "cannot open a session");
+    }
+    exec_container_activate(x, s->container_id);
     s->created_at = time_now_ms();
     s->last_activity = time_mono_ms();
     s->last_activity_wall = s->created_at;
-    s->idle_timeout_s = idle_timeout_s;
-    s->limits = env.limits;
     struct session_record rec = {.id = s->id,
                                  .principal = s->principal,
                                  .environment = s->environment,
@@ -178,18 +283,26 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
                                  .idle_timeout_s = idle_timeout_s,
                                  .created_at = s->created_at};
     if (catalog_session_insert(x->catalog, &rec, err) < 0) {
-        exec_container_release(x, cid);
-        session_free(s);
+        open_failed(x, s);
         return -1;
     }
 
     pthread_mutex_lock(&x->sessions.lock);
-    s->next = x->sessions.list;
-    x->sessions.list = s;
-    info_of(s, ret);
-    pthread_cond_signal(&x->sessions.reaper_wake); /* the next expiry may be sooner */
+    unlink_from(&x->sessions.opening, s);
+    bool stopping = exec_stopping(x);
+    if (!stopping) {
+        s->next = x->sessions.list;
+        x->sessions.list = s;
+        info_of(s, ret);
+        pthread_cond_signal(&x->sessions.reaper_wake); /* the next expiry may be sooner */
+    }
     pthread_mutex_unlock(&x->sessions.lock);
-    log_info("executor: session %s opened by '%s' on %s", s->id, principal, env.image);
+    if (stopping) {
+        /* executor_shutdown() came meanwhile: the stop would not see it */
+        session_end(x, s, "envhub stopped", true);
+        return err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+    }
+    log_info("executor: session %s opened by '%s' on %s", ret->id, principal, env.image);
     return 0;
 }
 
@@ -223,10 +336,8 @@ static void session_release(struct executor *x, struct session *s, bool broken, 
     pthread_cond_signal(&x->sessions.reaper_wake);
     pthread_mutex_unlock(&x->sessions.lock);
     if (broken) {
-        exec_container_release(x, s->container_id);
         log_warn("executor: session %s closed: %s", s->id, why);
-        record_close(x, s->id, why);
-        session_free(s);
+        session_end(x, s, why, true);
     }
 }
 
@@ -419,10 +530,8 @@ int executor_session_close(struct executor *x, const char *id, const char *princ
     pthread_mutex_unlock(&x->sessions.lock);
     if (!s)
         return -1;
-    exec_container_release(x, s->container_id);
-    record_close(x, s->id, "deleted");
     log_info("executor: session %s closed by request", s->id);
-    session_free(s);
+    session_end(x, s, "deleted", true);
     return 0;
 }
 
@@ -457,14 +566,6 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
 
 /* ---- the reaper ---- */
 
-/* @s, unlinked, is closed for @why: its container goes, its row says so. */
-static void session_end(struct executor *x, struct session *s, const char *why)
-{
-    exec_container_release(x, s->container_id);
-    record_close(x, s->id, why);
-    session_free(s);
-}
-
 static void *reaper_main(void *arg)
 {
     struct executor *x = arg;
@@ -493,7 +594,7 @@ static void *reaper_main(void *arg)
                 expired = s->next;
                 log_info("executor: session %s reaped after %lld s idle", s->id,
                          (long long)s->idle_timeout_s);
-                session_end(x, s, "idle");
+                session_end(x, s, "idle", true);
             }
             pthread_mutex_lock(&x->sessions.lock);
             continue;
@@ -509,6 +610,7 @@ void exec_sessions_init(struct executor *x)
 {
     pthread_mutex_init(&x->sessions.lock, NULL);
     pthread_cond_init(&x->sessions.reaper_wake, NULL);
+    pthread_cond_init(&x->sessions.hook_idle, NULL);
 }
 
 int exec_sessions_start(struct executor *x, struct err *err)
@@ -543,7 +645,7 @@ void exec_sessions_stop(struct executor *x)
         struct session *s = x->sessions.list;
         unlink_locked(x, s);
         pthread_mutex_unlock(&x->sessions.lock);
-        session_end(x, s, "envhub stopped");
+        session_end(x, s, "envhub stopped", true);
         pthread_mutex_lock(&x->sessions.lock);
     }
     pthread_mutex_unlock(&x->sessions.lock);
@@ -551,6 +653,7 @@ void exec_sessions_stop(struct executor *x)
 
 void exec_sessions_fini(struct executor *x)
 {
+    pthread_cond_destroy(&x->sessions.hook_idle);
     pthread_cond_destroy(&x->sessions.reaper_wake);
     pthread_mutex_destroy(&x->sessions.lock);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/cleanup.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "core/xalloc.h"
 #include "executor/executor_internal.h"
@@ -43,6 +44,7 @@ void exec_ref_free(struct container_ref *c)
         return;
     free(c->id);
     free(c->image);
+    free(c->principal);
     free(c);
 }
 
@@ -239,6 +241,21 @@ void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
     }
 }
 
+/* Take the output files out of @rec's manifest; false when it had none. */
+static bool drop_output_manifest(struct execution_record *rec)
+{
+    size_t kept = 0, n = rec->n_files;
+
+    for (size_t i = 0; i < n; i++) {
+        if (rec->files[i].direction == FILE_OUT)
+            free(rec->files[i].path);
+        else
+            rec->files[kept++] = rec->files[i];
+    }
+    rec->n_files = kept;
+    return kept < n;
+}
+
 int exec_record_finish(struct executor *x, struct execution_record *rec,
                        const struct job_result *res, struct err *err)
 {
@@ -259,7 +276,29 @@ int exec_record_finish(struct executor *x, struct execution_record *rec,
     rec->stderr_truncated = res->stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res->files, res->n_files);
     exec_count(x, rec->environment, res->status, ran ? res->execution_time : -1);
-    int rc = catalog_execution_finish(x->catalog, rec, err);
+    struct err ferr = ERR_INIT;
+    int rc = catalog_execution_finish(x->catalog, rec, &ferr);
+    if (rc < 0 && ferr.code != ERR_UNAVAILABLE && drop_output_manifest(rec)) {
+        /* an output manifest the catalog refuses (a path twice is
+         * ERR_CONFLICT) must not leave the row running: the outcome goes in
+         * without it, and says so (a busy catalog was tried again already;
+         * a row sealed in the audit chain is refused again, and is final) */
+        log_warn("executor: cannot record the output files of %s, recording its end without "
+                 "them: %s",
+                 rec->id, ferr.msg);
+        char *note = xasprintf("%s%sits output files could not be recorded: %s",
+                               rec->error ? rec->error : "", rec->error ? "; " : "", ferr.msg);
+        free(rec->error);
+        rec->error = note;
+        err_clear(&ferr);
+        rc = catalog_execution_finish(x->catalog, rec, &ferr);
+    }
+    if (rc < 0 && ferr.code == ERR_UNAVAILABLE)
+        /* busy past every try: the row stays running while this process
+         * lives; the next start records it interrupted (executor_open) */
+        err_set(err, ERR_UNAVAILABLE, "%s; the next start records it interrupted", ferr.msg);
+    else if (rc < 0)
+        err_copy(err, &ferr);
     rec->stdout_text = rec->stderr_text = NULL;
     rec->stdout_len = rec->stderr_len = 0;
     return rc;

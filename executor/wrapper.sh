@@ -17,29 +17,87 @@
 # cannot be cleaned reports \0envhub-unclean\0 instead (exit 126) and the
 # executor runs the job in a fresh one.
 
-# Recycling: every process of uid 1000 but the container's first is killed
-# and the writable places emptied. Zombies (background processes whose parent
-# was the container's first process, which never reaps) cannot be killed and
-# do no harm but use the pids limit: a few (16) are tolerated.
+# Recycling: the next job finds the container as the engine made it, but for
+# what cannot be undone from inside (zombies, PID 1's memory). Every process
+# but the container's first (PID 1, `sleep infinity`, which kill(-1) spares)
+# and this wrapper is killed, again on each try, so that a process forking
+# while the first kill ran does not outlive it; the SysV IPC objects go
+# (ipcrm -a: the job's user owns every one, the container has its own IPC
+# namespace), and so do the POSIX message queues (/dev/mqueue, which the
+# engine mounts) and everything in /workspace, /tmp and /dev/shm (POSIX
+# shared memory). Then it is checked: any failure reports unclean and the
+# container goes. Zombies (background processes whose parent was PID 1, which
+# never reaps) cannot be killed and hold nothing but a pid: a few (16) are
+# tolerated.
+WIPE='/workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?*
+ /dev/shm/* /dev/shm/.[!.]* /dev/shm/..?* /dev/mqueue/* /dev/mqueue/.[!.]* /dev/mqueue/..?*'
+
+# Processes left but PID 1 and this wrapper: $left 1 when one is alive, $z
+# the zombies.
+scan() {
+    left=0; z=0
+    for p in /proc/[0-9]*; do
+        q=${p#/proc/}
+        { [ "$q" = 1 ] || [ "$q" = $$ ]; } && continue
+        st=
+        while read -r k v rest; do [ "$k" = State: ] && { st=$v; break; }; done < $p/status 2>/dev/null
+        case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac
+    done
+}
+
+# PID 1 is still the engine's `sleep infinity`, as the job's user could have
+# changed it (same uid): one thread, traced by nobody, no file open but the
+# three it started with, no executable memory but mapped files of the image.
+init_intact() {
+    name=; threads=; tracer=
+    while read -r k v rest; do
+        case $k in Name:) name=$v;; Threads:) threads=$v;; TracerPid:) tracer=$v;; esac
+    done < /proc/1/status
+    [ "$name" = sleep ] && [ "$threads" = 1 ] && [ "$tracer" = 0 ] || return 1
+    [ -O /proc/1 ] || return 0 # another user's: out of the job's reach
+    for f in /proc/1/fd/*; do
+        case ${f#/proc/1/fd/} in 0|1|2) ;; *) return 1;; esac
+    done
+    while read -r _ perms rest; do
+        case $perms in *x*) ;; *) continue;; esac
+        path=${rest#* * * }
+        while [ "${path# }" != "$path" ]; do path=${path# }; done
+        case $path in
+        '[vdso]'|'[vsyscall]') ;;
+        *' (deleted)') return 1;;
+        /usr/*|/lib/*|/lib64/*|/bin/*) ;;
+        *) return 1;;
+        esac
+    done < /proc/1/maps
+    return 0
+}
+
 clean() {
     kill -9 -1 2>/dev/null
-    rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* \
-        /dev/shm/* /dev/shm/.[!.]* 2>/dev/null
     for try in 1 2 3 4 5 6 7 8 9 10; do
-        left=0; z=0
-        for p in /proc/[0-9]*; do
-            q=${p#/proc/}
-            { [ "$q" = 1 ] || [ "$q" = $$ ]; } && continue
-            st=
-            while read -r k v rest; do [ "$k" = State: ] && { st=$v; break; }; done < $p/status 2>/dev/null
-            case $st in Z) z=$((z+1));; '') ;; *) left=1;; esac
-        done
+        scan
         [ $left = 0 ] && break
+        kill -9 -1 2>/dev/null
         sleep 0.02
     done
-    [ $left = 0 ] && [ $z -le 16 ] || return 1
-    for f in /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/*; do
-        { [ -e "$f" ] || [ -L "$f" ]; } && return 1
+    [ $left = 0 ] || { echo 'envhub: a process of the last job survives' >&2; return 1; }
+    [ $z -le 16 ] || { echo "envhub: $z zombies of the last jobs use the pids limit" >&2; return 1; }
+    init_intact || { echo 'envhub: the container'"'"'s first process was changed' >&2; return 1; }
+    rm -rf $WIPE 2>/dev/null
+    command -v ipcrm >/dev/null 2>&1 && ipcrm -a 2>/dev/null
+    for f in /proc/sysvipc/shm /proc/sysvipc/msg /proc/sysvipc/sem; do
+        n=0
+        [ -r $f ] || { echo "envhub: cannot read $f: SysV IPC cannot be checked" >&2; return 1; }
+        while read -r _; do n=$((n+1)); done < $f
+        [ $n -le 1 ] || { echo "envhub: SysV IPC objects are left ($f)" >&2; return 1; }
+    done
+    while read -r _ mnt type rest; do
+        [ "$mnt" = /dev/mqueue ] && [ "$type" = mqueue ] && break
+        mnt=
+    done < /proc/self/mounts
+    [ "$mnt" = /dev/mqueue ] || { echo 'envhub: /dev/mqueue is not mounted: message queues cannot be checked' >&2; return 1; }
+    for f in $WIPE; do
+        { [ -e "$f" ] || [ -L "$f" ]; } && { echo 'envhub: a file of the last job is left' >&2; return 1; }
     done
     return 0
 }

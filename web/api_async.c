@@ -2,21 +2,30 @@
  * output, and result callbacks.
  *
  * POST /executions answers 202 with the id at once; the job runs later.
- * A callback_url (loopback, or a host in ENVHUB_CALLBACK_HOSTS) receives the
- * final result as a JSON POST, tried 3 times with backoff by one delivery
- * thread. GET /executions/{id}/output?follow=1 streams a running job's
- * stdout and stderr as server-sent events until it ends. */
+ * A callback_url (a host in ENVHUB_CALLBACK_HOSTS) receives the final result
+ * as a JSON POST, tried 3 times with backoff by one delivery thread. Each
+ * callback is kept in the catalog from its submission until it is delivered
+ * or given up (catalog/callbacks.c), so a stop loses none: the next start
+ * delivers what is pending. The thread learns from the catalog what is due;
+ * the executor's done hook only wakes it. GET /executions/{id}/output?follow=1
+ * streams a running job's stdout and stderr as server-sent events until it
+ * ends. */
 #include <arpa/inet.h>
 #include <civetweb.h>
 #include <ctype.h>
-#include <netdb.h>
-#include <strings.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/cleanup.h"
 #include "core/log.h"
@@ -29,27 +38,24 @@
 
 #define BATCH_MAX 20
 #define CALLBACK_TRIES 3
-#define CALLBACK_TIMEOUT_MS 10000
+#define CALLBACK_TIMEOUT_MS 10000 /* one try: connect, send, the answer's status line */
+#define CALLBACK_BATCH 16         /* due callbacks read from the catalog at once */
+#define CALLBACK_IDLE_MS 60000    /* the catalog is looked at again at least this often */
+#define CALLBACK_TROUBLE_MS 1000  /* after the catalog failed */
+#define CALLBACK_ANSWER_MAX 4096  /* bytes of the answer read for its status line */
 #define OUTPUT_KEEPALIVE_MS 15000
-
-struct callback {
-    char id[32];
-    char *url;
-    bool ready; /* the job is done: deliver */
-    int tries;
-    int64_t due; /* time_mono_ms of the next try */
-    struct callback *next;
-};
 
 struct callbacks {
     const struct web_deps *deps;
     struct auth *auth;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    struct callback *list;
+    bool woken; /* a job ended or a callback was added since the thread last looked */
     bool stop;
+    int stop_pipe[2]; /* readable once stopping: a delivery in progress gives up at once */
     pthread_t thread;
     bool started;
+    uint64_t delivered, given_up; /* since this start, for /metrics (under lock) */
 };
 
 /* ---- callback URLs ---- */
@@ -161,33 +167,185 @@ static char *result_body(struct catalog *cat, const char *id)
     return text;
 }
 
-static int deliver(const struct config *cfg, const char *url, const char *body, struct err *err)
+/* Wait until @fd is ready for @events: ERR_CANCELLED when @stop_fd becomes
+ * readable first (stopping), ERR_UNAVAILABLE past @deadline (time_mono_ms). */
+static int wait_ready(int fd, short events, int stop_fd, int64_t deadline, const char *doing,
+                      struct err *err)
 {
-    char authority[300], ebuf[256] = "";
+    for (;;) {
+        int64_t left = deadline - time_mono_ms();
+        if (left <= 0)
+            return err_set(err, ERR_UNAVAILABLE, "no answer within %d s (%s)",
+                           CALLBACK_TIMEOUT_MS / 1000, doing);
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = stop_fd, .events = POLLIN}};
+        int r = poll(p, 2, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return err_errno(err, ERR_UNAVAILABLE, errno, "cannot wait for the receiver");
+        if (p[1].revents)
+            return err_set(err, ERR_CANCELLED, "envhub is stopping");
+        if (p[0].revents)
+            return 0;
+    }
+}
+
+static bool io_again(void)
+{
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+/* One HTTP request (@head, then @body) to @ip port @port; *ret_status: the
+ * status of the answer. The socket is non-blocking and every wait watches
+ * @stop_fd, so a stop never waits for a slow receiver. */
+static int http_post(const char *ip, int port, const char *head, const char *body, int stop_fd,
+                     int *ret_status, struct err *err)
+{
+    int64_t deadline = time_mono_ms() + CALLBACK_TIMEOUT_MS;
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM},
+                    *ai = NULL;
+    char service[8];
+
+    snprintf(service, sizeof(service), "%d", port);
+    int rc = getaddrinfo(ip, service, &hints, &ai);
+    if (rc != 0)
+        return err_set(err, ERR_INVALID, "cannot use address '%s': %s", ip, gai_strerror(rc));
+    _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    rc = fd < 0 ? -1 : connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int connect_errno = errno;
+    freeaddrinfo(ai);
+    if (fd < 0 || (rc < 0 && connect_errno != EINPROGRESS))
+        return err_errno(err, ERR_UNAVAILABLE, connect_errno, "cannot connect");
+    if (rc < 0) {
+        int so_error = 0;
+        socklen_t len = sizeof(so_error);
+        if (wait_ready(fd, POLLOUT, stop_fd, deadline, "connecting", err) < 0)
+            return -1;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0)
+            so_error = errno;
+        if (so_error)
+            return err_errno(err, ERR_UNAVAILABLE, so_error, "cannot connect");
+    }
+
+    const char *parts[2] = {head, body};
+    for (int k = 0; k < 2; k++) {
+        size_t len = strlen(parts[k]), off = 0;
+        while (off < len) {
+            ssize_t w = send(fd, parts[k] + off, len - off, MSG_NOSIGNAL);
+            if (w > 0) {
+                off += (size_t)w;
+            } else if (w < 0 && io_again()) {
+                if (wait_ready(fd, POLLOUT, stop_fd, deadline, "sending", err) < 0)
+                    return -1;
+            } else {
+                return err_errno(err, ERR_UNAVAILABLE, errno, "cannot send the result");
+            }
+        }
+    }
+
+    /* the status line is all that counts */
+    char answer[CALLBACK_ANSWER_MAX] = "";
+    size_t got = 0;
+    while (got < sizeof(answer) - 1 && !memchr(answer, '\n', got)) {
+        ssize_t r = recv(fd, answer + got, sizeof(answer) - 1 - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+        } else if (r == 0) {
+            break;
+        } else if (io_again()) {
+            if (wait_ready(fd, POLLIN, stop_fd, deadline, "waiting for the answer", err) < 0)
+                return -1;
+        } else {
+            return err_errno(err, ERR_UNAVAILABLE, errno, "cannot read the answer");
+        }
+    }
+    answer[got] = '\0';
+    /* "HTTP/1.x NNN ..." */
+    if (got < 12 || strncmp(answer, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)answer[7]) ||
+        answer[8] != ' ' || !isdigit((unsigned char)answer[9]) ||
+        !isdigit((unsigned char)answer[10]) || !isdigit((unsigned char)answer[11]))
+        return err_set(err, ERR_UNAVAILABLE, "the receiver's answer is not HTTP");
+    *ret_status = (answer[9] - '0') * 100 + (answer[10] - '0') * 10 + (answer[11] - '0');
+    return 0;
+}
+
+static int deliver(struct callbacks *cb, const char *url, const char *body, struct err *err)
+{
+    char authority[300], ip[INET6_ADDRSTRLEN];
     struct url u;
+    int status = 0;
 
     /* the request line and Host header are written from the parsed parts
-     * only: url_parse let nothing through that could end a line */
-    char ip[INET6_ADDRSTRLEN];
+     * only: url_parse let nothing through that could end a line. The host
+     * is checked again: the list may have changed since the submission (a
+     * restart with other settings) */
     if (url_parse(url, "callback_url", &u, err) < 0 ||
-        web_callback_target(cfg, &u, ip, sizeof(ip), err) < 0)
+        web_callback_target(cb->deps->cfg, &u, ip, sizeof(ip), err) < 0)
         return -1;
     url_authority(&u, authority, sizeof(authority));
-    struct mg_connection *conn = mg_connect_client(ip, u.port, 0, ebuf, sizeof(ebuf));
-    if (!conn)
-        return err_set(err, ERR_UNAVAILABLE, "cannot connect: %s", ebuf);
-    mg_printf(conn,
-              "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-              "User-Agent: envhub\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-              u.target, authority, strlen(body));
-    mg_write(conn, body, strlen(body));
-    int rc = mg_get_response(conn, ebuf, sizeof(ebuf), CALLBACK_TIMEOUT_MS);
-    int status = rc >= 0 ? mg_get_response_info(conn)->status_code : 0;
-    mg_close_connection(conn);
-    if (rc < 0)
-        return err_set(err, ERR_UNAVAILABLE, "no answer: %s", ebuf);
+    _cleanup_free_ char *head =
+        xasprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                  "User-Agent: envhub\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                  u.target, authority, strlen(body));
+    if (http_post(ip, u.port, head, body, cb->stop_pipe[0], &status, err) < 0)
+        return -1;
     if (status < 200 || status >= 300)
         return err_set(err, ERR_UNAVAILABLE, "the receiver answered %d", status);
+    return 0;
+}
+
+static bool callbacks_stopping(struct callbacks *cb)
+{
+    pthread_mutex_lock(&cb->lock);
+    bool stop = cb->stop;
+    pthread_mutex_unlock(&cb->lock);
+    return stop;
+}
+
+/* One try of @c; its row follows: gone when delivered or given up, else its
+ * next try set (backoff: 1 s, then 2 s). A try cut by the stop is not
+ * counted: the callback stays pending for the next start. -1 when the
+ * catalog could not record the outcome. */
+static int try_one(struct callbacks *cb, const struct callback_record *c)
+{
+    struct catalog *cat = cb->deps->catalog;
+    struct err err = ERR_INIT, cerr = ERR_INIT;
+    int64_t tries = c->tries + 1;
+
+    _cleanup_free_ char *body = result_body(cat, c->execution_id);
+    int rc = body
+                 ? deliver(cb, c->url, body, &err)
+                 : err_set(&err, ERR_NOT_FOUND, "the result of %s cannot be read", c->execution_id);
+    if (rc < 0 && err.code == ERR_CANCELLED)
+        return 0;
+    if (rc == 0 || tries >= CALLBACK_TRIES) {
+        if (rc == 0)
+            log_info("web: callback of %s delivered after %lld tries", c->execution_id,
+                     (long long)tries);
+        else
+            log_warn("web: callback of %s given up after %lld tries: %s", c->execution_id,
+                     (long long)tries, err.msg);
+        pthread_mutex_lock(&cb->lock);
+        if (rc == 0)
+            cb->delivered++;
+        else
+            cb->given_up++;
+        pthread_mutex_unlock(&cb->lock);
+        if (catalog_callback_remove(cat, c->execution_id, &cerr) < 0) {
+            log_warn("web: cannot remove the callback of %s (it may be sent again): %s",
+                     c->execution_id, cerr.msg);
+            return -1;
+        }
+        return 0;
+    }
+    log_info("web: callback of %s failed (try %lld), retrying: %s", c->execution_id,
+             (long long)tries, err.msg);
+    if (catalog_callback_failed(cat, c->execution_id, time_now_ms() + (1000LL << (tries - 1)),
+                                err.msg, &cerr) < 0) {
+        log_warn("web: cannot record the failed callback of %s: %s", c->execution_id, cerr.msg);
+        return -1;
+    }
     return 0;
 }
 
@@ -195,81 +353,94 @@ static void *callbacks_main(void *arg)
 {
     struct callbacks *cb = arg;
 
-    pthread_mutex_lock(&cb->lock);
-    while (!cb->stop) {
-        int64_t now = time_mono_ms(), next = now + 60000;
-        struct callback *due = NULL;
-        for (struct callback *c = cb->list; c && !due; c = c->next)
-            if (c->ready && c->due <= now)
-                due = c;
-        for (struct callback *c = cb->list; c; c = c->next)
-            if (c->ready && c->due > now && c->due < next)
-                next = c->due;
-        if (!due) {
-            int64_t wait = next - now;
-            struct timespec ts = time_deadline_in(wait);
-            pthread_cond_timedwait(&cb->wake, &cb->lock, &ts);
-            continue;
-        }
-        due->tries++;
-        _cleanup_free_ char *url = xstrdup(due->url);
-        char id[32];
-        snprintf(id, sizeof(id), "%s", due->id);
-        pthread_mutex_unlock(&cb->lock);
-
-        struct err err = ERR_INIT;
-        _cleanup_free_ char *body = result_body(cb->deps->catalog, id);
-        int rc = body ? deliver(cb->deps->cfg, url, body, &err)
-                      : err_set(&err, ERR_NOT_FOUND, "no result");
-
+    for (;;) {
         pthread_mutex_lock(&cb->lock);
-        if (rc == 0 || due->tries >= CALLBACK_TRIES) {
-            if (rc == 0)
-                log_info("web: callback of %s delivered after %d tries", id, due->tries);
-            else
-                log_warn("web: callback of %s given up after %d tries: %s", id, due->tries,
-                         err.msg);
-            for (struct callback **p = &cb->list; *p; p = &(*p)->next)
-                if (*p == due) {
-                    *p = due->next;
-                    break;
-                }
-            free(due->url);
-            free(due);
+        cb->woken = false; /* a wake from now on makes the thread look again */
+        bool stop = cb->stop;
+        pthread_mutex_unlock(&cb->lock);
+        if (stop)
+            break;
+
+        struct callback_record *due = NULL;
+        size_t n = 0;
+        int64_t next = 0, wait_ms = CALLBACK_IDLE_MS;
+        struct err err = ERR_INIT;
+        if (catalog_callbacks_due(cb->deps->catalog, time_now_ms(), CALLBACK_BATCH, &due, &n, &next,
+                                  &err) < 0) {
+            log_warn("web: cannot read the pending callbacks, trying again: %s", err.msg);
+            wait_ms = CALLBACK_TROUBLE_MS;
         } else {
-            /* backoff: 1 s, then 2 s */
-            due->due = time_mono_ms() + (1000LL << (due->tries - 1));
-            log_info("web: callback of %s failed (try %d), retrying: %s", id, due->tries, err.msg);
+            bool trouble = false;
+            for (size_t i = 0; i < n && !callbacks_stopping(cb); i++)
+                trouble |= try_one(cb, &due[i]) < 0;
+            callback_records_free(due, n);
+            if (n > 0 && !trouble)
+                continue; /* what was tried has its next time now: look again */
+            if (trouble)
+                wait_ms = CALLBACK_TROUBLE_MS;
+            else if (next > 0)
+                wait_ms = next - time_now_ms();
+            if (wait_ms > CALLBACK_IDLE_MS)
+                wait_ms = CALLBACK_IDLE_MS;
         }
+        pthread_mutex_lock(&cb->lock);
+        if (!cb->woken && !cb->stop && wait_ms > 0) {
+            struct timespec ts = time_deadline_in(wait_ms);
+            pthread_cond_timedwait(&cb->wake, &cb->lock, &ts);
+        }
+        pthread_mutex_unlock(&cb->lock);
     }
-    pthread_mutex_unlock(&cb->lock);
     return NULL;
 }
 
+static void callbacks_wake(struct callbacks *cb)
+{
+    pthread_mutex_lock(&cb->lock);
+    cb->woken = true;
+    pthread_cond_signal(&cb->wake);
+    pthread_mutex_unlock(&cb->lock);
+}
+
+/* The executor's done hook: the job's quota is free, and its callback (if
+ * any) is due. */
 static void on_done(void *ctx, const char *id)
 {
     struct callbacks *cb = ctx;
     web_quota_release(cb->auth, id);
-    pthread_mutex_lock(&cb->lock);
-    for (struct callback *c = cb->list; c; c = c->next)
-        if (strcmp(c->id, id) == 0) {
-            c->ready = true;
-            c->due = time_mono_ms();
-            pthread_cond_signal(&cb->wake);
-        }
-    pthread_mutex_unlock(&cb->lock);
+    callbacks_wake(cb);
+}
+
+static void callbacks_free(struct callbacks *cb)
+{
+    for (int k = 0; k < 2; k++)
+        if (cb->stop_pipe[k] >= 0)
+            close(cb->stop_pipe[k]);
+    pthread_cond_destroy(&cb->wake);
+    pthread_mutex_destroy(&cb->lock);
+    free(cb);
 }
 
 int web_callbacks_start(const struct web_deps *deps, struct auth *auth, struct callbacks **ret,
                         struct err *err)
 {
     struct callbacks *cb = xcalloc(1, sizeof(*cb));
+    struct err cerr = ERR_INIT;
+    int64_t pending = 0;
+
     cb->deps = deps;
     cb->auth = auth;
+    cb->stop_pipe[0] = cb->stop_pipe[1] = -1;
     pthread_mutex_init(&cb->lock, NULL);
     pthread_cond_init(&cb->wake, NULL);
+    if (pipe2(cb->stop_pipe, O_CLOEXEC) < 0) {
+        err_errno(err, ERR_INTERNAL, errno, "cannot make the callback thread's stop pipe");
+        callbacks_free(cb);
+        return -1;
+    }
+    if (catalog_callback_count(deps->catalog, &pending, &cerr) == 0 && pending > 0)
+        log_info("web: %lld result callbacks pending from the last run", (long long)pending);
     if (pthread_create(&cb->thread, NULL, callbacks_main, cb) != 0) {
-        free(cb);
+        callbacks_free(cb);
         return err_set(err, ERR_INTERNAL, "cannot start the callback thread");
     }
     cb->started = true;
@@ -280,37 +451,49 @@ int web_callbacks_start(const struct web_deps *deps, struct auth *auth, struct c
 
 void web_callbacks_stop(struct callbacks *cb)
 {
+    struct err err = ERR_INIT;
+    int64_t pending = 0;
+
     if (!cb)
         return;
+    /* returns once no call of on_done is left: nothing of the executor's
+     * touches cb (or the quotas of cb->auth) after this */
     executor_set_done_hook(cb->deps->executor, NULL, NULL);
     pthread_mutex_lock(&cb->lock);
     cb->stop = true;
     pthread_cond_signal(&cb->wake);
     pthread_mutex_unlock(&cb->lock);
+    if (write(cb->stop_pipe[1], "x", 1) < 0)
+        log_warn("web: cannot wake the callback thread's delivery, ignoring: %s", strerror(errno));
     if (cb->started)
         pthread_join(cb->thread, NULL);
-    while (cb->list) {
-        struct callback *c = cb->list;
-        cb->list = c->next;
-        if (c->ready)
-            log_warn("web: callback of %s not delivered: envhub stopped", c->id);
-        free(c->url);
-        free(c);
-    }
-    pthread_cond_destroy(&cb->wake);
-    pthread_mutex_destroy(&cb->lock);
-    free(cb);
+    if (catalog_callback_count(cb->deps->catalog, &pending, &err) == 0 && pending > 0)
+        log_info("web: %lld result callbacks pending, kept for the next start", (long long)pending);
+    callbacks_free(cb);
 }
 
-static void callback_add(struct callbacks *cb, const char *id, const char *url)
+void web_callbacks_metrics(struct callbacks *cb, struct buf *out)
 {
-    struct callback *c = xcalloc(1, sizeof(*c));
-    snprintf(c->id, sizeof(c->id), "%s", id);
-    c->url = xstrdup(url);
+    struct err err = ERR_INIT;
+    int64_t pending = 0;
+
     pthread_mutex_lock(&cb->lock);
-    c->next = cb->list;
-    cb->list = c;
+    uint64_t delivered = cb->delivered, given_up = cb->given_up;
     pthread_mutex_unlock(&cb->lock);
+    buf_puts(out, "# HELP envhub_callbacks_delivered_total Result callbacks delivered since the "
+                  "start.\n# TYPE envhub_callbacks_delivered_total counter\n");
+    buf_putf(out, "envhub_callbacks_delivered_total %llu\n", (unsigned long long)delivered);
+    buf_puts(out, "# HELP envhub_callbacks_given_up_total Result callbacks given up (and dropped) "
+                  "after their last try since the start.\n"
+                  "# TYPE envhub_callbacks_given_up_total counter\n");
+    buf_putf(out, "envhub_callbacks_given_up_total %llu\n", (unsigned long long)given_up);
+    /* a catalog that cannot answer leaves the gauge out rather than lie */
+    if (catalog_callback_count(cb->deps->catalog, &pending, &err) == 0) {
+        buf_puts(out, "# HELP envhub_callbacks_pending Result callbacks kept in the catalog, "
+                      "waiting for their job's end or their next try.\n"
+                      "# TYPE envhub_callbacks_pending gauge\n");
+        buf_putf(out, "envhub_callbacks_pending %lld\n", (long long)pending);
+    }
 }
 
 /* ---- submissions ---- */
@@ -354,6 +537,38 @@ static struct job_request job_of(struct web_request *rq, const struct execute_re
     };
 }
 
+/* Keep the callbacks of the @n jobs just queued as @ids in the catalog, and
+ * wake the delivery thread (a job may have ended already). A job must not
+ * run without the callback its client counts on: when one cannot be kept,
+ * every job of the submission is cancelled (its row ends interrupted) and
+ * err says why. */
+static int keep_callbacks(struct web_request *rq, char *const *callbacks, size_t n, char (*ids)[32],
+                          struct err *err)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!callbacks[i])
+            continue;
+        if (catalog_callback_add(rq->deps->catalog, ids[i], callbacks[i], time_now_ms(), err) < 0) {
+            for (size_t j = 0; j < n; j++) {
+                struct err cerr = ERR_INIT;
+                if (executor_cancel(rq->deps->executor, ids[j], rq->principal, &cerr) < 0 &&
+                    cerr.code != ERR_NOT_FOUND)
+                    log_warn("web: cannot cancel %s, whose callback was not kept: %s", ids[j],
+                             cerr.msg);
+            }
+            if (n > 1)
+                err_prefix(err, "jobs[%zu]", i);
+            return err_prefix(err, "callback_url not kept, the submission is cancelled");
+        }
+        any = true;
+    }
+    if (any)
+        callbacks_wake(rq->callbacks);
+    return 0;
+}
+
 /* Submit @n parsed jobs, all or none. Each counts against the key's quota
  * like a synchronous run: per minute, and at once from queued to ended. */
 static int submit(struct web_request *rq, const struct execute_request *reqs,
@@ -381,16 +596,16 @@ static int submit(struct web_request *rq, const struct execute_request *reqs,
         rq->quota_held = held[i];
         web_quota_hold(rq->auth, rq, ids[i]);
         held[i] = false;
-        if (callbacks[i])
-            callback_add(rq->callbacks, ids[i], callbacks[i]);
-        /* it may have ended before the callback and the hold were known */
+    }
+    rc = keep_callbacks(rq, callbacks, n, ids, err);
+    for (size_t i = 0; i < n; i++) {
+        /* it may have ended before its hold was known */
         _cleanup_(execution_record_release) struct execution_record rec = {0};
         struct err gerr = ERR_INIT;
         if (catalog_execution_get(rq->deps->catalog, ids[i], &rec, &gerr) == 0 &&
             rec.status != EXEC_QUEUED && rec.status != EXEC_RUNNING)
             on_done(rq->callbacks, ids[i]);
     }
-    rc = 0;
 out:
     for (size_t i = 0; i < entered; i++)
         if (held[i]) {

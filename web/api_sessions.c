@@ -1,6 +1,9 @@
 /* web/api_sessions.c - sessions over HTTP: open, run calls that share a
  * workspace, move files in and out, close. A caller sees its own sessions;
- * an administrator sees all. */
+ * an administrator sees all. An open session holds one of its key's
+ * concurrent executions (max_concurrent) from its admission until it ends,
+ * however it ends: the executor's session hook gives it back. Its calls
+ * count against the key's executions per minute only. */
 #include <civetweb.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -30,6 +33,35 @@ static const char *scope(const struct web_request *rq)
     return rq->role == ROLE_ADMIN ? NULL : rq->principal;
 }
 
+/* executor_session_admit_fn: the session @id enters its key's quota (the
+ * executor has reserved its slot among the caller's sessions) and holds it
+ * until on_session_end() gives it back. */
+static int admit(void *ctx, const char *id, struct err *err)
+{
+    struct web_request *rq = ctx;
+
+    if (web_quota_enter(rq->auth, rq, err) < 0)
+        return err_prefix(err, "cannot open a session");
+    web_quota_hold(rq->auth, rq, id);
+    return 0;
+}
+
+/* The executor's session hook: session @id ended, its processes are gone. */
+static void on_session_end(void *ctx, const char *id)
+{
+    web_quota_release(ctx, id);
+}
+
+void web_sessions_attach(struct executor *x, struct auth *a)
+{
+    executor_set_session_hook(x, on_session_end, a);
+}
+
+void web_sessions_detach(struct executor *x)
+{
+    executor_set_session_hook(x, NULL, NULL);
+}
+
 void api_session_open(struct web_request *rq)
 {
     _cleanup_(session_info_release) struct session_info info = {0};
@@ -55,7 +87,8 @@ void api_session_open(struct web_request *rq)
         }
         idle = json_integer_value(t);
     }
-    if (executor_session_open(rq->deps->executor, env, idle, rq->principal, &info, &err) < 0) {
+    if (executor_session_open(rq->deps->executor, env, idle, rq->principal, admit, rq, &info,
+                              &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -131,6 +164,8 @@ void api_session_execute(struct web_request *rq)
         .principal = rq->principal,
         .client_addr = rq->client_addr,
     };
+    /* the session holds its key's concurrency already: the call counts
+     * against the minute alone (rq->quota_in_session, set by the router) */
     if (web_quota_enter(rq->auth, rq, &err) < 0) {
         web_reply_err(rq, &err);
         return;

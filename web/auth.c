@@ -7,8 +7,10 @@
  * envhub runs in open mode (everyone is admin), but only when it listens on
  * loopback; revoking keys never reopens it.
  *
- * Quotas count per key: executions running now and executions started in the
- * last 60 s (a sliding window); one mutex guards the table. */
+ * Quotas count per key: executions running now and open sessions (each holds
+ * one until it ends), and executions started in the last 60 s (a sliding
+ * window; a session's open and its calls count there too); one mutex guards
+ * the table. */
 #include <civetweb.h>
 #include <ctype.h>
 #include <openssl/crypto.h>
@@ -303,10 +305,11 @@ static int quota_admits(struct quota_entry *q, struct web_request *rq, int64_t c
         if (q->starts[i] > now - QUOTA_WINDOW_MS)
             q->starts[keep++] = q->starts[i];
     q->n_starts = keep;
-    if (conc > 0 && q->running >= conc) {
+    if (conc > 0 && !rq->quota_in_session && q->running >= conc) {
         rq->retry_after = 1;
         return err_set(err, ERR_BUSY,
-                       "quota: key '%s' already runs %lld executions at once (its limit)",
+                       "quota: key '%s' already runs %lld executions at once (its limit, "
+                       "max_concurrent; each open session counts as one)",
                        rq->principal, (long long)conc);
     }
     if (per_min > 0 && (int64_t)q->n_starts >= per_min) {
@@ -372,7 +375,8 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err)
     }
     ALLOC_GROW(q->starts, q->n_starts + 1, q->cap);
     q->starts[q->n_starts++] = now;
-    q->running++;
+    if (!rq->quota_in_session)
+        q->running++;
     rq->quota_held = true;
     pthread_mutex_unlock(&a->lock);
     return 0;
@@ -385,7 +389,8 @@ void web_quota_leave(struct auth *a, struct web_request *rq, bool started)
     pthread_mutex_lock(&a->lock);
     struct quota_entry *q = quota_entry(a, rq->key_id, false);
     if (q) {
-        q->running--;
+        if (!rq->quota_in_session)
+            q->running--;
         /* a request that started nothing does not count against the minute */
         if (!started && q->n_starts > 0)
             q->n_starts--;

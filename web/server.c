@@ -474,7 +474,7 @@ static const struct route routes[] = {
     {"POST", "/executions/batch", PERM_RUN, api_submit_batch, true},
     {"POST", "/executions/{}/cancel", PERM_RUN, api_cancel, false},
     {"GET", "/executions/{}/output", PERM_HISTORY, api_output, false},
-    {"POST", "/sessions", PERM_RUN, api_session_open, false},
+    {"POST", "/sessions", PERM_RUN, api_session_open, true}, /* holds a concurrent one */
     {"GET", "/sessions", PERM_RUN, api_session_list, false},
     {"GET", "/sessions/{}", PERM_RUN, api_session_get, false},
     {"DELETE", "/sessions/{}", PERM_RUN, api_session_close, false},
@@ -575,6 +575,7 @@ void api_metrics(struct web_request *rq)
         }
     pthread_mutex_unlock(&w->count_lock);
     web_metrics_render(&out, rq->deps->executor, rq->deps->builder);
+    web_callbacks_metrics(w->callbacks, &out);
     send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
 }
 
@@ -668,6 +669,8 @@ static int handle(struct mg_connection *conn, void *cbdata)
         for (size_t i = 0; i < n_params; i++)
             rq.params[i] = params[i];
         rq.n_params = n_params;
+        /* a session's calls run in the container its open counted already */
+        rq.quota_in_session = found->handler == api_session_execute;
         /* role and quota are decided from the headers, before any body byte */
         if (!web_authorize(w->auth, &rq, found->perm)) {
             /* refused: answered */
@@ -890,6 +893,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
         free(w);
         return -1;
     }
+    web_sessions_attach(deps->executor, w->auth);
     if (tls && cfg->tls_key[0])
         w->tls_joined = xstrdup(pem);
     callbacks.log_message = log_civetweb;
@@ -899,6 +903,7 @@ int web_start(const struct web_deps *deps, struct web **ret, struct err *err)
     mg_init_library(tls ? MG_FEATURES_TLS : 0);
     w->ctx = mg_start(&callbacks, w, options);
     if (!w->ctx) {
+        web_sessions_detach(deps->executor);
         web_callbacks_stop(w->callbacks);
         web_auth_close(w->auth);
         web_guard_free(w->guard);
@@ -924,6 +929,8 @@ void web_stop(struct web *w)
     mg_stop(w->ctx);
     web_guard_door_close();
     mg_exit_library();
+    /* sessions closed from now on (executor_shutdown) hold no quota here */
+    web_sessions_detach(w->deps.executor);
     web_callbacks_stop(w->callbacks);
     web_auth_close(w->auth);
     web_guard_free(w->guard);

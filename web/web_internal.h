@@ -47,6 +47,7 @@ struct web_request {
     const char *own_principal; /* non-NULL: history is limited to this principal */
     int64_t key_max_concurrent, key_max_per_minute;
     bool quota_held;
+    bool quota_in_session;     /* a session's call: the session holds the concurrency */
     int retry_after;           /* seconds, for a 429 */
     const char *extra_headers; /* added to the answer (e.g. WWW-Authenticate) */
     struct auth *auth;
@@ -222,7 +223,9 @@ void web_auth_close(struct auth *a);
  * returns false. Sets rq->principal, role, own_principal. */
 bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm);
 /* Count an execution against the caller's quotas; ERR_BUSY with
- * rq->retry_after when over. web_quota_leave() when it ends. */
+ * rq->retry_after when over. web_quota_leave() when it ends. With
+ * rq->quota_in_session (a session's call) only the start counts, against
+ * the minute: the session holds one of the concurrent ones. */
 int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
 /* Would the caller be over its quota if it started an execution now?
  * ERR_BUSY with rq->retry_after, as web_quota_enter, but nothing is counted:
@@ -230,7 +233,9 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
 int web_quota_check(struct auth *a, struct web_request *rq, struct err *err);
 /* @started false: the request ran nothing, its start does not count. */
 void web_quota_leave(struct auth *a, struct web_request *rq, bool started);
-/* An asynchronous execution keeps the caller's concurrency until it ends. */
+/* An asynchronous execution or a session (@exec_id its id) keeps the
+ * caller's concurrency until web_quota_release() with that id; releasing an
+ * id that holds nothing does nothing. Thread-safe. */
 void web_quota_hold(struct auth *a, struct web_request *rq, const char *exec_id);
 void web_quota_release(struct auth *a, const char *exec_id);
 bool web_key_name_valid(const char *name);
@@ -286,6 +291,14 @@ void api_output(struct web_request *rq);
 int web_callbacks_start(const struct web_deps *deps, struct auth *auth, struct callbacks **ret,
                         struct err *err);
 void web_callbacks_stop(struct callbacks *cb);
+/* The callbacks' families of /metrics into @out: delivered and given up
+ * since the start (counters), pending in the catalog (gauge). */
+void web_callbacks_metrics(struct callbacks *cb, struct buf *out);
+/* Open sessions hold their key's concurrency (api_sessions.c): attach
+ * registers the executor's session hook that gives it back when a session
+ * ends; detach (before @a is freed) returns once no call of it is left. */
+void web_sessions_attach(struct executor *x, struct auth *a);
+void web_sessions_detach(struct executor *x);
 void api_session_open(struct web_request *rq);
 void api_session_list(struct web_request *rq);
 void api_session_get(struct web_request *rq);

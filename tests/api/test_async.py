@@ -254,9 +254,10 @@ def test_an_invalid_batch_submits_nothing(aserver, jobs, status):
 
 class Listener:
     """An HTTP listener on 127.0.0.1 that records POSTs and answers them with `statuses`
-    in turn (the last one repeats), each with the `headers` given."""
+    in turn (the last one repeats), each with the `headers` given; on `port` (0: any free
+    one)."""
 
-    def __init__(self, statuses=(200,), headers=None):
+    def __init__(self, statuses=(200,), headers=None, port=0):
         self.statuses = list(statuses)
         self.headers = dict(headers or {})
         self.posts = []  # (monotonic time, path, headers, body bytes)
@@ -280,7 +281,7 @@ class Listener:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

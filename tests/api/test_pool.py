@@ -1,7 +1,9 @@
 """Warm pools (issue 7): started containers of the default image (and of environments
 whose policy asks for a pool) wait for jobs; a job takes one, a replacement starts, a
 container never serves a second job (outside recycling mode); pools follow environment
-versions, are emptied on delete and on shutdown.
+versions, are emptied on delete and on shutdown. Issue 13: with recycling on, a used
+container serves only its last job's key and environment version, and its next job finds
+nothing of the last one (processes, files, shared memory, message queues, SysV IPC).
 
 Which container served a job: the job prints its container id (/proc/self/cgroup) and
 hostname (WHOAMI_CODE); the servers' containers are told apart by envhub.instance."""
@@ -13,10 +15,10 @@ import time
 import pytest
 import requests
 
-from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, catalog_row, container_exists, create_env, delete_env,
-                     describe_containers, execute, get_env, get_metrics, instance_label, labelled_containers,
-                     pool_state, running_containers, served_by, short, wait_build, wait_env, wait_until,
-                     whoami)
+from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, catalog_row, container_exists, create_env, create_key,
+                     delete_env, describe_containers, execute, get_env, get_metrics, instance_label,
+                     labelled_containers, pool_state, running_containers, served_by, short, wait_build,
+                     wait_env, wait_until, whoami)
 
 POOL = 2
 SETTLE_WITHIN = 30.0  # s for a pool to (re)fill and the used containers to go
@@ -367,3 +369,122 @@ def test_shutdown_removes_the_warm_containers(envhub_factory):
         time.sleep(2)
         left = labelled_containers(server.instance)
     assert not left, f"containers of the stopped server remain: {describe_containers(left)}"
+
+
+# ---------------------------------------------------------------- recycling between keys (issue 13)
+
+# Leaves everything a job can leave in its container: POSIX shared memory and a message
+# queue, SysV shared memory, a message queue and a semaphore set, a background process,
+# files in /workspace and /tmp; prints its container and what it made.
+LEAVE_EVERYTHING = r"""
+import ctypes, json, os, socket, subprocess
+from multiprocessing import resource_tracker, shared_memory
+shm = shared_memory.SharedMemory(name='a_shm', create=True, size=4096)
+shm.buf[:6] = b'secret'
+resource_tracker.unregister(shm._name, 'shared_memory')  # outlive this process
+rt = ctypes.CDLL('librt.so.1', use_errno=True)
+mq = rt.mq_open(b'/a_queue', os.O_CREAT | os.O_RDWR, 0o600, None)
+libc = ctypes.CDLL(None, use_errno=True)
+ipc = [libc.shmget(0x5eed, 4096, 0o1600), libc.msgget(0x5eee, 0o1600), libc.semget(0x5eef, 1, 0o1600)]
+for path in ('/workspace/a_secret.txt', '/tmp/a_secret.txt'):
+    with open(path, 'w') as f:
+        f.write('secret of key A')
+subprocess.Popen(['sh', '-c', 'while :; do sleep 1; done'], start_new_session=True,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(json.dumps({"hostname": socket.gethostname(), "mq": mq, "ipc": ipc,
+                  "shm": sorted(os.listdir('/dev/shm')), "mqueue": sorted(os.listdir('/dev/mqueue'))}))
+"""
+
+# What a job finds of earlier jobs in its container (zombies are dead: not counted).
+LOOK_AROUND = r"""
+import json, os, socket
+me = os.getpid()
+mine = {1, me}
+p = me
+while p > 1:
+    with open(f'/proc/{p}/stat') as f:
+        p = int(f.read().rsplit(')', 1)[1].split()[1])
+    mine.add(p)
+alive = []
+for d in os.listdir('/proc'):
+    if d.isdigit() and int(d) not in mine:
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+            with open(f'/proc/{d}/cmdline', 'rb') as f:
+                cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+        except OSError:
+            continue
+        if state != 'Z':
+            alive.append(f'{d} {state} {cmd}')
+def ipc(kind):
+    with open(f'/proc/sysvipc/{kind}') as f:
+        return f.read().splitlines()[1:]
+print(json.dumps({
+    "hostname": socket.gethostname(),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "tmp": sorted(os.listdir('/tmp')),
+    "shm": sorted(os.listdir('/dev/shm')),
+    "mqueue": sorted(os.listdir('/dev/mqueue')),
+    "sysv": {k: ipc(k) for k in ('shm', 'msg', 'sem')},
+    "processes": alive,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tenants(envhub_module_factory, envhub_bin):
+    """Recycling on (--pool-recycle 10) with a pool of 2, and keys: runners `a` and `b`, and
+    `admin` (for /metrics)."""
+    keys = {}
+
+    def make_keys(server):
+        for name, role in (("a", "runner"), ("b", "runner"), ("admin", "admin")):
+            keys[name] = create_key(envhub_bin, server.db_path, name, role, max_per_minute=0)
+
+    server = envhub_module_factory("--pool-size", "2", "--pool-recycle", "10", before_start=make_keys)
+    server.keys = keys
+    server.instance = instance_label(server)
+    return server
+
+
+def _run_as(server, key, code):
+    r = requests.post(f"{server.url}/execute", json={"code": code, "timeout": 20},
+                      headers={"Authorization": f"Bearer {key}"}, timeout=90)
+    assert r.status_code == 200, f"POST /execute answered {r.status_code}: {r.text[:1000]}"
+    res = r.json()
+    assert res["success"] is True, short(res)
+    return json.loads(res["stdout"].strip().splitlines()[-1])
+
+
+def _ready(server):
+    m = get_metrics(server, headers={"Authorization": f"Bearer {server.keys['admin']}"})
+    return m.get("envhub_pool_ready", environment="", image=DEFAULT_IMAGE) or 0
+
+
+def test_a_recycled_container_serves_only_its_key_and_is_cleaned_of_everything(tenants):
+    """Key A's job leaves shared memory, message queues, SysV IPC, a background process and
+    files. Key B's next job runs in another container and finds none of it; A's next job
+    gets A's container back (recycling works) and finds none of it either: the clean-up
+    removed it all."""
+    assert wait_until(lambda: _ready(tenants) >= 2, SETTLE_WITHIN), "the pool did not fill to 2"
+    left = _run_as(tenants, tenants.keys["a"], LEAVE_EVERYTHING)
+    # it did leave all that (else this test would prove nothing)
+    assert left["mq"] >= 0 and all(i >= 0 for i in left["ipc"]), f"A's job could not make its traces: {left}"
+    assert "a_shm" in left["shm"] and "a_queue" in left["mqueue"], left
+    host_a = left["hostname"]
+    # A's container is back in the pool, bound to A
+    assert wait_until(lambda: _ready(tenants) >= 2, 10), "A's container did not come back to the pool"
+
+    for _ in range(3):  # B, several times: never A's container
+        seen_b = _run_as(tenants, tenants.keys["b"], LOOK_AROUND)
+        assert seen_b["hostname"] != host_a, f"key B's job ran in key A's recycled container {host_a}: {seen_b}"
+        assert "a_secret.txt" not in seen_b["tmp"] + seen_b["workspace"], f"B found A's files: {seen_b}"
+        assert not (seen_b["shm"] or seen_b["mqueue"] or any(seen_b["sysv"].values()) or seen_b["processes"]), \
+            f"key B's job found what an earlier job left: {seen_b}"
+
+    seen_a = _run_as(tenants, tenants.keys["a"], LOOK_AROUND)
+    assert seen_a["hostname"] == host_a, (f"key A's next job did not get A's recycled container {host_a} "
+                                          f"(ran in {seen_a['hostname']}): recycling is off for its own key")
+    dirty = {k: v for k, v in seen_a.items() if k != "hostname" and (v if k != "sysv" else any(v.values()))}
+    assert not dirty, f"the clean-up left traces of the last job in the recycled container: {dirty}"

@@ -1,7 +1,10 @@
 """Sessions (issue 7): one container kept for a conversation; calls share /workspace,
 one call at a time; files up and down; a per-call timeout kills only that call; an idle
 reaper closes sessions past their idle timeout and removes the container; a limit on open
-sessions per caller; every call is an execution row with the session's id."""
+sessions per caller; every call is an execution row with the session's id.
+Issue 13: the limit holds under concurrent opens; an open session holds one of its key's
+concurrent executions (max_concurrent) until it ends; an ended session leaves nothing
+running."""
 
 import hashlib
 import re
@@ -11,9 +14,9 @@ import time
 import pytest
 import requests
 
-from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, b64, catalog_row, connect_ro, container_exists, describe_containers,
-                     instance_label, labelled_containers, parse_iso, running_containers, served_by,
-                     short, unb64, wait_until, whoami)
+from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, b64, bearer, catalog_row, connect_ro, container_exists,
+                     create_key, describe_containers, docker_api, instance_label, labelled_containers,
+                     parse_iso, running_containers, served_by, short, unb64, wait_until, whoami)
 from test_validation import assert_detail
 
 SESSION_FIELDS = {"id", "principal", "environment", "environment_version", "image", "created_at",
@@ -340,3 +343,234 @@ def test_sessions_are_closed_and_their_containers_removed_on_shutdown(envhub_fac
     assert left, f"the session's container remains: {describe_containers(labelled_containers(server.instance))}"
     row = session_row(server, sid)
     assert row["closed_at"] is not None and row["close_reason"] == "envhub stopped", row
+
+
+# ---------------------------------------------------------------- quotas (issue 13)
+
+def _post(server, path, secret, body=None, timeout=60):
+    return requests.post(f"{server.url}{path}", json=body if body is not None else {}, headers=bearer(secret),
+                         timeout=timeout)
+
+
+def _close_all(server, secret):
+    """Closes every session the key sees; asserts each close."""
+    r = requests.get(f"{server.url}/sessions", headers=bearer(secret), timeout=30)
+    assert r.status_code == 200, r.text
+    for s in r.json()["sessions"]:
+        rc = requests.delete(f"{server.url}/sessions/{s['id']}", headers=bearer(secret), timeout=60)
+        assert rc.status_code == 200, f"closing {s['id']}: {rc.status_code} {rc.text}"
+
+
+def _race(n, fn):
+    """Runs fn(i) for i in range(n) on n threads released at once; the answers in order."""
+    out = [None] * n
+    go = threading.Barrier(n)
+
+    def run(i):
+        go.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # a transport error is an answer to look at too
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    return out
+
+
+@pytest.fixture(scope="module")
+def quota(envhub_module_factory, envhub_bin):
+    """A server with keys: `many` (a runner whose concurrency is not the limit: 50), `three`
+    (max_concurrent 3), `one` (max_concurrent 1), `busy` (for the quota race); sessions per
+    principal 5; no warm pool, so that every open makes its container (the slow part)."""
+    keys = {}
+
+    def make_keys(server):
+        keys["many"] = create_key(envhub_bin, server.db_path, "many", "runner", max_concurrent=50,
+                                  max_per_minute=0)
+        keys["three"] = create_key(envhub_bin, server.db_path, "three", "runner", max_concurrent=3,
+                                   max_per_minute=0)
+        keys["one"] = create_key(envhub_bin, server.db_path, "one", "runner", max_concurrent=1,
+                                 max_per_minute=0)
+        keys["other"] = create_key(envhub_bin, server.db_path, "other", "runner", max_concurrent=50,
+                                   max_per_minute=0)
+
+    server = envhub_module_factory("--sessions-per-principal", "5", "--pool-size", "0",
+                                   before_start=make_keys)
+    server.keys = keys
+    server.instance = instance_label(server)
+    return server
+
+
+def test_concurrent_opens_never_pass_the_session_limit(quota):
+    """20 opens at once by one key whose limit is 5 sessions: exactly 5 open; the others are
+    429 naming ENVHUB_SESSIONS_PER_PRINCIPAL, and their containers were never made."""
+    k = quota.keys["many"]
+    before = {c["Id"] for c in labelled_containers(quota.instance)}
+    try:
+        answers = _race(20, lambda i: _post(quota, "/sessions", k, {"idle_timeout": 600}))
+        errors = [a for a in answers if isinstance(a, Exception)]
+        assert not errors, f"requests failed: {errors[:3]}"
+        opened = [a for a in answers if a.status_code == 201]
+        refused = [a for a in answers if a.status_code != 201]
+        assert len(opened) == 5, (f"20 opens at once with a limit of 5 opened {len(opened)}: "
+                                  f"{sorted(a.status_code for a in answers)}")
+        for r in refused:
+            assert_detail(r, 429, ["ENVHUB_SESSIONS_PER_PRINCIPAL"])
+        listed = requests.get(f"{quota.url}/sessions", headers=bearer(k), timeout=30).json()
+        assert listed["total"] == 5, listed
+        # a session's container each, no more: a refused open made none
+        made = {c["Id"] for c in labelled_containers(quota.instance)} - before
+        assert len(made) == 5, f"{len(made)} containers made for 5 sessions: {describe_containers(made)}"
+        # closing gives the slot back
+        sid = opened[0].json()["id"]
+        assert requests.delete(f"{quota.url}/sessions/{sid}", headers=bearer(k), timeout=60).status_code == 200
+        again = _post(quota, "/sessions", k, {"idle_timeout": 600})
+        assert again.status_code == 201, f"no room after a close: {again.status_code} {again.text}"
+    finally:
+        _close_all(quota, k)
+
+
+def test_sessions_and_executions_together_stay_within_max_concurrent(quota):
+    """Key `three` (max_concurrent 3) races 6 session opens and 6 executions of 4 s: all are
+    admitted within a second, so at most 3 may be, sessions and executions together; the
+    others are 429 naming the quota. While its 3 slots are taken, nothing more starts."""
+    k = quota.keys["three"]
+
+    def one(i):
+        if i % 2:
+            return ("session", _post(quota, "/sessions", k, {"idle_timeout": 600}))
+        return ("execute", _post(quota, "/execute", k, {"code": "import time\ntime.sleep(4)\nprint('ran')",
+                                                        "timeout": 30}))
+
+    try:
+        answers = _race(12, one)
+        errors = [a for a in answers if isinstance(a, Exception)]
+        assert not errors, f"requests failed: {errors[:3]}"
+        ok = [(what, r) for what, r in answers if r.status_code in (200, 201)]
+        refused = [(what, r) for what, r in answers if r.status_code not in (200, 201)]
+        summary = sorted((what, r.status_code) for what, r in answers)
+        assert len(ok) <= 3, f"key with max_concurrent 3 got {len(ok)} sessions and executions at once: {summary}"
+        assert len(ok) == 3, f"key with max_concurrent 3 got only {len(ok)} of 12 admitted: {summary}"
+        for what, r in refused:
+            detail = assert_detail(r, 429, ["max_concurrent"])
+            assert "quota" in detail, detail
+        sessions = [r.json()["id"] for what, r in ok if what == "session"]
+        # the executions are over now; the sessions still hold their slots
+        held = len(sessions)
+        for _ in range(3 - held):
+            r = _post(quota, "/sessions", k, {"idle_timeout": 600})
+            assert r.status_code == 201, f"a free slot was refused: {r.status_code} {r.text}"
+            sessions.append(r.json()["id"])
+        assert_detail(_post(quota, "/execute", k, {"code": "print(1)"}), 429, ["max_concurrent"])
+        assert_detail(_post(quota, "/sessions", k, {}), 429, ["max_concurrent"])
+        # closing a session gives its slot back
+        assert requests.delete(f"{quota.url}/sessions/{sessions[0]}", headers=bearer(k),
+                               timeout=60).status_code == 200
+        r = _post(quota, "/execute", k, {"code": "print('room')"})
+        assert r.status_code == 200 and r.json()["stdout"] == "room\n", f"{r.status_code} {r.text[:500]}"
+    finally:
+        _close_all(quota, k)
+
+
+def test_a_sessions_calls_run_within_the_slot_its_open_took(quota):
+    """Key `one` (max_concurrent 1): its open session takes the one slot; calls in it run,
+    an /execute beside it is 429; once it is closed, /execute runs."""
+    k = quota.keys["one"]
+    try:
+        r = _post(quota, "/sessions", k, {"idle_timeout": 600})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        c = _post(quota, f"/sessions/{sid}/execute", k, {"code": "print('in session')"})
+        assert c.status_code == 200 and c.json()["stdout"] == "in session\n", f"{c.status_code} {c.text[:500]}"
+        assert_detail(_post(quota, "/execute", k, {"code": "print(1)"}), 429, ["max_concurrent"])
+        assert_detail(_post(quota, "/sessions", k, {}), 429, ["max_concurrent"])
+        assert requests.delete(f"{quota.url}/sessions/{sid}", headers=bearer(k), timeout=60).status_code == 200
+        r = _post(quota, "/execute", k, {"code": "print('free')"})
+        assert r.status_code == 200 and r.json()["stdout"] == "free\n", f"{r.status_code} {r.text[:500]}"
+    finally:
+        _close_all(quota, k)
+
+
+def test_a_reaped_session_gives_its_slot_back(envhub_module_factory, envhub_bin):
+    keys = {}
+
+    def make_keys(server):
+        keys["one"] = create_key(envhub_bin, server.db_path, "one", "runner", max_concurrent=1,
+                                 max_per_minute=0)
+
+    server = envhub_module_factory("--reaper-interval", "1", "--pool-size", "0", before_start=make_keys)
+    k = keys["one"]
+    r = _post(server, "/sessions", k, {"idle_timeout": 1})
+    assert r.status_code == 201, r.text
+    assert_detail(_post(server, "/execute", k, {"code": "print(1)"}), 429, ["max_concurrent"])
+    reaped = wait_until(lambda: requests.get(f"{server.url}/sessions", headers=bearer(k),
+                                             timeout=30).json()["total"] == 0, 15, poll=0.25)
+    assert reaped, "the idle session was not reaped"
+    # the slot comes back once its container is killed, just after it left the list
+    r = wait_until(lambda: (lambda a: a if a.status_code != 429 else None)(
+        _post(server, "/execute", k, {"code": "print('free')"})), 5, poll=0.2)
+    assert r and r.status_code == 200, "the reaped session still holds the key's slot"
+
+
+# ---------------------------------------------------------------- what a session leaves (issue 13)
+
+BACKGROUND = """
+import subprocess
+p = subprocess.Popen(['sh', '-c', 'while :; do sleep 1; done'], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(p.pid)
+"""
+
+
+def _processes(cid):
+    """The engine's view of the processes in container `cid`: a list, or None when it
+    runs no more (gone, or stopped)."""
+    status, doc = docker_api("GET", f"/v1.41/containers/{cid}/json")
+    if status == 404 or not doc["State"]["Running"]:
+        return None
+    status, doc = docker_api("GET", f"/v1.41/containers/{cid}/top")
+    if status != 200:
+        return None
+    return doc.get("Processes") or []
+
+
+def _start_background(server, sid):
+    """A background loop in session `sid`; returns its container, with the loop running."""
+    cid = container_of(server, sid)
+    res = call(server, sid, BACKGROUND, timeout=20)
+    assert res["success"], short(res)
+    procs = _processes(cid)
+    assert procs and any("while" in " ".join(p) for p in procs), f"the background loop does not run: {procs}"
+    return cid
+
+
+def test_closing_a_session_ends_its_processes_before_the_answer(ses):
+    """A session's call leaves a background loop; when DELETE answers, the loop and its
+    container run no more (the close kills the container; its removal comes later). Three
+    sessions, each checked the moment its close is answered."""
+    sids = [open_session(ses, {"idle_timeout": 600})["id"] for _ in range(3)]
+    try:
+        cids = [_start_background(ses, sid) for sid in sids]
+        for sid, cid in zip(sids, cids):
+            assert close(ses, sid).status_code == 200
+            left = _processes(cid)
+            assert not left, f"processes of the closed session {sid} still run in {cid[:12]}: {left}"
+    finally:
+        for sid in sids:
+            close(ses, sid)
+
+
+def test_a_reaped_session_leaves_no_process_running(ses):
+    s = open_session(ses, {"idle_timeout": 2})
+    sid = s["id"]
+    cid = _start_background(ses, sid)
+    assert wait_until(lambda: requests.get(f"{ses.url}/sessions/{sid}", timeout=30).status_code == 404,
+                      2 + REAPER_INTERVAL + 8, poll=0.1), "the idle session was not reaped"
+    # the 404 comes once the reaper unlinked it; the kill follows at once
+    wait_until(lambda: not _processes(cid), 3, poll=0.1)
+    left = _processes(cid)
+    assert not left, f"processes of the reaped session still run in {cid[:12]}: {left}"

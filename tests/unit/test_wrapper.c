@@ -117,6 +117,12 @@ static void wrapper_is_compiled_in(void **state)
     assert_non_null(strstr(w, "printf '\\0envhub-status %d %d %d\\0'"));
     assert_non_null(strstr(w, "printf '\\0envhub-unclean\\0'"));
     assert_non_null(strstr(w, "python3 " EXEC_CODE_NAME));
+    /* the recycling clean-up (run against a real engine by tests/api/test_pool.py):
+     * SysV IPC, POSIX message queues and shared memory go, and are checked */
+    assert_non_null(strstr(w, "ipcrm -a"));
+    assert_non_null(strstr(w, "/proc/sysvipc/shm /proc/sysvipc/msg /proc/sysvipc/sem"));
+    assert_non_null(strstr(w, "/dev/mqueue/*"));
+    assert_non_null(strstr(w, "/dev/shm/*"));
 }
 
 struct run {
