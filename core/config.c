@@ -83,6 +83,8 @@ static const struct opt opts[] = {
      "bytes kept of a job's stdout and of its stderr"},
     {"output-files-limit", "ENVHUB_OUTPUT_FILES_LIMIT", OPT_SIZE, OFF(output_files_limit), "64m",
      KIB, 16 * GIB, "bytes of all output files of one job"},
+    {"max-output-files", "ENVHUB_MAX_OUTPUT_FILES", OPT_INT, OFF(max_output_files), "1000", 1,
+     1000000, "output files kept of one job; the rest are listed in files_skipped"},
     {"concurrent-limit", "CONCURRENT_LIMIT", OPT_INT, OFF(concurrent_limit), "10", 1, 1000,
      "jobs running at once"},
     {"queue-limit", "ENVHUB_QUEUE_LIMIT", OPT_INT, OFF(queue_limit), "50", 0, 10000,

@@ -380,7 +380,8 @@ int executor_session_get_file(struct executor *x, const char *id, const char *pr
         return -1;
     }
     struct tar_out_limits limits = {.max_file_size = (size_t)x->cfg->max_file_size,
-                                    .max_total = (size_t)x->cfg->max_file_size};
+                                    .max_total = (size_t)x->cfg->max_file_size,
+                                    .max_files = 1};
     exec_tar_outputs(tar.data, tar.len, res.stopped, &limits, &files, &n, &skipped, err);
     buf_release(&tar);
     int found = -1;
