@@ -14,7 +14,8 @@
  *     environments.c  environments, builds, build logs, package inventories
  *     packages.c      which environments carry a package
  *     keys.c          API keys and change events
- *     sessions.c      the record of sessions */
+ *     sessions.c      the record of sessions
+ *     storage.c       output budget counts, retention of old output, disk usage */
 #ifndef ENVHUB_CATALOG_INTERNAL_H
 #define ENVHUB_CATALOG_INTERNAL_H
 
@@ -341,6 +342,16 @@ int execution_select_by_id(sqlite3 *db, const char *sql, const char *id, sqlite3
  * manifest of execution @seq, by direction, then path. */
 int execution_files_load(sqlite3 *db, int64_t seq, struct execution_record *rec, struct err *err);
 
+/* ---- storage (storage.c) ---- */
+
+/* Inside the transaction that finishes execution @seq: add the bytes of its
+ * stored stdout and stderr to its principal's output_usage of the UTC day it
+ * finished. */
+int output_usage_add_tx(struct catalog *cat, int64_t seq, struct err *err);
+/* The statements of the budget and of retention, NULL-terminated, for the
+ * query plan test. */
+extern const char *const catalog_storage_sql[];
+
 /* ---- change events (keys.c) ---- */
 
 /* Inside the transaction of the change it records: one row of events. */
@@ -380,7 +391,8 @@ static inline void history_chain_freep(struct history_chain **c)
     "chain_seq, seq, id, environment, environment_version, image, image_id, principal,"            \
     " client_addr, code, timeout_s, status, exit_code, error, queued_at, started_at,"              \
     " finished_at, recorded_at, duration_ms, stdout, stdout_truncated, stderr,"                    \
-    " stderr_truncated, session_id, limits, code_sha256, chain_hash"
+    " stderr_truncated, session_id, limits, code_sha256, chain_hash, stdout_sha256,"               \
+    " stderr_sha256"
 
 enum {
     CC_CHAIN_SEQ,
@@ -410,6 +422,8 @@ enum {
     CC_LIMITS,
     CC_CODE_SHA256,
     CC_CHAIN_HASH,
+    CC_STDOUT_SHA256, /* set when retention dropped the output: its digest */
+    CC_STDERR_SHA256,
 };
 
 /* One execution's files, in the order the serialisation lists them. */

@@ -17,6 +17,7 @@
 #include "catalog/catalog_internal.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/util.h"
 #include "core/xalloc.h"
 
 #include "core/banned.h"
@@ -90,6 +91,11 @@ enum {
     IC_CODE, /* catalog_history_get only */
     IC_STDOUT,
     IC_STDERR,
+    IC_OUTPUT_PRUNED_AT,
+    IC_STDOUT_SHA256,
+    IC_STDERR_SHA256,
+    IC_STDOUT_SIZE,
+    IC_STDERR_SIZE,
 };
 
 /* A time range is a seq range: recorded_at never decreases with seq, so
@@ -369,13 +375,29 @@ static int history_get_tx(struct catalog *cat, const char *id, struct history_it
 
     if (execution_select_by_id(cat->db,
                                "SELECT " ITEM_COLUMNS ", executions.code, executions.stdout,"
-                               " executions.stderr FROM executions WHERE id = ?",
+                               " executions.stderr, executions.output_pruned_at,"
+                               " executions.stdout_sha256, executions.stderr_sha256,"
+                               " executions.stdout_size, executions.stderr_size"
+                               " FROM executions WHERE id = ?",
                                id, &st, err) < 0 ||
         item_from_row(st, it, err) < 0)
         return -1;
     rec->code = column_strdup(st, IC_CODE);
     rec->stdout_text = column_bytesdup(st, IC_STDOUT, &rec->stdout_len);
     rec->stderr_text = column_bytesdup(st, IC_STDERR, &rec->stderr_len);
+    /* kept by retention when it dropped the output; computed while it is held */
+    rec->output_pruned_at = sqlite3_column_int64(st, IC_OUTPUT_PRUNED_AT); /* NULL reads 0 */
+    if (rec->output_pruned_at) {
+        column_hex(st, IC_STDOUT_SHA256, rec->stdout_sha256);
+        column_hex(st, IC_STDERR_SHA256, rec->stderr_sha256);
+        rec->stdout_size = sqlite3_column_int64(st, IC_STDOUT_SIZE);
+        rec->stderr_size = sqlite3_column_int64(st, IC_STDERR_SIZE);
+    } else {
+        sha256_hex(rec->stdout_text ? rec->stdout_text : "", rec->stdout_len, rec->stdout_sha256);
+        sha256_hex(rec->stderr_text ? rec->stderr_text : "", rec->stderr_len, rec->stderr_sha256);
+        rec->stdout_size = (int64_t)rec->stdout_len;
+        rec->stderr_size = (int64_t)rec->stderr_len;
+    }
     return execution_files_load(cat->db, it->seq, rec, err);
 }
 

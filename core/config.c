@@ -158,6 +158,16 @@ static const struct opt opts[] = {
      10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
     {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0, 30 * 86400,
      "seconds between checks of environments' base images for drift (0: never)"},
+    {"output-budget", "ENVHUB_OUTPUT_BUDGET", OPT_SIZE, OFF(output_budget), "1g", 0,
+     1024 * 1024 * GIB,
+     "output bytes (stdout + stderr as stored) one caller's executions may store per UTC day; "
+     "past it, new executions are refused (429) until the next day (0: no limit)"},
+    {"retention-days", "ENVHUB_RETENTION_DAYS", OPT_INT, OFF(retention_days), "0", 0, 36500,
+     "days executions keep their stdout and stderr; older output is dropped, its sha256 and size "
+     "kept (0: forever)"},
+    {"min-free-disk", "ENVHUB_MIN_FREE_DISK", OPT_SIZE, OFF(min_free_disk), "1g", 0,
+     1024 * 1024 * GIB,
+     "/health warns when the catalog's file system has less free space than this (0: never)"},
 };
 
 static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,

@@ -75,6 +75,10 @@ struct config {
     int64_t retire_grace;             /* ENVHUB_RETIRE_GRACE: seconds a retired environment
                                        * keeps its images */
     int64_t drift_interval;           /* ENVHUB_DRIFT_INTERVAL: seconds between drift checks */
+    int64_t output_budget;  /* ENVHUB_OUTPUT_BUDGET: output bytes a principal may store per
+                             * UTC day (0: no limit) */
+    int64_t retention_days; /* ENVHUB_RETENTION_DAYS: days output is kept (0: forever) */
+    int64_t min_free_disk;  /* ENVHUB_MIN_FREE_DISK: /health warns below it (0: never) */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or
