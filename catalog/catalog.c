@@ -361,8 +361,8 @@ static int read_place_take(struct catalog *cat, struct catalog_read *rd, sqlite3
     pthread_mutex_unlock(&cat->readers.lock);
     if (!got)
         return err_set(err, ERR_BUSY,
-                       "the history is busy: %zu queries ran for the %lld ms this one could wait; "
-                       "retry",
+                       "the history is busy: its %zu read connection(s) stayed in use for the %lld "
+                       "ms this query could wait; retry",
                        max, (long long)wait_ms);
     rd->placed = true;
     return 0;
