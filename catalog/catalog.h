@@ -6,7 +6,9 @@
  * into the binary (migrations/NNNN_name.sql, in order, each in its own
  * transaction, recorded in schema_migrations).
  *
- * One struct catalog is shared by all threads: it serialises access inside.
+ * One struct catalog is shared by all threads: it serialises writes inside,
+ * on one connection; the history's reads (lists, searches, statistics,
+ * exports) run on read-only connections of their own, beside the writer.
  * Times are milliseconds since the epoch (UTC). Strings returned in structs
  * belong to the struct; the matching _release() frees them.
  *
@@ -35,6 +37,13 @@ static inline void catalog_closep(struct catalog **cat)
 {
     catalog_close(*cat);
 }
+
+/* The time budget of each history query (list, search, get, statistics,
+ * an export's batch) in milliseconds, 0 for none (the default): a query
+ * past it is stopped and fails with ERR_UNPROCESSABLE, whose message names
+ * ENVHUB_QUERY_BUDGET_MS and asks for a narrower filter. Thread-safe; it
+ * applies to queries that begin after it. */
+void catalog_set_query_budget(struct catalog *cat, int64_t ms);
 
 /* The highest migration applied. */
 int catalog_schema_version(struct catalog *cat, int *ret, struct err *err);

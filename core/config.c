@@ -154,6 +154,9 @@ static const struct opt opts[] = {
      "connections one client address may hold open; more are refused at once (429)"},
     {"body-memory", "ENVHUB_BODY_MEMORY", OPT_SIZE, OFF(body_memory), "256m", 64 * KIB, 64 * GIB,
      "bytes of request bodies all requests may hold in memory at once (503 past it)"},
+    {"query-budget-ms", "ENVHUB_QUERY_BUDGET_MS", OPT_INT, OFF(query_budget_ms), "2000", 0, 3600000,
+     "milliseconds a history query (a list, a search, statistics, an export's batch) may run "
+     "before it is stopped with a 422 (0: no limit)"},
     {"retire-grace", "ENVHUB_RETIRE_GRACE", OPT_INT, OFF(retire_grace), "604800", 0,
      10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
     {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0, 30 * 86400,

@@ -57,6 +57,7 @@ struct config {
     int64_t request_deadline;           /* ENVHUB_REQUEST_DEADLINE: seconds for headers + body */
     int64_t max_connections_per_client; /* ENVHUB_MAX_CONNECTIONS_PER_CLIENT */
     int64_t body_memory;          /* ENVHUB_BODY_MEMORY: bytes of request bodies held at once */
+    int64_t query_budget_ms;      /* ENVHUB_QUERY_BUDGET_MS: ms per history query */
     int64_t pool_size;            /* ENVHUB_POOL_SIZE: warm containers of the default image */
     int64_t pool_recycle;         /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
     int64_t session_idle_timeout; /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
