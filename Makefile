@@ -11,6 +11,7 @@
 #   make bench      latency of POST /execute against `docker run --rm`, and under hostile load
 #   make bench-hostile  /health and /execute beside trickling clients and 50 MB uploads
 #   make bench-history  the history API over 1,000,000 seeded executions
+#   make bench-history-load  /health and /execute while four clients search those rows
 #   make lint       clang-format check, headers compiled alone, cppcheck
 
 CFLAGS     ?= -O2 -g
@@ -82,7 +83,7 @@ DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium 
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-hostile bench-history lint clean \
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
 
@@ -293,6 +294,10 @@ bench-hostile: test-deps engine build base-image
 # 1,000,000 seeded executions, then the history API's latencies, export and verify rates.
 bench-history: test-deps engine build $(SEED_BIN)
 	ENVHUB_BIN=$(abspath $(BIN)) SEED_BIN=$(abspath $(SEED_BIN)) $(PYTHON) tests/bench/bench_history.py
+
+# /health and /execute beside four clients looping full-text searches over 1,000,000 rows.
+bench-history-load: test-deps engine build base-image $(SEED_BIN)
+	ENVHUB_BIN=$(abspath $(BIN)) SEED_BIN=$(abspath $(SEED_BIN)) $(PYTHON) tests/bench/bench_history_load.py
 
 # ---- fuzzing ----
 

@@ -839,6 +839,10 @@ static int build_image(struct build_ctx *c, struct package_entry **pkgs, size_t 
                            "base image '%s' is not in the engine and cannot be pulled: %s",
                            c->rec.base_image, err->msg);
     }
+    if (sandbox_image_check(c->rec.base_image, &base, err) < 0) {
+        engine_image_info_release(&base);
+        return err_prefix(err, "base_image");
+    }
     c->rec.base_image_id = steal_ptr(base.id);
     engine_image_info_release(&base);
     build_log(c, "envhub: base image %s is %s", c->rec.base_image, c->rec.base_image_id);
@@ -1010,6 +1014,24 @@ static void *worker_main(void *arg)
 
 /* ---- API ---- */
 
+/* A local base image that declares a VOLUME is refused when the build is
+ * asked for (the build checks again, after a pull). An engine that does not
+ * answer decides nothing here. */
+static bool base_image_refused(struct builder *b, const char *base_image, struct err *err)
+{
+    struct engine_image_info info = {0};
+    struct err local = ERR_INIT;
+    bool refused = false;
+
+    if (engine_image_inspect(b->engine, base_image, &info, &local) == 0 &&
+        sandbox_image_check(base_image, &info, err) < 0) {
+        err_prefix(err, "base_image");
+        refused = true;
+    }
+    engine_image_info_release(&info);
+    return refused;
+}
+
 static int validate(struct builder *b, const char *name, const char *base_image, const char *script,
                     const char *python_version, struct err *err)
 {
@@ -1023,6 +1045,8 @@ static int validate(struct builder *b, const char *name, const char *base_image,
     if (!builder_image_ref_valid(base_image))
         return err_set(err, ERR_INVALID, "base_image: '%.100s' is not a valid image reference",
                        base_image);
+    if (base_image_refused(b, base_image, err))
+        return -1;
     size_t len = strlen(script);
     if (len == 0 || len > (size_t)b->cfg->max_script_length)
         return err_set(err, ERR_INVALID,

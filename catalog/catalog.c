@@ -7,14 +7,19 @@
  * that one call, so no statement outlives the lock. Statements that must
  * agree run in one transaction, begun and ended only here (catalog_tx_*).
  * Values are bound with sqlite3_bind_*(), never written into SQL text.
- * Long reads open read-only connections of their own (catalog_reader_open). */
+ * The history's reads run on a pool of read-only connections, each statement
+ * with a time budget (catalog_read_begin); other long reads open read-only
+ * connections of their own (catalog_reader_open). */
 #include "catalog/catalog.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "catalog/catalog_internal.h"
 #include "core/buf.h"
@@ -118,6 +123,16 @@ int catalog_open(const char *path, struct catalog **ret, struct err *err)
     if (rc != 0)
         return err_errno(err, ERR_INTERNAL, rc, "cannot open catalog '%s': mutex", path);
     cat->lock_ready = true;
+    rc = pthread_mutex_init(&cat->readers.lock, NULL);
+    if (rc == 0 && (rc = pthread_cond_init(&cat->readers.freed, NULL)) != 0)
+        pthread_mutex_destroy(&cat->readers.lock);
+    if (rc != 0)
+        return err_errno(err, ERR_INTERNAL, rc, "cannot open catalog '%s': mutex", path);
+    cat->readers.ready = true;
+    long half = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+    cat->readers.max = half < CATALOG_READERS_MIN   ? CATALOG_READERS_MIN
+                       : half > CATALOG_READERS_MAX ? CATALOG_READERS_MAX
+                                                    : (size_t)half;
 
     /* NOMUTEX: cat->lock serialises every use of the connection. */
     rc = sqlite3_open_v2(path, &cat->db,
@@ -132,6 +147,11 @@ int catalog_open(const char *path, struct catalog **ret, struct err *err)
     if (catalog_load_instance_id(cat, path, err) < 0)
         return -1;
 
+    if (!path_is_memory(path)) {
+        const char *file = sqlite3_db_filename(cat->db, "main");
+        cat->path = xstrdup(file && file[0] ? file : path);
+    }
+
     *ret = steal_ptr(cat);
     return 0;
 }
@@ -141,12 +161,27 @@ void catalog_close(struct catalog *cat)
     if (!cat)
         return;
     /* Every statement is finalized by the call that made it, so close
-     * cannot find one left open (and answer SQLITE_BUSY). */
+     * cannot find one left open (and answer SQLITE_BUSY); every read has
+     * ended, so the idle connections are all there are. */
+    for (size_t i = 0; i < cat->readers.n_idle; i++)
+        sqlite3_close(cat->readers.idle[i]);
+    if (cat->readers.ready) {
+        pthread_cond_destroy(&cat->readers.freed);
+        pthread_mutex_destroy(&cat->readers.lock);
+    }
     sqlite3_close(cat->db);
     if (cat->lock_ready)
         pthread_mutex_destroy(&cat->lock);
+    free(cat->path);
     free(cat->instance_id);
     free(cat);
+}
+
+void catalog_set_query_budget(struct catalog *cat, int64_t ms)
+{
+    pthread_mutex_lock(&cat->readers.lock);
+    cat->readers.budget_ms = ms > 0 ? ms : 0;
+    pthread_mutex_unlock(&cat->readers.lock);
 }
 
 int catalog_schema_version(struct catalog *cat, int *ret, struct err *err)
@@ -227,9 +262,7 @@ int catalog_tx_commit(struct catalog_tx *tx, struct err *err)
 
 char *catalog_file(struct catalog *cat)
 {
-    CATALOG_LOCK(cat);
-    const char *f = sqlite3_db_filename(cat->db, "main");
-    return f && f[0] ? xstrdup(f) : NULL;
+    return cat->path ? xstrdup(cat->path) : NULL; /* set once in catalog_open */
 }
 
 /* "file:" URI of @path with "?immutable=1": '%', '?' and '#' escaped. */
@@ -276,4 +309,132 @@ int catalog_reader_open(const char *path, bool immutable_fallback, sqlite3 **ret
     }
     *ret = db;
     return 0;
+}
+
+/* ---- the history's reads ---- */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int read_progress(void *arg)
+{
+    struct catalog_read *rd = arg;
+
+    if (mono_us() < rd->deadline_us)
+        return 0;
+    rd->expired = true;
+    return 1; /* the statement fails with SQLITE_INTERRUPT */
+}
+
+void catalog_read_arm(struct catalog_read *rd)
+{
+    rd->expired = false;
+    if (!rd->db || rd->budget_ms <= 0)
+        return;
+    rd->deadline_us = mono_us() + rd->budget_ms * 1000;
+    sqlite3_progress_handler(rd->db, CATALOG_PROGRESS_OPS, read_progress, rd);
+}
+
+/* Take a place (waiting until the budget is spent) and an idle connection
+ * if there is one; a new connection is opened by the caller, unlocked. */
+static int read_place_take(struct catalog *cat, struct catalog_read *rd, sqlite3 **ret_idle,
+                           struct err *err)
+{
+    int64_t wait_ms = rd->budget_ms > 0 ? rd->budget_ms : CATALOG_BUSY_TIMEOUT_MS;
+    struct timespec until = time_deadline_in(wait_ms);
+    size_t max;
+    int rc = 0;
+
+    pthread_mutex_lock(&cat->readers.lock);
+    while (cat->readers.busy >= cat->readers.max && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&cat->readers.freed, &cat->readers.lock, &until);
+    max = cat->readers.max;
+    bool got = cat->readers.busy < max;
+    if (got) {
+        cat->readers.busy++;
+        *ret_idle = cat->readers.n_idle ? cat->readers.idle[--cat->readers.n_idle] : NULL;
+    }
+    pthread_mutex_unlock(&cat->readers.lock);
+    if (!got)
+        return err_set(err, ERR_BUSY,
+                       "the history is busy: its %zu read connection(s) stayed in use for the %lld "
+                       "ms this query could wait; retry",
+                       max, (long long)wait_ms);
+    rd->placed = true;
+    return 0;
+}
+
+int catalog_read_begin(struct catalog *cat, struct catalog_read *rd, enum catalog_read_kind kind,
+                       struct err *err)
+{
+    sqlite3 *db = NULL;
+
+    rd->cat = cat;
+    rd->expired = false;
+    pthread_mutex_lock(&cat->readers.lock);
+    rd->budget_ms = cat->readers.budget_ms;
+    pthread_mutex_unlock(&cat->readers.lock);
+
+    if (!cat->path) {
+        catalog_lock(cat);
+        rd->locked = true;
+        rd->db = cat->db;
+    } else {
+        if (kind == CATALOG_READ_POOLED && read_place_take(cat, rd, &db, err) < 0)
+            return -1;
+        if (!db && catalog_reader_open(cat->path, false, &db, err) < 0)
+            return -1; /* the place is let go by catalog_read_end */
+        rd->db = db;
+    }
+    catalog_read_arm(rd);
+    return 0;
+}
+
+int catalog_read_fail(struct catalog_read *rd, struct err *err)
+{
+    if (rd->expired)
+        return err_set(err, ERR_UNPROCESSABLE,
+                       "the history query took longer than %lld ms (ENVHUB_QUERY_BUDGET_MS) and "
+                       "was stopped: narrow the filter (a shorter since/until range, environment, "
+                       "status, principal, or rarer words in q)",
+                       (long long)rd->budget_ms);
+    return -1;
+}
+
+void catalog_read_end(struct catalog_read *rd)
+{
+    struct catalog *cat = rd->cat;
+    sqlite3 *db = rd->db;
+
+    if (!cat)
+        return;
+    if (db) {
+        sqlite3_progress_handler(db, 0, NULL, NULL);
+        /* nothing may outlive the read: a statement or transaction left
+         * open is the catalog's bug, and the connection is not reused */
+        if (!rd->locked && (sqlite3_next_stmt(db, NULL) || !sqlite3_get_autocommit(db))) {
+            sqlite3_close_v2(db);
+            db = NULL;
+        }
+    }
+    if (rd->locked) {
+        pthread_mutex_unlock(&cat->lock);
+    } else if (rd->placed) {
+        pthread_mutex_lock(&cat->readers.lock);
+        if (db && cat->readers.n_idle < CATALOG_READERS_MAX) {
+            cat->readers.idle[cat->readers.n_idle++] = db;
+            db = NULL;
+        }
+        cat->readers.busy--;
+        pthread_cond_signal(&cat->readers.freed);
+        pthread_mutex_unlock(&cat->readers.lock);
+        sqlite3_close(db);
+    } else {
+        sqlite3_close(db);
+    }
+    memset(rd, 0, sizeof(*rd));
 }

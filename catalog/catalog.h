@@ -6,13 +6,15 @@
  * into the binary (migrations/NNNN_name.sql, in order, each in its own
  * transaction, recorded in schema_migrations).
  *
- * One struct catalog is shared by all threads: it serialises access inside.
+ * One struct catalog is shared by all threads: it serialises writes inside,
+ * on one connection; the history's reads (lists, searches, statistics,
+ * exports) run on read-only connections of their own, beside the writer.
  * Times are milliseconds since the epoch (UTC). Strings returned in structs
  * belong to the struct; the matching _release() frees them.
  *
  * The sections below follow the files that implement them: catalog.c,
  * executions.c, environments.c, packages.c, keys.c, history.c, stats.c,
- * chain.c and verify.c (the audit chain), sessions.c, callbacks.c. */
+ * chain.c and verify.c (the audit chain), storage.c, sessions.c, callbacks.c. */
 #ifndef ENVHUB_CATALOG_H
 #define ENVHUB_CATALOG_H
 
@@ -35,6 +37,13 @@ static inline void catalog_closep(struct catalog **cat)
 {
     catalog_close(*cat);
 }
+
+/* The time budget of each history query (list, search, get, statistics,
+ * an export's batch) in milliseconds, 0 for none (the default): a query
+ * past it is stopped and fails with ERR_UNPROCESSABLE, whose message names
+ * ENVHUB_QUERY_BUDGET_MS and asks for a narrower filter. Thread-safe; it
+ * applies to queries that begin after it. */
+void catalog_set_query_budget(struct catalog *cat, int64_t ms);
 
 /* The highest migration applied. */
 int catalog_schema_version(struct catalog *cat, int *ret, struct err *err);
@@ -98,6 +107,12 @@ struct execution_record {
     bool stdout_truncated, stderr_truncated;
     struct file_entry *files;
     size_t n_files;
+    /* Retention (read back by catalog_history_get only): when the output was
+     * dropped (0: it was not), and the sha256 and size in bytes of stdout and
+     * stderr as they were stored, whether still held or dropped. */
+    int64_t output_pruned_at;
+    char stdout_sha256[65], stderr_sha256[65];
+    int64_t stdout_size, stderr_size;
 };
 void execution_record_release(struct execution_record *rec);
 
@@ -571,6 +586,44 @@ struct history_prune {
  * record the cut as a checkpoint. Executions still queued or running stay. */
 int catalog_history_prune(struct catalog *cat, int64_t before, int64_t now,
                           struct history_prune *ret, struct err *err);
+
+/* ---- storage: output budget, retention, disk (catalog/storage.c) ---- */
+
+/* The UTC day of @ms (milliseconds since the epoch): days since 1970-01-01. */
+int64_t catalog_utc_day(int64_t ms);
+/* Output bytes (stdout + stderr as stored) that @principal's executions
+ * stored on UTC day @day: each finish adds its row's bytes to the day it
+ * finished, in its own transaction. 0 when none. */
+int catalog_output_usage(struct catalog *cat, const char *principal, int64_t day, int64_t *ret,
+                         struct err *err);
+
+struct output_prune {
+    int64_t rows;  /* executions whose output was dropped by this pass */
+    int64_t bytes; /* bytes of stdout and stderr dropped */
+    bool more;     /* the pass stopped at its bounds: call again */
+};
+/* Retention, one bounded pass in one write transaction: the final
+ * executions recorded before @before (recorded_at, ms), oldest first and
+ * at most @max_rows of them (and about 64 MiB of output), lose their stdout
+ * and stderr (stored as ""), keep their sha256 and sizes
+ * (stdout_sha256, stdout_size, ...) and get output_pruned_at = @now; the
+ * audit chain takes their digests from the stored sha256, so their links
+ * still verify. A pass resumes after the last row the previous one saw and
+ * stops at the first row recorded at or after @before, or not yet final.
+ * *ret says what it did. Thread-safe; the lock is held for the one pass. */
+int catalog_output_prune(struct catalog *cat, int64_t before, int64_t now, size_t max_rows,
+                         struct output_prune *ret, struct err *err);
+
+struct catalog_disk {
+    bool on_disk;        /* false: the catalog is in memory, the rest is 0 */
+    int64_t db_bytes;    /* the database file */
+    int64_t wal_bytes;   /* its write-ahead log (-wal) */
+    int64_t free_bytes;  /* free space an unprivileged writer can use in its folder */
+    int64_t total_bytes; /* size of that file system */
+};
+/* Sizes of the catalog's files and the free space of their file system
+ * (stat, statvfs). ERR_INTERNAL when they cannot be read. Thread-safe. */
+int catalog_disk_usage(struct catalog *cat, struct catalog_disk *ret, struct err *err);
 
 /* ---- sessions (catalog/sessions.c) ---- */
 

@@ -3,7 +3,8 @@
  * catalog.h.
  *
  *     catalog.c       the connection: open, close, instance id; SQLite errors,
- *                     transactions, read-only connections of their own
+ *                     transactions, read-only connections: the history's
+ *                     pool with its time budget, and those of their own
  *     migrate.c       the migration runner
  *     executions.c    an execution row's life: insert, start, finish, get,
  *                     recovery, count, the file manifests; the bulk seed
@@ -15,6 +16,7 @@
  *     packages.c      which environments carry a package
  *     keys.c          API keys and change events
  *     sessions.c      the record of sessions
+ *     storage.c       output budget counts, retention of old output, disk usage
  *     callbacks.c     the result callbacks still to deliver */
 #ifndef ENVHUB_CATALOG_INTERNAL_H
 #define ENVHUB_CATALOG_INTERNAL_H
@@ -41,14 +43,36 @@ struct buf;
 #define CATALOG_FINISH_PAUSE_MS 250
 #define SHA256_HEX_MAX 64
 
+/* History reads at once: half the CPUs (the other half stays for jobs, writes
+ * and everything else), within these. */
+#define CATALOG_READERS_MIN 1
+#define CATALOG_READERS_MAX 8
+#define CATALOG_PROGRESS_OPS 1000 /* VM instructions between two looks at the clock */
+
 /* One sqlite3 connection, opened without SQLite's own mutex: every public
  * function holds lock for as long as it touches db (CATALOG_LOCK), and every
- * statement is prepared, stepped and finalized inside that one call. */
+ * statement is prepared, stepped and finalized inside that one call.
+ *
+ * Beside it, the history's reads (catalog_read_begin) run on read-only
+ * connections: at most readers_max in use at once, the idle ones kept for
+ * the next read. readers.lock guards the readers fields and budget_ms; it
+ * is a leaf, never held across SQLite calls or with lock. */
 struct catalog {
     pthread_mutex_t lock;
     bool lock_ready;
     sqlite3 *db;
     char *instance_id;
+    char *path; /* the file (NULL in memory), for the read connections */
+    struct {
+        pthread_mutex_t lock;
+        pthread_cond_t freed; /* a place became free */
+        bool ready;
+        sqlite3 *idle[CATALOG_READERS_MAX];
+        size_t n_idle;
+        size_t busy; /* places taken */
+        size_t max;
+        int64_t budget_ms; /* 0: none */
+    } readers;
 };
 
 static inline struct catalog *catalog_lock(struct catalog *cat)
@@ -128,10 +152,11 @@ void catalog_tx_end(struct catalog_tx *tx);
 
 /* ---- read-only connections of their own (catalog.c) ----
  *
- * Reads that may visit many rows (export, statistics, verify) run on them, so
- * that they never hold cat->lock for long: WAL lets them read while the
- * server writes. Only a catalog in memory has no file to open twice; there
- * they use the shared connection under the lock. */
+ * Reads that may visit many rows (the history's lists, searches, export and
+ * statistics through catalog_read_begin below; verify) run on them, so that
+ * they never hold cat->lock: WAL lets them read while the server writes.
+ * Only a catalog in memory has no file to open twice; there they use the
+ * shared connection under the lock. */
 
 /* The file of @cat, or NULL for a catalog in memory. The caller frees it. */
 char *catalog_file(struct catalog *cat);
@@ -145,6 +170,59 @@ static inline void catalog_db_closep(sqlite3 **db)
 {
     sqlite3_close(*db); /* NULL is a no-op */
 }
+
+/* ---- the history's reads: pooled read-only connections with a time budget
+ * (catalog.c) ----
+ *
+ *     CATALOG_READ(rd);
+ *     if (catalog_read_begin(cat, &rd, CATALOG_READ_POOLED, err) < 0)
+ *         return -1;
+ *     if (query_on(rd.db, ..., err) < 0)
+ *         return catalog_read_fail(&rd, err);
+ *     return 0;                               (rd.db goes back to the pool)
+ *
+ * - rd.db is a read-only connection no other thread uses until the read
+ *   ends. Each statement starts its own snapshot (the connection holds no
+ *   transaction between reads), so it sees every write committed before it.
+ *   WAL: the writer on cat->db goes on meanwhile, and cat->lock is not held.
+ * - CATALOG_READ_POOLED takes one of readers.max places, waiting for one
+ *   for as long as the budget (or CATALOG_BUSY_TIMEOUT_MS without one), then
+ *   ERR_BUSY. CATALOG_READ_OWN (an export, which keeps its connection for
+ *   as long as its client reads) opens a connection of its own, outside the
+ *   places, closed at the end.
+ * - The budget (catalog_set_query_budget) starts once the connection is
+ *   there and is checked every CATALOG_PROGRESS_OPS VM instructions by
+ *   SQLite's progress handler:
+ *   past it the statement fails with SQLITE_INTERRUPT, and
+ *   catalog_read_fail() turns that into ERR_UNPROCESSABLE, telling the caller
+ *   to narrow the filter. catalog_read_arm() starts a new budget (an export's
+ *   next batch).
+ * - A catalog in memory has no file to open twice: rd.db is cat->db, under
+ *   cat->lock until the read ends, with the same budget. */
+enum catalog_read_kind { CATALOG_READ_POOLED, CATALOG_READ_OWN };
+
+struct catalog_read {
+    struct catalog *cat;
+    sqlite3 *db;  /* NULL: not begun, or ended */
+    bool locked;  /* in memory: db is cat->db and cat->lock is held */
+    bool placed;  /* holds one of the readers' places */
+    bool expired; /* the progress handler stopped a statement */
+    int64_t budget_ms;
+    int64_t deadline_us; /* CLOCK_MONOTONIC */
+};
+
+int catalog_read_begin(struct catalog *cat, struct catalog_read *rd, enum catalog_read_kind kind,
+                       struct err *err);
+/* Start the budget again from now. */
+void catalog_read_arm(struct catalog_read *rd);
+/* After a failure on rd->db: when the budget stopped it, replace err with
+ * the budget's error (ERR_UNPROCESSABLE). Returns -1. */
+int catalog_read_fail(struct catalog_read *rd, struct err *err);
+/* End the read: the connection back to the pool (or closed), the place and
+ * the lock let go. For _cleanup_; a read not begun is fine. */
+void catalog_read_end(struct catalog_read *rd);
+
+#define CATALOG_READ(name) _cleanup_(catalog_read_end) struct catalog_read name = {.db = NULL}
 
 /* ---- migrations (migrate.c) ---- */
 
@@ -346,6 +424,16 @@ int execution_select_by_id(sqlite3 *db, const char *sql, const char *id, sqlite3
  * manifest of execution @seq, by direction, then path. */
 int execution_files_load(sqlite3 *db, int64_t seq, struct execution_record *rec, struct err *err);
 
+/* ---- storage (storage.c) ---- */
+
+/* Inside the transaction that finishes execution @seq: add the bytes of its
+ * stored stdout and stderr to its principal's output_usage of the UTC day it
+ * finished. */
+int output_usage_add_tx(struct catalog *cat, int64_t seq, struct err *err);
+/* The statements of the budget and of retention, NULL-terminated, for the
+ * query plan test. */
+extern const char *const catalog_storage_sql[];
+
 /* ---- change events (keys.c) ---- */
 
 /* Inside the transaction of the change it records: one row of events. */
@@ -385,7 +473,8 @@ static inline void history_chain_freep(struct history_chain **c)
     "chain_seq, seq, id, environment, environment_version, image, image_id, principal,"            \
     " client_addr, code, timeout_s, status, exit_code, error, queued_at, started_at,"              \
     " finished_at, recorded_at, duration_ms, stdout, stdout_truncated, stderr,"                    \
-    " stderr_truncated, session_id, limits, code_sha256, chain_hash"
+    " stderr_truncated, session_id, limits, code_sha256, chain_hash, stdout_sha256,"               \
+    " stderr_sha256"
 
 enum {
     CC_CHAIN_SEQ,
@@ -415,6 +504,8 @@ enum {
     CC_LIMITS,
     CC_CODE_SHA256,
     CC_CHAIN_HASH,
+    CC_STDOUT_SHA256, /* set when retention dropped the output: its digest */
+    CC_STDERR_SHA256,
 };
 
 /* One execution's files, in the order the serialisation lists them. */

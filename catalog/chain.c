@@ -38,7 +38,8 @@ static inline void put_str(struct buf *b, const char *s)
 /* ---- the canonical serialisation ---- */
 
 /* The audited fields after the header and chain_seq, in order. A digest
- * field is written as the sha256 of the column's bytes. */
+ * field is written as the sha256 of the column's bytes (canon_digest: or
+ * the digest retention kept of it). */
 static const struct canon_field {
     const char *name;
     int col;
@@ -117,9 +118,19 @@ static void canon_value(struct buf *out, const char *name, sqlite3_stmt *st, int
 }
 
 /* name "=" ("null" | "s64:" hex sha256 of the column's bytes) "\n". The
- * digest is also left in @hex ("" for NULL). */
+ * digest is also left in @hex ("" for NULL). Where retention dropped stdout
+ * or stderr (migration 0009), the digest it kept in stdout_sha256 or
+ * stderr_sha256 is written as it is stored ("s", its length, ":", its
+ * bytes), so that an edit of it shows. */
 static void canon_digest(struct buf *out, const char *name, sqlite3_stmt *st, int col, char hex[65])
 {
+    int stored = col == CC_STDOUT ? CC_STDOUT_SHA256 : col == CC_STDERR ? CC_STDERR_SHA256 : 0;
+
+    if (stored && sqlite3_column_type(st, stored) != SQLITE_NULL) {
+        canon_value(out, name, st, stored);
+        column_hex(st, stored, hex);
+        return;
+    }
     put_str(out, name);
     if (sqlite3_column_type(st, col) == SQLITE_NULL) {
         put_str(out, "=null\n");

@@ -390,7 +390,9 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
                             "UPDATE executions SET status = ?, exit_code = ?, error = ?,"
                             " started_at = coalesce(?, started_at), finished_at = ?,"
                             " duration_ms = ?, stdout = ?, stdout_truncated = ?, stderr = ?,"
-                            " stderr_truncated = ?, image_id = coalesce(?, image_id)"
+                            " stderr_truncated = ?, image_id = coalesce(?, image_id),"
+                            " output_pruned_at = NULL, stdout_sha256 = NULL,"
+                            " stderr_sha256 = NULL, stdout_size = NULL, stderr_size = NULL"
                             " WHERE seq = ?",
                             -1, &upd, NULL);
     if (rc == SQLITE_OK) {
@@ -430,7 +432,7 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot finish execution '%s'",
                                   rec->id);
-    if (files_insert(cat, seq, rec, FILE_OUT, err) < 0)
+    if (files_insert(cat, seq, rec, FILE_OUT, err) < 0 || output_usage_add_tx(cat, seq, err) < 0)
         return -1;
     return history_chain_tx(cat, seq, err); /* the final row joins the audit chain */
 }

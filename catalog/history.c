@@ -1,6 +1,7 @@
 /* catalog/history.c - the execution history for auditors: filters, keyset
- * pages newest first, one execution in full, and the export of every match in
- * batches on a read-only connection of its own.
+ * pages newest first, one execution in full (both on the pool of read-only
+ * connections, catalog_read_begin), and the export of every match in batches
+ * on a read-only connection of its own; each query within the time budget.
  *
  * The filter is one SQL statement built from the filter's shape (history_sql),
  * never from its values, which are bound; statistics (stats.c) use the same
@@ -17,6 +18,7 @@
 #include "catalog/catalog_internal.h"
 #include "core/buf.h"
 #include "core/cleanup.h"
+#include "core/util.h"
 #include "core/xalloc.h"
 
 #include "core/banned.h"
@@ -90,6 +92,11 @@ enum {
     IC_CODE, /* catalog_history_get only */
     IC_STDOUT,
     IC_STDERR,
+    IC_OUTPUT_PRUNED_AT,
+    IC_STDOUT_SHA256,
+    IC_STDERR_SHA256,
+    IC_STDOUT_SIZE,
+    IC_STDERR_SIZE,
 };
 
 /* A time range is a seq range: recorded_at never decreases with seq, so
@@ -357,40 +364,60 @@ int catalog_history_list(struct catalog *cat, const struct history_filter *f, in
         *ret_n = 0;
         return 0;
     }
-    CATALOG_LOCK(cat);
-    return list_on(cat->db, f, before_seq, limit, ret, ret_n, err);
+    CATALOG_READ(rd);
+    if (catalog_read_begin(cat, &rd, CATALOG_READ_POOLED, err) < 0 ||
+        list_on(rd.db, f, before_seq, limit, ret, ret_n, err) < 0)
+        return catalog_read_fail(&rd, err);
+    return 0;
 }
 
-static int history_get_tx(struct catalog *cat, const char *id, struct history_item *it,
-                          struct err *err)
+static int history_get_tx(sqlite3 *db, const char *id, struct history_item *it, struct err *err)
 {
     _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
     struct execution_record *rec = &it->rec;
 
-    if (execution_select_by_id(cat->db,
+    if (execution_select_by_id(db,
                                "SELECT " ITEM_COLUMNS ", executions.code, executions.stdout,"
-                               " executions.stderr FROM executions WHERE id = ?",
+                               " executions.stderr, executions.output_pruned_at,"
+                               " executions.stdout_sha256, executions.stderr_sha256,"
+                               " executions.stdout_size, executions.stderr_size"
+                               " FROM executions WHERE id = ?",
                                id, &st, err) < 0 ||
         item_from_row(st, it, err) < 0)
         return -1;
     rec->code = column_strdup(st, IC_CODE);
     rec->stdout_text = column_bytesdup(st, IC_STDOUT, &rec->stdout_len);
     rec->stderr_text = column_bytesdup(st, IC_STDERR, &rec->stderr_len);
-    return execution_files_load(cat->db, it->seq, rec, err);
+    /* kept by retention when it dropped the output; computed while it is held */
+    rec->output_pruned_at = sqlite3_column_int64(st, IC_OUTPUT_PRUNED_AT); /* NULL reads 0 */
+    if (rec->output_pruned_at) {
+        column_hex(st, IC_STDOUT_SHA256, rec->stdout_sha256);
+        column_hex(st, IC_STDERR_SHA256, rec->stderr_sha256);
+        rec->stdout_size = sqlite3_column_int64(st, IC_STDOUT_SIZE);
+        rec->stderr_size = sqlite3_column_int64(st, IC_STDERR_SIZE);
+    } else {
+        sha256_hex(rec->stdout_text ? rec->stdout_text : "", rec->stdout_len, rec->stdout_sha256);
+        sha256_hex(rec->stderr_text ? rec->stderr_text : "", rec->stderr_len, rec->stderr_sha256);
+        rec->stdout_size = (int64_t)rec->stdout_len;
+        rec->stderr_size = (int64_t)rec->stderr_len;
+    }
+    return execution_files_load(db, it->seq, rec, err);
 }
 
 int catalog_history_get(struct catalog *cat, const char *id, struct history_item *ret,
                         struct err *err)
 {
-    CATALOG_LOCK(cat);
+    CATALOG_READ(rd);
     CATALOG_TX(tx);
     _cleanup_(history_item_release) struct history_item it = {0};
 
-    /* One read transaction: the row and its files come from one snapshot. */
-    if (catalog_tx_begin(&tx, cat->db, CATALOG_TX_READ, err) < 0)
-        return err_prefix(err, "cannot read execution '%s'", id);
-    if (history_get_tx(cat, id, &it, err) < 0)
+    if (catalog_read_begin(cat, &rd, CATALOG_READ_POOLED, err) < 0)
         return -1;
+    /* One read transaction: the row and its files come from one snapshot. */
+    if (catalog_tx_begin(&tx, rd.db, CATALOG_TX_READ, err) < 0)
+        return err_prefix(err, "cannot read execution '%s'", id);
+    if (history_get_tx(rd.db, id, &it, err) < 0)
+        return catalog_read_fail(&rd, err);
     *ret = it;
     memset(&it, 0, sizeof(it)); /* the caller owns the strings now */
     return 0;
@@ -400,7 +427,7 @@ int catalog_history_get(struct catalog *cat, const char *id, struct history_item
 
 struct history_export {
     struct catalog *cat;
-    sqlite3 *db; /* NULL: cat->db under the lock */
+    struct catalog_read rd; /* begun at open (a file), or for each batch (in memory) */
     struct history_filter f;
     char *strings[5];
     int64_t before_seq;
@@ -418,11 +445,12 @@ int catalog_history_export_open(struct catalog *cat, const struct history_filter
 {
     if (history_filter_check(f, err) < 0)
         return -1;
-    _cleanup_free_ char *path = catalog_file(cat);
     struct history_export *x = xcalloc(1, sizeof(*x));
 
     x->cat = cat;
-    if (path && catalog_reader_open(path, false, &x->db, err) < 0) {
+    /* a file's connection now, so that a failure comes before the answer */
+    if (cat->path && catalog_read_begin(cat, &x->rd, CATALOG_READ_OWN, err) < 0) {
+        catalog_read_end(&x->rd);
         free(x);
         return -1;
     }
@@ -444,12 +472,17 @@ int catalog_history_export_next(struct history_export *x, size_t max, struct his
     *ret_n = 0;
     if (x->done || max == 0)
         return 0;
-    if (x->db) {
-        r = list_on(x->db, &x->f, x->before_seq, max, ret, ret_n, err);
-    } else {
-        CATALOG_LOCK(x->cat);
-        r = list_on(x->cat->db, &x->f, x->before_seq, max, ret, ret_n, err);
-    }
+    /* each batch is a read with a budget of its own; the connection is the
+     * export's alone (not one of the pool's places, which a slow client
+     * would hold for minutes), or in memory cat->db under the lock */
+    if (!x->rd.db && catalog_read_begin(x->cat, &x->rd, CATALOG_READ_OWN, err) < 0)
+        return -1;
+    catalog_read_arm(&x->rd);
+    r = list_on(x->rd.db, &x->f, x->before_seq, max, ret, ret_n, err);
+    if (r < 0)
+        catalog_read_fail(&x->rd, err);
+    if (x->rd.locked)
+        catalog_read_end(&x->rd); /* the shared connection: not between batches */
     if (r < 0)
         return -1;
     if (*ret_n < max)
@@ -463,7 +496,7 @@ void catalog_history_export_close(struct history_export *x)
 {
     if (!x)
         return;
-    sqlite3_close(x->db);
+    catalog_read_end(&x->rd);
     for (size_t i = 0; i < ARRAY_SIZE(x->strings); i++)
         free(x->strings[i]);
     free(x);

@@ -1,8 +1,9 @@
 /* catalog/stats.c - statistics of the executions that match a history
  * filter, grouped by environment, status or UTC day: counts, total duration,
  * nearest-rank p50 and p95. One pass over the filter's rows (the query of
- * history.c, reading only an index where it can), on a read-only connection
- * of its own; percentiles by quickselect over each group's durations. */
+ * history.c, reading only an index where it can), on one of the history's
+ * read-only connections, within the query budget; percentiles by
+ * quickselect over each group's durations. */
 #include "catalog/catalog.h"
 
 #include <sqlite3.h>
@@ -244,20 +245,15 @@ int catalog_history_stats(struct catalog *cat, const struct history_filter *f,
                           enum history_group group, struct history_stat **ret, size_t *ret_n,
                           struct history_stat *ret_all, struct err *err)
 {
-    _cleanup_free_ char *path = NULL;
-    _cleanup_(catalog_db_closep) sqlite3 *db = NULL;
+    CATALOG_READ(rd);
 
     if (history_filter_check(f, err) < 0)
         return -1;
     if ((unsigned)group > HISTORY_GROUP_DAY)
         return err_set(err, ERR_INVALID, "group: unknown grouping %d", (int)group);
     memset(ret_all, 0, sizeof(*ret_all));
-    path = catalog_file(cat);
-    if (path) {
-        if (catalog_reader_open(path, false, &db, err) < 0)
-            return -1;
-        return stats_on(db, f, group, ret, ret_n, ret_all, err);
-    }
-    CATALOG_LOCK(cat);
-    return stats_on(cat->db, f, group, ret, ret_n, ret_all, err);
+    if (catalog_read_begin(cat, &rd, CATALOG_READ_POOLED, err) < 0 ||
+        stats_on(rd.db, f, group, ret, ret_n, ret_all, err) < 0)
+        return catalog_read_fail(&rd, err);
+    return 0;
 }

@@ -29,7 +29,7 @@
 #define HISTORY_VERIFY_BATCH 4096 /* links per verify batch */
 #define HISTORY_VERIFY_THREADS 2
 #define HISTORY_PRUNE_BATCH 10000 /* rows per prune transaction */
-#define HISTORY_SCHEMA_MIN 7      /* session_id (0006) and limits (0007) are audited */
+#define HISTORY_SCHEMA_MIN 9      /* session_id (0006), limits (0007), pruned digests (0009) */
 
 /* ---- verification ---- */
 
@@ -93,6 +93,30 @@ static void bad_set(struct verify_bad *bad, int64_t seq, const unsigned char *id
     va_start(ap, fmt);
     vsnprintf(bad->reason, sizeof(bad->reason), fmt, ap);
     va_end(ap);
+}
+
+/* A row whose output retention dropped holds "" and the stored digests;
+ * text put back in its place must be the text that was dropped. The name
+ * of the first stream that differs, or NULL. */
+static const char *pruned_text_differs(sqlite3_stmt *row)
+{
+    static const struct {
+        const char *name;
+        int text, stored;
+    } streams[] = {{"stdout", CC_STDOUT, CC_STDOUT_SHA256},
+                   {"stderr", CC_STDERR, CC_STDERR_SHA256}};
+
+    for (size_t i = 0; i < ARRAY_SIZE(streams); i++) {
+        char stored[65], hex[65];
+        int n = sqlite3_column_bytes(row, streams[i].text);
+        if (sqlite3_column_type(row, streams[i].stored) == SQLITE_NULL || n == 0)
+            continue;
+        column_hex(row, streams[i].stored, stored);
+        sha256_hex(sqlite3_column_blob(row, streams[i].text), (size_t)n, hex);
+        if (strcmp(stored, hex) != 0)
+            return streams[i].name;
+    }
+    return NULL;
 }
 
 /* Check links [a, b] on @db: each row's chain_seq follows the previous,
@@ -191,6 +215,12 @@ static int verify_range(sqlite3 *db, int64_t a, int64_t b, int64_t cp_seq, const
         column_hex(rows, CC_CODE_SHA256, stored_code);
         if (strcmp(stored_code, code_hex) != 0) {
             bad_set(bad, cs, id, "its code does not match its code_sha256");
+            break;
+        }
+        const char *dropped = pruned_text_differs(rows);
+        if (dropped) {
+            bad_set(bad, cs, id, "its %s does not match the %s_sha256 kept when it was pruned",
+                    dropped, dropped);
             break;
         }
         sha256_hex(ser.data, ser.len, hash);

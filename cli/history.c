@@ -256,6 +256,19 @@ static int history_show(const struct cli_ctx *ctx)
                (long long)json_integer_value(json_object_get(f, "size")), jget(f, "sha256"));
     }
     printf("---- code ----\n%s", jget(doc, "code"));
+    if (json_is_true(json_object_get(doc, "output_pruned"))) {
+        /* retention dropped the texts: say so, with what was kept of them */
+        printf("\n---- output pruned at %s (ENVHUB_RETENTION_DAYS) ----\n",
+               jget(doc, "output_pruned_at"));
+        printf("stdout %lld bytes, sha256 %s%s\nstderr %lld bytes, sha256 %s%s\n",
+               (long long)json_integer_value(json_object_get(doc, "stdout_size")),
+               jget(doc, "stdout_sha256"),
+               json_is_true(json_object_get(doc, "stdout_truncated")) ? " (truncated)" : "",
+               (long long)json_integer_value(json_object_get(doc, "stderr_size")),
+               jget(doc, "stderr_sha256"),
+               json_is_true(json_object_get(doc, "stderr_truncated")) ? " (truncated)" : "");
+        return CLI_EXIT_OK;
+    }
     printf("\n---- stdout%s ----\n",
            json_is_true(json_object_get(doc, "stdout_truncated")) ? " (truncated)" : "");
     put_text(doc, "stdout");

@@ -51,6 +51,7 @@ static int cmd_serve(const struct cli_ctx *ctx)
         cli_fail(&err);
         goto out;
     }
+    catalog_set_query_budget(cat, cfg->query_budget_ms);
     if (engine_open(cfg->docker_host, &e, &err) < 0) {
         fprintf(stderr, "envhub: %s\nenvhub: is dockerd running? `make engine` starts it.\n",
                 err.msg);

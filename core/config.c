@@ -83,6 +83,8 @@ static const struct opt opts[] = {
      "bytes kept of a job's stdout and of its stderr"},
     {"output-files-limit", "ENVHUB_OUTPUT_FILES_LIMIT", OPT_SIZE, OFF(output_files_limit), "64m",
      KIB, 16 * GIB, "bytes of all output files of one job"},
+    {"max-output-files", "ENVHUB_MAX_OUTPUT_FILES", OPT_INT, OFF(max_output_files), "1000", 1,
+     1000000, "output files kept of one job; the rest are listed in files_skipped"},
     {"concurrent-limit", "CONCURRENT_LIMIT", OPT_INT, OFF(concurrent_limit), "10", 1, 1000,
      "jobs running at once"},
     {"queue-limit", "ENVHUB_QUEUE_LIMIT", OPT_INT, OFF(queue_limit), "50", 0, 10000,
@@ -152,10 +154,23 @@ static const struct opt opts[] = {
      "connections one client address may hold open; more are refused at once (429)"},
     {"body-memory", "ENVHUB_BODY_MEMORY", OPT_SIZE, OFF(body_memory), "256m", 64 * KIB, 64 * GIB,
      "bytes of request bodies all requests may hold in memory at once (503 past it)"},
+    {"query-budget-ms", "ENVHUB_QUERY_BUDGET_MS", OPT_INT, OFF(query_budget_ms), "2000", 0, 3600000,
+     "milliseconds a history query (a list, a search, statistics, an export's batch) may run "
+     "before it is stopped with a 422 (0: no limit)"},
     {"retire-grace", "ENVHUB_RETIRE_GRACE", OPT_INT, OFF(retire_grace), "604800", 0,
      10 * 365 * 86400LL, "seconds a retired environment keeps its images (then they are removed)"},
     {"drift-interval", "ENVHUB_DRIFT_INTERVAL", OPT_INT, OFF(drift_interval), "3600", 0, 30 * 86400,
      "seconds between checks of environments' base images for drift (0: never)"},
+    {"output-budget", "ENVHUB_OUTPUT_BUDGET", OPT_SIZE, OFF(output_budget), "1g", 0,
+     1024 * 1024 * GIB,
+     "output bytes (stdout + stderr as stored) one caller's executions may store per UTC day; "
+     "past it, new executions are refused (429) until the next day (0: no limit)"},
+    {"retention-days", "ENVHUB_RETENTION_DAYS", OPT_INT, OFF(retention_days), "0", 0, 36500,
+     "days executions keep their stdout and stderr; older output is dropped, its sha256 and size "
+     "kept (0: forever)"},
+    {"min-free-disk", "ENVHUB_MIN_FREE_DISK", OPT_SIZE, OFF(min_free_disk), "1g", 0,
+     1024 * 1024 * GIB,
+     "/health warns when the catalog's file system has less free space than this (0: never)"},
 };
 
 static int opt_set(struct config *cfg, const struct opt *o, const char *value, const char *source,

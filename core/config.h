@@ -39,6 +39,7 @@ struct config {
     int64_t tmpfs_inodes;       /* ENVHUB_TMPFS_INODES: inodes of each tmpfs */
     int64_t output_limit;       /* ENVHUB_OUTPUT_LIMIT: bytes kept of stdout and of stderr */
     int64_t output_files_limit; /* ENVHUB_OUTPUT_FILES_LIMIT: bytes of all output files of a job */
+    int64_t max_output_files;   /* ENVHUB_MAX_OUTPUT_FILES: output files kept of a job */
     int64_t concurrent_limit;   /* CONCURRENT_LIMIT: jobs running at once */
     int64_t queue_limit;        /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
     int64_t server_threads;     /* ENVHUB_THREADS: HTTP worker threads (0: derived) */
@@ -56,6 +57,7 @@ struct config {
     int64_t request_deadline;           /* ENVHUB_REQUEST_DEADLINE: seconds for headers + body */
     int64_t max_connections_per_client; /* ENVHUB_MAX_CONNECTIONS_PER_CLIENT */
     int64_t body_memory;          /* ENVHUB_BODY_MEMORY: bytes of request bodies held at once */
+    int64_t query_budget_ms;      /* ENVHUB_QUERY_BUDGET_MS: ms per history query */
     int64_t pool_size;            /* ENVHUB_POOL_SIZE: warm containers of the default image */
     int64_t pool_recycle;         /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
     int64_t session_idle_timeout; /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
@@ -74,6 +76,10 @@ struct config {
     int64_t retire_grace;             /* ENVHUB_RETIRE_GRACE: seconds a retired environment
                                        * keeps its images */
     int64_t drift_interval;           /* ENVHUB_DRIFT_INTERVAL: seconds between drift checks */
+    int64_t output_budget;  /* ENVHUB_OUTPUT_BUDGET: output bytes a principal may store per
+                             * UTC day (0: no limit) */
+    int64_t retention_days; /* ENVHUB_RETENTION_DAYS: days output is kept (0: forever) */
+    int64_t min_free_disk;  /* ENVHUB_MIN_FREE_DISK: /health warns below it (0: never) */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

@@ -16,7 +16,8 @@
 enum err_code {
     ERR_OK = 0,
     ERR_INVALID,       /* 400: the request is wrong */
-    ERR_UNPROCESSABLE, /* 422: the request is malformed (types, JSON, ranges) */
+    ERR_UNPROCESSABLE, /* 422: the request is malformed (types, JSON, ranges), or a history
+                        * query asks more than its time budget allows */
     ERR_NOT_FOUND,     /* 404 */
     ERR_CONFLICT,      /* 409 (or 400 where the seed's contract says so) */
     ERR_TOO_LARGE,     /* 413 */

@@ -367,6 +367,34 @@ char *utf8_sanitize(const char *p, size_t n, size_t *ret_len)
     return repair(p, n, false, ret_len);
 }
 
+char *utf8_escape(const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)p;
+    char *out = xmalloc(n * 4 + 1); /* each byte becomes 4 bytes at most */
+    size_t o = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(s + i, n - i);
+        if (l && s[i] == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else if (l > 1 || (l == 1 && s[i] >= 0x20 && s[i] != 0x7f)) {
+            memcpy(out + o, s + i, l);
+            o += l;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[s[i] >> 4];
+            out[o++] = hex[s[i] & 0xf];
+            l = 1;
+        }
+        i += l;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 char *utf8_repair(const char *p, size_t n, size_t *ret_len)
 {
     return repair(p, n, true, ret_len);

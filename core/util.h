@@ -42,6 +42,13 @@ int base64_decode(const char *in, size_t len, struct buf *out, bool *ret_too_lar
  * the caller frees the NUL-terminated result. For strings that must hold no
  * NUL: names, messages, catalog fields. */
 char *utf8_sanitize(const char *p, size_t n, size_t *ret_len);
+/* Copy of p[0..n) fit to show: well-formed UTF-8 other than control
+ * characters stays as it is, a backslash becomes two, and every other byte
+ * (NUL, a control character, a byte that is not UTF-8) becomes \xNN, so
+ * that different names stay different. For names from untrusted places
+ * (a sandbox's file names, an image's volumes) in messages and JSON. The
+ * caller frees the NUL-terminated result. */
+char *utf8_escape(const char *p, size_t n);
 /* Well-formed UTF-8 without NUL (what utf8_sanitize makes). */
 bool utf8_valid(const char *p, size_t n);
 

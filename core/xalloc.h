@@ -4,6 +4,7 @@
 #ifndef ENVHUB_XALLOC_H
 #define ENVHUB_XALLOC_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
@@ -15,6 +16,8 @@ void *xmemdup(const void *p, size_t n) __attribute__((malloc, returns_nonnull));
 /* printf into a new string; the caller frees it. */
 char *xasprintf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), malloc, returns_nonnull));
+char *xvasprintf(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0), malloc, returns_nonnull));
 
 /* Make room for @n elements in the array @x whose capacity is @alloc
  * (elements), growing it by half again at least: ALLOC_GROW(v, len + 1, cap)

@@ -155,7 +155,8 @@ int engine_demux_feed(struct engine_demux *d, const char *data, size_t len, engi
 struct engine_image_info {
     char *id; /* "sha256:..." */
     int64_t size;
-    char *created; /* ISO 8601 as the engine says */
+    char *created;  /* ISO 8601 as the engine says */
+    char **volumes; /* Config.Volumes: the paths its VOLUMEs declare, NULL-terminated; NULL: none */
 };
 void engine_image_info_release(struct engine_image_info *info);
 /* GET /images/{ref}/json; ERR_NOT_FOUND when the image is not local. */

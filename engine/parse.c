@@ -125,6 +125,7 @@ void engine_image_info_release(struct engine_image_info *info)
         return;
     free(info->id);
     free(info->created);
+    strv_free(info->volumes);
     memset(info, 0, sizeof(*info));
 }
 
@@ -143,6 +144,11 @@ int engine_parse_image_info(const char *json, struct engine_image_info *ret, str
     ret->id = xstrdup(id);
     ret->created = xstrdup(created ? created : "");
     ret->size = json_integer_value(json_object_get(doc, "Size"));
+    /* {"/data": {}, ...}; an image from before the engine had Config has none */
+    json_t *volumes = json_object_get(json_object_get(doc, "Config"), "Volumes");
+    const char *path;
+    json_t *v;
+    json_object_foreach(volumes, path, v) strv_push(&ret->volumes, xstrdup(path));
     return 0;
 }
 

@@ -88,8 +88,20 @@ int exec_container_create(struct executor *x, const char *image, const struct sa
                           bool start, char **ret_id, struct err *err)
 {
     struct sandbox_spec sb;
+    struct engine_image_info info = {0};
     char *id = NULL;
 
+    /* every sandbox container passes here: none is made of an image that
+     * declares a VOLUME (the builder refuses such bases; this also covers the
+     * default image and images built before it did) */
+    if (engine_image_inspect(x->engine, image, &info, err) < 0)
+        return -1;
+    int refused = sandbox_image_check(image, &info, err);
+    engine_image_info_release(&info);
+    if (refused < 0) {
+        err->code = ERR_UNAVAILABLE; /* the operator's to fix, not the caller's */
+        return -1;
+    }
     sandbox_spec_fill(x->cfg, image, l, x->labels, SANDBOX_JOB, &sb);
     if (engine_container_create(x->engine, &sb.spec, &id, err) < 0)
         return -1;

@@ -417,14 +417,20 @@ int exec_tar_inputs(const char *code, size_t code_len, const struct job_file *fi
 struct tar_out_limits {
     size_t max_file_size; /* larger files are skipped */
     size_t max_total;     /* files past this total are skipped */
+    size_t max_files;     /* files past this count are skipped */
 };
 
+/* Entries of files_skipped one workspace tar may add; the rest are counted
+ * in one last entry. */
+#define TAR_SKIPPED_MAX 1000
+
 /* Read the workspace tar in data[0..len): only regular files with safe
- * relative names within the limits are returned (the code file, symlinks,
+ * UTF-8 relative names within the limits are returned (the code file, symlinks,
  * hard links, devices, FIFOs and folders never are). @truncated says the
  * stream was cut at the cap: an entry that ends early is skipped, never
  * returned in part. A name given twice keeps its first file. Files left
- * out are appended to *skipped as "path: reason" (a NULL-terminated array,
+ * out are appended to *skipped as "path: reason", the path escaped
+ * (utf8_escape), at most TAR_SKIPPED_MAX of them (a NULL-terminated array,
  * grown with xrealloc). */
 int exec_tar_outputs(const char *data, size_t len, bool truncated,
                      const struct tar_out_limits *limits, struct job_file **ret_files,

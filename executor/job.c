@@ -215,7 +215,7 @@ static void parse_skipped(const struct buf *b, size_t max_file_size, char ***ski
             const char *space = memchr(rest, ' ', len - (sizeof(tag) - 1));
             if (space) {
                 _cleanup_free_ char *path = xstrndup(space + 1, (size_t)(p + len - space - 1));
-                _cleanup_free_ char *clean = utf8_sanitize(path, strlen(path), NULL);
+                _cleanup_free_ char *clean = utf8_escape(path, strlen(path));
                 strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)",
                                              clean, max_file_size));
             }
@@ -248,7 +248,8 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
         .deadline_ms = time_mono_ms() + JOB_COLLECT_TIMEOUT_MS,
     };
     struct tar_out_limits limits = {.max_file_size = (size_t)cfg->max_file_size,
-                                    .max_total = (size_t)cfg->output_files_limit};
+                                    .max_total = (size_t)cfg->output_files_limit,
+                                    .max_files = (size_t)cfg->max_output_files};
     struct engine_exec_result cres = {0};
     struct err err = ERR_INIT;
 

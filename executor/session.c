@@ -19,7 +19,10 @@
  * hook hears of the end exactly once. sessions.lock guards both lists and
  * each session's busy flag, calls and last activity; a session's other
  * fields are set at its open and only read after. Calls job.c, pool.c,
- * containers.c, shared.c, tar.c. */
+ * containers.c, shared.c, tar.c. The reaper also applies
+ * ENVHUB_RETENTION_DAYS (old output dropped, its digests kept:
+ * catalog_output_prune) at start and then every ENVHUB_REAPER_INTERVAL,
+ * without the sessions lock. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,7 +494,8 @@ int executor_session_get_file(struct executor *x, const char *id, const char *pr
         return -1;
     }
     struct tar_out_limits limits = {.max_file_size = (size_t)x->cfg->max_file_size,
-                                    .max_total = (size_t)x->cfg->max_file_size};
+                                    .max_total = (size_t)x->cfg->max_file_size,
+                                    .max_files = 1};
     exec_tar_outputs(tar.data, tar.len, res.stopped, &limits, &files, &n, &skipped, err);
     buf_release(&tar);
     int found = -1;
@@ -566,14 +570,54 @@ int executor_session_list(struct executor *x, const char *principal, struct sess
 
 /* ---- the reaper ---- */
 
+/* ---- retention ---- */
+
+#define RETENTION_PASS_ROWS 1000 /* rows per transaction: the catalog lock is held that long */
+
+/* Drop the output of executions older than ENVHUB_RETENTION_DAYS, in
+ * bounded passes (one transaction each, the catalog free for requests
+ * between them), until none is left or the executor stops. Called by the
+ * reaper without the sessions lock. */
+static void retention_sweep(struct executor *x)
+{
+    struct output_prune total = {0};
+    int64_t now = time_now_ms();
+    int64_t before = now - x->cfg->retention_days * 86400000LL;
+    struct err err = ERR_INIT;
+
+    for (;;) {
+        struct output_prune p;
+        if (catalog_output_prune(x->catalog, before, now, RETENTION_PASS_ROWS, &p, &err) < 0) {
+            log_warn("executor: retention: cannot drop old output, retrying later: %s", err.msg);
+            break;
+        }
+        total.rows += p.rows;
+        total.bytes += p.bytes;
+        if (!p.more || exec_stopping(x))
+            break;
+    }
+    if (total.rows)
+        log_info("executor: retention: dropped the output of %lld executions older than %lld "
+                 "days (%lld bytes); their sha256 stay in the audit chain",
+                 (long long)total.rows, (long long)x->cfg->retention_days, (long long)total.bytes);
+}
+
 static void *reaper_main(void *arg)
 {
     struct executor *x = arg;
     const int64_t interval_ms = x->cfg->reaper_interval * 1000;
+    int64_t next_retention = x->cfg->retention_days > 0 ? time_mono_ms() : INT64_MAX;
 
     pthread_mutex_lock(&x->sessions.lock);
     while (!exec_stopping(x)) {
         int64_t now = time_mono_ms(), next = now + interval_ms;
+        if (now >= next_retention) { /* at start, then every reaper interval */
+            pthread_mutex_unlock(&x->sessions.lock);
+            retention_sweep(x);
+            pthread_mutex_lock(&x->sessions.lock);
+            next_retention = time_mono_ms() + interval_ms;
+            continue;
+        }
         struct session *expired = NULL;
         for (struct session *s = x->sessions.list; s;) {
             struct session *following = s->next;

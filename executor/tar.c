@@ -4,6 +4,7 @@
  * whatever the headers claim. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -101,6 +102,38 @@ fail:
     return -1;
 }
 
+/* The files a workspace tar leaves out, "name: reason" on *v: names
+ * escaped (utf8_escape: a sandbox may name a file anything), at most
+ * TAR_SKIPPED_MAX entries and then one line counting the rest. */
+struct skips {
+    char ***v;
+    size_t n, more;
+};
+
+static void skip(struct skips *s, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void skip(struct skips *s, const char *path, const char *fmt, ...)
+{
+    if (s->n >= TAR_SKIPPED_MAX) {
+        s->more++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *why = xvasprintf(fmt, ap);
+    va_end(ap);
+    _cleanup_free_ char *name = path ? utf8_escape(path, strlen(path)) : NULL;
+    strv_push(s->v, xasprintf("%s: %s", name ? name : "*", why));
+    s->n++;
+}
+
+static void skips_end(struct skips *s)
+{
+    if (s->more)
+        strv_push(s->v, xasprintf("*: %zu more files left out, not listed", s->more));
+}
+
 /* Paths in the workspace tar are "./x/y"; give "x/y" (NULL for "." itself). */
 static const char *strip_dot(const char *p)
 {
@@ -124,7 +157,7 @@ static int by_path_then_order(const void *a, const void *b)
 /* A name the archive holds twice keeps its first file: the catalog keys a
  * job's files by path (a second one failed the whole record), and only a
  * crafted archive has two. Sorted, so any number of entries stays cheap. */
-static void drop_duplicates(struct job_file *files, size_t *n, char ***skipped)
+static void drop_duplicates(struct job_file *files, size_t *n, struct skips *skipped)
 {
     if (*n < 2)
         return;
@@ -143,7 +176,7 @@ static void drop_duplicates(struct job_file *files, size_t *n, char ***skipped)
             files[kept++] = files[i];
             continue;
         }
-        strv_push(skipped, xasprintf("%s: in the workspace archive more than once", files[i].path));
+        skip(skipped, files[i].path, "in the workspace archive more than once");
         free(files[i].path);
         free(files[i].data);
     }
@@ -158,6 +191,7 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
     _cleanup_(archive_read_freep) struct archive *a = archive_read_new();
     struct archive_entry *e;
     struct job_file *files = NULL;
+    struct skips sk = {.v = skipped};
     size_t n = 0, cap = 0, total = 0;
     (void)err;
 
@@ -167,8 +201,8 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         return 0;
     archive_read_support_format_tar(a);
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        strv_push(skipped,
-                  xasprintf("*: unreadable workspace archive: %s", archive_error_string(a)));
+        skip(&sk, NULL, "unreadable workspace archive: %s", archive_error_string(a));
+        skips_end(&sk);
         return 0;
     }
     for (;;) {
@@ -176,19 +210,21 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         if (r == ARCHIVE_EOF) {
             /* a cut between two entries reads as a clean end: say what was lost */
             if (truncated)
-                strv_push(skipped, xasprintf("*: the rest of the workspace passed the output "
-                                             "files limit (%zu bytes in all)",
-                                             limits->max_total));
+                skip(&sk, NULL,
+                     "the rest of the workspace passed the output files limit (%zu "
+                     "bytes in all)",
+                     limits->max_total);
             break;
         }
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
             if (truncated)
-                strv_push(skipped, xasprintf("*: the rest of the workspace passed the output "
-                                             "files limit (%zu bytes in all)",
-                                             limits->max_total));
+                skip(&sk, NULL,
+                     "the rest of the workspace passed the output files limit (%zu "
+                     "bytes in all)",
+                     limits->max_total);
             else
-                strv_push(skipped, xasprintf("*: the rest of the workspace archive is damaged: %s",
-                                             archive_error_string(a)));
+                skip(&sk, NULL, "the rest of the workspace archive is damaged: %s",
+                     archive_error_string(a));
             break;
         }
         const char *raw = archive_entry_pathname(e);
@@ -200,22 +236,32 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
             continue;
         if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e)) {
             if (archive_entry_filetype(e) != AE_IFDIR)
-                strv_push(skipped, xasprintf("%s: not a regular file", path));
+                skip(&sk, path, "not a regular file");
             continue;
         }
         if (!path_is_safe_relative(path, strlen(path), &why)) {
-            strv_push(skipped, xasprintf("%s: unsafe name (%s)", path, why));
+            skip(&sk, path, "unsafe name (%s)", why);
+            continue;
+        }
+        if (!utf8_valid(path, strlen(path))) {
+            /* JSON and the catalog hold text: such a name cannot be given back */
+            skip(&sk, path, "name is not UTF-8");
+            continue;
+        }
+        if (n >= limits->max_files) {
+            skip(&sk, path,
+                 "past the output file count limit (%zu files, "
+                 "ENVHUB_MAX_OUTPUT_FILES)",
+                 limits->max_files);
             continue;
         }
         la_int64_t size = archive_entry_size(e);
         if (size < 0 || (uint64_t)size > limits->max_file_size) {
-            strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)", path,
-                                         limits->max_file_size));
+            skip(&sk, path, "larger than the file size limit (%zu bytes)", limits->max_file_size);
             continue;
         }
         if (total + (size_t)size > limits->max_total) {
-            strv_push(skipped, xasprintf("%s: past the output files limit (%zu bytes in all)", path,
-                                         limits->max_total));
+            skip(&sk, path, "past the output files limit (%zu bytes in all)", limits->max_total);
             continue;
         }
         char *content = xmalloc((size_t)size + 1);
@@ -228,9 +274,8 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         }
         if (got != (size_t)size) {
             free(content);
-            strv_push(skipped, xasprintf("%s: %s", path,
-                                         truncated ? "past the output files limit"
-                                                   : "incomplete in the workspace archive"));
+            skip(&sk, path, "%s",
+                 truncated ? "past the output files limit" : "incomplete in the workspace archive");
             break;
         }
         content[got] = '\0';
@@ -241,7 +286,8 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         n++;
         total += got;
     }
-    drop_duplicates(files, &n, skipped);
+    drop_duplicates(files, &n, &sk);
+    skips_end(&sk);
     *ret_files = files;
     *ret_n = n;
     return 0;

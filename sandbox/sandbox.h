@@ -134,4 +134,10 @@ void sandbox_spec_fill(const struct config *cfg, const char *image, const struct
                        const struct sandbox_labels *labels, enum sandbox_purpose purpose,
                        struct sandbox_spec *ret);
 
+/* May image @ref (inspected: @info) hold sandboxes? Not when it declares a
+ * VOLUME: the engine would give every container of it a writable directory
+ * on the host's disk, past the read-only root and every size limit. ERR_INVALID
+ * naming the image and the paths (escaped, at most a few). Pure. */
+int sandbox_image_check(const char *ref, const struct engine_image_info *info, struct err *err);
+
 #endif

@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/buf.h"
+#include "core/cleanup.h"
+#include "core/util.h"
+#include "core/xalloc.h"
 #include "sandbox/sandbox.h"
 
 #include "core/banned.h"
@@ -78,4 +82,27 @@ void sandbox_spec_fill(const struct config *cfg, const char *image, const struct
     s->no_new_privileges = true;
     s->log_driver_none = true;
     s->runtime = l->gvisor && purpose != SANDBOX_VERIFICATION ? "runsc" : NULL;
+}
+
+#define IMAGE_CHECK_VOLUMES_SHOWN 4
+
+int sandbox_image_check(const char *ref, const struct engine_image_info *info, struct err *err)
+{
+    _cleanup_(buf_release) struct buf list = BUF_INIT(BUF_UNLIMITED);
+    size_t n = info->volumes ? strv_length(info->volumes) : 0;
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n && i < IMAGE_CHECK_VOLUMES_SHOWN; i++) {
+        _cleanup_free_ char *path = utf8_escape(info->volumes[i], strlen(info->volumes[i]));
+        buf_putf(&list, "%s%s", i ? ", " : "", path);
+    }
+    if (n > IMAGE_CHECK_VOLUMES_SHOWN)
+        buf_putf(&list, " and %zu more", n - IMAGE_CHECK_VOLUMES_SHOWN);
+    _cleanup_free_ char *name = utf8_escape(ref, strlen(ref));
+    return err_set(err, ERR_INVALID,
+                   "image '%s' declares VOLUME %s: a volume is a writable directory on the host's "
+                   "disk, outside the sandbox's read-only root and its size limits, so envhub "
+                   "runs nothing in it; use a base image without VOLUME",
+                   name, buf_str(&list));
 }

@@ -444,6 +444,13 @@ void api_executions_get(struct web_request *rq)
     json_object_set_new(doc, "code", web_json_str(r->code));
     json_object_set_new(doc, "stdout", web_json_output(r->stdout_text, r->stdout_len));
     json_object_set_new(doc, "stderr", web_json_output(r->stderr_text, r->stderr_len));
+    /* retention: dropped output reads "", its digest and size stay */
+    json_object_set_new(doc, "output_pruned", json_boolean(r->output_pruned_at != 0));
+    json_object_set_new(doc, "output_pruned_at", web_json_time(r->output_pruned_at));
+    json_object_set_new(doc, "stdout_sha256", json_string(r->stdout_sha256));
+    json_object_set_new(doc, "stdout_size", json_integer(r->stdout_size));
+    json_object_set_new(doc, "stderr_sha256", json_string(r->stderr_sha256));
+    json_object_set_new(doc, "stderr_size", json_integer(r->stderr_size));
     json_object_set_new(doc, "files", files);
     web_reply_json(rq, 200, doc);
 }

@@ -1,11 +1,46 @@
 /* web/api_health.c - GET /health: the seed's {"status", "timestamp"} plus
- * whether the engine and the catalog answer; 503 "degraded" when one does not. */
+ * whether the engine and the catalog answer; 503 "degraded" when one does not;
+ * "warnings" lists what needs an operator while the service still works
+ * (little free disk beside the catalog). */
 #include <jansson.h>
+#include <stdio.h>
 
+#include "core/log.h"
 #include "core/util.h"
 #include "web/web_internal.h"
 
 #include "core/banned.h"
+
+/* Conditions an operator should act on before they fail requests; they do
+ * not make the service degraded: each a {"code", "detail"}. */
+static json_t *warnings(struct web_request *rq)
+{
+    json_t *list = json_array();
+    struct catalog_disk d;
+    struct err err = ERR_INIT;
+    int64_t min_free = rq->deps->cfg->min_free_disk;
+
+    if (min_free <= 0)
+        return list;
+    if (catalog_disk_usage(rq->deps->catalog, &d, &err) < 0) {
+        json_array_append_new(list,
+                              json_pack("{s:s, s:s}", "code", "disk_unknown", "detail", err.msg));
+        return list;
+    }
+    if (d.on_disk && d.free_bytes < min_free) {
+        char detail[256];
+        snprintf(detail, sizeof(detail),
+                 "the catalog's file system has %lld bytes free, less than ENVHUB_MIN_FREE_DISK "
+                 "(%lld bytes); the catalog holds %lld bytes (database and log)",
+                 (long long)d.free_bytes, (long long)min_free,
+                 (long long)(d.db_bytes + d.wal_bytes));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I, s:I}", "code", "low_disk", "detail",
+                                              detail, "free_bytes", (json_int_t)d.free_bytes,
+                                              "min_free_bytes", (json_int_t)min_free));
+        log_warn("web: health: %s", detail);
+    }
+    return list;
+}
 
 void api_health(struct web_request *rq)
 {
@@ -26,5 +61,6 @@ void api_health(struct web_request *rq)
                   engine_ok ? NULL : engine_err.msg, "catalog", "ok", catalog_ok, "schema_version",
                   version, "error", catalog_ok ? NULL : catalog_err.msg, "jobs", "running",
                   (json_int_t)stats.running, "waiting", (json_int_t)stats.waiting);
+    json_object_set_new(doc, "warnings", warnings(rq));
     web_reply_json(rq, engine_ok && catalog_ok ? 200 : 503, doc);
 }

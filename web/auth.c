@@ -399,6 +399,26 @@ void web_quota_leave(struct auth *a, struct web_request *rq, bool started)
     rq->quota_held = false;
 }
 
+int web_budget_check(struct auth *a, struct web_request *rq, int64_t now, struct err *err)
+{
+    int64_t budget = a->cfg->output_budget, used = 0;
+    int64_t day = catalog_utc_day(now);
+
+    if (budget <= 0)
+        return 0;
+    if (catalog_output_usage(a->catalog, rq->principal, day, &used, err) < 0)
+        return -1;
+    if (used < budget)
+        return 0;
+    /* the budget is per UTC day: the next one starts at midnight */
+    int64_t wait_s = ((day + 1) * 86400000LL - now + 999) / 1000;
+    rq->retry_after = wait_s < 1 ? 1 : wait_s > INT32_MAX ? INT32_MAX : (int)wait_s;
+    return err_set(err, ERR_BUSY,
+                   "output budget: '%s' stored %lld bytes of output today (UTC); "
+                   "ENVHUB_OUTPUT_BUDGET allows %lld a day; retry after 00:00 UTC (in %d s)",
+                   rq->principal, (long long)used, (long long)budget, rq->retry_after);
+}
+
 void web_quota_hold(struct auth *a, struct web_request *rq, const char *exec_id)
 {
     if (!rq->quota_held)

@@ -6,6 +6,7 @@
 
 #include "builder/builder.h"
 #include "core/buf.h"
+#include "core/log.h"
 #include "executor/executor.h"
 #include "web/web_internal.h"
 
@@ -121,7 +122,32 @@ static void builds(struct buf *out, const struct builder_metrics *m)
     buf_putf(out, "envhub_builds_queued %zu\n", m->queued);
 }
 
-void web_metrics_render(struct buf *out, struct executor *x, struct builder *b)
+/* The catalog's files and the room left beside them; nothing for a catalog
+ * in memory, and a warning in the log (not a failed scrape) when they
+ * cannot be read. */
+static void storage(struct buf *out, struct catalog *cat)
+{
+    struct catalog_disk d;
+    struct err err = ERR_INIT;
+
+    if (catalog_disk_usage(cat, &d, &err) < 0) {
+        log_warn("web: metrics: cannot read the catalog's disk usage, ignoring: %s", err.msg);
+        return;
+    }
+    if (!d.on_disk)
+        return;
+    help(out, "envhub_catalog_size_bytes", "gauge",
+         "Bytes of the catalog's files: the database and its write-ahead log.");
+    buf_putf(out, "envhub_catalog_size_bytes{file=\"db\"} %lld\n", (long long)d.db_bytes);
+    buf_putf(out, "envhub_catalog_size_bytes{file=\"wal\"} %lld\n", (long long)d.wal_bytes);
+    help(out, "envhub_catalog_disk_free_bytes", "gauge",
+         "Free bytes (for unprivileged writers) of the catalog's file system.");
+    buf_putf(out, "envhub_catalog_disk_free_bytes %lld\n", (long long)d.free_bytes);
+    help(out, "envhub_catalog_disk_size_bytes", "gauge", "Size of the catalog's file system.");
+    buf_putf(out, "envhub_catalog_disk_size_bytes %lld\n", (long long)d.total_bytes);
+}
+
+void web_metrics_render(struct buf *out, struct executor *x, struct builder *b, struct catalog *cat)
 {
     struct executor_metrics xm;
     struct builder_metrics bm;
@@ -132,5 +158,6 @@ void web_metrics_render(struct buf *out, struct executor *x, struct builder *b)
     gauges(out, &xm);
     pools(out, &xm);
     builds(out, &bm);
+    storage(out, cat);
     executor_metrics_release(&xm);
 }

@@ -574,7 +574,7 @@ void api_metrics(struct web_request *rq)
                      (unsigned long long)w->counts[r][i].n);
         }
     pthread_mutex_unlock(&w->count_lock);
-    web_metrics_render(&out, rq->deps->executor, rq->deps->builder);
+    web_metrics_render(&out, rq->deps->executor, rq->deps->builder, rq->deps->catalog);
     web_callbacks_metrics(w->callbacks, &out);
     send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
 }
@@ -674,7 +674,8 @@ static int handle(struct mg_connection *conn, void *cbdata)
         /* role and quota are decided from the headers, before any body byte */
         if (!web_authorize(w->auth, &rq, found->perm)) {
             /* refused: answered */
-        } else if (found->starts_jobs && web_quota_check(w->auth, &rq, &err) < 0) {
+        } else if (found->starts_jobs && (web_budget_check(w->auth, &rq, time_now_ms(), &err) < 0 ||
+                                          web_quota_check(w->auth, &rq, &err) < 0)) {
             web_reply_err(&rq, &err);
         } else {
             found->handler(&rq);

@@ -231,6 +231,12 @@ int web_quota_enter(struct auth *a, struct web_request *rq, struct err *err);
  * ERR_BUSY with rq->retry_after, as web_quota_enter, but nothing is counted:
  * decided from the headers before a body is read. */
 int web_quota_check(struct auth *a, struct web_request *rq, struct err *err);
+/* Has the caller stored its ENVHUB_OUTPUT_BUDGET of output on the UTC day
+ * of @now (ms) already? Then ERR_BUSY naming the setting and the amounts,
+ * with rq->retry_after the seconds to the next UTC day; ERR_UNAVAILABLE or
+ * ERR_INTERNAL when the catalog cannot say. Reads the catalog; counts
+ * nothing. Every caller is held to it, admins and open mode included. */
+int web_budget_check(struct auth *a, struct web_request *rq, int64_t now, struct err *err);
 /* @started false: the request ran nothing, its start does not count. */
 void web_quota_leave(struct auth *a, struct web_request *rq, bool started);
 /* An asynchronous execution or a session (@exec_id its id) keeps the
@@ -261,7 +267,8 @@ char *web_compat_deleted(const char *name);
 void web_metrics_label(struct buf *out, const char *v);
 /* The executor's and builder's metrics, Prometheus text, appended to @out. */
 struct builder;
-void web_metrics_render(struct buf *out, struct executor *x, struct builder *b);
+void web_metrics_render(struct buf *out, struct executor *x, struct builder *b,
+                        struct catalog *cat);
 
 /* ---- handlers ---- */
 void api_execute(struct web_request *rq);

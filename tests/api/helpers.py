@@ -72,11 +72,17 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def docker_api(method, path, timeout=10):
-    """One Engine API call; returns (status, parsed JSON body or raw text or None)."""
+def docker_api(method, path, timeout=10, body=None):
+    """One Engine API call (`body`: sent as JSON); returns (status, parsed JSON body or raw
+    text or None)."""
     conn = UnixHTTPConnection(docker_socket_path(), timeout=timeout)
+    headers = {"Host": "docker"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request(method, path, headers={"Host": "docker"})
+        conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()
     finally:
@@ -739,3 +745,24 @@ def pool_state(server, environment="", image=DEFAULT_IMAGE):
     m = get_metrics(server)
     lab = {"environment": environment, "image": image}
     return tuple(m.get(f"envhub_pool_{k}", **lab) for k in ("ready", "target", "hits_total", "misses_total"))
+
+
+def make_volume_image(label, ref, volume="/data"):
+    """Commits a container of the default image as `ref`, declaring VOLUME `volume` and
+    carrying `label` ("key=value"), so that the session removes it."""
+    key, value = label.split("=", 1)
+    status, body = docker_api("POST", "/v1.41/containers/create",
+                              body={"Image": DEFAULT_IMAGE, "Cmd": ["true"],
+                                    "Labels": {key: value}})
+    assert status == 201, f"engine: create answered {status}: {body}"
+    cid = body["Id"]
+    try:
+        repo, tag = ref.rsplit(":", 1)
+        query = urllib.parse.urlencode({"container": cid, "repo": repo, "tag": tag})
+        status, body = docker_api("POST", f"/v1.41/commit?{query}",
+                                  body={"Image": DEFAULT_IMAGE, "Cmd": ["python3"],
+                                        "Labels": {key: value}, "Volumes": {volume: {}}})
+        assert status == 201, f"engine: commit answered {status}: {body}"
+    finally:
+        docker_api("DELETE", f"/v1.41/containers/{cid}?force=1")
+    return ref

@@ -106,3 +106,37 @@ def test_fifo_in_the_workspace_is_skipped_and_the_call_returns_promptly(envhub):
     assert elapsed < 8, f"took {elapsed:.1f} s: something waited on the FIFO"
     assert "pipe" not in res["files"]
     assert unb64(res["files"]["ok.txt"]) == b"fine\n"
+
+
+def test_output_files_past_the_count_limit_are_listed_in_files_skipped(envhub):
+    # ENVHUB_MAX_OUTPUT_FILES defaults to 1000: three more come back as skipped, by name
+    code = "for i in range(1003):\n    open(f'f{i:04d}.txt', 'w').write(str(i))\n"
+    res = execute(envhub, code, timeout=60)
+    assert res["exit_code"] == 0, short(res)
+    assert len(res["files"]) == 1000, len(res["files"])
+    assert all(unb64(data).decode() == str(int(name[1:5])) for name, data in res["files"].items())
+    skipped = [s for s in res["files_skipped"] if "output file count limit" in s]
+    assert len(skipped) == 3, res["files_skipped"]
+    assert all("1000 files" in s and "ENVHUB_MAX_OUTPUT_FILES" in s for s in skipped)
+    kept = set(res["files"])
+    assert not kept & {s.split(":", 1)[0] for s in skipped}
+    rows = catalog_files(envhub.db_path, res["id"])
+    assert len([k for k in rows if k[0] == "out"]) == 1000
+
+
+def test_file_names_that_are_not_utf8_are_listed_escaped(envhub):
+    code = (
+        "import os\n"
+        "open(b'caf\\xe9.txt', 'wb').write(b'latin-1 name')\n"
+        "open('line\\nbreak.txt', 'w').write('control character')\n"
+        "open('back\\\\slash.txt', 'w').write('kept')\n"
+        "open('fine.txt', 'w').write('kept')\n"
+    )
+    res = execute(envhub, code)
+    assert res["exit_code"] == 0, short(res)
+    assert sorted(res["files"]) == ["back\\slash.txt", "fine.txt"], res
+    assert "caf\\xe9.txt: name is not UTF-8" in res["files_skipped"], res["files_skipped"]
+    assert any(s.startswith("line\\x0abreak.txt: unsafe name") for s in res["files_skipped"]), \
+        res["files_skipped"]
+    rows = catalog_files(envhub.db_path, res["id"])
+    assert sorted(k[1] for k in rows if k[0] == "out") == ["back\\slash.txt", "fine.txt"]

@@ -8,6 +8,7 @@ import time
 import requests
 
 from helpers import (OUTPUT_LIMIT, catalog_row, describe_containers, docker_api, execute, is_sanitizer_build,
+                     make_volume_image,
                      labelled_containers, pool_state, short, unb64)
 
 TIMEOUT_SLACK_S = 3.0  # container start + kill + removal on top of the job's timeout
@@ -305,3 +306,26 @@ def test_execution_time_measures_the_run(envhub):
 
 def test_no_container_left_behind(envhub, run_label):
     assert_no_container_left(envhub, run_label)
+
+
+def test_images_that_declare_a_volume_hold_no_sandbox(envhub, envhub_factory, run_label, run_id):
+    """A VOLUME would be a writable directory on the host's disk past the read-only root:
+    a base image declaring one is refused when the build is asked for, and a default image
+    declaring one runs no job (nor warms a pool), each with a clear error naming the path."""
+    ref = make_volume_image(run_label, f"envhub-test-volume-{run_id}:1", "/scratch")
+    r = requests.post(f"{envhub.url}/environments",
+                      json={"name": f"vol-{run_id}", "setup_script": "true\n",
+                            "base_image": ref}, timeout=30)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("base_image:") and "VOLUME /scratch" in detail, detail
+    assert requests.get(f"{envhub.url}/environments/vol-{run_id}", timeout=10).status_code == 404
+
+    server = envhub_factory(env={"DOCKER_IMAGE": ref, "ENVHUB_POOL_SIZE": "0"})
+    before = {c["Id"] for c in labelled_containers(run_label)}
+    r = requests.post(f"{server.url}/execute", json={"code": "print(1)"}, timeout=60)
+    assert r.status_code == 503, r.text
+    assert "VOLUME /scratch" in r.json()["detail"], r.text
+    made = [c for c in labelled_containers(run_label) if c["Id"] not in before
+            and c.get("Image") == ref]
+    assert not made, describe_containers(made)

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t choice = fuzz_take_byte(&data, &size);
     bool truncated = choice & 1;
-    struct tar_out_limits limits = {.max_file_size = 10 << 20, .max_total = 100 << 20};
+    struct tar_out_limits limits = {
+        .max_file_size = 10 << 20, .max_total = 100 << 20, .max_files = 1000};
     struct job_file *files = NULL;
     char **skipped = NULL;
     size_t n = 0, total = 0;

@@ -907,6 +907,10 @@ static void no_query_of_the_api_scans_executions(void **state)
         bad += plan_check(fx->cat->db, history_verify_sql[i], false);
         checked++;
     }
+    for (size_t i = 0; catalog_storage_sql[i]; i++) { /* budget and retention (storage.c) */
+        bad += plan_check(fx->cat->db, catalog_storage_sql[i], false);
+        checked++;
+    }
     assert_true(checked > 700);
     assert_int_equal(bad, 0);
     buf_release(&sql);

@@ -678,6 +678,28 @@ static void image_info_from_inspect(void **state)
     free(json);
 }
 
+static void image_info_lists_declared_volumes(void **state)
+{
+    struct engine_image_info info = {0};
+    struct err err = ERR_INIT;
+    (void)state;
+
+    assert_int_equal(engine_parse_image_info("{\"Id\":\"sha256:ab\",\"Config\":{\"Volumes\":"
+                                             "{\"/data\":{},\"/var/cache\":{}}}}",
+                                             &info, &err),
+                     0);
+    assert_int_equal(strv_length(info.volumes), 2);
+    assert_string_equal(info.volumes[0], "/data");
+    assert_string_equal(info.volumes[1], "/var/cache");
+    engine_image_info_release(&info);
+    assert_null(info.volumes);
+    assert_int_equal(engine_parse_image_info("{\"Id\":\"sha256:ab\",\"Config\":{\"Volumes\":null}}",
+                                             &info, &err),
+                     0);
+    assert_null(info.volumes);
+    engine_image_info_release(&info);
+}
+
 static void image_info_without_created_or_size(void **state)
 {
     struct engine_image_info info = {0};
@@ -1023,6 +1045,7 @@ int main(void)
         cmocka_unit_test(container_state_rejects_bad_answers_and_leaves_ret_alone),
         cmocka_unit_test(image_info_from_inspect),
         cmocka_unit_test(image_info_without_created_or_size),
+        cmocka_unit_test(image_info_lists_declared_volumes),
         cmocka_unit_test(image_info_rejects_bad_answers),
         cmocka_unit_test(version_compare_is_numeric),
         cmocka_unit_test(progress_build_lines_whatever_the_chunking),

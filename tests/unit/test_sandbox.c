@@ -482,6 +482,32 @@ static void runsc_is_the_runtime_of_jobs_and_checks_when_asked(void **state)
                           "\"runsc\" jobs have no network");
 }
 
+static void images_that_declare_a_volume_are_refused_by_path(void **state)
+{
+    char data[] = "/data", ctl[] = "/a\nb", n[6][3] = {"/1", "/2", "/3", "/4", "/5", "/6"};
+    char *few[] = {data, NULL};
+    char *bad[] = {ctl, NULL};
+    char *many[] = {n[0], n[1], n[2], n[3], n[4], n[5], NULL};
+    struct engine_image_info info = {0};
+    struct err err = ERR_INIT;
+    (void)state;
+
+    assert_int_equal(sandbox_image_check("base:1", &info, &err), 0);
+    info.volumes = few;
+    assert_int_equal(sandbox_image_check("base:1", &info, &err), -1);
+    assert_int_equal(err.code, ERR_INVALID);
+    assert_non_null(strstr(err.msg, "image 'base:1' declares VOLUME /data:"));
+    err_clear(&err);
+    info.volumes = bad;
+    assert_int_equal(sandbox_image_check("base:1", &info, &err), -1);
+    assert_non_null(strstr(err.msg, "VOLUME /a\\x0ab:"));
+    err_clear(&err);
+    info.volumes = many;
+    assert_int_equal(sandbox_image_check("base:1", &info, &err), -1);
+    assert_non_null(strstr(err.msg, "VOLUME /1, /2, /3, /4 and 2 more:"));
+    err_clear(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -502,6 +528,7 @@ int main(void)
         cmocka_unit_test(overrides_only_lower_the_limits),
         cmocka_unit_test(recorded_limits_are_sorted_json),
         cmocka_unit_test(runsc_is_the_runtime_of_jobs_and_checks_when_asked),
+        cmocka_unit_test(images_that_declare_a_volume_are_refused_by_path),
     };
     return cmocka_run_group_tests(tests, setup_config, teardown_config);
 }

@@ -140,7 +140,8 @@ struct outputs {
 static void run_outputs(struct outputs *o, const struct buf *tar, bool truncated, size_t max_file,
                         size_t max_total)
 {
-    struct tar_out_limits lim = {.max_file_size = max_file, .max_total = max_total};
+    struct tar_out_limits lim = {
+        .max_file_size = max_file, .max_total = max_total, .max_files = 1000};
     struct err err = ERR_INIT;
 
     memset(o, 0, sizeof(*o));
@@ -705,7 +706,7 @@ static void outputs_header_claiming_100_gib_is_skipped_without_allocating(void *
 
 static void outputs_of_empty_input_are_empty(void **state)
 {
-    struct tar_out_limits lim = {.max_file_size = MIB, .max_total = MIB};
+    struct tar_out_limits lim = {.max_file_size = MIB, .max_total = MIB, .max_files = 1000};
     struct job_file *files = (struct job_file *)&lim; /* must be overwritten */
     size_t n = 99;
     char **skipped = NULL;
@@ -794,6 +795,56 @@ static void outputs_keep_non_ascii_names(void **state)
     buf_release(&t.out);
 }
 
+static void outputs_list_names_that_are_not_utf8_escaped(void **state)
+{
+    struct tb t;
+    struct outputs o;
+    (void)state;
+
+    tb_open(&t, true);
+    tb_str(&t, "./caf\xe9.txt", "latin-1");
+    tb_str(&t, "./a\\b.txt", "kept");
+    tb_str(&t, "./tab\there", "x");
+    tb_close(&t);
+    run_outputs(&o, &t.out, false, MIB, MIB);
+    assert_int_equal(o.n, 1);
+    assert_file(&o, "a\\b.txt", "kept", 4);
+    assert_non_null(o.skipped);
+    assert_string_equal(o.skipped[0], "caf\\xe9.txt: name is not UTF-8");
+    assert_string_equal(o.skipped[1], "tab\\x09here: unsafe name (contains a control character)");
+    assert_null(o.skipped[2]);
+    outputs_release(&o);
+    buf_release(&t.out);
+}
+
+static void outputs_past_the_count_limit_are_skipped_and_the_list_bounded(void **state)
+{
+    struct tb t;
+    struct outputs o = {0};
+    struct tar_out_limits lim = {.max_file_size = MIB, .max_total = MIB, .max_files = 3};
+    struct err err = ERR_INIT;
+    char name[32];
+    (void)state;
+
+    tb_open(&t, true);
+    for (int i = 0; i < 3 + TAR_SKIPPED_MAX + 5; i++) {
+        snprintf(name, sizeof(name), "./f%05d", i);
+        tb_str(&t, name, "");
+    }
+    tb_close(&t);
+    assert_int_equal(
+        exec_tar_outputs(t.out.data, t.out.len, false, &lim, &o.files, &o.n, &o.skipped, &err), 0);
+    assert_int_equal(o.n, 3);
+    assert_non_null(find_file(&o, "f00002"));
+    assert_int_equal(strv_length(o.skipped), TAR_SKIPPED_MAX + 1);
+    assert_string_equal(
+        o.skipped[0],
+        "f00003: past the output file count limit (3 files, ENVHUB_MAX_OUTPUT_FILES)");
+    assert_string_equal(o.skipped[TAR_SKIPPED_MAX], "*: 5 more files left out, not listed");
+    outputs_release(&o);
+    buf_release(&t.out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +870,8 @@ int main(void)
         cmocka_unit_test(outputs_of_garbage_return_nothing),
         cmocka_unit_test(outputs_report_a_damaged_archive),
         cmocka_unit_test(outputs_keep_non_ascii_names),
+        cmocka_unit_test(outputs_list_names_that_are_not_utf8_escaped),
+        cmocka_unit_test(outputs_past_the_count_limit_are_skipped_and_the_list_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

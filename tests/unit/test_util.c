@@ -1252,6 +1252,34 @@ static void err_code_name_is_distinct_for_every_code(void **state)
     assert_string_equal(err_code_name((enum err_code)999), "unknown");
 }
 
+static void utf8_escape_shows_every_byte_and_keeps_names_apart(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = {
+        {"plain.txt", 9, "plain.txt"},
+        {"\xe6\x95\xb0.csv", 7, "\xe6\x95\xb0.csv"},
+        {"caf\xe9", 4, "caf\\xe9"},
+        {"a\\xe9", 5, "a\\\\xe9"}, /* a name spelling an escape stays apart from caf\xe9 */
+        {"a\nb\x7f", 4, "a\\x0ab\\x7f"},
+        {"a\0b", 3, "a\\x00b"},
+        {"\xed\xa0\x80", 3, "\\xed\\xa0\\x80"}, /* a surrogate is not UTF-8 */
+        {"\xf0\x9f\x98", 3, "\\xf0\\x9f\\x98"}, /* cut short */
+        {"", 0, ""},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = utf8_escape(cases[i].in, cases[i].len);
+        if (strcmp(out, cases[i].out) != 0)
+            fail_msg("case %zu: '%s', expected '%s'", i, out, cases[i].out);
+        assert_true(utf8_valid(out, strlen(out)));
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1277,6 +1305,7 @@ int main(void)
         cmocka_unit_test(utf8_valid_rejects_overlong_surrogates_and_truncated),
         cmocka_unit_test(utf8_valid_rejects_nul),
         cmocka_unit_test(utf8_sanitize_keeps_valid_text_unchanged),
+        cmocka_unit_test(utf8_escape_shows_every_byte_and_keeps_names_apart),
         cmocka_unit_test(utf8_sanitize_replaces_single_bad_bytes_and_nul),
         cmocka_unit_test(utf8_sanitize_output_is_always_valid),
         cmocka_unit_test(utf8_repair_keeps_nul_and_control_bytes),

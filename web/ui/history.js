@@ -188,8 +188,12 @@ async function openDetail(id) {
   if (field(ex, "code_sha256")) fact(dl, "Code sha256", h("span", { class: "mono" }, ex.code_sha256));
   if (field(ex, "chain_seq")) fact(dl, "Audit chain", h("span", { class: "mono" }, `#${ex.chain_seq} ${(ex.chain_hash || "").slice(0, 16)}…`));
   $("hist-code").textContent = field(ex, "code") ?? "";
-  $("hist-stdout").textContent = (field(ex, "stdout") ?? "") + (ex.stdout_truncated ? "\n[truncated]" : "");
-  $("hist-stderr").textContent = (field(ex, "stderr") ?? "") + (ex.stderr_truncated ? "\n[truncated]" : "");
+  // retention (ENVHUB_RETENTION_DAYS) dropped the texts: say so, with what was kept of them
+  const pruned = (name) => `[pruned ${fmtTime(ex.output_pruned_at)}: ${fmtBytes(ex[`${name}_size`] ?? 0)}, sha256 ${ex[`${name}_sha256`] || "—"}]`;
+  $("hist-stdout").textContent = ex.output_pruned ? pruned("stdout")
+    : (field(ex, "stdout") ?? "") + (ex.stdout_truncated ? "\n[truncated]" : "");
+  $("hist-stderr").textContent = ex.output_pruned ? pruned("stderr")
+    : (field(ex, "stderr") ?? "") + (ex.stderr_truncated ? "\n[truncated]" : "");
   const files = Array.isArray(ex.files) ? ex.files : [];
   $("hist-files").replaceChildren(...(files.length ? files.map((f) => h("tr", null,
     h("td", null, f.direction || "—"), h("td", { class: "mono" }, f.path), h("td", null, fmtBytes(f.size)),
