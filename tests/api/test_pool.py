@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, catalog_row, container_exists, create_env, create_key,
+from helpers import (DEFAULT_IMAGE, WHOAMI_CODE, image_id_of, catalog_row, container_exists, create_env, create_key,
                      delete_env, describe_containers, execute, get_env, get_metrics, instance_label,
                      labelled_containers, pool_state, running_containers, served_by, short, wait_build,
                      wait_env, wait_until, whoami)
@@ -177,8 +177,11 @@ def pool_env(pool, run_id):
         requests.delete(f"{pool.url}/environments/{name}", timeout=60)
 
 
-def env_running(server, image):
-    return {i: c for i, c in running_containers(server.instance).items() if c["Image"] == image}
+def env_running(server, image, image_id=None):
+    """The running containers of `image`; with `image_id`, also once the tag is gone (the
+    engine then lists a container's Image as the bare id)."""
+    return {i: c for i, c in running_containers(server.instance).items()
+            if c["Image"] == image or (image_id and c.get("ImageID") == image_id)}
 
 
 def test_an_environment_with_pool_size_gets_a_warm_pool(pool, pool_env):
@@ -225,11 +228,13 @@ def test_the_environment_pool_follows_a_rebuild(pool, pool_env):
 def test_deleting_the_environment_empties_its_pool(pool, pool_env):
     name, image = pool_env["name"], pool_env["image"]
     settled(pool, want=1, image=image, environment=name)
+    image_id = image_id_of(image)
+    assert image_id, f"no image {image}"
     delete_env(pool, name)
     pool_env["deleted"] = True
-    emptied = wait_until(lambda: not env_running(pool, image), 15, poll=0.2)
+    emptied = wait_until(lambda: not env_running(pool, image, image_id), 15, poll=0.2)
     assert emptied, (f"the warm containers of the deleted environment {name} remain: "
-                     f"{describe_containers(env_running(pool, image).values())}")
+                     f"{describe_containers(env_running(pool, image, image_id).values())}")
     m = get_metrics(pool)
     left = {k: m.get(f"envhub_pool_{k}", environment=name, image=image) for k in ("ready", "target")}
     assert all(v in (None, 0) for v in left.values()), f"/metrics after the delete: {left}"
