@@ -142,7 +142,12 @@ static const struct opt opts[] = {
     {"max-workspace-size", "ENVHUB_MAX_WORKSPACE_SIZE", OPT_SIZE, OFF(max_workspace_size), "1g",
      MIB, 1024 * GIB, "the largest /workspace an environment's policy may give a job"},
     {"max-pool-size", "ENVHUB_MAX_POOL_SIZE", OPT_INT, OFF(max_pool_size), "10", 0, 1000,
-     "the largest warm pool an environment's policy may ask for"},
+     "the largest warm pool: the most an environment's policy may ask for, and the most a pool "
+     "grows to when its recent demand outruns its refills"},
+    {"max-removal-backlog", "ENVHUB_MAX_REMOVAL_BACKLOG", OPT_INT, OFF(max_removal_backlog), "32",
+     1, 1000000,
+     "finished containers waiting to be removed; at this many, new jobs wait for removals before "
+     "they take a container"},
     {"allow-network", "ENVHUB_ALLOW_NETWORK", OPT_INT, OFF(allow_network), "0", 0, 1,
      "1: environments' policies may give jobs a network (bridge); 0: never"},
     {"request-timeout", "ENVHUB_REQUEST_TIMEOUT", OPT_INT, OFF(request_timeout_ms), "30000", 1000,

@@ -70,7 +70,8 @@ struct config {
     int64_t max_pids;                 /* ENVHUB_MAX_PIDS */
     int64_t max_output_limit;         /* ENVHUB_MAX_OUTPUT_LIMIT */
     int64_t max_workspace_size;       /* ENVHUB_MAX_WORKSPACE_SIZE */
-    int64_t max_pool_size;            /* ENVHUB_MAX_POOL_SIZE */
+    int64_t max_pool_size;            /* ENVHUB_MAX_POOL_SIZE: also the adaptive pools' ceiling */
+    int64_t max_removal_backlog;      /* ENVHUB_MAX_REMOVAL_BACKLOG: containers waiting removal */
     int64_t allow_network;            /* ENVHUB_ALLOW_NETWORK: 1 lets policies choose bridge */
     char *callback_hosts;             /* ENVHUB_CALLBACK_HOSTS: hosts callbacks may reach */
     int64_t retire_grace;             /* ENVHUB_RETIRE_GRACE: seconds a retired environment

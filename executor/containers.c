@@ -1,13 +1,18 @@
 /* executor/containers.c - the sandbox containers of jobs and sessions: their
  * creation (the spec is sandbox/'s), the list of those in use, the removal
- * thread, the kill at shutdown, and what a previous run left behind.
+ * workers and their backlog, the kill at shutdown, and what a previous run
+ * left behind.
  *
  * Invariants: every container this executor creates carries the labels
  * envhub.managed=1 and envhub.instance=<catalog instance id>; it is in
  * `active` while a job or a session uses it, and handed to the removal
- * thread when they are done with it, on every path (a warm one waits in its
- * pool, pool.c, in between). A restart removes what a crash left behind.
- * Calls shared.c only. */
+ * workers when they are done with it, on every path (a warm one waits in its
+ * pool, pool.c, in between). The backlog (removals waiting plus those in
+ * progress) is bounded for jobs: a job waits for it to fall below
+ * ENVHUB_MAX_REMOVAL_BACKLOG before it takes or makes a container, so that
+ * finished containers cannot pile up faster than the engine removes them.
+ * A restart removes what a crash left behind. Calls shared.c only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,42 +50,112 @@ void exec_containers_init(struct executor *x)
 {
     pthread_mutex_init(&x->containers.lock, NULL);
     pthread_cond_init(&x->containers.removal_ready, NULL);
+    pthread_cond_init(&x->containers.backlog_freed, NULL);
 }
 
 void exec_container_activate(struct executor *x, const char *id)
 {
     pthread_mutex_lock(&x->containers.lock);
     list_push(&x->containers.active, id);
+    x->containers.n_active++;
     pthread_mutex_unlock(&x->containers.lock);
+}
+
+/* Under containers.lock: @id out of active (NULL when it was not there). */
+static struct container_ref *active_take_locked(struct executor *x, const char *id)
+{
+    struct container_ref *c = list_take(&x->containers.active, id);
+    if (c)
+        x->containers.n_active--;
+    return c;
 }
 
 void exec_container_deactivate(struct executor *x, const char *id)
 {
     pthread_mutex_lock(&x->containers.lock);
-    struct container_ref *c = list_take(&x->containers.active, id);
+    struct container_ref *c = active_take_locked(x, id);
     pthread_mutex_unlock(&x->containers.lock);
     exec_ref_free(c);
 }
 
+/* Under containers.lock: @c onto removals, for a worker. */
+static void removal_push_locked(struct executor *x, struct container_ref *c)
+{
+    c->next = x->containers.removals;
+    x->containers.removals = c;
+    x->containers.n_removals++;
+    pthread_cond_signal(&x->containers.removal_ready);
+}
+
+static struct container_ref *ref_of(const char *id)
+{
+    struct container_ref *c = xcalloc(1, sizeof(*c));
+    c->id = xstrdup(id);
+    return c;
+}
+
 void exec_container_remove_later(struct executor *x, const char *id)
 {
+    struct container_ref *c = ref_of(id);
     pthread_mutex_lock(&x->containers.lock);
-    list_push(&x->containers.removals, id);
-    pthread_cond_signal(&x->containers.removal_ready);
+    removal_push_locked(x, c);
     pthread_mutex_unlock(&x->containers.lock);
 }
 
 void exec_container_release(struct executor *x, const char *id)
 {
     pthread_mutex_lock(&x->containers.lock);
-    struct container_ref *c = list_take(&x->containers.active, id);
-    if (!c) {
-        c = xcalloc(1, sizeof(*c));
-        c->id = xstrdup(id);
+    struct container_ref *c = active_take_locked(x, id);
+    removal_push_locked(x, c ? c : ref_of(id));
+    pthread_mutex_unlock(&x->containers.lock);
+}
+
+int exec_containers_backlog_wait(struct executor *x, int64_t max_ms, struct err *err)
+{
+    const int64_t limit = x->cfg->max_removal_backlog;
+    int64_t t0 = time_mono_ms();
+    struct timespec until = time_deadline_in(max_ms);
+    bool waited = false;
+    int rc = 0;
+
+    pthread_mutex_lock(&x->containers.lock);
+    while (x->containers.n_removals + x->containers.removing >= limit && !exec_stopping(x)) {
+        waited = true;
+        if (pthread_cond_timedwait(&x->containers.backlog_freed, &x->containers.lock, &until) ==
+                ETIMEDOUT &&
+            x->containers.n_removals + x->containers.removing >= limit) {
+            rc = err_set(err, ERR_UNAVAILABLE,
+                         "%lld containers still wait for removal after %lld ms "
+                         "(ENVHUB_MAX_REMOVAL_BACKLOG %lld); the engine removes them too slowly",
+                         (long long)(x->containers.n_removals + x->containers.removing),
+                         (long long)max_ms, (long long)limit);
+            break;
+        }
     }
-    c->next = x->containers.removals;
-    x->containers.removals = c;
-    pthread_cond_signal(&x->containers.removal_ready);
+    if (rc == 0 && exec_stopping(x))
+        rc = err_set(err, ERR_UNAVAILABLE, "envhub is shutting down");
+    if (waited) {
+        x->containers.backlog_waits++;
+        x->containers.backlog_wait_ms += (uint64_t)(time_mono_ms() - t0);
+    }
+    pthread_mutex_unlock(&x->containers.lock);
+    return rc;
+}
+
+void exec_containers_wake(struct executor *x)
+{
+    pthread_mutex_lock(&x->containers.lock);
+    pthread_cond_broadcast(&x->containers.backlog_freed);
+    pthread_mutex_unlock(&x->containers.lock);
+}
+
+void exec_containers_counts(struct executor *x, struct exec_container_counts *ret)
+{
+    pthread_mutex_lock(&x->containers.lock);
+    ret->active = x->containers.n_active;
+    ret->backlog = x->containers.n_removals + x->containers.removing;
+    ret->backlog_waits = x->containers.backlog_waits;
+    ret->backlog_wait_ms = x->containers.backlog_wait_ms;
     pthread_mutex_unlock(&x->containers.lock);
 }
 
@@ -148,13 +223,18 @@ static void *removal_main(void *arg)
             break;
         struct container_ref *c = x->containers.removals;
         x->containers.removals = c->next;
+        x->containers.n_removals--;
+        x->containers.removing++; /* still alive, still in the backlog */
         pthread_mutex_unlock(&x->containers.lock);
 
+        /* force=1: the engine kills a container still running, then removes it */
         struct err err = ERR_INIT;
         if (engine_container_remove(x->engine, c->id, &err) < 0)
             log_warn("executor: cannot remove container '%.12s', ignoring: %s", c->id, err.msg);
         exec_ref_free(c);
         pthread_mutex_lock(&x->containers.lock);
+        x->containers.removing--;
+        pthread_cond_broadcast(&x->containers.backlog_freed);
     }
     pthread_mutex_unlock(&x->containers.lock);
     return NULL;
@@ -187,22 +267,24 @@ static void reap_leftovers(struct executor *x)
 int exec_containers_start(struct executor *x, struct err *err)
 {
     reap_leftovers(x);
-    if (pthread_create(&x->containers.removal_thread, NULL, removal_main, x) != 0)
-        return err_set(err, ERR_INTERNAL, "cannot start the container removal thread");
-    x->containers.removal_started = true;
+    for (size_t i = 0; i < EXEC_REMOVAL_WORKERS; i++) {
+        if (pthread_create(&x->containers.removal_threads[i], NULL, removal_main, x) != 0)
+            return err_set(err, ERR_INTERNAL, "cannot start the container removal threads");
+        x->containers.n_removal_threads++;
+    }
     return 0;
 }
 
 void exec_containers_stop(struct executor *x)
 {
-    if (!x->containers.removal_started)
-        return;
     pthread_mutex_lock(&x->containers.lock);
     x->containers.removal_stop = true;
-    pthread_cond_signal(&x->containers.removal_ready);
+    pthread_cond_broadcast(&x->containers.removal_ready);
     pthread_mutex_unlock(&x->containers.lock);
-    pthread_join(x->containers.removal_thread, NULL);
-    x->containers.removal_started = false;
+    /* each worker leaves once the list is empty: everything handed over is removed */
+    for (size_t i = 0; i < x->containers.n_removal_threads; i++)
+        pthread_join(x->containers.removal_threads[i], NULL);
+    x->containers.n_removal_threads = 0;
 }
 
 void exec_containers_fini(struct executor *x)
@@ -216,6 +298,7 @@ void exec_containers_fini(struct executor *x)
             exec_ref_free(c);
         }
     x->containers.active = x->containers.removals = NULL;
+    pthread_cond_destroy(&x->containers.backlog_freed);
     pthread_cond_destroy(&x->containers.removal_ready);
     pthread_mutex_destroy(&x->containers.lock);
 }

@@ -58,6 +58,7 @@ void executor_shutdown(struct executor *x)
         return;
     /* each subsystem's waiters, under its own lock (see executor_internal.h) */
     exec_runs_wake(x);
+    exec_containers_wake(x);
     exec_pool_wake(x);
     exec_sessions_wake(x);
     exec_async_wake(x);
@@ -108,6 +109,15 @@ void executor_metrics(struct executor *x, struct executor_metrics *ret)
     ret->engine_errors = exec_engine_errors(x);
     exec_counters_snapshot(x, &ret->envs, &ret->n_envs);
     executor_pool_stats(x, &ret->pools, &ret->n_pools);
+    /* two locks, one after the other: a container moving between them
+     * meanwhile may be counted twice or not at all */
+    struct exec_container_counts cc;
+    exec_containers_counts(x, &cc);
+    ret->containers_live = cc.active + cc.backlog + exec_pool_live(x);
+    ret->removal_backlog = cc.backlog;
+    ret->removal_backlog_max = x->cfg->max_removal_backlog;
+    ret->backlog_waits = cc.backlog_waits;
+    ret->backlog_wait_seconds = (double)cc.backlog_wait_ms / 1000;
 }
 
 void executor_metrics_release(struct executor_metrics *m)

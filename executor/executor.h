@@ -188,8 +188,14 @@ int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, vo
 
 struct executor_pool_stat {
     char *image, *environment; /* environment "" for the default image */
-    int64_t want, ready;
+    int64_t want;              /* the target now: floor <= want <= ENVHUB_MAX_POOL_SIZE */
+    int64_t floor;             /* the configured size */
+    int64_t ready, starting;
     uint64_t hits, misses;
+    double rate;           /* takes per second, recent (exponentially weighted) */
+    double refill_seconds; /* moving average of the time to make and start one */
+    double refill_sum;     /* seconds, all refills */
+    uint64_t refills;
 };
 /* A snapshot of every pool; the caller frees with executor_pool_stats_free. */
 void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, size_t *ret_n);
@@ -215,6 +221,11 @@ struct executor_metrics {
     size_t n_envs;
     struct executor_pool_stat *pools;
     size_t n_pools;
+    int64_t containers_live;     /* in use + ready or starting in pools + removal backlog */
+    int64_t removal_backlog;     /* waiting for removal or being removed */
+    int64_t removal_backlog_max; /* ENVHUB_MAX_REMOVAL_BACKLOG */
+    uint64_t backlog_waits;      /* jobs that waited for the backlog to fall */
+    double backlog_wait_seconds; /* and how long, in all */
 };
 /* A snapshot; release it with executor_metrics_release. */
 void executor_metrics(struct executor *x, struct executor_metrics *ret);

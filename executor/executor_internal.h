@@ -39,9 +39,11 @@
  *
  *   lock             guards                                      conditions
  *   stats.lock       counters, engine_errors, default_image_id  -
- *   containers.lock  active, removals, removal_stop              removal_ready
+ *   containers.lock  active, removals and their counts, the      removal_ready,
+ *                    backlog waits, removal_stop                 backlog_freed
  *   live.lock        every live buffer and the list of them      grew
- *   pool.lock        the pools, their ready containers, refresh  wake
+ *   pool.lock        the pools, their ready containers, their    wake
+ *                    demand and refill estimates, refresh
  *   runs.lock        running, waiting, wait totals; the registry slot_freed
  *                    of running jobs (their cid, cancelled_by)
  *   sessions.lock    the sessions, those being opened (their     reaper_wake,
@@ -99,6 +101,11 @@ struct exec_counter {
     struct exec_counter *next;
 };
 
+/* Threads removing the containers jobs, sessions and pools are done with. */
+#define EXEC_REMOVAL_WORKERS 3
+/* Threads starting warm containers for the pools. */
+#define EXEC_POOL_FILLERS 2
+
 struct pool;
 struct session;
 struct live;
@@ -117,17 +124,23 @@ struct executor {
         pthread_mutex_t lock;
         struct exec_counter *counters;
         uint64_t engine_errors;
-        char *default_image_id; /* refreshed by the pool thread */
+        char *default_image_id; /* refreshed by a pool filler */
     } stats;
 
     struct {
         pthread_mutex_t lock;
-        pthread_cond_t removal_ready;
+        pthread_cond_t removal_ready;   /* something to remove, or stop */
+        pthread_cond_t backlog_freed;   /* a removal ended, or shutdown */
         struct container_ref *active;   /* in use by a job or a session */
         struct container_ref *removals; /* to remove */
+        int64_t n_active;
+        int64_t n_removals;       /* in removals */
+        int64_t removing;         /* taken off removals, being removed now */
+        uint64_t backlog_waits;   /* jobs that waited for the backlog */
+        uint64_t backlog_wait_ms; /* and how long, in all */
         bool removal_stop;
-        pthread_t removal_thread;
-        bool removal_started;
+        pthread_t removal_threads[EXEC_REMOVAL_WORKERS];
+        size_t n_removal_threads;
     } containers;
 
     struct {
@@ -140,9 +153,10 @@ struct executor {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         struct pool *list;
-        bool refresh; /* read the targets again */
-        pthread_t thread;
-        bool started;
+        bool refresh;    /* read the targets again */
+        bool refreshing; /* a filler is reading them (one at a time) */
+        pthread_t threads[EXEC_POOL_FILLERS];
+        size_t n_threads;
     } pool;
 
     struct {
@@ -237,9 +251,9 @@ int exec_collect_stdout(void *ctx, enum engine_stream stream, const char *data, 
 /* ---- containers.c ---- */
 
 void exec_containers_init(struct executor *x);
-/* Remove what a previous run of this catalog left behind; start the removal thread. */
+/* Remove what a previous run of this catalog left behind; start the removal workers. */
 int exec_containers_start(struct executor *x, struct err *err);
-/* Remove what is left to remove, join the removal thread. */
+/* Remove what is left to remove, join the removal workers. */
 void exec_containers_stop(struct executor *x);
 void exec_containers_fini(struct executor *x);
 /* Kill every container in use (shutdown): their runs end and record themselves. */
@@ -252,10 +266,23 @@ int exec_container_create(struct executor *x, const char *image, const struct sa
 /* In use / no longer in use (then the caller says where it goes). */
 void exec_container_activate(struct executor *x, const char *id);
 void exec_container_deactivate(struct executor *x, const char *id);
-/* To the removal thread; nobody waits for it. */
+/* To the removal workers; nobody waits for it. */
 void exec_container_remove_later(struct executor *x, const char *id);
-/* No longer in use, and to the removal thread. */
+/* No longer in use, and to the removal workers. */
 void exec_container_release(struct executor *x, const char *id);
+/* Backpressure: wait until fewer than ENVHUB_MAX_REMOVAL_BACKLOG containers
+ * wait for removal (or are being removed), at most @max_ms. ERR_UNAVAILABLE
+ * when shutting down or when the backlog stayed full that long. Called by a
+ * job holding its slot, before it takes or makes its container. */
+int exec_containers_backlog_wait(struct executor *x, int64_t max_ms, struct err *err);
+/* Shutdown: backlog waiters give up. */
+void exec_containers_wake(struct executor *x);
+struct exec_container_counts {
+    int64_t active;  /* in use by jobs and sessions */
+    int64_t backlog; /* waiting for removal or being removed */
+    uint64_t backlog_waits, backlog_wait_ms;
+};
+void exec_containers_counts(struct executor *x, struct exec_container_counts *ret);
 
 /* ---- live.c ---- */
 
@@ -275,10 +302,37 @@ void exec_live_close(struct executor *x, struct live *l);
 
 /* ---- pool.c ---- */
 
+/* Demand of one pool: how fast jobs take its containers and how long one
+ * takes to make. Pure functions below, under pool.lock in pool.c. */
+struct pool_demand {
+    double rate;     /* takes per second, as of at_ms */
+    int64_t at_ms;   /* monotonic ms of the last take (0: none yet) */
+    double refill_s; /* moving average of create + start (0: none measured) */
+    double refill_sum;
+    uint64_t refills;
+};
+/* Time constant of the rate estimate: a take counts 1/tau and fades as e^(-age/tau). */
+#define POOL_RATE_WINDOW_MS 30000
+/* Weight of the newest refill time in its moving average. */
+#define POOL_REFILL_WEIGHT 0.2
+/* A take at @now_ms (monotonic, never earlier than the last). */
+void exec_demand_take(struct pool_demand *d, int64_t now_ms);
+/* The rate at @now_ms: takes per second, exponentially weighted. */
+double exec_demand_rate(const struct pool_demand *d, int64_t now_ms);
+/* A container made for the pool in @seconds. */
+void exec_demand_refill(struct pool_demand *d, double seconds);
+/* The pool's target: enough ready containers for the takes expected while
+ * one is made (ceil(rate x refill time)), never below @floor (the configured
+ * size) nor above @ceiling (ENVHUB_MAX_POOL_SIZE, or the floor when that is
+ * larger); 0 when the floor is 0 (the pool is off). */
+int64_t exec_pool_target(int64_t floor, int64_t ceiling, double rate, double refill_s);
+
 void exec_pool_init(struct executor *x);
+/* Ready and starting containers of every pool. */
+int64_t exec_pool_live(struct executor *x);
 int exec_pool_start(struct executor *x, struct err *err);
 void exec_pool_wake(struct executor *x);
-/* Join the pool thread and hand every pooled container to removal. */
+/* Join the pool fillers and hand every pooled container to removal. */
 void exec_pool_stop(struct executor *x);
 void exec_pool_fini(struct executor *x);
 /* A started container of @image made with limits @l, or NULL (a miss); the

@@ -2,25 +2,26 @@
  *
  * Each image in service may have a pool: ENVHUB_POOL_SIZE containers for the
  * default image, the environment's policy pool_size for an environment's
- * current image. A job takes a ready container (a hit) or makes one (a miss);
- * the pool thread starts a replacement. A container serves one job, unless
- * recycling is on (ENVHUB_POOL_RECYCLE, a policy's recycle N > 1): then it
- * goes back to its pool after a job, bound to that job's principal and
- * environment version: it serves nobody else (a job of another caller takes
- * a fresh container; when the pool holds none, one of the bound ones goes
- * so that a fresh one replaces it). Its next job's wrapper first kills every
- * process but the container's first, removes the SysV IPC objects and POSIX
- * message queues, empties /workspace, /tmp and /dev/shm, and checks that it
- * did (a container it cannot verify clean goes away and the job gets a fresh
- * one, see wrapper.sh). Under runsc nothing is recycled: gVisor shows
- * neither /proc/sysvipc nor /dev/mqueue, so no clean-up could be verified.
- * Sessions only take containers that never served a job. Targets are
- * read again when environments change (executor_pool_refresh): a new version
- * gets its pool, the old version's drains. Invariant: a container is in at
- * most one of active (containers.c), ready and removals (containers.c).
+ * current image. That size is the pool's floor: its target follows demand,
+ * ceil(recent takes per second x the time a container takes to make), up to
+ * ENVHUB_MAX_POOL_SIZE, and falls back to the floor as the takes fade (the
+ * excess ready containers go once the pool has been idle a minute). A job takes a ready container
+ * (a hit) or makes one (a miss); the pool fillers (EXEC_POOL_FILLERS threads) start replacements. A
+ * container serves one job, unless recycling is on (ENVHUB_POOL_RECYCLE, a policy's recycle N > 1):
+ * then it goes back to its pool after a job, bound to that job's principal and environment version:
+ * it serves nobody else (a job of another caller takes a fresh container; when the pool holds none,
+ * one of the bound ones goes so that a fresh one replaces it). Its next job's wrapper first kills
+ * every process but the container's first, removes the SysV IPC objects and POSIX message queues,
+ * empties /workspace, /tmp and /dev/shm, and checks that it did (a container it cannot verify clean
+ * goes away and the job gets a fresh one, see wrapper.sh). Under runsc nothing is recycled: gVisor
+ * shows neither /proc/sysvipc nor /dev/mqueue, so no clean-up could be verified. Sessions only take
+ * containers that never served a job. Targets are read again when environments change
+ * (executor_pool_refresh): a new version gets its pool, the old version's drains. Invariant: a
+ * container is in at most one of active (containers.c), ready and removals (containers.c).
  * pool.lock guards the pools; it is never held while calling containers.c:
  * what leaves a pool is collected and handed over after. Calls
  * containers.c and shared.c. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,23 +35,70 @@
 
 #include "core/banned.h"
 
-#define POOL_RETRY_MS 2000 /* after a failure to start a container */
+#define POOL_RETRY_MS 2000    /* after a failure to start a container */
+#define POOL_RETARGET_MS 5000 /* how often a pool above its floor looks at its demand again */
+#define POOL_TRIM_IDLE_MS                                                                          \
+    60000 /* ready containers past the target go after this long without a take */
 
 /* One image's warm pool. */
 struct pool {
     char *image;
     struct sandbox_limits limits; /* its containers are made with these */
     char *environment;            /* NULL: the default image */
-    int64_t want;                 /* ready containers to keep */
-    int64_t recycle;              /* jobs one container may serve; 1: a fresh one each time */
-    int64_t starting;             /* being created now */
-    int64_t n_out;                /* recycling: taken by jobs that bring them back */
+    int64_t floor;                /* the configured size: the target never falls below it */
+    int64_t want;                 /* ready containers to keep now (the target) */
+    struct pool_demand demand;
+    int64_t recycle;  /* jobs one container may serve; 1: a fresh one each time */
+    int64_t starting; /* being created now */
+    int64_t n_out;    /* recycling: taken by jobs that bring them back */
     int64_t n_ready;
     struct container_ref *ready;
     uint64_t hits, misses;
     bool wanted; /* still in the targets after the last refresh */
     struct pool *next;
 };
+
+/* ---- demand (pure) ---- */
+
+void exec_demand_take(struct pool_demand *d, int64_t now_ms)
+{
+    d->rate = exec_demand_rate(d, now_ms) + 1000.0 / POOL_RATE_WINDOW_MS;
+    d->at_ms = now_ms;
+}
+
+double exec_demand_rate(const struct pool_demand *d, int64_t now_ms)
+{
+    if (d->at_ms == 0 || d->rate <= 0)
+        return 0;
+    int64_t age = now_ms > d->at_ms ? now_ms - d->at_ms : 0;
+    return d->rate * exp(-(double)age / POOL_RATE_WINDOW_MS);
+}
+
+void exec_demand_refill(struct pool_demand *d, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    d->refill_s = d->refills == 0
+                      ? seconds
+                      : POOL_REFILL_WEIGHT * seconds + (1 - POOL_REFILL_WEIGHT) * d->refill_s;
+    d->refill_sum += seconds;
+    d->refills++;
+}
+
+int64_t exec_pool_target(int64_t floor, int64_t ceiling, double rate, double refill_s)
+{
+    if (floor <= 0)
+        return 0;
+    if (ceiling < floor)
+        ceiling = floor;
+    double need = rate * refill_s;
+    if (!(need > (double)floor)) /* also NaN */
+        return floor;
+    if (need >= (double)ceiling)
+        return ceiling;
+    /* a hair of slack so that 2.0000001 from rounding stays 2 */
+    return (int64_t)ceil(need - 1e-9);
+}
 
 static struct pool *pool_find(struct executor *x, const char *image)
 {
@@ -100,7 +148,7 @@ static struct container_ref **pick_locked(struct pool *p, const char *principal,
 }
 
 /* Under pool.lock: a recycled container of @p bound to someone else, onto
- * *gone (the pool thread makes a fresh one in its place); false when none. */
+ * *gone (a pool filler makes a fresh one in its place); false when none. */
 static bool evict_bound_locked(struct pool *p, struct container_ref **gone)
 {
     struct container_ref **last = NULL;
@@ -127,6 +175,32 @@ static void drop_ready_locked(struct pool *p, struct container_ref **gone)
     *gone = c;
 }
 
+/* Under pool.lock: @p's target from its demand as of @now_ms. */
+static void retarget_locked(struct executor *x, struct pool *p, int64_t now_ms)
+{
+    if (!p->wanted) {
+        p->want = 0;
+        return;
+    }
+    p->want = exec_pool_target(p->floor, x->cfg->max_pool_size,
+                               exec_demand_rate(&p->demand, now_ms), p->demand.refill_s);
+}
+
+/* Under pool.lock: the ready containers of @p past what it may keep onto
+ * *gone. A pool no longer wanted keeps none. Past a target that fell with
+ * demand, they go only once the pool has had no take for POOL_TRIM_IDLE_MS
+ * (a lull between bursts costs no removal, and a take consumes them
+ * first); until then only those past the ceiling go. */
+static void trim_locked(struct executor *x, struct pool *p, int64_t now_ms,
+                        struct container_ref **gone)
+{
+    int64_t keep = p->want;
+    if (p->wanted && p->demand.at_ms != 0 && now_ms - p->demand.at_ms < POOL_TRIM_IDLE_MS)
+        keep = p->floor > x->cfg->max_pool_size ? p->floor : x->cfg->max_pool_size;
+    while (p->n_ready > keep && p->ready)
+        drop_ready_locked(p, gone);
+}
+
 /* Without pool.lock: each of @gone to removal. */
 static void remove_all(struct executor *x, struct container_ref *gone)
 {
@@ -151,6 +225,11 @@ char *exec_pool_take(struct executor *x, const char *image, const struct sandbox
     /* a session gets a container that never served a job (recycled ones are
      * cleaned by their next job's wrapper, which a session does not run) */
     struct container_ref **at = p ? pick_locked(p, principal, env_version, returns) : NULL;
+    if (p) {
+        /* hit or miss, a take is demand: the target may grow, and the fillers start sooner */
+        exec_demand_take(&p->demand, time_mono_ms());
+        retarget_locked(x, p, p->demand.at_ms);
+    }
     if (p && !at && evict_bound_locked(p, &gone))
         pthread_cond_signal(&x->pool.wake); /* a fresh one for whoever comes next */
     if (at && *at) {
@@ -267,19 +346,18 @@ static void apply_targets(struct executor *x, struct target *t, size_t n,
                 drop_ready_locked(p, gone);
         }
         p->limits = t[i].limits;
-        p->want = t[i].want;
+        p->floor = t[i].want;
         p->recycle = t[i].recycle < 1 ? 1 : t[i].recycle;
         p->wanted = true;
     }
+    int64_t now = time_mono_ms();
     for (struct pool *p = x->pool.list; p; p = p->next) {
-        if (!p->wanted)
-            p->want = 0;
-        while (p->n_ready > p->want && p->ready)
-            drop_ready_locked(p, gone);
+        retarget_locked(x, p, now);
+        trim_locked(x, p, now, gone);
     }
 }
 
-/* ---- the pool thread ---- */
+/* ---- the pool fillers ---- */
 
 static void refresh_default_image_id(struct executor *x)
 {
@@ -319,14 +397,20 @@ static void fill(struct executor *x, const char *image, const struct sandbox_lim
 {
     struct err err = ERR_INIT;
     _cleanup_free_ char *id = NULL;
+    int64_t t0 = time_mono_ms();
 
     int rc = exec_container_create(x, image, limits, true, &id, &err);
+    int64_t took_ms = time_mono_ms() - t0;
     if (rc < 0)
         exec_count_engine_error(x);
     pthread_mutex_lock(&x->pool.lock);
     struct pool *p = pool_find(x, image);
     if (p)
         p->starting--;
+    if (p && rc == 0) {
+        exec_demand_refill(&p->demand, (double)took_ms / 1000);
+        retarget_locked(x, p, time_mono_ms());
+    }
     if (rc < 0) {
         log_warn("executor: cannot start a warm container of '%s', retrying in %d s: %s", image,
                  POOL_RETRY_MS / 1000, err.msg);
@@ -348,16 +432,46 @@ static void fill(struct executor *x, const char *image, const struct sandbox_lim
     remove_all(x, c);
 }
 
+/* Under pool.lock: every pool's target as of now; what is ready past it
+ * goes onto *gone (trim_locked). True when some pool is above its floor or
+ * holds more than its target (its target falls as its takes fade, its
+ * excess goes once idle: look again later). */
+static bool retarget_all_locked(struct executor *x, struct container_ref **gone)
+{
+    int64_t now = time_mono_ms();
+    bool above = false;
+    for (struct pool *p = x->pool.list; p; p = p->next) {
+        retarget_locked(x, p, now);
+        trim_locked(x, p, now, gone);
+        if (p->want > p->floor || p->n_ready > p->want)
+            above = true;
+    }
+    return above;
+}
+
 static void *pool_main(void *arg)
 {
     struct executor *x = arg;
 
     pthread_mutex_lock(&x->pool.lock);
     while (!exec_stopping(x)) {
-        if (x->pool.refresh) {
+        if (x->pool.refresh && !x->pool.refreshing) {
+            /* one filler reads the targets at a time, so that an older read
+             * never lands after a newer one */
             x->pool.refresh = false;
+            x->pool.refreshing = true;
             pthread_mutex_unlock(&x->pool.lock);
             refresh(x);
+            pthread_mutex_lock(&x->pool.lock);
+            x->pool.refreshing = false;
+            pthread_cond_broadcast(&x->pool.wake);
+            continue;
+        }
+        struct container_ref *gone = NULL;
+        bool above = retarget_all_locked(x, &gone);
+        if (gone) {
+            pthread_mutex_unlock(&x->pool.lock);
+            remove_all(x, gone);
             pthread_mutex_lock(&x->pool.lock);
             continue;
         }
@@ -366,7 +480,12 @@ static void *pool_main(void *arg)
             if (p->wanted && circulation(p) < p->want)
                 need = p;
         if (!need) {
-            pthread_cond_wait(&x->pool.wake, &x->pool.lock);
+            if (above) {
+                struct timespec ts = time_deadline_in(POOL_RETARGET_MS);
+                pthread_cond_timedwait(&x->pool.wake, &x->pool.lock, &ts);
+            } else {
+                pthread_cond_wait(&x->pool.wake, &x->pool.lock);
+            }
             continue;
         }
         need->starting++;
@@ -397,10 +516,22 @@ void exec_pool_init(struct executor *x)
 int exec_pool_start(struct executor *x, struct err *err)
 {
     x->pool.refresh = true;
-    if (pthread_create(&x->pool.thread, NULL, pool_main, x) != 0)
-        return err_set(err, ERR_INTERNAL, "cannot start the warm pool thread");
-    x->pool.started = true;
+    for (size_t i = 0; i < EXEC_POOL_FILLERS; i++) {
+        if (pthread_create(&x->pool.threads[i], NULL, pool_main, x) != 0)
+            return err_set(err, ERR_INTERNAL, "cannot start the warm pool threads");
+        x->pool.n_threads++;
+    }
     return 0;
+}
+
+int64_t exec_pool_live(struct executor *x)
+{
+    int64_t n = 0;
+    pthread_mutex_lock(&x->pool.lock);
+    for (struct pool *p = x->pool.list; p; p = p->next)
+        n += p->n_ready + p->starting;
+    pthread_mutex_unlock(&x->pool.lock);
+    return n;
 }
 
 void exec_pool_wake(struct executor *x)
@@ -415,10 +546,9 @@ void exec_pool_stop(struct executor *x)
     struct container_ref *gone = NULL;
 
     exec_pool_wake(x);
-    if (x->pool.started) {
-        pthread_join(x->pool.thread, NULL);
-        x->pool.started = false;
-    }
+    for (size_t i = 0; i < x->pool.n_threads; i++)
+        pthread_join(x->pool.threads[i], NULL);
+    x->pool.n_threads = 0;
     pthread_mutex_lock(&x->pool.lock);
     for (struct pool *p = x->pool.list; p; p = p->next)
         while (p->ready)
@@ -448,6 +578,7 @@ void exec_pool_fini(struct executor *x)
 void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, size_t *ret_n)
 {
     size_t n = 0;
+    int64_t now = time_mono_ms();
     pthread_mutex_lock(&x->pool.lock);
     for (struct pool *p = x->pool.list; p; p = p->next)
         n++;
@@ -457,9 +588,15 @@ void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, si
         s[i].image = xstrdup(p->image);
         s[i].environment = xstrdup(p->environment ? p->environment : "");
         s[i].want = p->want;
+        s[i].floor = p->floor;
         s[i].ready = p->n_ready;
+        s[i].starting = p->starting;
         s[i].hits = p->hits;
         s[i].misses = p->misses;
+        s[i].rate = exec_demand_rate(&p->demand, now);
+        s[i].refill_seconds = p->demand.refill_s;
+        s[i].refill_sum = p->demand.refill_sum;
+        s[i].refills = p->demand.refills;
     }
     pthread_mutex_unlock(&x->pool.lock);
     *ret = s;

@@ -2,7 +2,8 @@
  *
  * A job is prepared (environment, limits, inputs, row), takes a slot (at most
  * CONCURRENT_LIMIT run at once; up to ENVHUB_QUEUE_LIMIT more wait, beyond
- * that ERR_BUSY; an asynchronous job always waits), a container (a warm one
+ * that ERR_BUSY; an asynchronous job always waits), room in the removal
+ * backlog (containers.c: ENVHUB_MAX_REMOVAL_BACKLOG), a container (a warm one
  * from its pool, else a fresh one; in recycling mode a used one only when
  * its last job was of the same principal and environment version), runs
  * (job.c), gives the container back, and records its outcome. While it
@@ -21,6 +22,9 @@
 #include "executor/executor_internal.h"
 
 #include "core/banned.h"
+
+/* The least a job waits for the removal backlog before it gives up. */
+#define BACKLOG_WAIT_MIN_MS 30000
 
 void exec_runs_init(struct executor *x)
 {
@@ -246,7 +250,11 @@ static void result_reset(struct job_result *res, const char *id)
     res->exit_code = -1;
 }
 
-/* Step 1: a slot, and the row says running. */
+/* Step 1: a slot, room in the removal backlog, and the row says running.
+ * The backlog wait comes after the slot, just before the container, so that
+ * the jobs holding a container never outnumber the slots; it is part of the
+ * job's queue time (queued_at to started_at), at most its timeout and at
+ * least BACKLOG_WAIT_MIN_MS. */
 static int run_begin(struct executor *x, struct prepared_job *pj, struct err *err)
 {
     struct execution_record *rec = &pj->rec;
@@ -254,6 +262,13 @@ static int run_begin(struct executor *x, struct prepared_job *pj, struct err *er
 
     if (slot_acquire(x, pj, err) < 0)
         return -1;
+    int64_t backlog_ms = rec->timeout_s * 1000;
+    if (backlog_ms < BACKLOG_WAIT_MIN_MS)
+        backlog_ms = BACKLOG_WAIT_MIN_MS;
+    if (exec_containers_backlog_wait(x, backlog_ms, err) < 0) {
+        slot_release(x);
+        return err_prefix(err, "no container for the job");
+    }
     rec->status = EXEC_RUNNING;
     rec->started_at = time_now_ms();
     if (rec->environment &&

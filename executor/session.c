@@ -179,7 +179,7 @@ static void session_end(struct executor *x, struct session *s, const char *why, 
 {
     if (s->container_id) {
         struct err err = ERR_INIT;
-        /* the removal thread removes it later: its processes must not run until then */
+        /* the removal workers remove it later: its processes must not run until then */
         if (engine_container_kill(x->engine, s->container_id, &err) < 0)
             log_warn("executor: cannot kill the container '%.12s' of session %s, removing it "
                      "anyway: %s",

@@ -82,11 +82,25 @@ static void gauges(struct buf *out, const struct executor_metrics *m)
     buf_putf(out, "envhub_engine_errors_total %llu\n", (unsigned long long)m->engine_errors);
 }
 
+/* "NAME{environment=\"ENV\",image=\"IMAGE\"} " of pool @p. */
+static void pool_sample(struct buf *out, const char *name, const struct executor_pool_stat *p)
+{
+    env_sample(out, name, p->environment ? p->environment : "");
+    buf_puts(out, "\",image=\"");
+    web_metrics_label(out, p->image);
+    buf_puts(out, "\"} ");
+}
+
 static void pools(struct buf *out, const struct executor_metrics *m)
 {
     static const char *const metric[][3] = {
         {"envhub_pool_ready", "gauge", "Warm containers ready now."},
-        {"envhub_pool_target", "gauge", "Warm containers the pool keeps."},
+        {"envhub_pool_target", "gauge",
+         "Warm containers the pool keeps now: its floor, or more while recent demand outruns "
+         "its refills (at most ENVHUB_MAX_POOL_SIZE)."},
+        {"envhub_pool_floor", "gauge",
+         "The configured pool size: the target never falls below it."},
+        {"envhub_pool_starting", "gauge", "Warm containers being made and started now."},
         {"envhub_pool_hits_total", "counter", "Jobs that got a warm container."},
         {"envhub_pool_misses_total", "counter", "Jobs that had to make their container."},
     };
@@ -96,14 +110,55 @@ static void pools(struct buf *out, const struct executor_metrics *m)
             const struct executor_pool_stat *p = &m->pools[i];
             unsigned long long v = k == 0   ? (unsigned long long)p->ready
                                    : k == 1 ? (unsigned long long)p->want
-                                   : k == 2 ? (unsigned long long)p->hits
+                                   : k == 2 ? (unsigned long long)p->floor
+                                   : k == 3 ? (unsigned long long)p->starting
+                                   : k == 4 ? (unsigned long long)p->hits
                                             : (unsigned long long)p->misses;
-            env_sample(out, metric[k][0], p->environment ? p->environment : "");
-            buf_puts(out, "\",image=\"");
-            web_metrics_label(out, p->image);
-            buf_putf(out, "\"} %llu\n", v);
+            pool_sample(out, metric[k][0], p);
+            buf_putf(out, "%llu\n", v);
         }
     }
+    help(out, "envhub_pool_demand_per_second", "gauge",
+         "Recent takes of the pool's containers per second (exponentially weighted, 30 s).");
+    for (size_t i = 0; i < m->n_pools; i++) {
+        pool_sample(out, "envhub_pool_demand_per_second", &m->pools[i]);
+        buf_putf(out, "%.3f\n", m->pools[i].rate);
+    }
+    help(out, "envhub_pool_refill_seconds", "summary",
+         "Time to make and start a warm container (quantile 0.5: the moving average the target "
+         "uses).");
+    for (size_t i = 0; i < m->n_pools; i++) {
+        const struct executor_pool_stat *p = &m->pools[i];
+        env_sample(out, "envhub_pool_refill_seconds", p->environment ? p->environment : "");
+        buf_puts(out, "\",image=\"");
+        web_metrics_label(out, p->image);
+        buf_putf(out, "\",quantile=\"0.5\"} %.3f\n", p->refill_seconds);
+        pool_sample(out, "envhub_pool_refill_seconds_sum", p);
+        buf_putf(out, "%.3f\n", p->refill_sum);
+        pool_sample(out, "envhub_pool_refill_seconds_count", p);
+        buf_putf(out, "%llu\n", (unsigned long long)p->refills);
+    }
+}
+
+static void containers(struct buf *out, const struct executor_metrics *m)
+{
+    help(out, "envhub_containers_live", "gauge",
+         "Sandbox containers alive now: in use, ready or starting in pools, and waiting for "
+         "removal.");
+    buf_putf(out, "envhub_containers_live %lld\n", (long long)m->containers_live);
+    help(out, "envhub_containers_removal_backlog", "gauge",
+         "Containers jobs, sessions and pools are done with, not removed yet.");
+    buf_putf(out, "envhub_containers_removal_backlog %lld\n", (long long)m->removal_backlog);
+    help(out, "envhub_containers_removal_backlog_max", "gauge",
+         "ENVHUB_MAX_REMOVAL_BACKLOG: at this backlog new jobs wait before taking a container.");
+    buf_putf(out, "envhub_containers_removal_backlog_max %lld\n",
+             (long long)m->removal_backlog_max);
+    help(out, "envhub_removal_backlog_wait_seconds", "summary",
+         "Time jobs waited for the removal backlog to fall below its bound.");
+    buf_putf(out,
+             "envhub_removal_backlog_wait_seconds_sum %.3f\n"
+             "envhub_removal_backlog_wait_seconds_count %llu\n",
+             m->backlog_wait_seconds, (unsigned long long)m->backlog_waits);
 }
 
 static void builds(struct buf *out, const struct builder_metrics *m)
@@ -157,6 +212,7 @@ void web_metrics_render(struct buf *out, struct executor *x, struct builder *b, 
     executions(out, &xm);
     gauges(out, &xm);
     pools(out, &xm);
+    containers(out, &xm);
     builds(out, &bm);
     storage(out, cat);
     executor_metrics_release(&xm);

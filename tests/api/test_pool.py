@@ -493,3 +493,125 @@ def test_a_recycled_container_serves_only_its_key_and_is_cleaned_of_everything(t
                                           f"(ran in {seen_a['hostname']}): recycling is off for its own key")
     dirty = {k: v for k, v in seen_a.items() if k != "hostname" and (v if k != "sysv" else any(v.values()))}
     assert not dirty, f"the clean-up left traces of the last job in the recycled container: {dirty}"
+
+
+# ---------------------------------------------------------------- the removal backlog (issue 14)
+
+BACKLOG = 2       # ENVHUB_MAX_REMOVAL_BACKLOG of this server
+BOUND_SLOTS = 8   # CONCURRENT_LIMIT, and the jobs sent at once
+BOUND_POOL = 3    # ENVHUB_MAX_POOL_SIZE: the most the adaptive target grows to
+BOUND_JOBS = 24
+# Why the live containers stay within BOUND_POOL + BOUND_SLOTS + BACKLOG - 1, and the one of
+# slack: a job passes the backlog gate only while fewer than BACKLOG containers wait for
+# removal, and only while it holds one of the BOUND_SLOTS slots; what it adds later (its
+# container moving to removal) was already counted. The pools hold at most their target
+# (ready + starting). envhub counts a container before it asks the engine to create it and
+# after the engine says it is removed, and the engine lists from one snapshot, so a listing
+# never sees more than that count. The slack: a container a filler made while the target
+# was higher finds its pool full and is on its way to removal, counted in neither.
+LISTING_SLACK = 1
+MIXED_JOBS = [
+    # (code after WHOAMI_CODE, files, check of the answer)
+    ("print('hello')", None, lambda r: r["status"] == "succeeded" and r["stdout"].endswith("hello\n")),
+    ("raise ValueError('boom')", None,
+     lambda r: r["status"] == "failed" and "ValueError: boom" in r["stderr"]),
+    ("import sys; sys.exit(3)", None, lambda r: r["status"] == "failed" and r["exit_code"] == 3),
+    ("open('out.txt', 'w').write(open('in.txt').read().upper())", {"in.txt": "aGVsbG8="},
+     lambda r: r["status"] == "succeeded" and r["files"].get("out.txt") == "SEVMTE8="),
+    ("print('x' * 200000)", None, lambda r: r["status"] == "succeeded" and len(r["stdout"]) > 200000),
+]
+
+
+@pytest.fixture
+def backlogged(envhub_factory):
+    server = envhub_factory("--pool-size", "1", "--max-pool-size", str(BOUND_POOL),
+                            "--max-removal-backlog", str(BACKLOG),
+                            "--concurrent-limit", str(BOUND_SLOTS))
+    server.instance = instance_label(server)
+    return server
+
+
+def test_live_containers_stay_within_pool_slots_and_removal_backlog(backlogged):
+    server = backlogged
+    bound = BOUND_POOL + BOUND_SLOTS + BACKLOG + LISTING_SLACK
+    samples, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(len(labelled_containers(server.instance)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    results, errors, lock = [], [], threading.Lock()
+    todo = list(range(BOUND_JOBS))
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i = todo.pop()
+            code, files, check = MIXED_JOBS[i % len(MIXED_JOBS)]
+            try:
+                res = execute(server, WHOAMI_CODE + code + "\n", timeout=20, files=files)
+            except Exception as e:  # noqa: BLE001 - reported below with the rest
+                with lock:
+                    errors.append(f"job {i}: {e}")
+                continue
+            with lock:
+                results.append((i, res, check(res)))
+
+    workers = [threading.Thread(target=worker) for _ in range(BOUND_SLOTS)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    stop.set()
+    sampler.join(timeout=30)
+    assert not errors, errors[:5]
+    wrong = [(i, short(r)) for i, r, ok in results if not ok]
+    assert len(results) == BOUND_JOBS and not wrong, wrong[:5]
+    assert samples and max(samples) <= bound, (
+        f"live containers peaked at {max(samples)} (bound {bound} = ENVHUB_MAX_POOL_SIZE {BOUND_POOL} + "
+        f"slots {BOUND_SLOTS} + ENVHUB_MAX_REMOVAL_BACKLOG {BACKLOG} + slack {LISTING_SLACK}); "
+        f"samples: {samples[-50:]}")
+
+    # every finished job's container goes soon after the last answer (the backlog is small)
+    used = {whoami(r["stdout"])["hostname"] for _i, r, _ok in results}
+
+    def none_left():
+        alive = {c["Id"][:12] for c in labelled_containers(server.instance)}
+        return not (alive & used)
+
+    assert wait_until(none_left, 20.0, poll=0.2), (
+        f"finished jobs' containers still alive: {sorted(used & {c['Id'][:12] for c in labelled_containers(server.instance)})}")
+
+    m = get_metrics(server)
+    assert m.get("envhub_containers_removal_backlog_max") == BACKLOG
+    assert m.get("envhub_containers_removal_backlog") is not None
+    assert m.get("envhub_containers_live") is not None
+    lab = {"environment": "", "image": DEFAULT_IMAGE}
+    assert m.get("envhub_pool_floor", **lab) == 1
+    assert 1 <= m.get("envhub_pool_target", **lab) <= BOUND_POOL
+    assert m.get("envhub_pool_refill_seconds_count", **lab) >= 1
+    hits, misses = m.get("envhub_pool_hits_total", **lab), m.get("envhub_pool_misses_total", **lab)
+    assert hits + misses == BOUND_JOBS, (hits, misses)
+
+
+def test_the_live_gauge_settles_at_the_pool_once_idle(backlogged):
+    server = backlogged
+    for _ in range(3):
+        res = execute(server, "print(1)", timeout=20)
+        assert res["success"] is True, short(res)
+
+    def settled_live():
+        m = get_metrics(server)
+        lab = {"environment": "", "image": DEFAULT_IMAGE}
+        live, backlog = m.get("envhub_containers_live"), m.get("envhub_containers_removal_backlog")
+        ready = m.get("envhub_pool_ready", **lab)
+        engine = len(labelled_containers(server.instance))
+        return (live, backlog, ready, engine) if backlog == 0 and live == ready == engine else None
+
+    got = wait_until(settled_live, SETTLE_WITHIN, poll=0.2)
+    assert got, "envhub_containers_live did not settle at the pool's ready containers with no backlog"
