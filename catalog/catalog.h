@@ -68,7 +68,11 @@ const char *exec_status_name(enum exec_status s);
 /* -1 when @name is not a status. */
 int exec_status_parse(const char *name);
 
-enum file_direction { FILE_IN = 0, FILE_OUT = 1 };
+/* An input file, an output file, or a picture the code showed (its
+ * matplotlib figures: the answer's `display`). */
+enum file_direction { FILE_IN = 0, FILE_OUT = 1, FILE_DISPLAY = 2 };
+/* "in", "out" or "display", as the catalog stores it. */
+const char *file_direction_name(enum file_direction d);
 
 struct file_entry {
     enum file_direction direction;
@@ -122,11 +126,12 @@ int catalog_execution_insert(struct catalog *cat, const struct execution_record 
                              struct err *err);
 /* Record the outcome: status, exit code, error, times, duration, stdout and
  * stderr with their truncation flags, image id, and the output files of
- * @rec (those with direction FILE_OUT), in one transaction, which also adds
- * the final row to the audit chain (see "the audit chain" below). ERR_CONFLICT when
- * the row is sealed in the chain already. A catalog busy past its busy
- * timeout (another connection holds the write lock) is tried again, a few
- * times with a growing pause; then ERR_UNAVAILABLE says how often. */
+ * @rec (those with direction FILE_OUT) and its pictures (FILE_DISPLAY), in
+ * one transaction, which also adds the final row to the audit chain (see
+ * "the audit chain" below). ERR_CONFLICT when the row is sealed in the chain
+ * already. A catalog busy past its busy timeout (another connection holds
+ * the write lock) is tried again, a few times with a growing pause; then
+ * ERR_UNAVAILABLE says how often. */
 int catalog_execution_finish(struct catalog *cat, const struct execution_record *rec,
                              struct err *err);
 /* Mark one execution running with its start time. */

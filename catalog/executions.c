@@ -25,7 +25,21 @@ static const char *const status_names[] = {
     [EXEC_ERROR] = "error",   [EXEC_INTERRUPTED] = "interrupted",
 };
 
-static const char *const direction_names[] = {[FILE_IN] = "in", [FILE_OUT] = "out"};
+static const char *const direction_names[] = {
+    [FILE_IN] = "in", [FILE_OUT] = "out", [FILE_DISPLAY] = "display"};
+
+const char *file_direction_name(enum file_direction d)
+{
+    return (unsigned)d < ARRAY_SIZE(direction_names) ? direction_names[d] : "in";
+}
+
+static enum file_direction direction_parse(const char *name)
+{
+    for (size_t i = 0; name && i < ARRAY_SIZE(direction_names); i++)
+        if (strcmp(name, direction_names[i]) == 0)
+            return (enum file_direction)i;
+    return FILE_IN;
+}
 
 /* ---- status names and records ---- */
 
@@ -211,7 +225,7 @@ static int file_insert(sqlite3 *db, sqlite3_stmt *st, int64_t seq, const char *i
 
     sqlite3_reset(st);
     bind_int64(&b, seq);
-    bind_text(&b, direction_names[f->direction == FILE_OUT ? FILE_OUT : FILE_IN]);
+    bind_text(&b, file_direction_name(f->direction));
     bind_text(&b, f->path);
     bind_int64(&b, f->size);
     bind_hex(&b, f->sha256);
@@ -258,7 +272,7 @@ int execution_files_load(sqlite3 *db, int64_t seq, struct execution_record *rec,
         rec->files = array_grow(rec->files, rec->n_files, &cap, sizeof(*rec->files));
         struct file_entry *f = &rec->files[rec->n_files++];
         const char *dir = (const char *)sqlite3_column_text(st, 0);
-        f->direction = dir && strcmp(dir, "out") == 0 ? FILE_OUT : FILE_IN;
+        f->direction = direction_parse(dir);
         f->path = column_strdup(st, 1);
         f->size = sqlite3_column_int64(st, 2);
         column_hex(st, 3, f->sha256);
@@ -420,7 +434,7 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
     /* The outcome replaces any recorded before, output manifest included. */
     rc = sqlite3_prepare_v2(cat->db,
                             "DELETE FROM execution_files WHERE execution_seq = ? AND"
-                            " direction = 'out'",
+                            " direction IN ('out', 'display')",
                             -1, &del, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(del);
@@ -432,7 +446,9 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
     if (rc != SQLITE_DONE)
         return catalog_sqlite_err(cat->db, rc, ERR_OK, err, "cannot finish execution '%s'",
                                   rec->id);
-    if (files_insert(cat, seq, rec, FILE_OUT, err) < 0 || output_usage_add_tx(cat, seq, err) < 0)
+    if (files_insert(cat, seq, rec, FILE_OUT, err) < 0 ||
+        files_insert(cat, seq, rec, FILE_DISPLAY, err) < 0 ||
+        output_usage_add_tx(cat, seq, err) < 0)
         return -1;
     return history_chain_tx(cat, seq, err); /* the final row joins the audit chain */
 }

@@ -85,6 +85,8 @@ static const struct opt opts[] = {
      KIB, 16 * GIB, "bytes of all output files of one job"},
     {"max-output-files", "ENVHUB_MAX_OUTPUT_FILES", OPT_INT, OFF(max_output_files), "1000", 1,
      1000000, "output files kept of one job; the rest are listed in files_skipped"},
+    {"max-display", "ENVHUB_MAX_DISPLAY", OPT_INT, OFF(max_display), "20", 0, 1000,
+     "pictures (matplotlib figures) returned of one job; 0: none"},
     {"concurrent-limit", "CONCURRENT_LIMIT", OPT_INT, OFF(concurrent_limit), "10", 1, 1000,
      "jobs running at once"},
     {"queue-limit", "ENVHUB_QUEUE_LIMIT", OPT_INT, OFF(queue_limit), "50", 0, 10000,

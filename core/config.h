@@ -40,6 +40,7 @@ struct config {
     int64_t output_limit;       /* ENVHUB_OUTPUT_LIMIT: bytes kept of stdout and of stderr */
     int64_t output_files_limit; /* ENVHUB_OUTPUT_FILES_LIMIT: bytes of all output files of a job */
     int64_t max_output_files;   /* ENVHUB_MAX_OUTPUT_FILES: output files kept of a job */
+    int64_t max_display;        /* ENVHUB_MAX_DISPLAY: pictures returned of a job */
     int64_t concurrent_limit;   /* CONCURRENT_LIMIT: jobs running at once */
     int64_t queue_limit;        /* ENVHUB_QUEUE_LIMIT: jobs waiting for a slot */
     int64_t server_threads;     /* ENVHUB_THREADS: HTTP worker threads (0: derived) */

@@ -42,6 +42,11 @@ void executor_close(struct executor *x);
 /* Where the code goes inside the workspace: no input file may take that
  * name, and it is never returned as an output. */
 #define EXEC_CODE_NAME ".envhub_main.py"
+/* envhub's own folder in the workspace: its matplotlib backend and the
+ * pictures a job shows (EXEC_DISPLAY_DIR). No input file may be in it, and
+ * nothing in it is returned as an output file. */
+#define EXEC_PRIVATE_DIR ".envhub"
+#define EXEC_DISPLAY_DIR EXEC_PRIVATE_DIR "/display"
 
 /* A file going in or coming out; path relative to the workspace. */
 struct job_file {
@@ -77,6 +82,10 @@ struct job_result {
     double execution_time;  /* seconds the code ran */
     struct job_file *files; /* output files */
     size_t n_files;
+    /* Pictures the code showed (matplotlib figures), PNG, by name
+     * ("figure-1.png"), in the order of their numbers; never among files. */
+    struct job_file *display;
+    size_t n_display;
     char **files_skipped; /* "path: reason", NULL-terminated; may be NULL */
     char *error;          /* NULL on success, else the seed's message */
     char *warning;        /* the environment is deprecated: says so; else NULL */

@@ -383,10 +383,13 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
                   struct job_result *res, struct job_outcome *out);
 
 /* The wrapper (executor/wrapper.sh, compiled in by core/embed.sh), run as
- * `sh -c WRAPPER envhub-wrapper RECYCLED TIMEOUT` with the input tar on its
- * stdin. */
+ * `sh -c WRAPPER envhub-wrapper RECYCLED TIMEOUT DISPLAY` with the input tar
+ * on its stdin; and the matplotlib backend (executor/display.py) that the
+ * input tar carries to EXEC_DISPLAY_MODULE. */
 extern const struct embedded_file executor_embedded[];
 const char *exec_wrapper_script(void);
+const char *exec_display_module(size_t *ret_len);
+#define EXEC_DISPLAY_MODULE EXEC_PRIVATE_DIR "/envhub_display.py"
 
 /* The wrapper's report ending stderr: "\0envhub-status RC FILES OOM\0".
  * Returns true when @tail ends with one; ret->len is its length. Pure. */
@@ -472,6 +475,7 @@ struct tar_out_limits {
     size_t max_file_size; /* larger files are skipped */
     size_t max_total;     /* files past this total are skipped */
     size_t max_files;     /* files past this count are skipped */
+    size_t max_display;   /* pictures past this count are skipped */
 };
 
 /* Entries of files_skipped one workspace tar may add; the rest are counted
@@ -479,8 +483,9 @@ struct tar_out_limits {
 #define TAR_SKIPPED_MAX 1000
 
 /* Read the workspace tar in data[0..len): only regular files with safe
- * UTF-8 relative names within the limits are returned (the code file, symlinks,
- * hard links, devices, FIFOs and folders never are). @truncated says the
+ * UTF-8 relative names within the limits are returned (the code file,
+ * anything under EXEC_PRIVATE_DIR, symlinks, hard links, devices, FIFOs and
+ * folders never are). @truncated says the
  * stream was cut at the cap: an entry that ends early is skipped, never
  * returned in part. A name given twice keeps its first file. Files left
  * out are appended to *skipped as "path: reason", the path escaped
@@ -489,5 +494,19 @@ struct tar_out_limits {
 int exec_tar_outputs(const char *data, size_t len, bool truncated,
                      const struct tar_out_limits *limits, struct job_file **ret_files,
                      size_t *ret_n, char ***skipped, struct err *err);
+
+/* exec_tar_outputs() for the collect step's tar, whose entries are "./PATH"
+ * (the workspace) and "./" EXEC_DISPLAY_DIR "/NAME" (the pictures):
+ * pictures go to *ret_display instead of the files, sorted by name with
+ * numbers compared as numbers (figure-2.png before figure-10.png), if they
+ * are PNG (the signature), have a safe UTF-8 name ending ".png" directly in
+ * the folder, and fit the file size limit, max_display and, with the files
+ * before them, max_total. Those left out are on *skipped as "display NAME:
+ * reason". Anything else under EXEC_PRIVATE_DIR is left out silently, as
+ * by exec_tar_outputs() (it is envhub's, not the job's). */
+int exec_tar_collected(const char *data, size_t len, bool truncated,
+                       const struct tar_out_limits *limits, struct job_file **ret_files,
+                       size_t *ret_n, struct job_file **ret_display, size_t *ret_n_display,
+                       char ***skipped, struct err *err);
 
 #endif

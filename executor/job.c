@@ -6,10 +6,13 @@
  * OOM\0": the code's exit status, whether the workspace holds any file, and
  * the memory cgroup's OOM kills during the run (the engine's OOMKilled flag
  * is not set on every kernel). A second exec streams the workspace back as a
- * tar only when there are files. The report is read from a small tail kept
- * apart from the capped stderr, so a flood of output cannot hide it, and it
- * is cut from what the caller sees. A job can forge the report, but only
- * about itself. Calls shared.c and tar.c. */
+ * tar only when there are files; the pictures the code showed (matplotlib
+ * figures saved by envhub's backend, executor/display.py, into
+ * EXEC_DISPLAY_DIR) come back in the same tar and are read apart. The
+ * report is read from a small tail kept apart from the capped stderr, so a
+ * flood of output cannot hide it, and it is cut from what the caller sees.
+ * A job can forge the report, but only about itself. Calls shared.c and
+ * tar.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +57,15 @@ bool exec_parse_unclean(const char *tail, size_t tail_len)
 
 const char *exec_wrapper_script(void)
 {
-    /* the only file of executor_embedded (Makefile) */
+    /* the first file of executor_embedded (Makefile) */
     return (const char *)executor_embedded[0].data;
+}
+
+const char *exec_display_module(size_t *ret_len)
+{
+    /* the second: executor/display.py */
+    *ret_len = executor_embedded[1].len;
+    return (const char *)executor_embedded[1].data;
 }
 
 bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *ret)
@@ -202,11 +212,13 @@ static int collect_output(void *ctx, enum engine_stream stream, const char *data
     return 0;
 }
 
-/* find's report of files over the size limit: "envhub-skip SIZE PATH\0". */
+/* find's report of files over the size limit: "envhub-skip SIZE ./PATH\0"
+ * (pictures: "./" EXEC_DISPLAY_DIR "/NAME"). */
 static void parse_skipped(const struct buf *b, size_t max_file_size, char ***skipped)
 {
     const char *p = buf_str(b), *end = p + b->len;
     static const char tag[] = "envhub-skip ";
+    static const char display[] = "./" EXEC_DISPLAY_DIR "/";
 
     while (p < end) {
         size_t len = strnlen(p, (size_t)(end - p));
@@ -215,22 +227,30 @@ static void parse_skipped(const struct buf *b, size_t max_file_size, char ***ski
             const char *space = memchr(rest, ' ', len - (sizeof(tag) - 1));
             if (space) {
                 _cleanup_free_ char *path = xstrndup(space + 1, (size_t)(p + len - space - 1));
-                _cleanup_free_ char *clean = utf8_escape(path, strlen(path));
-                strv_push(skipped, xasprintf("%s: larger than the file size limit (%zu bytes)",
-                                             clean, max_file_size));
+                bool shown = strncmp(path, display, sizeof(display) - 1) == 0;
+                const char *name = shown ? path + sizeof(display) - 1 : path;
+                while (!shown && name[0] == '.' && name[1] == '/')
+                    name += 2;
+                _cleanup_free_ char *clean = utf8_escape(name, strlen(name));
+                strv_push(skipped, xasprintf("%s%s: larger than the file size limit (%zu bytes)",
+                                             shown ? "display " : "", clean, max_file_size));
             }
         }
         p += len + 1;
     }
 }
 
-/* The workspace's regular files within the caps, by the second exec. */
+/* The workspace's regular files within the caps, and the pictures the code
+ * showed (EXEC_DISPLAY_DIR, a folder of its own, not a symlink), by the
+ * second exec. envhub's folder is not part of the workspace's files. */
 static void collect_files(struct executor *x, const char *cid, struct job_result *res)
 {
     const struct config *cfg = x->cfg;
     _cleanup_free_ char *script =
-        xasprintf("find . -path ./" EXEC_CODE_NAME " -prune -o -type f \\( -size -%lldc -print0 "
-                  "-o -fprintf /dev/stderr 'envhub-skip %%s %%P\\0' \\) | "
+        xasprintf("d=; [ -d " EXEC_DISPLAY_DIR " ] && [ ! -L " EXEC_DISPLAY_DIR
+                  " ] && d=./" EXEC_DISPLAY_DIR "; find . $d \\( -path ./" EXEC_CODE_NAME
+                  " -o -path ./" EXEC_PRIVATE_DIR " \\) -prune -o -type f \\( -size -%lldc -print0 "
+                  "-o -fprintf /dev/stderr 'envhub-skip %%s %%p\\0' \\) | "
                   "tar --null --no-recursion -T - -c -f -",
                   (long long)cfg->max_file_size + 1);
     const char *cmd[] = {"/bin/sh", "-c", script, NULL};
@@ -249,7 +269,8 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
     };
     struct tar_out_limits limits = {.max_file_size = (size_t)cfg->max_file_size,
                                     .max_total = (size_t)cfg->output_files_limit,
-                                    .max_files = (size_t)cfg->max_output_files};
+                                    .max_files = (size_t)cfg->max_output_files,
+                                    .max_display = (size_t)cfg->max_display};
     struct engine_exec_result cres = {0};
     struct err err = ERR_INIT;
 
@@ -262,8 +283,9 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
             strv_push(&res->files_skipped,
                       xasprintf("*: reading the workspace took longer than %d s",
                                 JOB_COLLECT_TIMEOUT_MS / 1000));
-        exec_tar_outputs(col.tar.data, col.tar.len, col.truncated, &limits, &res->files,
-                         &res->n_files, &res->files_skipped, &err);
+        exec_tar_collected(col.tar.data, col.tar.len, col.truncated, &limits, &res->files,
+                           &res->n_files, &res->display, &res->n_display, &res->files_skipped,
+                           &err);
     }
     buf_release(&col.tar);
     buf_release(&col.report);
@@ -295,11 +317,12 @@ struct run {
 static int run_wrapper(struct executor *x, const char *cid, const struct job_io *io, struct run *r,
                        struct job_outcome *out)
 {
-    char timeout[24];
+    char timeout[24], display[24];
     snprintf(timeout, sizeof(timeout), "%lld", io->session ? (long long)io->timeout_s : 0LL);
+    snprintf(display, sizeof(display), "%lld", (long long)x->cfg->max_display);
     const char *cmd[] = {
-        "/bin/sh", "-c", exec_wrapper_script(), "envhub-wrapper", io->recycled ? "1" : "0",
-        timeout,   NULL};
+        "/bin/sh", "-c", exec_wrapper_script(), "envhub-wrapper", io->recycled ? "1" : "0", timeout,
+        display,   NULL};
 
     if (!io->started && engine_container_start(x->engine, cid, &out->engine_err) < 0)
         return -1;

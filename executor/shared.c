@@ -32,6 +32,7 @@ void job_result_release(struct job_result *r)
     free(r->stdout_text);
     free(r->stderr_text);
     job_files_free(r->files, r->n_files);
+    job_files_free(r->display, r->n_display);
     strv_free(r->files_skipped);
     free(r->error);
     free(r->warning);
@@ -241,13 +242,14 @@ void exec_manifest_add(struct execution_record *rec, enum file_direction dir,
     }
 }
 
-/* Take the output files out of @rec's manifest; false when it had none. */
+/* Take the output files and pictures out of @rec's manifest; false when it
+ * had none. */
 static bool drop_output_manifest(struct execution_record *rec)
 {
     size_t kept = 0, n = rec->n_files;
 
     for (size_t i = 0; i < n; i++) {
-        if (rec->files[i].direction == FILE_OUT)
+        if (rec->files[i].direction != FILE_IN)
             free(rec->files[i].path);
         else
             rec->files[kept++] = rec->files[i];
@@ -275,6 +277,7 @@ int exec_record_finish(struct executor *x, struct execution_record *rec,
     rec->stdout_truncated = res->stdout_truncated;
     rec->stderr_truncated = res->stderr_truncated;
     exec_manifest_add(rec, FILE_OUT, res->files, res->n_files);
+    exec_manifest_add(rec, FILE_DISPLAY, res->display, res->n_display);
     exec_count(x, rec->environment, res->status, ran ? res->execution_time : -1);
     struct err ferr = ERR_INIT;
     int rc = catalog_execution_finish(x->catalog, rec, &ferr);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/cleanup.h"
@@ -90,6 +91,10 @@ int exec_tar_inputs(const char *code, size_t code_len, const struct job_file *fi
             goto fail;
     if (tar_add(a, EXEC_CODE_NAME, code, code_len, now, err) < 0)
         goto fail;
+    size_t module_len;
+    const char *module = exec_display_module(&module_len);
+    if (tar_add(a, EXEC_DISPLAY_MODULE, module, module_len, now, err) < 0)
+        goto fail;
     if (archive_write_close(a) != ARCHIVE_OK) {
         err_set(err, ERR_INTERNAL, "cannot finish the input tar: %s", archive_error_string(a));
         goto fail;
@@ -125,6 +130,25 @@ static void skip(struct skips *s, const char *path, const char *fmt, ...)
     va_end(ap);
     _cleanup_free_ char *name = path ? utf8_escape(path, strlen(path)) : NULL;
     strv_push(s->v, xasprintf("%s: %s", name ? name : "*", why));
+    s->n++;
+}
+
+/* A picture left out: "display NAME: reason", the name escaped. */
+static void skip_display(struct skips *s, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void skip_display(struct skips *s, const char *name, const char *fmt, ...)
+{
+    if (s->n >= TAR_SKIPPED_MAX) {
+        s->more++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *why = xvasprintf(fmt, ap);
+    va_end(ap);
+    _cleanup_free_ char *shown = utf8_escape(name, strlen(name));
+    strv_push(s->v, xasprintf("display %s: %s", shown, why));
     s->n++;
 }
 
@@ -184,19 +208,93 @@ static void drop_duplicates(struct job_file *files, size_t *n, struct skips *ski
     *n = kept;
 }
 
-int exec_tar_outputs(const char *data, size_t len, bool truncated,
-                     const struct tar_out_limits *limits, struct job_file **ret_files,
-                     size_t *ret_n, char ***skipped, struct err *err)
+/* Is @raw (a name in the collect step's tar) a picture? *ret_name: its name
+ * in the display folder. */
+static bool display_entry(const char *raw, const char **ret_name)
+{
+    static const char prefix[] = "./" EXEC_DISPLAY_DIR "/";
+
+    if (strncmp(raw, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    *ret_name = raw + sizeof(prefix) - 1;
+    return true;
+}
+
+/* envhub's own folder, or something in it. */
+static bool private_entry(const char *path)
+{
+    size_t n = strlen(EXEC_PRIVATE_DIR);
+    return strncmp(path, EXEC_PRIVATE_DIR, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool ends_with_png(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+}
+
+static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+static int by_version(const void *a, const void *b)
+{
+    const struct job_file *x = a, *y = b;
+    return strverscmp(x->path, y->path);
+}
+
+/* One list the reader fills: the output files or the pictures. */
+struct kept {
+    struct job_file *v;
+    size_t n, cap;
+};
+
+static void kept_push(struct kept *k, const char *path, char *content, size_t len)
+{
+    ALLOC_GROW(k->v, k->n + 1, k->cap);
+    k->v[k->n].path = xstrdup(path);
+    k->v[k->n].data = content;
+    k->v[k->n].len = len;
+    k->n++;
+}
+
+/* Why picture @name (its content not read yet, @size bytes) is left out, or
+ * NULL. */
+static const char *display_refusal(const char *name, la_int64_t size, size_t n_kept,
+                                   const struct tar_out_limits *limits, char *why, size_t why_len)
+{
+    const char *unsafe = NULL;
+
+    if (!path_is_safe_relative(name, strlen(name), &unsafe)) {
+        snprintf(why, why_len, "unsafe name (%s)", unsafe);
+        return why;
+    }
+    if (strchr(name, '/'))
+        return "not directly in the display folder";
+    if (!utf8_valid(name, strlen(name)))
+        return "name is not UTF-8";
+    if (!ends_with_png(name))
+        return "not a .png file";
+    if (n_kept >= limits->max_display) {
+        snprintf(why, why_len, "past the display limit (%zu pictures, ENVHUB_MAX_DISPLAY)",
+                 limits->max_display);
+        return why;
+    }
+    if (size < 0 || (uint64_t)size > limits->max_file_size) {
+        snprintf(why, why_len, "larger than the file size limit (%zu bytes)",
+                 limits->max_file_size);
+        return why;
+    }
+    return NULL;
+}
+
+static int read_tar(const char *data, size_t len, bool truncated,
+                    const struct tar_out_limits *limits, struct kept *files, struct kept *display,
+                    char ***skipped)
 {
     _cleanup_(archive_read_freep) struct archive *a = archive_read_new();
     struct archive_entry *e;
-    struct job_file *files = NULL;
     struct skips sk = {.v = skipped};
-    size_t n = 0, cap = 0, total = 0;
-    (void)err;
+    size_t total = 0;
 
-    *ret_files = NULL;
-    *ret_n = 0;
     if (len == 0)
         return 0;
     archive_read_support_format_tar(a);
@@ -229,39 +327,61 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         }
         const char *raw = archive_entry_pathname(e);
         const char *path = raw ? strip_dot(raw) : NULL;
-        const char *why = NULL;
+        const char *why = NULL, *name = NULL;
+        char why_buf[128];
         if (!path)
             continue;
         if (strcmp(path, EXEC_CODE_NAME) == 0)
             continue;
+        bool is_display = display && display_entry(raw, &name);
+        if (!is_display && private_entry(path))
+            continue; /* envhub's own: its backend, or pictures not asked for */
         if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e)) {
-            if (archive_entry_filetype(e) != AE_IFDIR)
+            if (archive_entry_filetype(e) == AE_IFDIR)
+                continue;
+            if (is_display)
+                skip_display(&sk, name, "not a regular file");
+            else
                 skip(&sk, path, "not a regular file");
             continue;
         }
-        if (!path_is_safe_relative(path, strlen(path), &why)) {
-            skip(&sk, path, "unsafe name (%s)", why);
-            continue;
-        }
-        if (!utf8_valid(path, strlen(path))) {
-            /* JSON and the catalog hold text: such a name cannot be given back */
-            skip(&sk, path, "name is not UTF-8");
-            continue;
-        }
-        if (n >= limits->max_files) {
-            skip(&sk, path,
-                 "past the output file count limit (%zu files, "
-                 "ENVHUB_MAX_OUTPUT_FILES)",
-                 limits->max_files);
-            continue;
-        }
         la_int64_t size = archive_entry_size(e);
-        if (size < 0 || (uint64_t)size > limits->max_file_size) {
-            skip(&sk, path, "larger than the file size limit (%zu bytes)", limits->max_file_size);
-            continue;
+        if (is_display) {
+            why = display_refusal(name, size, display->n, limits, why_buf, sizeof(why_buf));
+            if (why) {
+                skip_display(&sk, name, "%s", why);
+                continue;
+            }
+        } else {
+            if (!path_is_safe_relative(path, strlen(path), &why)) {
+                skip(&sk, path, "unsafe name (%s)", why);
+                continue;
+            }
+            if (!utf8_valid(path, strlen(path))) {
+                /* JSON and the catalog hold text: such a name cannot be given back */
+                skip(&sk, path, "name is not UTF-8");
+                continue;
+            }
+            if (files->n >= limits->max_files) {
+                skip(&sk, path,
+                     "past the output file count limit (%zu files, "
+                     "ENVHUB_MAX_OUTPUT_FILES)",
+                     limits->max_files);
+                continue;
+            }
+            if (size < 0 || (uint64_t)size > limits->max_file_size) {
+                skip(&sk, path, "larger than the file size limit (%zu bytes)",
+                     limits->max_file_size);
+                continue;
+            }
         }
         if (total + (size_t)size > limits->max_total) {
-            skip(&sk, path, "past the output files limit (%zu bytes in all)", limits->max_total);
+            if (is_display)
+                skip_display(&sk, name, "past the output files limit (%zu bytes in all)",
+                             limits->max_total);
+            else
+                skip(&sk, path, "past the output files limit (%zu bytes in all)",
+                     limits->max_total);
             continue;
         }
         char *content = xmalloc((size_t)size + 1);
@@ -274,21 +394,59 @@ int exec_tar_outputs(const char *data, size_t len, bool truncated,
         }
         if (got != (size_t)size) {
             free(content);
-            skip(&sk, path, "%s",
-                 truncated ? "past the output files limit" : "incomplete in the workspace archive");
+            const char *lost =
+                truncated ? "past the output files limit" : "incomplete in the workspace archive";
+            if (is_display)
+                skip_display(&sk, name, "%s", lost);
+            else
+                skip(&sk, path, "%s", lost);
             break;
         }
         content[got] = '\0';
-        ALLOC_GROW(files, n + 1, cap);
-        files[n].path = xstrdup(path);
-        files[n].data = content;
-        files[n].len = got;
-        n++;
+        if (is_display && (got < sizeof(png_signature) ||
+                           memcmp(content, png_signature, sizeof(png_signature)))) {
+            free(content);
+            skip_display(&sk, name, "not a PNG image");
+            continue;
+        }
+        kept_push(is_display ? display : files, is_display ? name : path, content, got);
         total += got;
     }
-    drop_duplicates(files, &n, &sk);
+    drop_duplicates(files->v, &files->n, &sk);
+    if (display) {
+        drop_duplicates(display->v, &display->n, &sk);
+        if (display->n > 1)
+            qsort(display->v, display->n, sizeof(*display->v), by_version);
+    }
     skips_end(&sk);
-    *ret_files = files;
-    *ret_n = n;
+    return 0;
+}
+
+int exec_tar_outputs(const char *data, size_t len, bool truncated,
+                     const struct tar_out_limits *limits, struct job_file **ret_files,
+                     size_t *ret_n, char ***skipped, struct err *err)
+{
+    struct kept files = {0};
+    (void)err;
+
+    read_tar(data, len, truncated, limits, &files, NULL, skipped);
+    *ret_files = files.v;
+    *ret_n = files.n;
+    return 0;
+}
+
+int exec_tar_collected(const char *data, size_t len, bool truncated,
+                       const struct tar_out_limits *limits, struct job_file **ret_files,
+                       size_t *ret_n, struct job_file **ret_display, size_t *ret_n_display,
+                       char ***skipped, struct err *err)
+{
+    struct kept files = {0}, display = {0};
+    (void)err;
+
+    read_tar(data, len, truncated, limits, &files, &display, skipped);
+    *ret_files = files.v;
+    *ret_n = files.n;
+    *ret_display = display.v;
+    *ret_n_display = display.n;
     return 0;
 }

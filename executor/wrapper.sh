@@ -1,14 +1,20 @@
 # executor/wrapper.sh - runs one job in a sandbox container. Compiled into
 # envhub (core/embed.sh) and run by executor/job.c through exec as
 #
-#     sh -c WRAPPER envhub-wrapper RECYCLED TIMEOUT
+#     sh -c WRAPPER envhub-wrapper RECYCLED TIMEOUT DISPLAY
 #
-# in the workspace, as uid 1000, with a tar of the input files and the code
-# (.envhub_main.py, EXEC_CODE_NAME) on its stdin.
+# in the workspace, as uid 1000, with a tar of the input files, the code
+# (.envhub_main.py, EXEC_CODE_NAME) and envhub's matplotlib backend
+# (.envhub/envhub_display.py, executor/display.py) on its stdin.
 #   RECYCLED  1: the container served a job before: clean it first
 #   TIMEOUT   0: the engine's deadline ends the job (its container goes);
 #             else seconds, enforced here by timeout(1) (a session's call:
 #             the container survives it) and the code file removed after
+#   DISPLAY   pictures a job may show (ENVHUB_MAX_DISPLAY); 0 leaves
+#             matplotlib on Agg and shows none. Figures are saved as PNG in
+#             .envhub/display/, which the collect step reads apart from the
+#             output files; the pictures of an earlier call of a session go
+#             first.
 # After everything the code printed it reports on stderr
 #     \0envhub-status RC FILES OOM\0
 # the code's exit status, whether the workspace holds any file, and the
@@ -116,7 +122,15 @@ if [ "$1" = 1 ]; then
     clean || { printf '\0envhub-unclean\0' >&2; exit 126; }
 fi
 oom; o0=$n
+# a session's earlier call left its pictures (not this call's), or made
+# .envhub something but a folder (the backend could not be unpacked)
+if [ -L .envhub ] || { [ -e .envhub ] && [ ! -d .envhub ]; }; then rm -rf .envhub
+elif [ -e .envhub/display ] || [ -L .envhub/display ]; then rm -rf .envhub/display; fi
 tar -x -f - || { echo 'envhub: cannot unpack the input files into the workspace' >&2; exit 125; }
+if [ "${3:-0}" -gt 0 ] 2>/dev/null && [ -f .envhub/envhub_display.py ]; then
+    export MPLBACKEND=module://envhub_display ENVHUB_DISPLAY_DIR="$PWD/.envhub/display"
+    export ENVHUB_MAX_DISPLAY="$3" PYTHONPATH="$PWD/.envhub${PYTHONPATH:+:$PYTHONPATH}"
+fi
 if [ "$2" = 0 ]; then
     python3 .envhub_main.py; rc=$?
 else
@@ -124,11 +138,13 @@ else
     rm -f .envhub_main.py
 fi
 oom; files=0
-# any entry but the code file, without forking
+# any entry but the code file and envhub's folder, or a picture, without forking
 for f in * .[!.]* ..?*; do
     { [ -e "$f" ] || [ -L "$f" ]; } || continue
     [ "$f" = .envhub_main.py ] && continue
+    [ "$f" = .envhub ] && continue
     files=1; break
 done
+{ [ -e .envhub/display ] || [ -L .envhub/display ]; } && files=1
 printf '\0envhub-status %d %d %d\0' "$rc" "$files" "$((n - o0))" >&2
 exit $rc

@@ -146,12 +146,14 @@ static char *result_body(struct catalog *cat, const char *id)
 
     if (catalog_execution_get(cat, id, &rec, &err) < 0)
         return NULL;
-    json_t *files = json_array();
+    json_t *files = json_array(), *display = json_array();
     for (size_t i = 0; i < rec.n_files; i++)
-        if (rec.files[i].direction == FILE_OUT)
-            json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "path", rec.files[i].path,
-                                                   "size", (json_int_t)rec.files[i].size, "sha256",
-                                                   rec.files[i].sha256));
+        if (rec.files[i].direction != FILE_IN)
+            json_array_append_new(
+                rec.files[i].direction == FILE_OUT ? files : display,
+                json_pack("{s:s, s:I, s:s}", rec.files[i].direction == FILE_OUT ? "path" : "name",
+                          rec.files[i].path, "size", (json_int_t)rec.files[i].size, "sha256",
+                          rec.files[i].sha256));
     json_t *doc =
         json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:f, s:o, s:o, s:o, s:o}", "id", rec.id, "status",
                   exec_status_name(rec.status), "success", rec.status == EXEC_SUCCEEDED,
@@ -162,6 +164,10 @@ static char *result_body(struct catalog *cat, const char *id)
                   rec.error ? json_string(rec.error) : json_null(), "finished_at",
                   web_json_time(rec.finished_at), "files", files, "environment",
                   rec.environment ? json_string(rec.environment) : json_null());
+    if (doc)
+        json_object_set_new(doc, "display", display); /* what was shown: no pictures */
+    else
+        json_decref(display);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return text;

@@ -25,6 +25,16 @@ json_t *web_result_json(const struct job_result *r)
     }
     for (char **p = r->files_skipped; p && *p; p++)
         json_array_append_new(skipped, json_string(*p));
+    /* pictures the code showed, in their order: never among files */
+    json_t *display = json_array();
+    for (size_t i = 0; i < r->n_display; i++) {
+        size_t n;
+        char *b64 = base64_encode(r->display[i].data, r->display[i].len, &n);
+        json_array_append_new(display, json_pack("{s:s, s:s, s:s%, s:I}", "name",
+                                                 r->display[i].path, "mime", "image/png", "data",
+                                                 b64, n, "size", (json_int_t)r->display[i].len));
+        free(b64);
+    }
     json_t *doc =
         json_pack("{s:b, s:s%, s:s%, s:f, s:o, s:s?, s:s, s:s, s:i, s:b, s:b, s:o}", "success",
                   r->status == EXEC_SUCCEEDED, "stdout", r->stdout_text, r->stdout_len, "stderr",
@@ -35,6 +45,10 @@ json_t *web_result_json(const struct job_result *r)
     /* the environment is deprecated (curation): present only then */
     if (doc && r->warning)
         json_object_set_new(doc, "warning", json_string(r->warning));
+    if (doc)
+        json_object_set_new(doc, "display", display);
+    else
+        json_decref(display);
     return doc;
 }
 

@@ -437,8 +437,8 @@ void api_executions_get(struct web_request *rq)
     json_t *files = json_array();
     for (size_t i = 0; i < r->n_files; i++)
         json_array_append_new(files, json_pack("{s:s, s:o, s:I, s:s}", "direction",
-                                               r->files[i].direction == FILE_OUT ? "out" : "in",
-                                               "path", web_json_str(r->files[i].path), "size",
+                                               file_direction_name(r->files[i].direction), "path",
+                                               web_json_str(r->files[i].path), "size",
                                                (json_int_t)r->files[i].size, "sha256",
                                                r->files[i].sha256));
     json_object_set_new(doc, "code", web_json_str(r->code));

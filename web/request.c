@@ -117,6 +117,12 @@ static int parse_files(const json_t *files, const struct request_limits *lim,
         }
         if (strcmp(name, EXEC_CODE_NAME) == 0)
             return err_set(err, ERR_INVALID, "files: the name '%s' is reserved for the code", name);
+        if (strncmp(name, EXEC_PRIVATE_DIR, strlen(EXEC_PRIVATE_DIR)) == 0 &&
+            (name[strlen(EXEC_PRIVATE_DIR)] == '\0' || name[strlen(EXEC_PRIVATE_DIR)] == '/'))
+            return err_set(err, ERR_INVALID,
+                           "files: the name '%.80s' is reserved: the folder '" EXEC_PRIVATE_DIR
+                           "' holds envhub's display backend and pictures",
+                           name);
         struct buf data = BUF_INIT(0);
         if (decode_file(name, json_string_value(value), json_string_length(value),
                         lim->max_file_size, &data, err) < 0) {

@@ -186,6 +186,26 @@ def basic_env(envhub, run_id):
     return {"name": name, "created": created, "seen": seen, "env": env}
 
 
+# An environment with matplotlib (Debian's, as environments/data-science.sh has it), for the
+# pictures a job shows (test_display.py): built once for the run, only by the tests that ask.
+PLOT_SCRIPT = """#!/bin/bash
+# envhub API tests: python3-requests and python3-matplotlib from Debian
+apt-get update
+apt-get install -y --no-install-recommends python3-requests python3-matplotlib
+rm -rf /var/lib/apt/lists/*
+"""
+
+
+@pytest.fixture(scope="session")
+def plot_env(envhub, run_id):
+    """The name of a ready environment with matplotlib on the shared server."""
+    name = f"plot-{run_id}"
+    helpers.create_env(envhub, name, PLOT_SCRIPT, description="API tests: matplotlib")
+    env = helpers.wait_env(envhub, name)
+    assert env["status"] == "ready", helpers.log_tail(envhub, name)
+    return name
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     """Late problems fail the run; temp dirs (catalog + log) go when everything passed."""

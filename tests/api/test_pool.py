@@ -105,7 +105,7 @@ seen = {
     "hostname": socket.gethostname(),
     "workspace_mark": os.path.exists('/workspace/mark.txt'),
     "tmp_mark": os.path.exists('/tmp/mark.txt'),
-    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n not in ('.envhub_main.py', '.envhub')),
     "tmp": sorted(os.listdir('/tmp')),
 }
 with open('/workspace/mark.txt', 'w') as f:
@@ -267,7 +267,7 @@ for d in os.listdir('/proc'):
             pass
 seen = {
     "hostname": socket.gethostname(),
-    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n not in ('.envhub_main.py', '.envhub')),
     "tmp": sorted(os.listdir('/tmp')),
     "shm": sorted(os.listdir('/dev/shm')),
     "others": others,
@@ -351,7 +351,7 @@ def test_recycling_a_container_that_cannot_be_cleaned_runs_the_next_job_in_a_fre
     host1 = first["stdout"].strip()
     wait_until(lambda: (pool_state(recycler)[0] or 0) >= 1, 10, poll=0.1)
     second = execute(recycler, "import os, socket\nprint(socket.gethostname(), sorted(n for n in os.listdir('.') "
-                               "if n != '.envhub_main.py'))", timeout=20)
+                               "if n not in ('.envhub_main.py', '.envhub')))", timeout=20)
     assert second["success"] is True, short(second)
     host2, listing = second["stdout"].split(" ", 1)
     assert host2 != host1, f"the job ran in the container its predecessor left uncleanable ({host1})"
@@ -427,7 +427,7 @@ def ipc(kind):
         return f.read().splitlines()[1:]
 print(json.dumps({
     "hostname": socket.gethostname(),
-    "workspace": sorted(n for n in os.listdir('/workspace') if n != '.envhub_main.py'),
+    "workspace": sorted(n for n in os.listdir('/workspace') if n not in ('.envhub_main.py', '.envhub')),
     "tmp": sorted(os.listdir('/tmp')),
     "shm": sorted(os.listdir('/dev/shm')),
     "mqueue": sorted(os.listdir('/dev/mqueue')),

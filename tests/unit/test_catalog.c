@@ -790,6 +790,48 @@ static void status_names_round_trip(void **state)
     assert_string_equal(exec_status_name((enum exec_status)99), "unknown");
 }
 
+/* Pictures the code showed are a manifest direction of their own
+ * (migration 0011): recorded with the outcome, replaced with it, read back
+ * first (direction order), and covered by the audit chain. */
+static void execution_pictures_are_recorded_as_display(void **state)
+{
+    struct catalog_fixture *fx = *state;
+    struct execution_record rec, got;
+    struct history_verify v;
+    struct err err = ERR_INIT;
+
+    assert_string_equal(file_direction_name(FILE_DISPLAY), "display");
+    record_init(&rec, "ex_00000000000000000000d151");
+    record_add_file(&rec, FILE_IN, "in.csv", 5);
+    assert_int_equal(catalog_execution_insert(fx->cat, &rec, &err), 0);
+    rec.status = EXEC_FAILED;
+    rec.exit_code = 1;
+    rec.finished_at = 1700000000900;
+    record_add_file(&rec, FILE_DISPLAY, "figure-1.png", 100);
+    record_add_file(&rec, FILE_OUT, "figure-1.png", 7); /* the same name, another direction */
+    assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), 0);
+    /* a second outcome replaces the first, pictures included */
+    rec.status = EXEC_SUCCEEDED;
+    rec.exit_code = 0;
+    record_add_file(&rec, FILE_DISPLAY, "figure-2.png", 200);
+    assert_int_equal(catalog_execution_finish(fx->cat, &rec, &err), 0);
+
+    assert_int_equal(catalog_execution_get(fx->cat, rec.id, &got, &err), 0);
+    assert_int_equal(got.n_files, 4);
+    assert_int_equal(got.files[0].direction, FILE_DISPLAY);
+    assert_string_equal(got.files[0].path, "figure-1.png");
+    assert_int_equal(got.files[0].size, 100);
+    assert_int_equal(got.files[1].direction, FILE_DISPLAY);
+    assert_string_equal(got.files[1].path, "figure-2.png");
+    assert_int_equal(got.files[2].direction, FILE_IN);
+    assert_int_equal(got.files[3].direction, FILE_OUT);
+    assert_int_equal(got.files[3].size, 7);
+    execution_record_release(&got);
+    assert_int_equal(catalog_history_verify(fx->cat, &v, &err), 0);
+    assert_true(v.ok);
+    execution_record_release(&rec);
+}
+
 static void record_release_frees_everything_and_zeroes(void **state)
 {
     static const struct execution_record zero;
@@ -824,6 +866,7 @@ int main(void)
         CATALOG_TEST(instance_id_is_16_hex_and_stable_across_reopen),
         cmocka_unit_test(instance_ids_differ_between_catalogs),
         CATALOG_TEST(execution_round_trip_keeps_fields_nulls_and_files),
+        CATALOG_TEST(execution_pictures_are_recorded_as_display),
         CATALOG_TEST(execution_with_environment_and_error_round_trips),
         CATALOG_TEST(duplicate_execution_id_is_a_conflict_and_changes_nothing),
         CATALOG_TEST(duplicate_input_path_rolls_the_whole_insert_back),

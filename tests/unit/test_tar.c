@@ -275,7 +275,14 @@ static void inputs_round_trip_code_and_nested_files(void **state)
     assert_int_equal(out.len % 512, 0);
 
     size_t n = read_back(&out, got, 16);
-    assert_int_equal(n, nf + 1);
+    assert_int_equal(n, nf + 2);
+    /* last, envhub's matplotlib backend (executor/display.py) */
+    size_t module_len;
+    const char *module = exec_display_module(&module_len);
+    assert_string_equal(got[nf + 1].path, EXEC_DISPLAY_MODULE);
+    assert_int_equal(got[nf + 1].size, module_len);
+    assert_memory_equal(got[nf + 1].data, module, module_len);
+    n--;
     for (size_t i = 0; i < n; i++) {
         const char *want_path = i < nf ? files[i].path : EXEC_CODE_NAME;
         const char *want_data = i < nf ? files[i].data : code;
@@ -289,9 +296,10 @@ static void inputs_round_trip_code_and_nested_files(void **state)
         if (want_len)
             assert_memory_equal(got[i].data, want_data, want_len);
     }
-    read_entries_free(got, n);
+    read_entries_free(got, n + 1);
 
-    /* read as a workspace, the same tar gives back the files but not the code */
+    /* read as a workspace, the same tar gives back the files but not the code
+     * nor the backend */
     struct outputs o;
     run_outputs(&o, &out, false, 10 * MIB, 64 * MIB);
     assert_int_equal(o.n, nf);
@@ -314,8 +322,9 @@ static void inputs_with_only_code(void **state)
 
     assert_int_equal(exec_tar_inputs("pass", 4, NULL, 0, &out, &err), 0);
     size_t n = read_back(&out, got, 4);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2);
     assert_string_equal(got[0].path, EXEC_CODE_NAME);
+    assert_string_equal(got[1].path, EXEC_DISPLAY_MODULE);
     assert_memory_equal(got[0].data, "pass", 4);
     read_entries_free(got, n);
     buf_release(&out);
@@ -339,7 +348,7 @@ static void inputs_keep_non_ascii_names(void **state)
         fail_msg("exec_tar_inputs refused UTF-8 names: %s", err.msg);
     }
     size_t n = read_back(&out, got, 4);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4);
     assert_string_equal(got[0].path, files[0].path);
     assert_string_equal(got[1].path, files[1].path);
     read_entries_free(got, n);
@@ -845,10 +854,202 @@ static void outputs_past_the_count_limit_are_skipped_and_the_list_bounded(void *
     buf_release(&t.out);
 }
 
+/* ---- the collect step's tar: output files and pictures ---- */
+
+#define PNG_SIG "\x89PNG\r\n\x1a\n"
+#define DISPLAY "./" EXEC_DISPLAY_DIR "/"
+
+struct collected {
+    struct job_file *files, *display;
+    size_t n, n_display;
+    char **skipped;
+};
+
+static void run_collected(struct collected *c, const struct buf *tar, bool truncated,
+                          size_t max_file, size_t max_total, size_t max_display)
+{
+    struct tar_out_limits lim = {.max_file_size = max_file,
+                                 .max_total = max_total,
+                                 .max_files = 1000,
+                                 .max_display = max_display};
+    struct err err = ERR_INIT;
+
+    memset(c, 0, sizeof(*c));
+    if (exec_tar_collected(tar->data, tar->len, truncated, &lim, &c->files, &c->n, &c->display,
+                           &c->n_display, &c->skipped, &err) != 0)
+        fail_msg("exec_tar_collected failed: %s", err.msg);
+}
+
+static void collected_release(struct collected *c)
+{
+    job_files_free(c->files, c->n);
+    job_files_free(c->display, c->n_display);
+    strv_free(c->skipped);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Is @want, whole or as a prefix ending at ": ", among the skipped lines? */
+static bool skipped_has(char **skipped, const char *want)
+{
+    for (char **p = skipped; p && *p; p++)
+        if (strncmp(*p, want, strlen(want)) == 0)
+            return true;
+    return false;
+}
+
+static void collected_pictures_apart_from_files_in_number_order(void **state)
+{
+    struct tb t;
+    struct collected c;
+    (void)state;
+
+    tb_open(&t, false);
+    tb_dir(&t, "./");
+    tb_str(&t, "./result.txt", "42");
+    tb_str(&t, "./display/figure-1.png", PNG_SIG "a workspace file, not a picture");
+    tb_dir(&t, DISPLAY);
+    tb_str(&t, DISPLAY "figure-10.png", PNG_SIG "ten");
+    tb_str(&t, DISPLAY "figure-2.png", PNG_SIG "two");
+    tb_str(&t, DISPLAY "figure-1.png", PNG_SIG "one");
+    /* the backend and anything else of envhub's folder are not the job's files */
+    tb_str(&t, "./" EXEC_DISPLAY_MODULE, "import os");
+    tb_str(&t, "./" EXEC_PRIVATE_DIR "/other.txt", "x");
+    tb_close(&t);
+
+    run_collected(&c, &t.out, false, 10 * MIB, 64 * MIB, 20);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.files[0].path, "result.txt");
+    assert_string_equal(c.files[1].path, "display/figure-1.png");
+    assert_int_equal(c.n_display, 3);
+    assert_string_equal(c.display[0].path, "figure-1.png");
+    assert_string_equal(c.display[1].path, "figure-2.png");
+    assert_string_equal(c.display[2].path, "figure-10.png");
+    assert_int_equal(c.display[2].len, 8 + 3);
+    assert_memory_equal(c.display[2].data, PNG_SIG "ten", 11);
+    assert_null(c.skipped);
+    collected_release(&c);
+
+    /* read as plain outputs (a session's file), no picture and no backend comes back */
+    struct outputs o;
+    run_outputs(&o, &t.out, false, 10 * MIB, 64 * MIB);
+    assert_int_equal(o.n, 2);
+    assert_null(find_file(&o, EXEC_DISPLAY_MODULE));
+    outputs_release(&o);
+    buf_release(&t.out);
+}
+
+static void collected_pictures_must_be_png_files_with_safe_names(void **state)
+{
+    struct tb t;
+    struct collected c;
+    (void)state;
+
+    tb_open(&t, false);
+    tb_str(&t, DISPLAY "notes.txt", PNG_SIG "png bytes, wrong name");
+    tb_str(&t, DISPLAY "fake.png", "GIF89a not a png");
+    tb_str(&t, DISPLAY "tiny.png", "\x89PN");
+    tb_str(&t, DISPLAY "sub/figure-1.png", PNG_SIG "nested");
+    tb_str(&t, DISPLAY "../escape.png", PNG_SIG "dot dot");
+    tb_entry(&t, DISPLAY "link.png", AE_IFLNK, NULL, 0, 0, "/etc/passwd", false);
+    tb_entry(&t, DISPLAY "hard.png", AE_IFREG, NULL, 0, 0, DISPLAY "ok.png", true);
+    tb_entry(&t, DISPLAY "fifo.png", AE_IFIFO, NULL, 0, 0, NULL, false);
+    tb_str(&t, DISPLAY "ok.png", PNG_SIG "fine");
+    tb_close(&t);
+
+    run_collected(&c, &t.out, false, 10 * MIB, 64 * MIB, 20);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(c.n_display, 1);
+    assert_string_equal(c.display[0].path, "ok.png");
+    assert_true(skipped_has(c.skipped, "display notes.txt: not a .png file"));
+    assert_true(skipped_has(c.skipped, "display fake.png: not a PNG image"));
+    assert_true(skipped_has(c.skipped, "display tiny.png: not a PNG image"));
+    assert_true(skipped_has(c.skipped, "display sub/figure-1.png: not directly in the display"));
+    assert_true(skipped_has(c.skipped, "display ../escape.png: unsafe name"));
+    assert_true(skipped_has(c.skipped, "display link.png: not a regular file"));
+    assert_true(skipped_has(c.skipped, "display hard.png: not a regular file"));
+    assert_true(skipped_has(c.skipped, "display fifo.png: not a regular file"));
+    collected_release(&c);
+    buf_release(&t.out);
+}
+
+static void collected_pictures_obey_the_count_size_and_total(void **state)
+{
+    struct tb t;
+    struct collected c;
+    char big[64];
+    (void)state;
+
+    memcpy(big, PNG_SIG, 8);
+    memset(big + 8, 'x', sizeof(big) - 8);
+    tb_open(&t, false);
+    tb_file(&t, "./data.bin", big, 40); /* the files come first in the total */
+    for (int i = 1; i <= 5000; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), DISPLAY "figure-%d.png", i);
+        tb_file(&t, name, big, 16);
+    }
+    tb_file(&t, DISPLAY "huge.png", big, 64);
+    tb_close(&t);
+
+    /* at most 3 pictures: 4998 refusals, listed up to TAR_SKIPPED_MAX, then counted */
+    run_collected(&c, &t.out, false, 48, 64 * MIB, 3);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.n_display, 3);
+    assert_string_equal(c.display[2].path, "figure-3.png");
+    assert_true(skipped_has(c.skipped, "display figure-4.png: past the display limit (3 pictures, "
+                                       "ENVHUB_MAX_DISPLAY)"));
+    size_t n = 0;
+    for (char **p = c.skipped; p && *p; p++)
+        n++;
+    assert_int_equal(n, TAR_SKIPPED_MAX + 1);
+    assert_true(skipped_has(c.skipped, "*: 3998 more files left out, not listed"));
+    collected_release(&c);
+
+    /* 40 + 16 + 16 bytes in all: the output files' total counts pictures too */
+    run_collected(&c, &t.out, false, 48, 72, 20);
+    assert_int_equal(c.n_display, 2);
+    assert_string_equal(c.display[1].path, "figure-2.png");
+    assert_true(skipped_has(c.skipped, "display figure-3.png: past the output files limit (72 "));
+    collected_release(&c);
+
+    /* with room for every count, the one over the file size is skipped by name */
+    run_collected(&c, &t.out, false, 48, 64 * MIB, 10000);
+    assert_int_equal(c.n_display, 5000);
+    assert_string_equal(c.display[4999].path, "figure-5000.png");
+    assert_true(skipped_has(c.skipped, "display huge.png: larger than the file size limit (48 "));
+    collected_release(&c);
+    buf_release(&t.out);
+}
+
+static void collected_without_pictures_is_the_outputs(void **state)
+{
+    struct tb t;
+    struct collected c;
+    (void)state;
+
+    tb_open(&t, false);
+    tb_str(&t, "./a.txt", "a");
+    tb_close(&t);
+    run_collected(&c, &t.out, false, 10 * MIB, 64 * MIB, 20);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.n_display, 0);
+    assert_null(c.display);
+    collected_release(&c);
+    buf_release(&t.out);
+
+    run_collected(&c, &(struct buf)BUF_INIT(0), false, 10 * MIB, 64 * MIB, 20);
+    assert_int_equal(c.n + c.n_display, 0);
+    collected_release(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(inputs_round_trip_code_and_nested_files),
+        cmocka_unit_test(collected_pictures_apart_from_files_in_number_order),
+        cmocka_unit_test(collected_pictures_must_be_png_files_with_safe_names),
+        cmocka_unit_test(collected_pictures_obey_the_count_size_and_total),
+        cmocka_unit_test(collected_without_pictures_is_the_outputs),
         cmocka_unit_test(inputs_with_only_code),
         cmocka_unit_test(inputs_keep_non_ascii_names),
         cmocka_unit_test(inputs_over_the_buffer_limit_are_too_large),

@@ -111,7 +111,8 @@ static void wrapper_is_compiled_in(void **state)
 
     assert_non_null(w);
     assert_non_null(strstr(executor_embedded[0].path, "executor/wrapper.sh"));
-    assert_null(executor_embedded[1].path);
+    assert_non_null(strstr(executor_embedded[1].path, "executor/display.py"));
+    assert_null(executor_embedded[2].path);
     assert_int_equal(strlen(w), executor_embedded[0].len);
     /* what the parsers and the file collection rely on */
     assert_non_null(strstr(w, "printf '\\0envhub-status %d %d %d\\0'"));
@@ -154,17 +155,25 @@ static bool have_tools(void)
            (access("/bin/tar", X_OK) == 0 || access("/usr/bin/tar", X_OK) == 0);
 }
 
-/* Run the wrapper on @code in a new temporary folder: @timeout "0" as a job,
- * else as a session call. */
-static void run_wrapper(const char *code, const char *timeout, struct run *r)
+/* Run the wrapper on @code in @r->dir (a new temporary folder unless
+ * @again): @timeout "0" as a job, else as a session call; @display the
+ * pictures allowed (NULL: the argument left out). */
+static void run_wrapper_in(const char *code, const char *timeout, const char *display, bool again,
+                           struct run *r)
 {
     struct buf tar = BUF_INIT(1 << 20);
     struct err err = ERR_INIT;
 
-    memset(r, 0, sizeof(*r));
-    snprintf(r->dir, sizeof(r->dir), "/tmp/envhub-test-wrapper-XXXXXX");
-    if (!mkdtemp(r->dir))
-        fail_msg("mkdtemp: %s", strerror(errno));
+    if (again) {
+        free(r->out);
+        free(r->err);
+        r->out = r->err = NULL;
+    } else {
+        memset(r, 0, sizeof(*r));
+        snprintf(r->dir, sizeof(r->dir), "/tmp/envhub-test-wrapper-XXXXXX");
+        if (!mkdtemp(r->dir))
+            fail_msg("mkdtemp: %s", strerror(errno));
+    }
     if (exec_tar_inputs(code, strlen(code), NULL, 0, &tar, &err) < 0)
         fail_msg("input tar: %s", err.msg);
     char *in_path = xasprintf("%s.in", r->dir), *out_path = xasprintf("%s.out", r->dir),
@@ -183,7 +192,7 @@ static void run_wrapper(const char *code, const char *timeout, struct run *r)
         if (in < 0 || out < 0 || er < 0 || chdir(r->dir) < 0 || dup2(in, 0) < 0 ||
             dup2(out, 1) < 0 || dup2(er, 2) < 0)
             _exit(127);
-        execl("/bin/sh", "sh", "-c", exec_wrapper_script(), "envhub-wrapper", "0", timeout,
+        execl("/bin/sh", "sh", "-c", exec_wrapper_script(), "envhub-wrapper", "0", timeout, display,
               (char *)NULL);
         _exit(127);
     }
@@ -196,6 +205,11 @@ static void run_wrapper(const char *code, const char *timeout, struct run *r)
     free(in_path);
     free(out_path);
     free(err_path);
+}
+
+static void run_wrapper(const char *code, const char *timeout, struct run *r)
+{
+    run_wrapper_in(code, timeout, NULL, false, r);
 }
 
 static void run_release(struct run *r)
@@ -268,6 +282,45 @@ static void session_call_times_out_inside(void **state)
     run_release(&r);
 }
 
+/* The backend is chosen only when pictures are allowed; envhub's folder is
+ * not a file of the job's, but a picture in it is worth collecting; a
+ * session's next call starts without the last one's pictures. */
+static void wrapper_sets_up_the_display_backend(void **state)
+{
+    struct run r;
+    struct status_marker m = {0};
+    const char *code = "import os, sys\n"
+                       "print(os.environ.get('MPLBACKEND'), os.environ.get('ENVHUB_MAX_DISPLAY'))\n"
+                       "d = os.environ.get('ENVHUB_DISPLAY_DIR')\n"
+                       "print(d == os.path.join(os.getcwd(), '.envhub', 'display'))\n"
+                       "print(os.path.isfile(os.path.join(os.getcwd(), '.envhub', "
+                       "'envhub_display.py')))\n"
+                       "print(sys.path.count(os.path.join(os.getcwd(), '.envhub')))\n"
+                       "print(sorted(os.listdir(d)) if os.path.isdir(d) else 'none')\n"
+                       "os.makedirs(d, exist_ok=True)\n"
+                       "open(os.path.join(d, 'figure-1.png'), 'wb').write(b'x')\n";
+    (void)state;
+
+    if (!have_tools())
+        skip();
+    run_wrapper_in(code, "5", "7", false, &r);
+    assert_string_equal(r.out, "module://envhub_display 7\nTrue\nTrue\n1\nnone\n");
+    assert_true(exec_parse_marker(r.err, r.err_len, &m));
+    assert_int_equal(m.rc, 0);
+    assert_true(m.files); /* a picture */
+    /* the next call of the session: the last call's picture is gone */
+    run_wrapper_in(code, "5", "7", true, &r);
+    assert_string_equal(r.out, "module://envhub_display 7\nTrue\nTrue\n1\nnone\n");
+    run_release(&r);
+
+    /* no pictures allowed (ENVHUB_MAX_DISPLAY=0), or an older caller: Agg as before */
+    run_wrapper_in("import os\nprint(os.environ.get('MPLBACKEND'))\n", "0", "0", false, &r);
+    assert_string_equal(r.out, "None\n"); /* the engine's job_env sets Agg; here nothing */
+    assert_true(exec_parse_marker(r.err, r.err_len, &m));
+    assert_false(m.files); /* envhub's folder alone is no file */
+    run_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +332,7 @@ int main(void)
         cmocka_unit_test(wrapper_reports_a_jobs_exit_and_files),
         cmocka_unit_test(wrapper_ignores_the_code_file),
         cmocka_unit_test(session_call_times_out_inside),
+        cmocka_unit_test(wrapper_sets_up_the_display_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

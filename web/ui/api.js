@@ -254,3 +254,29 @@ export function qs(params) {
   const s = u.toString();
   return s ? `?${s}` : "";
 }
+
+// ---- pictures a job showed (the answer's `display`) ----
+
+// The catalog keeps a picture's name, size and sha256, not its bytes: the pictures of the last
+// few answers this page received are kept here, so the history's detail can show them too.
+const shownPictures = new Map(); // execution id -> display entries
+const SHOWN_KEPT = 10;
+
+export function rememberPictures(id, display) {
+  if (!id || !Array.isArray(display) || !display.length) return;
+  shownPictures.delete(id);
+  shownPictures.set(id, display);
+  while (shownPictures.size > SHOWN_KEPT) shownPictures.delete(shownPictures.keys().next().value);
+}
+
+export function rememberedPictures(id) {
+  return shownPictures.get(id) || null;
+}
+
+// <figure>s with each PNG inline (a data: URL) and its name as caption and alt text.
+export function pictureFigures(display, label) {
+  return (display || []).filter((d) => d && d.mime === "image/png" && typeof d.data === "string")
+    .map((d, i) => h("figure", { class: "picture" },
+      h("img", { src: `data:image/png;base64,${d.data}`, alt: `${label} ${i + 1}: ${d.name}` }),
+      h("figcaption", null, d.name)));
+}

@@ -1,7 +1,8 @@
 // envhub UI: the History page. The filters of GET /executions, a table paged by cursor, one
 // execution's detail, export as CSV or JSON lines (fetched with the key, saved from a Blob), a
 // chart of executions per day by status (SVG drawn here) and the audit chain's status.
-import { $, ApiError, badge, download, fact, fmtBytes, fmtDuration, fmtTime, get, h, qs, showError } from "./api.js";
+import { $, ApiError, badge, download, fact, fmtBytes, fmtDuration, fmtTime, get, h, pictureFigures, qs, rememberedPictures,
+  showError } from "./api.js";
 
 const STATUSES = ["succeeded", "failed", "timeout", "oom", "error", "interrupted"];
 const COLORS = { succeeded: "#16a34a", failed: "#dc2626", timeout: "#d97706", oom: "#7c3aed", error: "#6b7280",
@@ -160,6 +161,8 @@ async function openDetail(id) {
   for (const el of ["hist-code", "hist-stdout", "hist-stderr"]) $(el).textContent = "";
   $("hist-facts").replaceChildren();
   $("hist-files").replaceChildren();
+  $("hist-display").replaceChildren();
+  $("hist-display-box").hidden = true;
   box.scrollIntoView({ block: "start" });
   let ex;
   try {
@@ -195,6 +198,17 @@ async function openDetail(id) {
   $("hist-stderr").textContent = ex.output_pruned ? pruned("stderr")
     : (field(ex, "stderr") ?? "") + (ex.stderr_truncated ? "\n[truncated]" : "");
   const files = Array.isArray(ex.files) ? ex.files : [];
+  // pictures: the catalog keeps their name, size and sha256 (the files table); their bytes only
+  // when this page ran the job
+  const shown = files.filter((f) => f.direction === "display");
+  if (shown.length) {
+    const pictures = pictureFigures(rememberedPictures(ex.id || id), "Figure");
+    $("hist-display").replaceChildren(...pictures);
+    $("hist-display-note").textContent = pictures.length
+      ? `${shown.length} picture${shown.length === 1 ? "" : "s"} shown by the code, as this page received them.`
+      : `${shown.length} picture${shown.length === 1 ? "" : "s"} shown by the code: the history keeps their names, sizes and sha256 (below), not the images.`;
+    $("hist-display-box").hidden = false;
+  }
   $("hist-files").replaceChildren(...(files.length ? files.map((f) => h("tr", null,
     h("td", null, f.direction || "—"), h("td", { class: "mono" }, f.path), h("td", null, fmtBytes(f.size)),
     h("td", { class: "mono" }, (f.sha256 || "").slice(0, 16) + (f.sha256 ? "…" : ""))))

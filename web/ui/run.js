@@ -1,9 +1,10 @@
 // envhub UI: the Run page. Pick a ready environment, write code (Ctrl/Cmd+Enter runs), add
 // input files (picker or drag and drop), run with POST /execute, and see stdout, stderr, the
-// exit status, the duration and the output files: downloads, and images shown inline. A deprecated
+// exit status, the duration, the pictures the code showed (matplotlib figures, the answer's
+// `display`) and the output files: downloads, and images shown inline. A deprecated
 // environment's warning is shown above the result; retired ones are listed but not offered.
-import { $, api, badge, base64FromBytes, bytesFromBase64, codeEditor, fact, fmtBytes, fmtDuration, get, h, showError }
-  from "./api.js";
+import { $, api, badge, base64FromBytes, bytesFromBase64, codeEditor, fact, fmtBytes, fmtDuration, get, h, pictureFigures,
+  rememberPictures, showError } from "./api.js";
 
 const SAMPLE = `import platform
 
@@ -118,6 +119,10 @@ function renderResult(res, wall) {
   const errBox = $("run-result-error");
   errBox.hidden = !res.error;
   errBox.textContent = res.error || "";
+  const pictures = pictureFigures(res.display, "Figure");
+  $("run-display").replaceChildren(...pictures);
+  $("run-display-box").hidden = pictures.length === 0;
+  rememberPictures(res.id, res.display);
   $("run-stdout").textContent = res.stdout + (res.stdout_truncated ? "\n[truncated]" : "");
   $("run-stderr").textContent = res.stderr + (res.stderr_truncated ? "\n[truncated]" : "");
 
@@ -140,7 +145,7 @@ function renderResult(res, wall) {
     if (IMAGE_TYPES[ext]) images.append(h("figure", null, h("img", { src: url, alt: `output image ${path}` }), h("figcaption", null, path)));
   }
   for (const skipped of res.files_skipped || [])
-    list.append(h("li", null, h("span", { class: "mono" }, skipped), h("span", { class: "muted" }, "left out: over the size limit")));
+    list.append(h("li", null, h("span", { class: "mono" }, skipped), h("span", { class: "muted" }, "left out")));
   $("run-nofiles").hidden = files.length !== 0 || (res.files_skipped || []).length !== 0;
   $("run-result").hidden = false;
 }
