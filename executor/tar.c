@@ -115,10 +115,12 @@ struct skips {
     size_t n, more;
 };
 
-static void skip(struct skips *s, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* One entry: "NAME: reason", "display NAME: reason" for a @picture (the
+ * name escaped; "*" for the workspace as a whole: @name NULL). */
+static void skip(struct skips *s, bool picture, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void skip(struct skips *s, const char *path, const char *fmt, ...)
+static void skip(struct skips *s, bool picture, const char *name, const char *fmt, ...)
 {
     if (s->n >= TAR_SKIPPED_MAX) {
         s->more++;
@@ -128,27 +130,8 @@ static void skip(struct skips *s, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     _cleanup_free_ char *why = xvasprintf(fmt, ap);
     va_end(ap);
-    _cleanup_free_ char *name = path ? utf8_escape(path, strlen(path)) : NULL;
-    strv_push(s->v, xasprintf("%s: %s", name ? name : "*", why));
-    s->n++;
-}
-
-/* A picture left out: "display NAME: reason", the name escaped. */
-static void skip_display(struct skips *s, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void skip_display(struct skips *s, const char *name, const char *fmt, ...)
-{
-    if (s->n >= TAR_SKIPPED_MAX) {
-        s->more++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    _cleanup_free_ char *why = xvasprintf(fmt, ap);
-    va_end(ap);
-    _cleanup_free_ char *shown = utf8_escape(name, strlen(name));
-    strv_push(s->v, xasprintf("display %s: %s", shown, why));
+    _cleanup_free_ char *shown = name ? utf8_escape(name, strlen(name)) : NULL;
+    strv_push(s->v, xasprintf("%s%s: %s", picture ? "display " : "", shown ? shown : "*", why));
     s->n++;
 }
 
@@ -181,7 +164,7 @@ static int by_path_then_order(const void *a, const void *b)
 /* A name the archive holds twice keeps its first file: the catalog keys a
  * job's files by path (a second one failed the whole record), and only a
  * crafted archive has two. Sorted, so any number of entries stays cheap. */
-static void drop_duplicates(struct job_file *files, size_t *n, struct skips *skipped)
+static void drop_duplicates(struct job_file *files, size_t *n, bool pictures, struct skips *skipped)
 {
     if (*n < 2)
         return;
@@ -200,7 +183,7 @@ static void drop_duplicates(struct job_file *files, size_t *n, struct skips *ski
             files[kept++] = files[i];
             continue;
         }
-        skip(skipped, files[i].path, "in the workspace archive more than once");
+        skip(skipped, pictures, files[i].path, "in the workspace archive more than once");
         free(files[i].path);
         free(files[i].data);
     }
@@ -256,10 +239,11 @@ static void kept_push(struct kept *k, const char *path, char *content, size_t le
     k->n++;
 }
 
-/* Why picture @name (its content not read yet, @size bytes) is left out, or
- * NULL. */
-static const char *display_refusal(const char *name, la_int64_t size, size_t n_kept,
-                                   const struct tar_out_limits *limits, char *why, size_t why_len)
+/* Why entry @name (@size bytes, its content not read yet; a @picture of
+ * the display folder, else an output file) is left out, or NULL; @n_kept:
+ * those of its kind kept so far. */
+static const char *refusal(const char *name, bool picture, la_int64_t size, size_t n_kept,
+                           const struct tar_out_limits *limits, char *why, size_t why_len)
 {
     const char *unsafe = NULL;
 
@@ -267,15 +251,21 @@ static const char *display_refusal(const char *name, la_int64_t size, size_t n_k
         snprintf(why, why_len, "unsafe name (%s)", unsafe);
         return why;
     }
-    if (strchr(name, '/'))
+    if (picture && strchr(name, '/'))
         return "not directly in the display folder";
     if (!utf8_valid(name, strlen(name)))
-        return "name is not UTF-8";
-    if (!ends_with_png(name))
+        return "name is not UTF-8"; /* JSON and the catalog hold text */
+    if (picture && !ends_with_png(name))
         return "not a .png file";
-    if (n_kept >= limits->max_display) {
+    if (picture && n_kept >= limits->max_display) {
         snprintf(why, why_len, "past the display limit (%zu pictures, ENVHUB_MAX_DISPLAY)",
                  limits->max_display);
+        return why;
+    }
+    if (!picture && n_kept >= limits->max_files) {
+        snprintf(why, why_len,
+                 "past the output file count limit (%zu files, ENVHUB_MAX_OUTPUT_FILES)",
+                 limits->max_files);
         return why;
     }
     if (size < 0 || (uint64_t)size > limits->max_file_size) {
@@ -299,89 +289,49 @@ static int read_tar(const char *data, size_t len, bool truncated,
         return 0;
     archive_read_support_format_tar(a);
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
-        skip(&sk, NULL, "unreadable workspace archive: %s", archive_error_string(a));
+        skip(&sk, false, NULL, "unreadable workspace archive: %s", archive_error_string(a));
         skips_end(&sk);
         return 0;
     }
     for (;;) {
         int r = archive_read_next_header(a, &e);
-        if (r == ARCHIVE_EOF) {
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
             /* a cut between two entries reads as a clean end: say what was lost */
             if (truncated)
-                skip(&sk, NULL,
-                     "the rest of the workspace passed the output files limit (%zu "
-                     "bytes in all)",
+                skip(&sk, false, NULL,
+                     "the rest of the workspace passed the output files limit (%zu bytes in all)",
                      limits->max_total);
-            break;
-        }
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            if (truncated)
-                skip(&sk, NULL,
-                     "the rest of the workspace passed the output files limit (%zu "
-                     "bytes in all)",
-                     limits->max_total);
-            else
-                skip(&sk, NULL, "the rest of the workspace archive is damaged: %s",
+            else if (r != ARCHIVE_EOF)
+                skip(&sk, false, NULL, "the rest of the workspace archive is damaged: %s",
                      archive_error_string(a));
             break;
         }
         const char *raw = archive_entry_pathname(e);
         const char *path = raw ? strip_dot(raw) : NULL;
-        const char *why = NULL, *name = NULL;
         char why_buf[128];
         if (!path)
             continue;
         if (strcmp(path, EXEC_CODE_NAME) == 0)
             continue;
-        bool is_display = display && display_entry(raw, &name);
-        if (!is_display && private_entry(path))
+        const char *name = path;
+        bool picture = display && display_entry(raw, &name);
+        if (!picture && private_entry(path))
             continue; /* envhub's own: its backend, or pictures not asked for */
+        struct kept *into = picture ? display : files;
         if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e)) {
-            if (archive_entry_filetype(e) == AE_IFDIR)
-                continue;
-            if (is_display)
-                skip_display(&sk, name, "not a regular file");
-            else
-                skip(&sk, path, "not a regular file");
+            if (archive_entry_filetype(e) != AE_IFDIR)
+                skip(&sk, picture, name, "not a regular file");
             continue;
         }
         la_int64_t size = archive_entry_size(e);
-        if (is_display) {
-            why = display_refusal(name, size, display->n, limits, why_buf, sizeof(why_buf));
-            if (why) {
-                skip_display(&sk, name, "%s", why);
-                continue;
-            }
-        } else {
-            if (!path_is_safe_relative(path, strlen(path), &why)) {
-                skip(&sk, path, "unsafe name (%s)", why);
-                continue;
-            }
-            if (!utf8_valid(path, strlen(path))) {
-                /* JSON and the catalog hold text: such a name cannot be given back */
-                skip(&sk, path, "name is not UTF-8");
-                continue;
-            }
-            if (files->n >= limits->max_files) {
-                skip(&sk, path,
-                     "past the output file count limit (%zu files, "
-                     "ENVHUB_MAX_OUTPUT_FILES)",
-                     limits->max_files);
-                continue;
-            }
-            if (size < 0 || (uint64_t)size > limits->max_file_size) {
-                skip(&sk, path, "larger than the file size limit (%zu bytes)",
-                     limits->max_file_size);
-                continue;
-            }
+        const char *why = refusal(name, picture, size, into->n, limits, why_buf, sizeof(why_buf));
+        if (why) {
+            skip(&sk, picture, name, "%s", why);
+            continue;
         }
         if (total + (size_t)size > limits->max_total) {
-            if (is_display)
-                skip_display(&sk, name, "past the output files limit (%zu bytes in all)",
-                             limits->max_total);
-            else
-                skip(&sk, path, "past the output files limit (%zu bytes in all)",
-                     limits->max_total);
+            skip(&sk, picture, name, "past the output files limit (%zu bytes in all)",
+                 limits->max_total);
             continue;
         }
         char *content = xmalloc((size_t)size + 1);
@@ -394,27 +344,23 @@ static int read_tar(const char *data, size_t len, bool truncated,
         }
         if (got != (size_t)size) {
             free(content);
-            const char *lost =
-                truncated ? "past the output files limit" : "incomplete in the workspace archive";
-            if (is_display)
-                skip_display(&sk, name, "%s", lost);
-            else
-                skip(&sk, path, "%s", lost);
+            skip(&sk, picture, name, "%s",
+                 truncated ? "past the output files limit" : "incomplete in the workspace archive");
             break;
         }
         content[got] = '\0';
-        if (is_display && (got < sizeof(png_signature) ||
-                           memcmp(content, png_signature, sizeof(png_signature)))) {
+        if (picture && (got < sizeof(png_signature) ||
+                        memcmp(content, png_signature, sizeof(png_signature)))) {
             free(content);
-            skip_display(&sk, name, "not a PNG image");
+            skip(&sk, true, name, "not a PNG image");
             continue;
         }
-        kept_push(is_display ? display : files, is_display ? name : path, content, got);
+        kept_push(into, name, content, got);
         total += got;
     }
-    drop_duplicates(files->v, &files->n, &sk);
+    drop_duplicates(files->v, &files->n, false, &sk);
     if (display) {
-        drop_duplicates(display->v, &display->n, &sk);
+        drop_duplicates(display->v, &display->n, true, &sk);
         if (display->n > 1)
             qsort(display->v, display->n, sizeof(*display->v), by_version);
     }

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.parse
 
+import pytest
 import requests
 
 # ---------------------------------------------------------------- constants
@@ -766,3 +767,22 @@ def make_volume_image(label, ref, volume="/data"):
     finally:
         docker_api("DELETE", f"/v1.41/containers/{cid}?force=1")
     return ref
+
+
+# ---------------------------------------------------------------- seeded catalogs
+
+def seed_bin_path(envhub_bin):
+    """tests/bench/seed_history beside `envhub_bin` (or $SEED_BIN); fails the test without it."""
+    path = os.environ.get("SEED_BIN") or os.path.join(os.path.dirname(envhub_bin), "bench",
+                                                      "seed_history")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no seeder at {path}: `make api` builds it (make build/bench/seed_history)",
+                    pytrace=False)
+    return path
+
+
+def seed(seed_bin, db_path, count, *args):
+    """`count` executions into the catalog at `db_path` through the catalog's own API."""
+    r = subprocess.run([seed_bin, db_path, str(count), "--quiet", *args], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, f"seed_history failed: {r.stdout}{r.stderr}"

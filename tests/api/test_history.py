@@ -26,6 +26,7 @@ import pytest
 import requests
 
 import helpers
+from helpers import seed, seed_bin_path
 
 SEED_ROWS = 10000
 SEED_DAYS = 30
@@ -42,21 +43,6 @@ def stop_clean(server):
     for mark in SANITIZER_MARKS:
         assert mark not in log, f"the sanitizer reported in {server.log_path}:\n{server.log_tail(80)}"
     shutil.rmtree(server.tmpdir, ignore_errors=True)
-
-
-def seed_bin_path(envhub_bin):
-    path = os.environ.get("SEED_BIN") or os.path.join(os.path.dirname(envhub_bin), "bench",
-                                                      "seed_history")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"no seeder at {path}: `make api` builds it (make build/bench/seed_history)",
-                    pytrace=False)
-    return path
-
-
-def seed(seed_bin, db_path, count, *args):
-    r = subprocess.run([seed_bin, db_path, str(count), "--quiet", *args], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, f"seed_history failed: {r.stdout}{r.stderr}"
 
 
 def iso_of(ms_value):

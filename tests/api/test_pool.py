@@ -8,6 +8,7 @@ nothing of the last one (processes, files, shared memory, message queues, SysV I
 Which container served a job: the job prints its container id (/proc/self/cgroup) and
 hostname (WHOAMI_CODE); the servers' containers are told apart by envhub.instance."""
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -245,26 +246,36 @@ def test_deleting_the_environment_empties_its_pool(pool, pool_env):
 
 RECYCLE = 3
 
-RECYCLE_PROBE = r"""
-import json, os, socket, subprocess
-me = os.getpid()
-mine = {1, me}  # 1: the container's own `sleep infinity`
-p = me
-while p > 1:  # my ancestors: the wrapper
-    with open(f'/proc/{p}/stat') as f:
-        p = int(f.read().rsplit(')', 1)[1].split()[1])
-    mine.add(p)
-others = []
-for d in os.listdir('/proc'):
-    if d.isdigit() and int(d) not in mine:
-        try:
-            with open(f'/proc/{d}/stat') as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-            with open(f'/proc/{d}/cmdline', 'rb') as f:
-                cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
-            others.append(f"{d} {state} {cmd}")
-        except OSError:
-            pass
+# In a job: other_processes() lists (pid, state, command) of every process in
+# its container but PID 1 (the container's own `sleep infinity`), the job and
+# its ancestors (the wrapper).
+PROCESS_SCAN = r"""
+import os
+def other_processes():
+    me = os.getpid()
+    mine = {1, me}
+    p = me
+    while p > 1:
+        with open(f'/proc/{p}/stat') as f:
+            p = int(f.read().rsplit(')', 1)[1].split()[1])
+        mine.add(p)
+    found = []
+    for d in os.listdir('/proc'):
+        if d.isdigit() and int(d) not in mine:
+            try:
+                with open(f'/proc/{d}/stat') as f:
+                    state = f.read().rsplit(')', 1)[1].split()[0]
+                with open(f'/proc/{d}/cmdline', 'rb') as f:
+                    cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
+            except OSError:
+                continue
+            found.append((d, state, cmd))
+    return found
+"""
+
+RECYCLE_PROBE = PROCESS_SCAN + r"""
+import json, socket, subprocess
+others = [f"{d} {state} {cmd}" for d, state, cmd in other_processes()]
 seen = {
     "hostname": socket.gethostname(),
     "workspace": sorted(n for n in os.listdir('/workspace') if n not in ('.envhub_main.py', '.envhub')),
@@ -401,27 +412,9 @@ print(json.dumps({"hostname": socket.gethostname(), "mq": mq, "ipc": ipc,
 """
 
 # What a job finds of earlier jobs in its container (zombies are dead: not counted).
-LOOK_AROUND = r"""
-import json, os, socket
-me = os.getpid()
-mine = {1, me}
-p = me
-while p > 1:
-    with open(f'/proc/{p}/stat') as f:
-        p = int(f.read().rsplit(')', 1)[1].split()[1])
-    mine.add(p)
-alive = []
-for d in os.listdir('/proc'):
-    if d.isdigit() and int(d) not in mine:
-        try:
-            with open(f'/proc/{d}/stat') as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-            with open(f'/proc/{d}/cmdline', 'rb') as f:
-                cmd = f.read().replace(b'\0', b' ').decode(errors='replace').strip()
-        except OSError:
-            continue
-        if state != 'Z':
-            alive.append(f'{d} {state} {cmd}')
+LOOK_AROUND = PROCESS_SCAN + r"""
+import json, socket
+alive = [f'{d} {state} {cmd}' for d, state, cmd in other_processes() if state != 'Z']
 def ipc(kind):
     with open(f'/proc/sysvipc/{kind}') as f:
         return f.read().splitlines()[1:]
@@ -543,30 +536,19 @@ def test_live_containers_stay_within_pool_slots_and_removal_backlog(backlogged):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    results, errors, lock = [], [], threading.Lock()
-    todo = list(range(BOUND_JOBS))
+    results, errors = [], []
 
-    def worker():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i = todo.pop()
-            code, files, check = MIXED_JOBS[i % len(MIXED_JOBS)]
-            try:
-                res = execute(server, WHOAMI_CODE + code + "\n", timeout=20, files=files)
-            except Exception as e:  # noqa: BLE001 - reported below with the rest
-                with lock:
-                    errors.append(f"job {i}: {e}")
-                continue
-            with lock:
-                results.append((i, res, check(res)))
+    def run(i):
+        code, files, check = MIXED_JOBS[i % len(MIXED_JOBS)]
+        try:
+            res = execute(server, WHOAMI_CODE + code + "\n", timeout=20, files=files)
+        except Exception as e:  # noqa: BLE001 - reported below with the rest
+            errors.append(f"job {i}: {e}")
+            return
+        results.append((i, res, check(res)))
 
-    workers = [threading.Thread(target=worker) for _ in range(BOUND_SLOTS)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=300)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=BOUND_SLOTS) as jobs:
+        list(jobs.map(run, range(BOUND_JOBS)))
     stop.set()
     sampler.join(timeout=30)
     assert not errors, errors[:5]

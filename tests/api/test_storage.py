@@ -18,24 +18,9 @@ import pytest
 import requests
 
 import helpers
-from helpers import bearer, create_key, get_metrics, wait_until
+from helpers import bearer, create_key, get_metrics, seed, seed_bin_path, wait_until
 
 DAY_MS = 86400000
-
-
-def seed_bin_path(envhub_bin):
-    path = os.environ.get("SEED_BIN") or os.path.join(os.path.dirname(envhub_bin), "bench",
-                                                      "seed_history")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"no seeder at {path}: `make api` builds it (make build/bench/seed_history)",
-                    pytrace=False)
-    return path
-
-
-def seed(seed_bin, db_path, count, *args):
-    r = subprocess.run([seed_bin, db_path, str(count), "--quiet", *args], capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, f"seed_history failed: {r.stdout}{r.stderr}"
 
 
 def iso_days_ago(days):

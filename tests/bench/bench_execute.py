@@ -76,10 +76,6 @@ def note(msg):
 
 # ---------------------------------------------------------------- checks of answers
 
-def check_hi(answer):
-    return None if answer.get("stdout") == "hi\n" else f"stdout {answer.get('stdout')!r}, expected 'hi\\n'"
-
-
 def check_big(answer):
     out = answer.get("stdout") or ""
     if len(out) != MB or out.strip("x") or answer.get("stdout_truncated"):
@@ -207,7 +203,7 @@ class Bench:
             note(f"{server.name}: the pool did not refill within 60 s {what}(going on)")
         return waited
 
-    def ex(self, server, code=HI, check=check_hi, environment=None):
+    def ex(self, server, code=HI, check=bl.check_hi, environment=None):
         return lambda *_a: bl.execute(server.port, code, check, environment=environment)
 
     # -- c=1, interleaved: host python3, bare exec, raw fresh, docker run, envhub warm and cold

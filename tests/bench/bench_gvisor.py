@@ -23,10 +23,6 @@ ROUNDS = int(os.environ.get("GVISOR_ROUNDS", "15"))
 RUN_ID = "bench-" + secrets.token_hex(4)
 
 
-def check_hi(answer):
-    return None if answer.get("stdout") == "hi\n" else f"stdout {answer.get('stdout')!r}"
-
-
 def wait_ready(port, name, within=600):
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -65,11 +61,11 @@ def main():
             wait_ready(server.port, name)
         lat = {k: [] for k in names}
         for k, name in names.items():  # warm-up: image pages, pools filled
-            bl.execute(server.port, "print('hi')", check_hi, environment=name)
+            bl.execute(server.port, "print('hi')", bl.check_hi, environment=name)
         time.sleep(3)
         for r in range(ROUNDS):
             for k in (list(names) if r % 2 == 0 else list(reversed(list(names)))):
-                lat[k].append(bl.execute(server.port, "print('hi')", check_hi, environment=names[k]))
+                lat[k].append(bl.execute(server.port, "print('hi')", bl.check_hi, environment=names[k]))
                 if k[1] == "warm":
                     time.sleep(0.5)  # the pool refills
         print(f"\nprint('hi') through POST /execute, {ROUNDS} interleaved rounds, c=1 "

@@ -50,24 +50,6 @@ WORDS = ["read_csv", "requests.get", "transform_4242", "metric_17", "statistics.
          "model_42.fit", "data_999.csv", "api.example.com items 31337", "head", "import"]
 
 
-def health_once(port):
-    t0 = time.perf_counter()
-    status, raw = bl.http_call(port, "GET", "/health", timeout=120)
-    if status != 200:
-        raise BenchError(f"GET /health answered {status}: {raw[:200]!r}")
-    return time.perf_counter() - t0
-
-
-def hi_check(answer):
-    return None if answer.get("stdout") == "hi\n" else f"stdout {answer.get('stdout')!r}"
-
-
-def measure(port):
-    health = [health_once(port) for _ in range(HEALTH_N)]
-    execs = [bl.execute(port, "print('hi')", hi_check) for _ in range(EXEC_N)]
-    return bl.summarize(health), bl.summarize(execs)
-
-
 def search_loop(port, seed, stop, results):
     """One searcher (a process of its own, so that it takes no time from the measuring
     thread's interpreter): requests until `stop`, then (statuses, seconds, errors)."""
@@ -151,20 +133,20 @@ def main():
         print(f"searched: {SEARCHERS} clients looping GET /executions?q=word[&environment&status]"
               f"&limit=50; measured: {HEALTH_N} x GET /health, {EXEC_N} x POST /execute, "
               f"sequential, from 127.0.0.1", flush=True)
-        bl.execute(server.port, "print('hi')", hi_check)  # warm up
+        bl.execute(server.port, "print('hi')", bl.check_hi)  # warm up
         for w in WORDS:  # and the page cache, as a running server's would be
             bl.http_call(server.port, "GET", "/executions?" + urllib.parse.urlencode({"q": w}),
                          timeout=300)
-        idle_health, idle_exec = measure(server.port)
+        idle_health, idle_exec = bl.measure_health_and_hi(server.port, HEALTH_N, EXEC_N)
 
         load = Searchers(server.port)
         load.start()
         time.sleep(2)  # let it take hold
         t0 = time.monotonic()
-        busy_health, busy_exec = measure(server.port)
+        busy_health, busy_exec = bl.measure_health_and_hi(server.port, HEALTH_N, EXEC_N)
         seconds = time.monotonic() - t0
         load.finish()
-        health_after = health_once(server.port)
+        health_after = bl.health_once(server.port)
 
         def row(name, idle, busy, key):
             ratio = busy[key] / idle[key] if idle[key] else float("nan")

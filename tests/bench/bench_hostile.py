@@ -42,24 +42,6 @@ RUN_ID = "bench-" + secrets.token_hex(4)
 MB = 1 << 20
 
 
-def health_once(port):
-    t0 = time.perf_counter()
-    status, raw = bl.http_call(port, "GET", "/health", timeout=120)
-    if status != 200:
-        raise BenchError(f"GET /health answered {status}: {raw[:200]!r}")
-    return time.perf_counter() - t0
-
-
-def hi_check(answer):
-    return None if answer.get("stdout") == "hi\n" else f"stdout {answer.get('stdout')!r}"
-
-
-def measure(port):
-    health = [health_once(port) for _ in range(HEALTH_N)]
-    execs = [bl.execute(port, "print('hi')", hi_check) for _ in range(EXEC_N)]
-    return bl.summarize(health), bl.summarize(execs)
-
-
 class Attack:
     def __init__(self, port):
         self.port = port
@@ -162,21 +144,21 @@ def main():
         print(f"attack: {TRICKLERS} trickling connections over 20 addresses, {UPLOADERS} "
               f"uploaders of 50 MB bodies, {SECONDS:.0f} s; measured: {HEALTH_N} x GET /health, "
               f"{EXEC_N} x POST /execute, sequential, from 127.0.0.1")
-        bl.execute(server.port, "print('hi')", hi_check)  # warm up
-        idle_health, idle_exec = measure(server.port)
+        bl.execute(server.port, "print('hi')", bl.check_hi)  # warm up
+        idle_health, idle_exec = bl.measure_health_and_hi(server.port, HEALTH_N, EXEC_N)
         idle_rss = rss_mb(server, "VmRSS")
 
         attack = Attack(server.port)
         attack.start()
         time.sleep(3)  # let it take hold
         t0 = time.monotonic()
-        hostile_health, hostile_exec = measure(server.port)
+        hostile_health, hostile_exec = bl.measure_health_and_hi(server.port, HEALTH_N, EXEC_N)
         left = SECONDS - (time.monotonic() - t0)
         if left > 0:
             time.sleep(left)
         attack.finish()
         peak_rss = rss_mb(server, "VmHWM")
-        health_after = health_once(server.port)
+        health_after = bl.health_once(server.port)
 
         def row(name, idle, hostile, key):
             ratio = hostile[key] / idle[key] if idle[key] else float("nan")

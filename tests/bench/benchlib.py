@@ -378,6 +378,27 @@ def api(port, method, path, body=None, timeout=60):
         return status, raw.decode(errors="replace")
 
 
+def check_hi(answer):
+    """The check of print('hi') for execute(): None when right, else what was wrong."""
+    return None if answer.get("stdout") == "hi\n" else f"stdout {answer.get('stdout')!r}, expected 'hi\\n'"
+
+
+def health_once(port):
+    """Seconds of one GET /health; raises BenchError unless it answers 200."""
+    t0 = time.perf_counter()
+    status, raw = http_call(port, "GET", "/health", timeout=120)
+    if status != 200:
+        raise BenchError(f"GET /health answered {status}: {raw[:200]!r}")
+    return time.perf_counter() - t0
+
+
+def measure_health_and_hi(port, health_n, exec_n):
+    """summarize() of `health_n` sequential GET /health and of `exec_n` print('hi')."""
+    health = [health_once(port) for _ in range(health_n)]
+    execs = [execute(port, "print('hi')", check_hi) for _ in range(exec_n)]
+    return summarize(health), summarize(execs)
+
+
 def execute(port, code, check, environment=None, timeout_s=30):
     """POST /execute; `check(answer)` names what is wrong or returns None. Returns the
     seconds from sending to the whole answer read; raises BenchError on a failure."""

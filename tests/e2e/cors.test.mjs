@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
-import { Envhub, engineAnswers, freePort, launchBrowser, removeLabelled, watchPage } from "./lib/envhub.mjs";
+import {
+  closeBrowser, engineAnswers, Envhub, freePort, launchBrowser, removeLabelled, watchPage,
+} from "./lib/envhub.mjs";
 
 const skip = !(await engineAnswers())
   ? `no Docker engine answers on the socket (make engine starts one)` : false;
@@ -77,10 +79,7 @@ describe("envhub from a page of another origin", { skip }, () => {
   });
 
   after(async () => {
-    if (browser) {
-      await browser.context.close();
-      fs.rmSync(browser.profile, { recursive: true, force: true });
-    }
+    await closeBrowser(browser);
     allowed?.srv.close();
     refused?.srv.close();
     if (server) {

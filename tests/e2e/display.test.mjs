@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { Envhub, RUN_ID, engineAnswers, launchBrowser, removeLabelled, screenshot, watchPage } from "./lib/envhub.mjs";
+import {
+  closeBrowser, engineAnswers, Envhub, launchBrowser, removeLabelled, RUN_ID, screenshot, until, watchPage,
+} from "./lib/envhub.mjs";
 
 const PLOT = `plot-${RUN_ID}`;
 // Debian's matplotlib, as environments/data-science.sh installs it (the same script as the API
@@ -27,17 +29,7 @@ plt.bar(["a", "b", "c"], [3, 1, 2])
 print("two figures")
 `;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(fn, withinMs, what) {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    const last = await fn();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs / 1000} s waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 const skip = !(await engineAnswers()) ? `no Docker engine answers on the socket (make engine starts one)` : false;
 if (skip && process.env.CI === "true") throw new Error(skip);
@@ -55,10 +47,7 @@ describe("pictures in the UI", { skip }, () => {
   });
 
   after(async () => {
-    if (browser) {
-      await browser.context.close();
-      fs.rmSync(browser.profile, { recursive: true, force: true });
-    }
+    await closeBrowser(browser);
     await server.stop();
     await removeLabelled();
     if (!process.exitCode) fs.rmSync(server.dir, { recursive: true, force: true });

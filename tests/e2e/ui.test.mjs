@@ -8,8 +8,9 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { Envhub, RUN_ID, engineAnswers, launchBrowser, removeLabelled, screenshot, script, stepImagesOf, watchPage }
-  from "./lib/envhub.mjs";
+import {
+  closeBrowser, engineAnswers, Envhub, launchBrowser, removeLabelled, RUN_ID, screenshot, script, stepImagesOf, until, watchPage,
+} from "./lib/envhub.mjs";
 
 const DS = `ds-${RUN_ID}`;
 const BASIC = `basic-${RUN_ID}`;
@@ -27,18 +28,7 @@ plt.savefig("plot.png")
 print("plotted", 6 * 7)
 `;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function until(fn, withinMs, what) {
-  const deadline = Date.now() + withinMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs / 1000} s waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 const skip = !(await engineAnswers())
   ? `no Docker engine answers on the socket (make engine starts one)` : false;
@@ -70,10 +60,7 @@ describe("envhub UI", { skip }, () => {
       const log = await server.api("GET", `/environments/${name}/logs`, { key: keys.admin }).catch(() => null);
       if (log && typeof log.body === "string") stepImages.push(...stepImagesOf(log.body));
     }
-    if (browser) {
-      await browser.context.close();
-      fs.rmSync(browser.profile, { recursive: true, force: true });
-    }
+    await closeBrowser(browser);
     await server.stop();
     await removeLabelled(stepImages);
     if (!process.exitCode) fs.rmSync(server.dir, { recursive: true, force: true });
@@ -449,10 +436,7 @@ describe("envhub UI in open mode", { skip }, () => {
   });
 
   after(async () => {
-    if (browser) {
-      await browser.context.close();
-      fs.rmSync(browser.profile, { recursive: true, force: true });
-    }
+    await closeBrowser(browser);
     await server.stop();
     await removeLabelled();
     fs.rmSync(server.dir, { recursive: true, force: true });

@@ -229,4 +229,21 @@ static inline void record_add_file(struct execution_record *rec, enum file_direc
     sha256_hex(path, strlen(path), f->sha256);
 }
 
+/* Seed executions @from .. @from+@n-1, each filled by @make, in one batch
+ * (catalog_history_seed: finished and chained). */
+static inline void catalog_fixture_seed(struct catalog *cat, int from, int n,
+                                        void (*make)(struct execution_record *rec, int i))
+{
+    struct execution_record *recs = xcalloc((size_t)n + 1, sizeof(*recs));
+    struct err err = ERR_INIT;
+
+    for (int i = 0; i < n; i++)
+        make(&recs[i], from + i);
+    if (catalog_history_seed(cat, recs, (size_t)n, &err) < 0)
+        fail_msg("seed: %s", err.msg);
+    for (int i = 0; i < n; i++)
+        execution_record_release(&recs[i]);
+    free(recs);
+}
+
 #endif

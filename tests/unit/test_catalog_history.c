@@ -54,17 +54,7 @@ static void record_make(struct execution_record *rec, int i)
 /* Seed executions from .. from+n-1 (record_make) in one batch. */
 static void seed_range(struct catalog *cat, int from, int n)
 {
-    struct execution_record *recs = xcalloc((size_t)n + 1, sizeof(*recs));
-    struct err err = ERR_INIT;
-
-    for (int i = 0; i < n; i++)
-        record_make(&recs[i], from + i);
-    if (catalog_history_seed(cat, recs, (size_t)n, &err) < 0)
-        fprintf(stderr, "seed: %s\n", err.msg);
-    assert_int_equal(err.code, ERR_OK);
-    for (int i = 0; i < n; i++)
-        execution_record_release(&recs[i]);
-    free(recs);
+    catalog_fixture_seed(cat, from, n, record_make);
 }
 
 static void seed(struct catalog *cat, int n)

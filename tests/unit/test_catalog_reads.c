@@ -12,34 +12,28 @@
 #define T0 1700000000000LL
 #define BIG_ROWS 20000
 
-/* @n final executions from number @from on, in one transaction: small rows
- * whose code all holds the word "import". */
+/* Final execution number @i: a small row whose code holds the word "import". */
+static void row_make(struct execution_record *r, int i)
+{
+    r->id = xasprintf("ex_reads%016d", i);
+    r->image = xstrdup("envhub/python:bookworm");
+    r->principal = xasprintf("user%d", i % 4);
+    r->code = xasprintf("import os\nprint(%d)\n", i);
+    sha256_hex(r->code, strlen(r->code), r->code_sha256);
+    r->timeout_s = 30;
+    r->status = EXEC_SUCCEEDED;
+    r->queued_at = T0 + (int64_t)i * 1000;
+    r->started_at = r->queued_at + 1;
+    r->duration_ms = 5;
+    r->finished_at = r->started_at + 6;
+    r->stdout_text = xstrdup("ok\n");
+    r->stderr_text = xstrdup("");
+}
+
+/* @n final executions from number @from on, in one transaction. */
 static void seed_rows(struct catalog *cat, int from, int n)
 {
-    struct execution_record *recs = xcalloc((size_t)n, sizeof(*recs));
-    struct err err = ERR_INIT;
-
-    for (int i = 0; i < n; i++) {
-        struct execution_record *r = &recs[i];
-        r->id = xasprintf("ex_reads%016d", from + i);
-        r->image = xstrdup("envhub/python:bookworm");
-        r->principal = xasprintf("user%d", (from + i) % 4);
-        r->code = xasprintf("import os\nprint(%d)\n", from + i);
-        sha256_hex(r->code, strlen(r->code), r->code_sha256);
-        r->timeout_s = 30;
-        r->status = EXEC_SUCCEEDED;
-        r->queued_at = T0 + (int64_t)(from + i) * 1000;
-        r->started_at = r->queued_at + 1;
-        r->duration_ms = 5;
-        r->finished_at = r->started_at + 6;
-        r->stdout_text = xstrdup("ok\n");
-        r->stderr_text = xstrdup("");
-    }
-    if (catalog_history_seed(cat, recs, (size_t)n, &err) < 0)
-        fail_msg("seed: %s", err.msg);
-    for (int i = 0; i < n; i++)
-        execution_record_release(&recs[i]);
-    free(recs);
+    catalog_fixture_seed(cat, from, n, row_make);
 }
 
 /* @n more rows the fast way (one INSERT ... SELECT on the catalog's own

@@ -218,6 +218,24 @@ export async function launchBrowser() {
   return { context, profile };
 }
 
+// Closes a browser of launchBrowser() (null is fine) and removes its profile.
+export async function closeBrowser(browser) {
+  if (!browser) return;
+  await browser.context.close();
+  fs.rmSync(browser.profile, { recursive: true, force: true });
+}
+
+// Polls fn() every 200 ms until it gives something truthy, which it returns; throws past withinMs.
+export async function until(fn, withinMs, what) {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs / 1000} s waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
 // Records what a page asks of other hosts and the errors it shows in its console.
 export function watchPage(page, origin) {
   const seen = { external: [], errors: [] };
