@@ -111,10 +111,10 @@ $(BUILD)/gen/migrations_embedded.c: $(MIGRATIONS) core/embed.sh
 	@mkdir -p $(dir $@)
 	sh core/embed.sh migrations_embedded $@ $(MIGRATIONS)
 
-# The executor's in-container wrapper script, then its matplotlib backend.
-$(BUILD)/gen/executor_embedded.c: executor/wrapper.sh executor/display.py core/embed.sh
+# The executor's in-container wrapper script, its matplotlib backend, its agent.
+$(BUILD)/gen/executor_embedded.c: executor/wrapper.sh executor/display.py executor/agent.py core/embed.sh
 	@mkdir -p $(dir $@)
-	sh core/embed.sh executor_embedded $@ executor/wrapper.sh executor/display.py
+	sh core/embed.sh executor_embedded $@ executor/wrapper.sh executor/display.py executor/agent.py
 
 ui: $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c
 

@@ -38,6 +38,9 @@ static const struct opt opts[] = {
      "image of jobs that name no environment"},
     {"network-mode", "NETWORK_MODE", OPT_STR, OFF(network_mode), "none", 0, 0,
      "network of jobs: none or bridge"},
+    {"job-transport", "ENVHUB_JOB_TRANSPORT", OPT_STR, OFF(job_transport), "agent", 0, 0,
+     "how a job reaches its container: agent (handed to envhub's agent, the container's main "
+     "process, through attach) or exec (a new process per job)"},
     {"work-dir", "WORK_DIR", OPT_STR, OFF(work_dir), "/workspace", 0, 0,
      "working directory of jobs inside the sandbox"},
     {"cors-origins", "ENVHUB_CORS_ORIGINS", OPT_STR, OFF(cors_origins), "", 0, 0,
@@ -234,6 +237,9 @@ static int config_check(const struct config *cfg, struct err *err)
     if (strcmp(cfg->network_mode, "none") != 0 && strcmp(cfg->network_mode, "bridge") != 0)
         return err_set(err, ERR_INVALID, "NETWORK_MODE '%s' must be none or bridge",
                        cfg->network_mode);
+    if (strcmp(cfg->job_transport, "agent") != 0 && strcmp(cfg->job_transport, "exec") != 0)
+        return err_set(err, ERR_INVALID, "ENVHUB_JOB_TRANSPORT must be agent or exec, not '%s'",
+                       cfg->job_transport);
     if (log_level_parse(cfg->log_level) < 0)
         return err_set(err, ERR_INVALID, "ENVHUB_LOG_LEVEL '%s' must be error, warn, info or debug",
                        cfg->log_level);

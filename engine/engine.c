@@ -2,9 +2,10 @@
  *
  * Every call makes its own curl easy handle, so one struct engine serves all
  * threads without a lock; connections are shared through a curl share handle
- * (locked) so consecutive calls reuse an open socket. Exec uses a hijacked
- * connection: CURLOPT_CONNECT_ONLY, a hand-written upgrade request, then raw
- * curl_easy_send/recv of stdin and of the multiplexed output stream. */
+ * (locked) so consecutive calls reuse an open socket. Exec and attach use a
+ * hijacked connection: CURLOPT_CONNECT_ONLY, a hand-written upgrade request,
+ * then raw curl_easy_send/recv of stdin and of the multiplexed output
+ * stream. */
 #include "engine/engine.h"
 #include "engine/engine_internal.h"
 
@@ -355,11 +356,11 @@ static json_t *container_spec_json(const struct engine_container_spec *s)
     for (size_t i = 0; i < s->n_labels; i++)
         json_object_set_new(labels, s->labels[i].key, json_string(s->labels[i].value));
     json_object_set_new(doc, "Labels", labels);
-    json_object_set_new(doc, "AttachStdin", json_false());
-    json_object_set_new(doc, "AttachStdout", json_false());
-    json_object_set_new(doc, "AttachStderr", json_false());
+    json_object_set_new(doc, "AttachStdin", json_boolean(s->open_stdin));
+    json_object_set_new(doc, "AttachStdout", json_boolean(s->open_stdin));
+    json_object_set_new(doc, "AttachStderr", json_boolean(s->open_stdin));
     json_object_set_new(doc, "Tty", json_false());
-    json_object_set_new(doc, "OpenStdin", json_false());
+    json_object_set_new(doc, "OpenStdin", json_boolean(s->open_stdin));
     if (s->network_disabled)
         json_object_set_new(doc, "NetworkDisabled", json_true());
 
@@ -570,7 +571,7 @@ static int send_all(CURL *h, curl_socket_t fd, const char *data, size_t len, int
             int w = wait_socket(fd, POLLOUT, deadline_ms, &rev);
             if (w <= 0)
                 return err_set(err, w == 0 ? ERR_TIMEOUT : ERR_ENGINE,
-                               "cannot send the exec request to the engine");
+                               "cannot send to the engine in time");
             continue;
         }
         if (rc != CURLE_OK)
@@ -601,13 +602,13 @@ static int read_upgrade_head(CURL *h, curl_socket_t fd, int64_t deadline_ms, str
             int w = wait_socket(fd, POLLIN, deadline_ms, &rev);
             if (w <= 0)
                 return err_set(err, w == 0 ? ERR_TIMEOUT : ERR_ENGINE,
-                               "the engine did not answer the exec start in time");
+                               "the engine did not answer in time");
             continue;
         }
         if (rc != CURLE_OK || got == 0)
-            return err_set(err, ERR_ENGINE, "the engine closed the exec connection early");
+            return err_set(err, ERR_ENGINE, "the engine closed the connection early");
         if (buf_append(head, chunk, got) < 0)
-            return err_set(err, ERR_ENGINE, "the engine's exec answer head is too large");
+            return err_set(err, ERR_ENGINE, "the engine's answer head is too large");
     }
 }
 
@@ -629,78 +630,146 @@ static int exec_inspect(struct engine *e, const char *exec_id, bool *ret_running
     return 0;
 }
 
-int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec *spec,
-                struct engine_exec_result *ret, struct err *err)
-{
-    _cleanup_free_ char *exec_id = NULL;
-    _cleanup_(curl_cleanup) CURL *h = NULL;
-    _cleanup_(buf_release) struct buf head = BUF_INIT(65536);
-    struct engine_demux demux;
+/* A hijacked connection: the raw socket after the engine's 101 answer. */
+struct engine_conn {
+    struct engine *engine;
+    char *container_id; /* looked at while the stream is quiet */
+    CURL *h;
     curl_socket_t fd;
-    const char *why = NULL;
+    struct engine_demux demux;
+    struct buf early; /* stream bytes that came with the answer head */
+    char *chunk;      /* ENGINE_EXEC_CHUNK; on the heap: civetweb's threads have small stacks */
+};
+
+static void conn_free(struct engine_conn *c)
+{
+    if (!c)
+        return;
+    curl_cleanup(&c->h);
+    buf_release(&c->early);
+    free(c->container_id);
+    free(c->chunk);
+    free(c);
+}
+
+/* Send @request (an HTTP/1.1 request asking to upgrade) on a connection of
+ * its own and read the answer head. 0 with *ret (the stream's first bytes
+ * kept in early), -1 with ERR_TIMEOUT when the deadline passed, else the
+ * engine's error. */
+static int hijack(struct engine *e, const char *id, const char *request, const char *what,
+                  int64_t deadline_ms, struct engine_conn **ret, struct err *err)
+{
+    struct engine_conn *c = xcalloc(1, sizeof(*c));
+    _cleanup_(buf_release) struct buf head = BUF_INIT(65536);
     size_t head_len = 0;
-    const char *in = spec->stdin_data;
-    size_t in_left = spec->stdin_len;
-    bool in_closed = spec->stdin_data == NULL;
-    /* on the heap: civetweb's worker threads have small stacks */
-    _cleanup_free_ char *chunk = xmalloc(ENGINE_EXEC_CHUNK);
+    int status = 0;
 
-    memset(ret, 0, sizeof(*ret));
-    ret->exit_code = -1;
-    if (exec_create(e, id, spec, &exec_id, err) < 0)
-        return -1;
-
-    h = engine_handle(e, "http://localhost/", 0);
-    if (!h)
+    c->engine = e;
+    c->container_id = xstrdup(id);
+    c->chunk = xmalloc(ENGINE_EXEC_CHUNK);
+    c->early = (struct buf)BUF_INIT(BUF_UNLIMITED);
+    engine_demux_init(&c->demux);
+    c->h = engine_handle(e, "http://localhost/", 0);
+    if (!c->h) {
+        conn_free(c);
         return err_set(err, ERR_INTERNAL, "cannot create a curl handle");
+    }
     /* a hijacked socket must not be shared: it ends as a raw stream */
-    curl_easy_setopt(h, CURLOPT_SHARE, NULL);
-    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-    CURLcode rc = curl_easy_perform(h);
-    if (rc != CURLE_OK)
+    curl_easy_setopt(c->h, CURLOPT_SHARE, NULL);
+    curl_easy_setopt(c->h, CURLOPT_CONNECT_ONLY, 1L);
+    CURLcode rc = curl_easy_perform(c->h);
+    if (rc != CURLE_OK) {
+        conn_free(c);
         return err_set(err, ERR_UNAVAILABLE, "cannot reach the Docker engine at '%s': %s", e->host,
                        curl_easy_strerror(rc));
-    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
-        return err_set(err, ERR_ENGINE, "no socket for the exec connection");
-
-    const char *start_body = "{\"Detach\":false,\"Tty\":false}";
-    _cleanup_free_ char *request = xasprintf(
-        "POST /v%s/exec/%s/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %zu\r\n\r\n%s",
-        e->version, exec_id, strlen(start_body), start_body);
-    if (send_all(h, fd, request, strlen(request), spec->deadline_ms, err) < 0)
-        return -1;
-    if (read_upgrade_head(h, fd, spec->deadline_ms, &head, &head_len, err) < 0) {
-        if (err->code == ERR_TIMEOUT) {
-            ret->timed_out = true;
-            return 0;
-        }
+    }
+    if (curl_easy_getinfo(c->h, CURLINFO_ACTIVESOCKET, &c->fd) != CURLE_OK ||
+        c->fd == CURL_SOCKET_BAD) {
+        conn_free(c);
+        return err_set(err, ERR_ENGINE, "no socket for the %s connection", what);
+    }
+    if (send_all(c->h, c->fd, request, strlen(request), deadline_ms, err) < 0 ||
+        read_upgrade_head(c->h, c->fd, deadline_ms, &head, &head_len, err) < 0) {
+        conn_free(c);
         return -1;
     }
-    int status = 0;
-    if (sscanf(buf_str(&head), "HTTP/1.%*d %d", &status) != 1)
-        return err_set(err, ERR_ENGINE, "malformed answer to exec start");
+    if (sscanf(buf_str(&head), "HTTP/1.%*d %d", &status) != 1) {
+        conn_free(c);
+        return err_set(err, ERR_ENGINE, "malformed answer to %s", what);
+    }
     if (status != 101 && status != 200) {
-        const char *body = head.data + head_len;
-        struct buf b = {.data = (char *)body, .len = head.len - head_len};
-        return engine_http_error(status, &b, "cannot start exec", err);
+        struct buf b = {.data = head.data + head_len, .len = head.len - head_len};
+        _cleanup_free_ char *msg = xasprintf("cannot %s", what);
+        conn_free(c);
+        return engine_http_error(status, &b, msg, err);
     }
+    buf_put(&c->early, head.data + head_len, head.len - head_len);
+    *ret = c;
+    return 0;
+}
 
-    engine_demux_init(&demux);
-    if (head.len > head_len && engine_demux_feed(&demux, head.data + head_len, head.len - head_len,
-                                                 spec->output, spec->output_ctx, &why) < 0) {
+/* The output callback of a read, which may ask for a pause (1). */
+struct pump_tap {
+    engine_output_fn fn;
+    void *ctx;
+    bool pause;
+};
+
+static int pump_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct pump_tap *t = ctx;
+    int r = t->fn(t->ctx, stream, data, len);
+    if (r > 0)
+        t->pause = true;
+    return r < 0 ? -1 : 0;
+}
+
+/* Feed received bytes to the demultiplexer: 0, or 1 when the read is over
+ * (*ret says why), -1 when the stream is malformed. */
+static int pump_feed(struct engine_conn *c, const char *data, size_t len, struct pump_tap *tap,
+                     struct engine_read_result *ret, struct err *err)
+{
+    const char *why = NULL;
+
+    if (engine_demux_feed(&c->demux, data, len, pump_output, tap, &why) < 0) {
         if (why)
             return err_set(err, ERR_ENGINE, "%s", why);
         ret->stopped = true;
-        return 0;
+        return 1;
     }
+    if (tap->pause) {
+        ret->paused = true;
+        return 1;
+    }
+    return 0;
+}
 
+/* Move the stream: @in (when not NULL) to the process's stdin, then its end
+ * when @close_input; the output to @tap until the stream ends, the tap
+ * pauses or stops it, or the deadline passes. While the output is quiet the
+ * container is looked at every ENGINE_EXEC_WATCH_MS: when it has stopped,
+ * the read ends there (under gVisor a container killed out of memory leaves
+ * the stream open). */
+static int pump(struct engine_conn *c, const char *in, size_t in_left, bool close_input,
+                struct pump_tap *tap, int64_t deadline_ms, struct engine_read_result *ret,
+                struct err *err)
+{
+    bool in_closed = in == NULL || (in_left == 0 && !close_input);
+
+    memset(ret, 0, sizeof(*ret));
+    ret->exit_code = -1;
+    if (c->early.len) {
+        int r = pump_feed(c, c->early.data, c->early.len, tap, ret, err);
+        buf_truncate(&c->early, 0);
+        if (r != 0)
+            return r < 0 ? -1 : 0;
+    }
     for (;;) {
         short rev = 0;
         short events = POLLIN | (in_closed ? 0 : POLLOUT);
         int64_t slice = time_mono_ms() + ENGINE_EXEC_WATCH_MS;
-        bool last = spec->deadline_ms > 0 && spec->deadline_ms <= slice;
-        int w = wait_socket(fd, events, last ? spec->deadline_ms : slice, &rev);
+        bool last = deadline_ms > 0 && deadline_ms <= slice;
+        int w = wait_socket(c->fd, events, last ? deadline_ms : slice, &rev);
         if (w == 0 && last) {
             ret->timed_out = true;
             return 0;
@@ -708,7 +777,8 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
         if (w == 0) { /* quiet: is its container still there? */
             struct engine_container_state st;
             struct err ierr = ERR_INIT;
-            if (engine_container_inspect(e, id, &st, &ierr) == 0 && !st.running) {
+            if (engine_container_inspect(c->engine, c->container_id, &st, &ierr) == 0 &&
+                !st.running) {
                 ret->container_stopped = true;
                 ret->exit_code = st.exit_code;
                 return 0;
@@ -716,12 +786,12 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
             continue;
         }
         if (w < 0)
-            return err_errno(err, ERR_ENGINE, errno, "cannot wait on the exec stream");
+            return err_errno(err, ERR_ENGINE, errno, "cannot wait on the container's stream");
         if (!in_closed && (rev & POLLOUT)) {
             size_t sent = 0;
             size_t n = in_left < ENGINE_EXEC_CHUNK ? in_left : ENGINE_EXEC_CHUNK;
             if (n > 0) {
-                rc = curl_easy_send(h, in, n, &sent);
+                CURLcode rc = curl_easy_send(c->h, in, n, &sent);
                 if (rc != CURLE_OK && rc != CURLE_AGAIN) {
                     /* the process closed its stdin early: stop feeding it */
                     in_left = 0;
@@ -732,24 +802,62 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
             }
             if (in_left == 0) {
                 /* end of input: the engine closes the process's stdin */
-                shutdown(fd, SHUT_WR);
+                if (close_input)
+                    shutdown(c->fd, SHUT_WR);
                 in_closed = true;
             }
         }
         if (rev & (POLLIN | POLLHUP | POLLERR)) {
             size_t got = 0;
-            rc = curl_easy_recv(h, chunk, ENGINE_EXEC_CHUNK, &got);
+            CURLcode rc = curl_easy_recv(c->h, c->chunk, ENGINE_EXEC_CHUNK, &got);
             if (rc == CURLE_AGAIN)
                 continue;
-            if (rc != CURLE_OK || got == 0)
-                break; /* end of the stream: the process is done */
-            if (engine_demux_feed(&demux, chunk, got, spec->output, spec->output_ctx, &why) < 0) {
-                if (why)
-                    return err_set(err, ERR_ENGINE, "%s", why);
-                ret->stopped = true;
+            if (rc != CURLE_OK || got == 0) {
+                ret->ended = true;
                 return 0;
             }
+            int r = pump_feed(c, c->chunk, got, tap, ret, err);
+            if (r != 0)
+                return r < 0 ? -1 : 0;
         }
+    }
+}
+
+int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec *spec,
+                struct engine_exec_result *ret, struct err *err)
+{
+    _cleanup_free_ char *exec_id = NULL;
+    struct engine_conn *c = NULL;
+    struct engine_read_result rr;
+    struct pump_tap tap = {.fn = spec->output, .ctx = spec->output_ctx};
+
+    memset(ret, 0, sizeof(*ret));
+    ret->exit_code = -1;
+    if (exec_create(e, id, spec, &exec_id, err) < 0)
+        return -1;
+
+    const char *start_body = "{\"Detach\":false,\"Tty\":false}";
+    _cleanup_free_ char *request = xasprintf(
+        "POST /v%s/exec/%s/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %zu\r\n\r\n%s",
+        e->version, exec_id, strlen(start_body), start_body);
+    if (hijack(e, id, request, "start exec", spec->deadline_ms, &c, err) < 0) {
+        if (err->code == ERR_TIMEOUT) {
+            ret->timed_out = true;
+            return 0;
+        }
+        return -1;
+    }
+    int rc = pump(c, spec->stdin_data, spec->stdin_len, true, &tap, spec->deadline_ms, &rr, err);
+    conn_free(c);
+    if (rc < 0)
+        return -1;
+    ret->timed_out = rr.timed_out;
+    ret->stopped = rr.stopped;
+    ret->container_stopped = rr.container_stopped;
+    if (!rr.ended) {
+        ret->exit_code = rr.exit_code;
+        return 0;
     }
 
     /* The stream can end a moment before the engine marks the exec done. */
@@ -770,6 +878,37 @@ int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec 
         nanosleep(&ts, NULL);
     }
     return err_set(err, ERR_ENGINE, "exec '%.12s' still runs after its output ended", exec_id);
+}
+
+/* ---- attach ---- */
+
+int engine_attach(struct engine *e, const char *id, int64_t deadline_ms, struct engine_conn **ret,
+                  struct err *err)
+{
+    _cleanup_free_ char *request =
+        xasprintf("POST /v%s/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
+                  "Host: localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                  "Content-Length: 0\r\n\r\n",
+                  e->version, id);
+    return hijack(e, id, request, "attach to the container", deadline_ms, ret, err);
+}
+
+int engine_conn_send(struct engine_conn *c, const void *data, size_t len, int64_t deadline_ms,
+                     struct err *err)
+{
+    return send_all(c->h, c->fd, data, len, deadline_ms, err);
+}
+
+int engine_conn_read(struct engine_conn *c, engine_output_fn fn, void *ctx, int64_t deadline_ms,
+                     struct engine_read_result *ret, struct err *err)
+{
+    struct pump_tap tap = {.fn = fn, .ctx = ctx};
+    return pump(c, NULL, 0, false, &tap, deadline_ms, ret, err);
+}
+
+void engine_conn_close(struct engine_conn *c)
+{
+    conn_free(c);
 }
 
 /* ---- images ---- */

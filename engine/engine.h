@@ -68,6 +68,7 @@ struct engine_container_spec {
     bool cap_drop_all;
     bool no_new_privileges;
     bool log_driver_none;
+    bool open_stdin;     /* stdin kept open for attach (OpenStdin, not StdinOnce) */
     const char *runtime; /* "runsc" (gVisor); NULL: the engine's default (runc) */
     bool auto_remove;
 };
@@ -133,6 +134,38 @@ struct engine_exec_result {
  * ran (whatever its exit code, also on deadline or stop: see *ret); -1 when the engine failed. */
 int engine_exec(struct engine *e, const char *id, const struct engine_exec_spec *spec,
                 struct engine_exec_result *ret, struct err *err);
+
+/* ---- attach: a conversation with a container's main process ---- */
+
+/* A hijacked connection to a container's stdin, stdout and stderr
+ * (OpenStdin containers): what is sent reaches the main process's stdin,
+ * which stays open when the connection closes. */
+struct engine_conn;
+
+struct engine_read_result {
+    int exit_code;          /* the container's, when it stopped under the read; else -1 */
+    bool paused;            /* the output callback returned 1 */
+    bool stopped;           /* it returned -1 */
+    bool ended;             /* the stream ended (the process closed its output, or exited) */
+    bool timed_out;         /* the deadline passed */
+    bool container_stopped; /* the container ended while the stream stayed open */
+};
+
+/* POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1 on a
+ * connection of its own; *ret is the caller's: engine_conn_close() it. */
+int engine_attach(struct engine *e, const char *id, int64_t deadline_ms, struct engine_conn **ret,
+                  struct err *err);
+/* Write all of @data to the process's stdin by @deadline_ms (0: none). */
+int engine_conn_send(struct engine_conn *c, const void *data, size_t len, int64_t deadline_ms,
+                     struct err *err);
+/* Read the demultiplexed output into @fn until it returns 1 (a pause: the
+ * rest of the bytes already received is still fed to it first) or -1, the
+ * stream ends, the container stops, or the deadline passes: *ret says which.
+ * -1 only when the engine failed. Watches a quiet container like
+ * engine_exec(). */
+int engine_conn_read(struct engine_conn *c, engine_output_fn fn, void *ctx, int64_t deadline_ms,
+                     struct engine_read_result *ret, struct err *err);
+void engine_conn_close(struct engine_conn *c); /* NULL is fine */
 
 /* ---- the multiplexed stream (pure, for the exec reader and tests) ---- */
 

@@ -178,6 +178,16 @@ int exec_container_create(struct executor *x, const char *image, const struct sa
         return -1;
     }
     sandbox_spec_fill(x->cfg, image, l, x->labels, SANDBOX_JOB, &sb);
+    /* the agent transport: envhub's agent is the container's main process,
+     * its stdin open for attach; -I: nothing the job writes (the workspace,
+     * PYTHON* variables) can change what the agent imports */
+    const char *agent_entry[] = {"python3", NULL};
+    const char *agent_cmd[] = {"-I", "-c", exec_agent_script(), "envhub-agent", NULL};
+    if (strcmp(x->cfg->job_transport, "agent") == 0) {
+        sb.spec.entrypoint = agent_entry;
+        sb.spec.cmd = agent_cmd;
+        sb.spec.open_stdin = true;
+    }
     if (engine_container_create(x->engine, &sb.spec, &id, err) < 0)
         return -1;
     if (start && engine_container_start(x->engine, id, err) < 0) {

@@ -376,6 +376,33 @@ struct job_outcome {
     char *image_id; /* when learnt from the container */
 };
 
+/* What a run captures of a job's output: the first output_limit bytes of
+ * each stream, and live followers fed. The exec transport also keeps the
+ * tail of stderr (the wrapper's report) and holds back from followers what
+ * may be it; the agent's frames need none of that (raw). */
+#define EXEC_JOB_TAIL 96
+struct capture {
+    struct buf out, err;
+    bool out_truncated, err_truncated;
+    bool raw;         /* no report in stderr (agent transport) */
+    size_t err_total; /* bytes of stderr received, kept or not */
+    char tail[EXEC_JOB_TAIL];
+    size_t tail_len;
+    engine_output_fn live;
+    void *live_ctx;
+    char pend[EXEC_JOB_TAIL]; /* stderr held back from live followers: maybe the report */
+    size_t pend_len;
+};
+int exec_capture_output(void *ctx, enum engine_stream stream, const char *data, size_t len);
+/* The captured bytes as text (repaired when not UTF-8; NUL kept). */
+char *exec_output_text(struct buf *b, size_t *ret_len);
+/* The status and error of a job that passed its timeout, or that ended. */
+void exec_result_timeout(struct job_result *res, int64_t timeout_s);
+void exec_result_exit(struct job_result *res, int exit_code, bool oom, int64_t memory);
+/* "NAME: larger than the file size limit" onto @skipped for workspace path
+ * @path ("./x" or "./" EXEC_DISPLAY_DIR "/NAME", @len bytes, any bytes). */
+void exec_skip_large(char ***skipped, const char *path, size_t len, size_t max_file_size);
+
 /* Run the code of @io in container @cid: fills @res (status, outputs, files,
  * error, execution_time) and @out. Never fails: an engine failure is status
  * error with the reason. */
@@ -403,6 +430,57 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
 /* Does the end of a job's stderr say the recycling clean-up failed
  * ("\0envhub-unclean\0")? Pure. */
 bool exec_parse_unclean(const char *tail, size_t tail_len);
+
+/* ---- agent.c, agent_proto.c: the agent transport ---- */
+
+/* The agent (executor/agent.py, the third embedded file): the argv of a
+ * container that runs it as its main process. */
+const char *exec_agent_script(void);
+/* One job through the agent of container @cid (see agent.py for the
+ * conversation); same contract as exec_job_run(), which calls it. */
+void exec_agent_run(struct executor *x, const char *cid, const struct job_io *io,
+                    struct job_result *res, struct job_outcome *out);
+
+/* The agent's stdout, decoded (pure): frames of one type byte and a 4-byte
+ * big-endian length. The job's bytes ('o', 'e') go to @output as they come;
+ * the agent's own frames set the flags; 'u' and 'r' payloads are gathered
+ * in msg. Bounds: AGENT_DATA_MAX per data frame, AGENT_TEXT_MAX for 'u',
+ * report_max for 'r'. Nothing may follow 'u' or 'r'; after 'x' only 'r'. */
+#define AGENT_DATA_MAX (1024 * 1024)
+#define AGENT_TEXT_MAX 4096
+#define AGENT_NONCE_LEN 32 /* hex digits */
+struct agent_decoder {
+    size_t report_max;
+    engine_output_fn output;
+    void *output_ctx;
+    unsigned char head[5];
+    size_t head_len;
+    char kind;     /* of the frame being read; 0 between frames */
+    uint32_t left; /* its bytes still to come */
+    struct buf msg;
+    bool exited, unclean, reported;
+};
+void agent_decoder_init(struct agent_decoder *d, size_t report_max, engine_output_fn output,
+                        void *output_ctx);
+void agent_decoder_release(struct agent_decoder *d);
+/* 0, or -1 with *ret_why when the stream breaks the protocol. */
+int agent_decode(struct agent_decoder *d, const char *data, size_t len, const char **ret_why);
+
+/* The report of an 'r' frame, checked against the nonce sent (pure). */
+struct agent_report {
+    int rc; /* the job's exit status (128 + signal); -1: it did not end (timeout) */
+    bool timed_out;
+    int64_t oom_kills;
+    char **skipped;        /* "NAME: larger than ..." (strv) */
+    char **preload_errors; /* "MODULE: why" (strv) */
+    bool truncated;        /* the tar was cut at the collect cap */
+    const char *tar;       /* into the payload */
+    size_t tar_len;
+};
+/* 0, or -1 with @err (ERR_ENGINE) saying what is wrong with it. */
+int agent_report_parse(const char *payload, size_t len, const char *nonce, size_t max_file_size,
+                       struct agent_report *ret, struct err *err);
+void agent_report_release(struct agent_report *r);
 
 /* ---- runs.c: one job's life ---- */
 

@@ -25,7 +25,6 @@
 
 #include "core/banned.h"
 
-#define JOB_TAIL 96 /* bytes of stderr kept for the report */
 #define JOB_SKIPPED_MAX 65536
 #define JOB_COLLECT_TIMEOUT_MS 30000
 #define JOB_SESSION_GRACE_S 5 /* the in-container timeout fires first */
@@ -101,17 +100,6 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
     return false;
 }
 
-struct capture {
-    struct buf out, err;
-    bool out_truncated, err_truncated;
-    size_t err_total; /* bytes of stderr received, kept or not */
-    char tail[JOB_TAIL];
-    size_t tail_len;
-    engine_output_fn live;
-    void *live_ctx;
-    char pend[JOB_TAIL]; /* stderr held back from live followers: maybe the report */
-    size_t pend_len;
-};
 
 /* Could pend[0..n) be the start of the report? */
 static bool maybe_marker(const char *p, size_t n)
@@ -148,7 +136,7 @@ static void live_stderr(struct capture *c, const char *data, size_t len)
         len--;
         if (!maybe_marker(c->pend, c->pend_len) || c->pend_len == sizeof(c->pend)) {
             /* not the report after all: the first byte goes, the rest is looked at again */
-            char again[JOB_TAIL];
+            char again[EXEC_JOB_TAIL];
             size_t n = c->pend_len - 1;
             memcpy(again, c->pend + 1, n);
             c->live(c->live_ctx, ENGINE_STDERR, c->pend, 1);
@@ -158,26 +146,26 @@ static void live_stderr(struct capture *c, const char *data, size_t len)
     }
 }
 
-static int capture_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
+int exec_capture_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
 {
     struct capture *c = ctx;
     bool is_err = stream == ENGINE_STDERR;
     struct buf *b = is_err ? &c->err : &c->out;
 
-    if (is_err) {
+    if (is_err && !c->raw) {
         c->err_total += len;
-        /* keep the last JOB_TAIL bytes whatever the cap */
-        if (len >= JOB_TAIL) {
-            memcpy(c->tail, data + len - JOB_TAIL, JOB_TAIL);
-            c->tail_len = JOB_TAIL;
+        /* keep the last EXEC_JOB_TAIL bytes whatever the cap */
+        if (len >= EXEC_JOB_TAIL) {
+            memcpy(c->tail, data + len - EXEC_JOB_TAIL, EXEC_JOB_TAIL);
+            c->tail_len = EXEC_JOB_TAIL;
         } else {
-            size_t keep = c->tail_len + len > JOB_TAIL ? JOB_TAIL - len : c->tail_len;
+            size_t keep = c->tail_len + len > EXEC_JOB_TAIL ? EXEC_JOB_TAIL - len : c->tail_len;
             memmove(c->tail, c->tail + c->tail_len - keep, keep);
             memcpy(c->tail + keep, data, len);
             c->tail_len = keep + len;
         }
     }
-    if (c->live && is_err)
+    if (c->live && is_err && !c->raw)
         live_stderr(c, data, len);
     else if (c->live)
         c->live(c->live_ctx, stream, data, len);
@@ -212,13 +200,25 @@ static int collect_output(void *ctx, enum engine_stream stream, const char *data
     return 0;
 }
 
+void exec_skip_large(char ***skipped, const char *path, size_t len, size_t max_file_size)
+{
+    static const char display[] = "./" EXEC_DISPLAY_DIR "/";
+    bool shown = len >= sizeof(display) - 1 && memcmp(path, display, sizeof(display) - 1) == 0;
+    const char *name = shown ? path + sizeof(display) - 1 : path;
+
+    while (!shown && name[0] == '.' && name[1] == '/')
+        name += 2;
+    _cleanup_free_ char *clean = utf8_escape(name, len - (size_t)(name - path));
+    strv_push(skipped, xasprintf("%s%s: larger than the file size limit (%zu bytes)",
+                                 shown ? "display " : "", clean, max_file_size));
+}
+
 /* find's report of files over the size limit: "envhub-skip SIZE ./PATH\0"
  * (pictures: "./" EXEC_DISPLAY_DIR "/NAME"). */
 static void parse_skipped(const struct buf *b, size_t max_file_size, char ***skipped)
 {
     const char *p = buf_str(b), *end = p + b->len;
     static const char tag[] = "envhub-skip ";
-    static const char display[] = "./" EXEC_DISPLAY_DIR "/";
 
     while (p < end) {
         size_t len = strnlen(p, (size_t)(end - p));
@@ -227,13 +227,7 @@ static void parse_skipped(const struct buf *b, size_t max_file_size, char ***ski
             const char *space = memchr(rest, ' ', len - (sizeof(tag) - 1));
             if (space) {
                 _cleanup_free_ char *path = xstrndup(space + 1, (size_t)(p + len - space - 1));
-                bool shown = strncmp(path, display, sizeof(display) - 1) == 0;
-                const char *name = shown ? path + sizeof(display) - 1 : path;
-                while (!shown && name[0] == '.' && name[1] == '/')
-                    name += 2;
-                _cleanup_free_ char *clean = utf8_escape(name, strlen(name));
-                strv_push(skipped, xasprintf("%s%s: larger than the file size limit (%zu bytes)",
-                                             shown ? "display " : "", clean, max_file_size));
+                exec_skip_large(skipped, path, strlen(path), max_file_size);
             }
         }
         p += len + 1;
@@ -295,11 +289,33 @@ static void collect_files(struct executor *x, const char *cid, struct job_result
  * usual case: no copy of a large output), else repaired (U+FFFD for each
  * byte that is not UTF-8). NUL and the other control bytes are kept as
  * written: the result is used with *ret_len. */
-static char *output_text(struct buf *b, size_t *ret_len)
+char *exec_output_text(struct buf *b, size_t *ret_len)
 {
     if (utf8_valid_with_nul(buf_str(b), b->len))
         return buf_detach(b, ret_len);
     return utf8_repair(buf_str(b), b->len, ret_len);
+}
+
+void exec_result_timeout(struct job_result *res, int64_t timeout_s)
+{
+    res->status = EXEC_TIMEOUT;
+    res->error = xasprintf("代码执行超时(%lld秒)", (long long)timeout_s);
+}
+
+void exec_result_exit(struct job_result *res, int exit_code, bool oom, int64_t memory)
+{
+    res->exit_code = exit_code;
+    if (oom) {
+        res->status = EXEC_OOM;
+        res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
+                               "memory limit of %lld bytes)",
+                               exit_code, (long long)memory);
+    } else if (exit_code == 0) {
+        res->status = EXEC_SUCCEEDED;
+    } else {
+        res->status = EXEC_FAILED;
+        res->error = xasprintf("代码执行失败，退出码: %d", exit_code);
+    }
 }
 
 /* One run, step by step. */
@@ -333,7 +349,7 @@ static int run_wrapper(struct executor *x, const char *cid, const struct job_io 
         .working_dir = x->cfg->work_dir,
         .stdin_data = io->input_tar->data,
         .stdin_len = io->input_tar->len,
-        .output = capture_output,
+        .output = exec_capture_output,
         .output_ctx = &r->cap,
     };
     r->t0 = time_mono_ms();
@@ -385,8 +401,7 @@ static void judge_timeout(struct executor *x, const char *cid, const struct job_
             log_warn("executor: cannot kill container '%.12s' of %s, ignoring: %s", cid, res->id,
                      kerr.msg);
     }
-    res->status = EXEC_TIMEOUT;
-    res->error = xasprintf("代码执行超时(%lld秒)", (long long)io->timeout_s);
+    exec_result_timeout(res, io->timeout_s);
     /* a session survives its call's timeout; a job's container does not */
     out->container_usable = io->session && !r->exec.timed_out;
     r->want_files = out->container_usable && r->want_files;
@@ -407,17 +422,8 @@ static int judge_exit(struct executor *x, const char *cid, const struct job_io *
             out->image_id = xstrdup(state.image_id);
         r->want_files = state.running;
     }
-    if ((r->have_marker && r->marker.oom_kills > 0) || state.oom_killed) {
-        res->status = EXEC_OOM;
-        res->error = xasprintf("代码执行失败，退出码: %d (out of memory: the job passed its "
-                               "memory limit of %lld bytes)",
-                               res->exit_code, (long long)io->memory);
-    } else if (res->exit_code == 0) {
-        res->status = EXEC_SUCCEEDED;
-    } else {
-        res->status = EXEC_FAILED;
-        res->error = xasprintf("代码执行失败，退出码: %d", res->exit_code);
-    }
+    exec_result_exit(res, res->exit_code,
+                     (r->have_marker && r->marker.oom_kills > 0) || state.oom_killed, io->memory);
     out->container_usable = r->have_marker;
     return 0;
 }
@@ -457,6 +463,10 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
         .t_start = time_mono_ms(),
     };
 
+    if (strcmp(x->cfg->job_transport, "agent") == 0 && !io->session) {
+        exec_agent_run(x, cid, io, res, out);
+        return;
+    }
     memset(out, 0, sizeof(*out));
     res->exit_code = -1;
     if (run_wrapper(x, cid, io, &r, out) < 0)
@@ -486,8 +496,8 @@ engine_failed:
     res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
     log_error("executor: job %s: %s", res->id, out->engine_err.msg);
 done:
-    res->stdout_text = output_text(&r.cap.out, &res->stdout_len);
-    res->stderr_text = output_text(&r.cap.err, &res->stderr_len);
+    res->stdout_text = exec_output_text(&r.cap.out, &res->stdout_len);
+    res->stderr_text = exec_output_text(&r.cap.err, &res->stderr_len);
     res->stdout_truncated = r.cap.out_truncated;
     res->stderr_truncated = r.cap.err_truncated;
     buf_release(&r.cap.out);

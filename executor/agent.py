@@ -1,0 +1,459 @@
+# executor/agent.py - the in-container agent: the main process (PID 1) of a
+# sandbox container when jobs go by agent (ENVHUB_JOB_TRANSPORT=agent).
+# Compiled into envhub (core/embed.sh) and started as
+#
+#     python3 -I -c AGENT envhub-agent [MODULE...]
+#
+# as uid 1000 in the workspace; the MODULEs (an environment's `preload`) are
+# imported before the first job, so that a job forked from here pays nothing
+# for them. envhub attaches to the container for each job (executor/agent.c)
+# and speaks in frames: one type byte, a 4-byte big-endian length, the
+# payload.
+#
+#   envhub -> agent (stdin)
+#     J  a job: its settings as one line of JSON, "\n", the input tar
+#     C  collect: a fresh random nonce (32 hex digits)
+#   agent -> envhub (stdout; nothing else writes there)
+#     o  the job's stdout bytes          e  the job's stderr bytes
+#     u  a recycled container could not be cleaned (why); nothing ran
+#     x  the job and every process it started are gone
+#     r  the answer to C: the nonce, "\n", a JSON report (exit status,
+#        timeout, OOM kills, files left out, preload failures), "\n", the
+#        tar of the output files
+#
+# The job runs in a forked child with stdin from /dev/null and its stdout
+# and stderr on pipes that only this process reads: a job's bytes reach
+# envhub inside 'o' and 'e' frames and can never make a frame of their own.
+# This process is not dumpable (no ptrace, no /proc/1/mem or /proc/1/fd for
+# the job's user, who is also its user), and as PID 1 of its namespace it
+# ignores every signal it does not handle, SIGKILL included. After the job's
+# first process ends, or its timeout, every other process is killed and
+# reaped; only then does 'x' go out, and envhub sends C: the report carries
+# the nonce, which did not exist while any process of the job lived.
+import ctypes
+import io
+import json
+import os
+import select
+import signal
+import stat
+import struct
+import sys
+import tarfile
+import time
+import traceback
+import types
+
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
+if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    os.write(2, b"envhub-agent: cannot make the agent undumpable\n")
+    sys.exit(70)
+
+CHUNK = 65536
+ENV = {
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONIOENCODING": "utf-8",
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp/.matplotlib",
+}
+WIPE = ["/tmp", "/dev/shm", "/dev/mqueue"]
+ZOMBIES_MAX = 16
+LIST_MAX = 1000  # files left out named in a report (AGENT_LIST_MAX)
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
+
+
+def send(kind, payload=b""):
+    write_all(1, kind + struct.pack(">I", len(payload)) + payload)
+
+
+def read_exact(n):
+    parts = []
+    while n > 0:
+        try:
+            b = os.read(0, min(n, 1 << 20))
+        except InterruptedError:
+            continue
+        if not b:
+            os._exit(0)  # envhub closed stdin: the container is done
+        parts.append(b)
+        n -= len(b)
+    return b"".join(parts)
+
+
+def read_frame():
+    head = read_exact(5)
+    return head[:1], read_exact(struct.unpack(">I", head[1:])[0])
+
+
+preload_errors = {}
+for name in sys.argv[2:]:  # ["-c", "envhub-agent", MODULE...]
+    try:
+        __import__(name)
+    except BaseException as exc:  # a module may even call sys.exit()
+        preload_errors[name] = "%s: %s" % (type(exc).__name__, exc)
+
+
+def others():
+    """Processes but this one: (alive, zombies)."""
+    alive = zombies = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or p == "1" or int(p) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/stat" % p, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == b"Z":
+            zombies += 1
+        else:
+            alive += 1
+    return alive, zombies
+
+
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_all():
+    """Kill every process but this one, again until none is left (a fork
+    while kill(-1) ran escapes one round, not the next)."""
+    for _ in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        reap()
+        alive, zombies = others()
+        if alive == 0 and (os.getpid() == 1 or zombies == 0):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def remove_tree_content(top):
+    for entry in os.listdir(top):
+        path = os.path.join(top, entry)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+                remove_tree_content(path)
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def ipc_ids(kind):
+    with open("/proc/sysvipc/" + kind) as f:
+        lines = f.read().splitlines()[1:]
+    return [int(line.split()[1]) for line in lines if line.strip()]
+
+
+def clean(workdir):
+    """A recycled container as the engine made it: None, or why not."""
+    if not kill_all():
+        return "a process of the last job survives"
+    alive, zombies = others()
+    if zombies > ZOMBIES_MAX:
+        return "%d zombies of the last jobs use the pids limit" % zombies
+    for top in [workdir] + WIPE:
+        if os.path.isdir(top):
+            remove_tree_content(top)
+            if os.listdir(top):
+                return "a file of the last job is left in %s" % top
+    IPC_RMID = 0
+    for kind, ctl in (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl)):
+        try:
+            for ident in ipc_ids(kind):
+                ctl(ident, IPC_RMID, None) if kind != "sem" else ctl(ident, 0, IPC_RMID)
+            if ipc_ids(kind):
+                return "SysV IPC objects are left (%s)" % kind
+        except OSError as exc:
+            return "cannot read /proc/sysvipc/%s: %s" % (kind, exc)
+    return None
+
+
+def oom_kills():
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+            return 0
+        except OSError:
+            continue
+    return 0
+
+
+def child(spec, out_w, err_w):
+    """The job, in the forked child: never returns."""
+    rc = 1
+    try:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, 1 << 16)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the job's own /proc/self is its own
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")  # out of memory, the job goes before the agent
+        except OSError:
+            pass
+        workdir, name = spec["workdir"], spec["code"]
+        path = os.path.join(workdir, name)
+        os.environ.update(ENV)
+        private = os.path.join(workdir, spec["private"])
+        if spec["display"] > 0 and os.path.isfile(os.path.join(private, "envhub_display.py")):
+            os.environ.update(
+                MPLBACKEND="module://envhub_display",
+                ENVHUB_DISPLAY_DIR=os.path.join(workdir, spec["display_dir"]),
+                ENVHUB_MAX_DISPLAY=str(spec["display"]),
+                PYTHONPATH=private,
+            )
+            sys.path.insert(0, private)
+        sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+            io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True
+        )
+        sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+            io.FileIO(2, "w", closefd=False),
+            encoding="utf-8",
+            errors="backslashreplace",
+            write_through=True,
+        )
+        sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        sys.argv = [name]
+        sys.path.insert(0, workdir)
+        main = types.ModuleType("__main__")
+        main.__file__ = path
+        main.__builtins__ = __builtins__
+        sys.modules["__main__"] = main
+        rc = 0
+        try:
+            with open(path, "rb") as f:
+                source = f.read()
+            code = compile(source, path, "exec")
+        except BaseException as exc:
+            sys.excepthook(type(exc), exc, None)
+            rc = 1
+        else:
+            try:
+                exec(code, main.__dict__)
+            except SystemExit as exc:
+                rc = exit_status(exc)
+            except BaseException as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__.tb_next)
+                rc = 1
+        import threading
+
+        threading._shutdown()
+        import atexit
+
+        atexit._run_exitfuncs()
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+    except SystemExit as exc:
+        rc = exit_status(exc)
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+        rc = 1
+    os._exit(rc & 0xFF)
+
+
+def exit_status(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        print(code, file=sys.stderr)
+    except BaseException:
+        pass
+    return 1
+
+
+def run(spec, workdir, wake_r):
+    """Fork the job, relay its output, end it: (exit status, timed out)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        child(spec, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    deadline = time.monotonic() + spec["timeout"] if spec["timeout"] > 0 else None
+    status, timed_out = None, False
+    open_fds = {out_r: b"o", err_r: b"e"}
+
+    def drain(fd, block):
+        data = os.read(fd, CHUNK) if block or fd in select.select([fd], [], [], 0)[0] else None
+        if data:
+            send(open_fds[fd], data)
+        elif data is not None:
+            os.close(fd)
+            del open_fds[fd]
+
+    while status is None:
+        while True:  # reap: the job's first process, and orphans (PID 1 gets them)
+            try:
+                done, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                done = 0
+            if done == 0:
+                break
+            if done == pid:
+                status = st
+        if status is not None:
+            break
+        left = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+        ready = select.select(list(open_fds) + [wake_r], [], [], left)[0]
+        for fd in ready:
+            if fd == wake_r:
+                os.read(wake_r, 512)
+            else:
+                drain(fd, True)
+    kill_all()
+    for fd in list(open_fds):  # every writer is gone: read to the end
+        while fd in open_fds:
+            drain(fd, True)
+    if status is None:
+        rc = -1
+    elif os.WIFSIGNALED(status):
+        rc = 128 + os.WTERMSIG(status)
+    else:
+        rc = os.WEXITSTATUS(status)
+    return rc, timed_out
+
+
+def collect(spec, workdir):
+    """The output files as a tar (cut where envhub stops reading one: it
+    says what is past its limits), the ones over the size limit, and whether
+    the tar was cut."""
+    limit, skipped, truncated = spec["max_file_size"], [], False
+    cap = spec["max_total"] + (1 << 20)  # as much as envhub reads of a workspace tar
+    buf = io.BytesIO()
+    tar = tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT)
+    private = os.path.join(workdir, spec["private"])
+    shown = os.path.join(workdir, spec["display_dir"])
+    tops = [workdir]
+    if os.path.isdir(shown) and not os.path.islink(shown):
+        tops.append(shown)
+    for top in tops:
+        for folder, dirs, names in os.walk(top):
+            if top == workdir:
+                dirs[:] = [d for d in dirs if os.path.join(folder, d) != private]
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                rel = "./" + os.path.relpath(path, workdir)
+                if top == workdir and rel == "./" + spec["code"]:
+                    continue
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if st.st_size > limit:
+                    if len(skipped) < LIST_MAX:  # envhub lists no more
+                        skipped.append([st.st_size, os.fsencode(rel).hex()])
+                    continue
+                if truncated or buf.tell() + 1024 + st.st_size > cap:
+                    truncated = True  # envhub lists what is past its limits
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        info = tarfile.TarInfo(rel)
+                        info.size = st.st_size
+                        info.mtime = int(st.st_mtime)
+                        info.mode = 0o644
+                        tar.addfile(info, f)
+                except OSError:
+                    continue
+    tar.close()
+    return buf.getvalue(), skipped, truncated
+
+
+def main():
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    workdir = os.getcwd()
+    while True:
+        kind, payload = read_frame()
+        if kind != b"J":
+            continue  # a collect with no job: nothing to answer
+        line, _, tar = payload.partition(b"\n")
+        spec = json.loads(line)
+        if spec.get("recycled"):
+            why = clean(workdir)
+            if why:
+                send(b"u", why.encode())
+                continue
+        oom0 = oom_kills()
+        try:
+            with tarfile.open(fileobj=io.BytesIO(tar), mode="r") as t:
+                t.extractall(workdir)
+        except (OSError, tarfile.TarError) as exc:
+            send(b"e", b"envhub: cannot unpack the input files into the workspace: %s\n" % str(exc).encode())
+            rc, timed_out = 125, False
+        else:
+            rc, timed_out = run(spec, workdir, wake_r)
+        oom = oom_kills() - oom0
+        send(b"x")
+        kind, nonce = read_frame()
+        while kind != b"C":
+            kind, nonce = read_frame()
+        files, skipped, truncated = collect(spec, workdir)
+        report = {
+            "rc": rc,
+            "timed_out": timed_out,
+            "oom_kills": oom,
+            "skipped": skipped,
+            "truncated": truncated,
+            "preload_errors": preload_errors,
+        }
+        send(b"r", nonce + b"\n" + json.dumps(report).encode() + b"\n" + files)
+
+
+main()
