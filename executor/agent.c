@@ -117,8 +117,16 @@ static void agent_lost(struct talk *t, const struct job_io *io, const struct eng
         exec_result_exit(res, state.exit_code, true, io->memory);
         return;
     }
-    res->status = EXEC_ERROR;
     const char *said = buf_str(&t->agent_err);
+    if (!t->broken && !rr->timed_out && !state.running && state.exit_code > 0) {
+        /* the container ended under the job (killed from outside, cancelled):
+         * the job ended with it, as under exec */
+        log_warn("executor: job %s: its container ended (exit code %d)%s%.*s", res->id,
+                 state.exit_code, said[0] ? ": " : "", (int)strcspn(said, "\n"), said);
+        exec_result_exit(res, state.exit_code, false, io->memory);
+        return;
+    }
+    res->status = EXEC_ERROR;
     if (t->broken)
         res->error = xasprintf("the sandbox's agent broke its protocol: %s", t->broken);
     else if (rr->timed_out)

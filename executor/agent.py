@@ -418,6 +418,9 @@ def main():
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # as PID 1 it gets only the signals it handles: Python's SIGINT handler
+    # would let a job interrupt it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     workdir = os.getcwd()
     while True:
         kind, payload = read_frame()
