@@ -18,7 +18,7 @@ struct config {
     char *docker_host;          /* DOCKER_HOST: unix:///path of the engine socket */
     char *default_image;        /* DOCKER_IMAGE: image of jobs that name no environment */
     char *network_mode;         /* NETWORK_MODE: none or bridge for jobs */
-    char *job_transport; /* ENVHUB_JOB_TRANSPORT: agent or exec */
+    char *job_transport;        /* ENVHUB_JOB_TRANSPORT: agent or exec */
     char *work_dir;             /* WORK_DIR: the job's working directory in the sandbox */
     char *cors_origins;         /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
     char *allowed_hosts;        /* ENVHUB_ALLOWED_HOSTS: Host names answered besides loopback */

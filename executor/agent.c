@@ -83,7 +83,7 @@ static void job_frame(struct executor *x, const struct job_io *io, struct buf *r
 
 /* Read until the agent has said its piece; 0, or -1 when the engine failed. */
 static int agent_listen(struct talk *t, int64_t deadline_ms, struct engine_read_result *rr,
-                  struct err *err)
+                        struct err *err)
 {
     return engine_conn_read(t->conn, on_stream, t, deadline_ms, rr, err);
 }
@@ -103,8 +103,7 @@ static void agent_lost(struct talk *t, const struct job_io *io, const struct eng
               "container stopped %d, exited %d)",
               res->id, rr->ended, rr->stopped, rr->paused, rr->timed_out, rr->container_stopped,
               t->dec.exited);
-    if (!rr->ended && !rr->container_stopped &&
-        engine_container_kill(x->engine, t->cid, &err) < 0)
+    if (!rr->ended && !rr->container_stopped && engine_container_kill(x->engine, t->cid, &err) < 0)
         log_warn("executor: cannot kill container '%.12s' of %s, ignoring: %s", t->cid, res->id,
                  err.msg);
     if (engine_container_inspect(x->engine, t->cid, &state, &err) == 0 && state.image_id[0])
@@ -212,8 +211,7 @@ void exec_agent_run(struct executor *x, const char *cid, const struct job_io *io
                        exec_capture_output, &t.cap);
     int64_t t0 = time_mono_ms();
     if ((!io->started && engine_container_start(x->engine, cid, &out->engine_err) < 0) ||
-        engine_attach(x->engine, cid, t0 + AGENT_ATTACH_TIMEOUT_MS, &t.conn, &out->engine_err) <
-            0)
+        engine_attach(x->engine, cid, t0 + AGENT_ATTACH_TIMEOUT_MS, &t.conn, &out->engine_err) < 0)
         goto engine_failed;
     job_frame(x, io, &frame);
     int64_t deadline = time_mono_ms() + (io->timeout_s + AGENT_GRACE_S) * 1000;

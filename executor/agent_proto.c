@@ -138,9 +138,7 @@ static char *unhex(const char *s, size_t *ret_len)
         int v = 0;
         for (int k = 0; k < 2; k++) {
             char c = s[2 * i + (size_t)k];
-            int h = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                           : -1;
+            int h = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
             if (h < 0) {
                 free(out);
                 return NULL;
@@ -204,7 +202,8 @@ int agent_report_parse(const char *payload, size_t len, const char *nonce, size_
         return err_set(err, ERR_ENGINE, "the agent's report does not carry the nonce envhub sent");
     const char *json = payload + AGENT_NONCE_LEN + 1;
     size_t left = len - AGENT_NONCE_LEN - 1;
-    const char *nl = memchr(json, '\n', left < AGENT_REPORT_JSON_MAX ? left : AGENT_REPORT_JSON_MAX);
+    const char *nl =
+        memchr(json, '\n', left < AGENT_REPORT_JSON_MAX ? left : AGENT_REPORT_JSON_MAX);
     if (!nl)
         return err_set(err, ERR_ENGINE, "the agent's report has no end");
     struct err serr = ERR_INIT;

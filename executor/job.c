@@ -100,7 +100,6 @@ bool exec_parse_marker(const char *tail, size_t tail_len, struct status_marker *
     return false;
 }
 
-
 /* Could pend[0..n) be the start of the report? */
 static bool maybe_marker(const char *p, size_t n)
 {

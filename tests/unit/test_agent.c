@@ -214,7 +214,8 @@ static void report_must_carry_the_nonce_and_its_fields(void **state)
     report_parse_fails(
         NONCE "\n{\"rc\":0,\"timed_out\":false,\"oom_kills\":0,\"skipped\":[[1,\"zz\"]]}\n",
         "left out");
-    report_parse_fails(NONCE "\n" "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+    report_parse_fails(NONCE "\n"
+                             "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
                              "[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
                              "]]]]]]]]]]]]\n",
                        "report");
