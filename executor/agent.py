@@ -2,8 +2,10 @@
 # sandbox container when jobs go by agent (ENVHUB_JOB_TRANSPORT=agent).
 # Compiled into envhub (core/embed.sh) and started as
 #
-#     python3 -I -c AGENT envhub-agent [MODULE...]
+#     python3 -I -c "import os; exec(os.environ.pop('ENVHUB_AGENT'))" \
+#         envhub-agent [MODULE...]
 #
+# with this file in ENVHUB_AGENT (gone from the environment before any job),
 # as uid 1000 in the workspace; the MODULEs (an environment's `preload`) are
 # imported before the first job, so that a job forked from here pays nothing
 # for them. envhub attaches to the container for each job (executor/agent.c)

@@ -180,12 +180,21 @@ int exec_container_create(struct executor *x, const char *image, const struct sa
     sandbox_spec_fill(x->cfg, image, l, x->labels, SANDBOX_JOB, &sb);
     /* the agent transport: envhub's agent is the container's main process,
      * its stdin open for attach; -I: nothing the job writes (the workspace,
-     * PYTHON* variables) can change what the agent imports */
+     * PYTHON* variables) can change what the agent imports. Its source
+     * comes in a variable it takes out of its environment before any job. */
     const char *agent_entry[] = {"python3", NULL};
-    const char *agent_cmd[] = {"-I", "-c", exec_agent_script(), "envhub-agent", NULL};
+    const char *agent_cmd[] = {"-I", "-c", "import os; exec(os.environ.pop('ENVHUB_AGENT'))",
+                               "envhub-agent", NULL};
+    _cleanup_free_ char *agent_var = xasprintf("ENVHUB_AGENT=%s", exec_agent_script());
+    const char *agent_env[SANDBOX_ENV_MAX + 2] = {0};
     if (strcmp(x->cfg->job_transport, "agent") == 0) {
+        size_t n = 0;
+        for (; sb.spec.env && sb.spec.env[n] && n < SANDBOX_ENV_MAX; n++)
+            agent_env[n] = sb.spec.env[n];
+        agent_env[n] = agent_var;
         sb.spec.entrypoint = agent_entry;
         sb.spec.cmd = agent_cmd;
+        sb.spec.env = agent_env;
         sb.spec.open_stdin = true;
     }
     if (engine_container_create(x->engine, &sb.spec, &id, err) < 0)

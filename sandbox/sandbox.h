@@ -94,6 +94,8 @@ const struct engine_label *sandbox_labels_list(const struct sandbox_labels *l, s
 /* ---- the container spec ---- */
 
 #define SANDBOX_USER "1000:1000"
+/* Variables a job container's spec sets at most (sandbox_spec_fill). */
+#define SANDBOX_ENV_MAX 8
 #define SANDBOX_SHM_SIZE (4 * 1024 * 1024)
 
 /* What a sandbox container is for. Every one has: a read-only root, /workspace

@@ -617,6 +617,13 @@ def instance_label(server):
     return f"envhub.instance={instance_id(server)}"
 
 
+def is_waiting_sandbox(command):
+    """Is `command` (a container's, as the engine lists it) the main process of a job
+    container: envhub's agent (ENVHUB_JOB_TRANSPORT=agent) or `sleep infinity` (exec)?"""
+    return command == "sleep infinity" or (command.startswith("python3 -I -c ") and
+                                           command.endswith(" envhub-agent"))
+
+
 def running_containers(label):
     """{full id: container} of the running containers carrying `label`."""
     return {c["Id"]: c for c in labelled_containers(label) if c.get("State") == "running"}

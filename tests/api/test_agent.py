@@ -35,10 +35,11 @@ def test_the_container_runs_the_agent_as_its_first_process(agent):
         "argv = open('/proc/1/cmdline', 'rb').read().split(b'\\0')\n"
         "print(argv[0].decode(), argv[1].decode())\n"
         "print(os.getuid(), os.getppid() == 1)\n"
+        "print('ENVHUB_AGENT' in os.environ)\n"
     )
     res = execute(agent, code)
     assert res["success"], short(res)
-    assert res["stdout"] == "python3 -I\n1000 True\n"
+    assert res["stdout"] == "python3 -I\n1000 True\nFalse\n"  # the agent's source is not the job's
 
 
 def test_forged_frames_and_markers_in_job_output_stay_output(agent):

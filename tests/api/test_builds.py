@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from helpers import (build_log, build_step_containers, catalog_row, container_exists, create_env, execute,
+from helpers import (is_waiting_sandbox, build_log, build_step_containers, catalog_row, container_exists, create_env, execute,
                      get_build, get_env, image_exists, image_id_of, labelled_containers, labelled_images,
                      note_step_images, parse_iso, short, wait_build, wait_env, wait_log_contains)
 from test_validation import assert_detail
@@ -416,7 +416,7 @@ def test_kill_9_during_a_build_then_restart_leaves_no_stuck_row_and_no_container
     assert not left_killed, f"containers of the killed server left behind: {left_killed}"
     for c in labelled_containers(second.label):
         if c["Labels"].get("envhub.instance") in instances:
-            assert c["Command"] == "sleep infinity" and c["State"] == "running", \
+            assert is_waiting_sandbox(c["Command"]) and c["State"] == "running", \
                 f"a container of the new server that is not a waiting pool container: {c}"
     second_log = second.log_text()
     assert "ERROR: AddressSanitizer" not in second_log
