@@ -67,7 +67,7 @@ def p50(load_or_list):
     lat = getattr(load_or_list, "latencies", load_or_list)
     if not lat:
         return float("nan")
-    return bl.summarize(lat)["p50"] * 1000
+    return bl.summarize(lat)["p50"]  # ms
 
 
 def check(load, what):
