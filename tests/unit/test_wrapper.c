@@ -112,7 +112,8 @@ static void wrapper_is_compiled_in(void **state)
     assert_non_null(w);
     assert_non_null(strstr(executor_embedded[0].path, "executor/wrapper.sh"));
     assert_non_null(strstr(executor_embedded[1].path, "executor/display.py"));
-    assert_null(executor_embedded[2].path);
+    assert_non_null(strstr(executor_embedded[2].path, "executor/agent.py"));
+    assert_null(executor_embedded[3].path);
     assert_int_equal(strlen(w), executor_embedded[0].len);
     /* what the parsers and the file collection rely on */
     assert_non_null(strstr(w, "printf '\\0envhub-status %d %d %d\\0'"));
