@@ -60,8 +60,9 @@ static int on_stream(void *ctx, enum engine_stream stream, const char *data, siz
     return t->dec.exited || t->dec.unclean ? 1 : 0;
 }
 
-/* The job's frame: 'J', its length, the settings line, the input tar. */
-static void job_frame(struct executor *x, const struct job_io *io, struct buf *ret)
+/* The job's frame: 'J', its length, the settings line, the input tar; -1
+ * when it does not fit a frame's 4-byte length. */
+static int job_frame(struct executor *x, const struct job_io *io, struct buf *ret, struct err *err)
 {
     const struct config *cfg = x->cfg;
     json_auto_t *spec = json_pack(
@@ -72,6 +73,9 @@ static void job_frame(struct executor *x, const struct job_io *io, struct buf *r
         "code", EXEC_CODE_NAME, "private", EXEC_PRIVATE_DIR, "display_dir", EXEC_DISPLAY_DIR);
     _cleanup_free_ char *line = json_dumps(spec, JSON_COMPACT);
     size_t n = strlen(line) + 1 + io->input_tar->len;
+    if (n > UINT32_MAX)
+        return err_set(err, ERR_TOO_LARGE, "the input files (%zu bytes) are too large for a frame",
+                       io->input_tar->len);
     unsigned char head[5] = {'J', (unsigned char)(n >> 24), (unsigned char)(n >> 16),
                              (unsigned char)(n >> 8), (unsigned char)n};
 
@@ -79,13 +83,7 @@ static void job_frame(struct executor *x, const struct job_io *io, struct buf *r
     buf_put(ret, line, strlen(line));
     buf_put(ret, "\n", 1);
     buf_put(ret, io->input_tar->data, io->input_tar->len);
-}
-
-/* Read until the agent has said its piece; 0, or -1 when the engine failed. */
-static int agent_listen(struct talk *t, int64_t deadline_ms, struct engine_read_result *rr,
-                        struct err *err)
-{
-    return engine_conn_read(t->conn, on_stream, t, deadline_ms, rr, err);
+    return 0;
 }
 
 /* The agent said nothing more (the stream ended, the container stopped, the
@@ -116,12 +114,14 @@ static void agent_lost(struct talk *t, const struct job_io *io, const struct eng
         exec_result_exit(res, state.exit_code, true, io->memory);
         return;
     }
-    const char *said = buf_str(&t->agent_err);
+    /* the agent's own stderr: from inside the container, escaped */
+    _cleanup_free_ char *said =
+        utf8_escape(buf_str(&t->agent_err), strcspn(buf_str(&t->agent_err), "\n"));
     if (!t->broken && !rr->timed_out && !state.running && state.exit_code > 0) {
         /* the container ended under the job (killed from outside, cancelled):
          * the job ended with it, as under exec */
-        log_warn("executor: job %s: its container ended (exit code %d)%s%.*s", res->id,
-                 state.exit_code, said[0] ? ": " : "", (int)strcspn(said, "\n"), said);
+        log_warn("executor: job %s: its container ended (exit code %d)%s%s", res->id,
+                 state.exit_code, said[0] ? ": " : "", said);
         exec_result_exit(res, state.exit_code, false, io->memory);
         return;
     }
@@ -132,8 +132,8 @@ static void agent_lost(struct talk *t, const struct job_io *io, const struct eng
         res->error = xasprintf("the sandbox's agent did not report within %d s",
                                AGENT_COLLECT_TIMEOUT_MS / 1000);
     else
-        res->error = xasprintf("the sandbox's agent ended (exit code %d)%s%.*s", state.exit_code,
-                               said[0] ? ": " : "", (int)strcspn(said, "\n"), said);
+        res->error = xasprintf("the sandbox's agent ended (exit code %d)%s%s", state.exit_code,
+                               said[0] ? ": " : "", said);
 }
 
 /* The report: status, files, pictures. */
@@ -172,12 +172,7 @@ static void judge_report(struct talk *t, const struct job_io *io, const char *no
 
 static void talk_end(struct talk *t, struct job_result *res)
 {
-    res->stdout_text = exec_output_text(&t->cap.out, &res->stdout_len);
-    res->stderr_text = exec_output_text(&t->cap.err, &res->stderr_len);
-    res->stdout_truncated = t->cap.out_truncated;
-    res->stderr_truncated = t->cap.err_truncated;
-    buf_release(&t->cap.out);
-    buf_release(&t->cap.err);
+    exec_capture_finish(&t->cap, res);
     buf_release(&t->agent_err);
     agent_decoder_release(&t->dec);
     engine_conn_close(t->conn);
@@ -213,19 +208,17 @@ void exec_agent_run(struct executor *x, const char *cid, const struct job_io *io
     if ((!io->started && engine_container_start(x->engine, cid, &out->engine_err) < 0) ||
         engine_attach(x->engine, cid, t0 + AGENT_ATTACH_TIMEOUT_MS, &t.conn, &out->engine_err) < 0)
         goto engine_failed;
-    job_frame(x, io, &frame);
+    if (job_frame(x, io, &frame, &out->engine_err) < 0)
+        goto engine_failed;
     int64_t deadline = time_mono_ms() + (io->timeout_s + AGENT_GRACE_S) * 1000;
     if (engine_conn_send(t.conn, frame.data, frame.len, deadline, &out->engine_err) < 0 ||
-        agent_listen(&t, deadline, &rr, &out->engine_err) < 0)
+        engine_conn_read(t.conn, on_stream, &t, deadline, &rr, &out->engine_err) < 0)
         goto engine_failed;
     int64_t t1 = time_mono_ms();
     res->execution_time = (double)(t1 - t0) / 1000.0;
     if (t.dec.unclean) {
         /* nothing ran: the executor takes a fresh container */
-        out->unclean = true;
-        res->status = EXEC_ERROR;
-        res->error = xasprintf("the recycled container could not be cleaned: %.*s",
-                               (int)t.dec.msg.len, t.dec.msg.data);
+        exec_result_unclean(res, out, t.dec.msg.data ? t.dec.msg.data : "", t.dec.msg.len);
         goto done;
     }
     if (!t.dec.exited) {
@@ -242,7 +235,7 @@ void exec_agent_run(struct executor *x, const char *cid, const struct job_io *io
     deadline = time_mono_ms() + AGENT_COLLECT_TIMEOUT_MS;
     t.collecting = true;
     if (engine_conn_send(t.conn, frame.data, frame.len, deadline, &out->engine_err) < 0 ||
-        agent_listen(&t, deadline, &rr, &out->engine_err) < 0)
+        engine_conn_read(t.conn, on_stream, &t, deadline, &rr, &out->engine_err) < 0)
         goto engine_failed;
     if (!t.dec.reported) {
         agent_lost(&t, io, &rr, res, out);
@@ -253,19 +246,11 @@ void exec_agent_run(struct executor *x, const char *cid, const struct job_io *io
               (long long)(time_mono_ms() - t1));
 
 finish:
-    if (exec_stopping(x) && res->status != EXEC_SUCCEEDED) {
-        res->status = EXEC_INTERRUPTED;
-        free(res->error);
-        res->error = xstrdup("the job was interrupted: envhub is shutting down");
-        out->container_usable = false;
-    }
+    exec_result_interrupted(x, res, out);
     goto done;
 
 engine_failed:
-    out->engine_failed = true;
-    res->status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
-    res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
-    log_error("executor: job %s: %s", res->id, out->engine_err.msg);
+    exec_result_engine_failed(x, res, out);
 done:
     talk_end(&t, res);
 }

@@ -185,10 +185,15 @@ def clean(workdir):
             if os.listdir(top):
                 return "a file of the last job is left in %s" % top
     IPC_RMID = 0
-    for kind, ctl in (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl)):
+    remove = {
+        "shm": lambda i: libc.shmctl(i, IPC_RMID, None),
+        "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+        "sem": lambda i: libc.semctl(i, 0, IPC_RMID),
+    }
+    for kind in ("shm", "msg", "sem"):
         try:
             for ident in ipc_ids(kind):
-                ctl(ident, IPC_RMID, None) if kind != "sem" else ctl(ident, 0, IPC_RMID)
+                remove[kind](ident)
             if ipc_ids(kind):
                 return "SysV IPC objects are left (%s)" % kind
         except OSError as exc:
@@ -321,11 +326,11 @@ def run(spec, workdir, wake_r):
     status, timed_out = None, False
     open_fds = {out_r: b"o", err_r: b"e"}
 
-    def drain(fd, block):
-        data = os.read(fd, CHUNK) if block or fd in select.select([fd], [], [], 0)[0] else None
+    def drain(fd):
+        data = os.read(fd, CHUNK)
         if data:
             send(open_fds[fd], data)
-        elif data is not None:
+        else:
             os.close(fd)
             del open_fds[fd]
 
@@ -352,11 +357,11 @@ def run(spec, workdir, wake_r):
             if fd == wake_r:
                 os.read(wake_r, 512)
             else:
-                drain(fd, True)
+                drain(fd)
     kill_all()
     for fd in list(open_fds):  # every writer is gone: read to the end
         while fd in open_fds:
-            drain(fd, True)
+            drain(fd)
     if status is None:
         rc = -1
     elif os.WIFSIGNALED(status):

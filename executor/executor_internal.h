@@ -399,6 +399,19 @@ char *exec_output_text(struct buf *b, size_t *ret_len);
 /* The status and error of a job that passed its timeout, or that ended. */
 void exec_result_timeout(struct job_result *res, int64_t timeout_s);
 void exec_result_exit(struct job_result *res, int exit_code, bool oom, int64_t memory);
+/* Shutting down turns anything but a success into an interruption (the
+ * container is not used again): true when it did. */
+bool exec_result_interrupted(struct executor *x, struct job_result *res, struct job_outcome *out);
+/* The engine failed (out->engine_err says how): status error, or
+ * interrupted when shutting down. */
+void exec_result_engine_failed(struct executor *x, struct job_result *res, struct job_outcome *out);
+/* A recycled container could not be cleaned, nothing ran: @why (any bytes,
+ * from inside the container) escaped into the error. */
+void exec_result_unclean(struct job_result *res, struct job_outcome *out, const char *why,
+                         size_t len);
+/* The captured output into @res (stdout, stderr, truncation); the
+ * capture's buffers are released. */
+void exec_capture_finish(struct capture *c, struct job_result *res);
 /* "NAME: larger than the file size limit" onto @skipped for workspace path
  * @path ("./x" or "./" EXEC_DISPLAY_DIR "/NAME", @len bytes, any bytes). */
 void exec_skip_large(char ***skipped, const char *path, size_t len, size_t max_file_size);

@@ -317,6 +317,45 @@ void exec_result_exit(struct job_result *res, int exit_code, bool oom, int64_t m
     }
 }
 
+bool exec_result_interrupted(struct executor *x, struct job_result *res, struct job_outcome *out)
+{
+    if (!exec_stopping(x) || res->status == EXEC_SUCCEEDED)
+        return false;
+    res->status = EXEC_INTERRUPTED;
+    free(res->error);
+    res->error = xstrdup("the job was interrupted: envhub is shutting down");
+    out->container_usable = false;
+    return true;
+}
+
+void exec_result_engine_failed(struct executor *x, struct job_result *res, struct job_outcome *out)
+{
+    out->engine_failed = true;
+    res->status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
+    res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
+    log_error("executor: job %s: %s", res->id, out->engine_err.msg);
+}
+
+void exec_result_unclean(struct job_result *res, struct job_outcome *out, const char *why,
+                         size_t len)
+{
+    _cleanup_free_ char *text = utf8_escape(why, len);
+
+    out->unclean = true;
+    res->status = EXEC_ERROR;
+    res->error = xasprintf("the recycled container could not be cleaned: %s", text);
+}
+
+void exec_capture_finish(struct capture *c, struct job_result *res)
+{
+    res->stdout_text = exec_output_text(&c->out, &res->stdout_len);
+    res->stderr_text = exec_output_text(&c->err, &res->stderr_len);
+    res->stdout_truncated = c->out_truncated;
+    res->stderr_truncated = c->err_truncated;
+    buf_release(&c->out);
+    buf_release(&c->err);
+}
+
 /* One run, step by step. */
 struct run {
     struct capture cap;
@@ -432,13 +471,8 @@ static int judge_exit(struct executor *x, const char *cid, const struct job_io *
 static void finish(struct executor *x, const char *cid, struct run *r, struct job_result *res,
                    struct job_outcome *out)
 {
-    if (exec_stopping(x) && res->status != EXEC_SUCCEEDED) {
-        res->status = EXEC_INTERRUPTED;
-        free(res->error);
-        res->error = xstrdup("the job was interrupted: envhub is shutting down");
-        out->container_usable = false;
+    if (exec_result_interrupted(x, res, out))
         r->want_files = false;
-    }
     int64_t t_collect = time_mono_ms();
     if (r->want_files)
         collect_files(x, cid, res);
@@ -476,10 +510,7 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
         /* nothing ran: the executor takes a fresh container; the wrapper's
          * first line says what it found */
         const char *why = buf_str(&r.cap.err);
-        out->unclean = true;
-        res->status = EXEC_ERROR;
-        res->error = xasprintf("the recycled container could not be cleaned: %.*s",
-                               (int)strcspn(why, "\n"), why);
+        exec_result_unclean(res, out, why, strcspn(why, "\n"));
         goto done;
     }
     if (timed_out(io, &r))
@@ -490,15 +521,7 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
     goto done;
 
 engine_failed:
-    out->engine_failed = true;
-    res->status = exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR;
-    res->error = xasprintf("envhub could not run the job: %s", out->engine_err.msg);
-    log_error("executor: job %s: %s", res->id, out->engine_err.msg);
+    exec_result_engine_failed(x, res, out);
 done:
-    res->stdout_text = exec_output_text(&r.cap.out, &res->stdout_len);
-    res->stderr_text = exec_output_text(&r.cap.err, &res->stderr_len);
-    res->stdout_truncated = r.cap.out_truncated;
-    res->stderr_truncated = r.cap.err_truncated;
-    buf_release(&r.cap.out);
-    buf_release(&r.cap.err);
+    exec_capture_finish(&r.cap, res);
 }

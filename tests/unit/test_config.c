@@ -30,6 +30,7 @@ static const char *const config_vars[] = {
     "DOCKER_HOST",
     "DOCKER_IMAGE",
     "NETWORK_MODE",
+    "ENVHUB_JOB_TRANSPORT",
     "WORK_DIR",
     "ENVHUB_CORS_ORIGINS",
     "ENVHUB_LABELS",
@@ -175,6 +176,7 @@ static void defaults_without_variables_or_flags(void **state)
     assert_string_equal(cfg.docker_host, "unix:///var/run/docker.sock");
     assert_string_equal(cfg.default_image, "envhub/python:bookworm");
     assert_string_equal(cfg.network_mode, "none");
+    assert_string_equal(cfg.job_transport, "agent");
     assert_string_equal(cfg.work_dir, "/workspace");
     assert_string_equal(cfg.cors_origins, "");
     assert_string_equal(cfg.labels, "");
@@ -475,6 +477,10 @@ static void network_mode_must_be_none_or_bridge(void **state)
     env_fails("NETWORK_MODE", "None", "none or bridge", NULL);
     args_init(&a, "--network-mode=container:abc", NULL);
     load_fails(&a, "NETWORK_MODE", "'container:abc'", "none or bridge", NULL);
+    args_release(&a);
+    env_fails("ENVHUB_JOB_TRANSPORT", "ssh", "ENVHUB_JOB_TRANSPORT", "agent or exec", NULL);
+    args_init(&a, "--job-transport=Agent", NULL);
+    load_fails(&a, "ENVHUB_JOB_TRANSPORT", "'Agent'", "agent or exec", NULL);
     args_release(&a);
 }
 
