@@ -464,9 +464,10 @@ static int accept_container(struct builder *b, const char *image, const struct s
     return engine_container_start(b->engine, *ret_cid, err);
 }
 
-/* Write @program into the workspace and run it with python3 and @args;
- * stdout and stderr (together, capped) into *ret_out. */
-static int accept_run(struct builder *b, const char *cid, const char *program,
+/* Write @program into the workspace and run it with python3 (-I when
+ * @isolated: as envhub's agent runs) and @args; stdout and stderr
+ * (together, capped) into *ret_out. */
+static int accept_run(struct builder *b, const char *cid, const char *program, bool isolated,
                       const char *const *args, size_t n_args, int64_t timeout_s, char **ret_out,
                       char ret_last_err[160], int *ret_code, bool *ret_timed_out, struct err *err)
 {
@@ -502,11 +503,14 @@ static int accept_run(struct builder *b, const char *cid, const char *program,
     }
     buf_reset(&cap.out);
 
-    const char **cmd = xcalloc(n_args + 3, sizeof(*cmd));
-    cmd[0] = "python3";
-    cmd[1] = path;
+    const char **cmd = xcalloc(n_args + 4, sizeof(*cmd));
+    size_t n = 0;
+    cmd[n++] = "python3";
+    if (isolated)
+        cmd[n++] = "-I";
+    cmd[n++] = path;
     for (size_t i = 0; i < n_args; i++)
-        cmd[i + 2] = args[i];
+        cmd[n++] = args[i];
     spec.cmd = cmd;
     spec.stdin_data = NULL;
     spec.stdin_len = 0;
@@ -627,6 +631,80 @@ static bool freeze_has(const char *freeze, const char *name, const char *version
     return false;
 }
 
+/* The preload check: import each module of policy.preload as the agent
+ * does (python3 -I), one line each: "ok\tMODULE\tMS" or "fail\tMODULE\tWHY". */
+static const char preload_check_py[] =
+    "import importlib, os, sys, time\n"
+    "failed = 0\n"
+    "for m in sys.argv[1:]:\n"
+    "    t = time.monotonic()\n"
+    "    try:\n"
+    "        importlib.import_module(m)\n"
+    "    except BaseException as e:\n"
+    "        msg = ('%s: %s' % (type(e).__name__, e)).replace('\\n', ' ')[:300]\n"
+    "        print('fail\\t%s\\t%s' % (m, msg), flush=True)\n"
+    "        failed += 1\n"
+    "    else:\n"
+    "        print('ok\\t%s\\t%d' % (m, (time.monotonic() - t) * 1000), flush=True)\n"
+    "sys.stdout.flush()\n"
+    "os._exit(1 if failed else 0)\n";
+
+/* Every module of policy.preload (@sb) imports in the version's sandbox
+ * @cid, or ERR_INVALID naming the first that does not. */
+static int preload_check(struct build_ctx *c, const char *cid, const struct sandbox_limits *sb,
+                         struct err *err)
+{
+    const char *mods[SANDBOX_PRELOAD_MAX];
+    _cleanup_free_ char *out = NULL;
+    char last_err[160] = "", first_fail[ERR_MSG_MAX] = "";
+    int code = -1;
+    bool timed_out = false;
+    size_t failed = 0;
+
+    for (size_t i = 0; i < sb->n_preload; i++)
+        mods[i] = sb->preload[i];
+    build_log(c,
+              "envhub: preload check: importing the %zu modules of policy.preload as warm "
+              "containers will (python3 -I)",
+              sb->n_preload);
+    if (accept_run(c->b, cid, preload_check_py, true, mods, sb->n_preload, sb->timeout_max, &out,
+                   last_err, &code, &timed_out, err) < 0)
+        return err_prefix(err, "the preload check could not run");
+    for (char *line = out; *line;) {
+        size_t len = strcspn(line, "\n");
+        char save = line[len];
+        line[len] = '\0';
+        char *mod = strchr(line, '\t'), *rest = mod ? strchr(mod + 1, '\t') : NULL;
+        if (mod && rest && (strncmp(line, "ok\t", 3) == 0 || strncmp(line, "fail\t", 5) == 0)) {
+            *rest++ = '\0';
+            mod++;
+            if (line[0] == 'o') {
+                build_log(c, "envhub: preload check: %s imported in %s ms", mod, rest);
+            } else {
+                build_log(c, "envhub: preload check: %s does not import: %s", mod, rest);
+                if (!failed++)
+                    snprintf(first_fail, sizeof(first_fail), "'%.100s' does not import (%.120s)",
+                             mod, rest);
+            }
+        } else if (*line) {
+            build_log(c, "preload| %s", line);
+        }
+        line[len] = save;
+        line += len + (save == '\n');
+    }
+    if (timed_out)
+        return err_set(err, ERR_INVALID, "policy.preload: the imports did not finish within %lld s",
+                       (long long)sb->timeout_max);
+    if (failed)
+        return err_set(err, ERR_INVALID, "policy.preload: %s%s", first_fail,
+                       failed > 1 ? " (and others: see the log)" : "");
+    if (code != 0)
+        return err_set(err, ERR_INVALID, "policy.preload: the preload check failed (exit %d)%s%s",
+                       code, *last_err ? ": " : "", last_err);
+    build_log(c, "envhub: preload check passed");
+    return 0;
+}
+
 /* The check that decides whether version N may serve, in a sandbox made
  * like a job's with the version's policy: its test_script, or else an import
  * of every pip package the setup script installed (in this image, not in the
@@ -654,12 +732,15 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
             if (strcmp(pkgs[i].manager, "pip") == 0 &&
                 !freeze_has(freeze, pkgs[i].name, pkgs[i].version))
                 dists[n_dists++] = pkgs[i].name;
-        if (n_dists == 0) {
-            build_log(c, "envhub: import check: the setup script installed no pip package; "
-                         "nothing to import");
+    }
+    if (!script && n_dists == 0) {
+        build_log(c, "envhub: import check: the setup script installed no pip package; "
+                     "nothing to import");
+        if (sb.n_preload == 0) {
             free(dists);
             return 0;
         }
+    } else if (!script) {
         build_log(c,
                   "envhub: import check: importing the %zu pip packages the setup script "
                   "installed, in a sandbox (memory %lld bytes, network %s, timeout %lld s)",
@@ -673,9 +754,16 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
                   sb.network ? "bridge" : "none", (long long)sb.timeout_max);
     }
 
-    if (accept_container(b, c->rec.image_id, &sb, &cid, err) < 0 ||
-        accept_run(b, cid, script ? script : import_check_py, dists, n_dists, sb.timeout_max, &out,
-                   last_err, &code, &timed_out, err) < 0) {
+    if (accept_container(b, c->rec.image_id, &sb, &cid, err) < 0) {
+        err_prefix(err, "the acceptance check could not run");
+        goto out;
+    }
+    if (!script && n_dists == 0) {
+        rc = 0; /* only the preload check */
+        goto out;
+    }
+    if (accept_run(b, cid, script ? script : import_check_py, false, dists, n_dists, sb.timeout_max,
+                   &out, last_err, &code, &timed_out, err) < 0) {
         err_prefix(err, "the acceptance check could not run");
         goto out;
     }
@@ -748,6 +836,8 @@ static int acceptance_check(struct build_ctx *c, const struct package_entry *pkg
         rc = 0;
     }
 out:
+    if (rc == 0 && sb.n_preload)
+        rc = preload_check(c, cid, &sb, err);
     if (cid) {
         struct err rerr = ERR_INIT;
         if (engine_container_remove(b->engine, cid, &rerr) < 0)

@@ -159,8 +159,8 @@ static void judge_report(struct talk *t, const struct job_io *io, const char *no
         exec_result_timeout(res, io->timeout_s);
     else
         exec_result_exit(res, rep.rc, rep.oom_kills > 0, io->memory);
-    for (char **s = rep.preload_errors; s && *s; s++)
-        log_warn("executor: container '%.12s' could not preload %s", t->cid, *s);
+    out->preload_errors = steal_ptr(rep.preload_errors);
+    out->reported = true;
     res->files_skipped = steal_ptr(rep.skipped);
     exec_tar_collected(rep.tar, rep.tar_len, rep.truncated, &limits, &res->files, &res->n_files,
                        &res->display, &res->n_display, &res->files_skipped, &err);

@@ -183,8 +183,11 @@ int exec_container_create(struct executor *x, const char *image, const struct sa
      * PYTHON* variables) can change what the agent imports. Its source
      * comes in a variable it takes out of its environment before any job. */
     const char *agent_entry[] = {"python3", NULL};
-    const char *agent_cmd[] = {"-I", "-c", "import os; exec(os.environ.pop('ENVHUB_AGENT'))",
-                               "envhub-agent", NULL};
+    /* then the modules of policy.preload, which it imports before any job */
+    const char *agent_cmd[4 + SANDBOX_PRELOAD_MAX + 1] = {
+        "-I", "-c", "import os; exec(os.environ.pop('ENVHUB_AGENT'))", "envhub-agent"};
+    for (size_t i = 0; i < l->n_preload && i < SANDBOX_PRELOAD_MAX; i++)
+        agent_cmd[4 + i] = l->preload[i];
     _cleanup_free_ char *agent_var = xasprintf("ENVHUB_AGENT=%s", exec_agent_script());
     const char *agent_env[SANDBOX_ENV_MAX + 2] = {0};
     if (strcmp(x->cfg->job_transport, "agent") == 0) {

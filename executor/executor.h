@@ -195,6 +195,19 @@ typedef int (*executor_chunk_fn)(void *ctx, enum engine_stream stream, const cha
 int executor_follow(struct executor *x, const char *id, executor_chunk_fn fn, void *ctx,
                     int64_t keepalive_ms, struct err *err);
 
+/* An environment whose warm containers could not import a module of its
+ * policy.preload (the last report of its containers said so). */
+struct executor_preload_failure {
+    char *environment; /* "" for the default image */
+    int64_t version;
+    char *detail; /* "MODULE: why; ..." */
+    int64_t at_ms;
+};
+/* A snapshot; the caller frees with executor_preload_failures_free. */
+void executor_preload_failures(struct executor *x, struct executor_preload_failure **ret,
+                               size_t *ret_n);
+void executor_preload_failures_free(struct executor_preload_failure *f, size_t n);
+
 struct executor_pool_stat {
     char *image, *environment; /* environment "" for the default image */
     int64_t want;              /* the target now: floor <= want <= ENVHUB_MAX_POOL_SIZE */

@@ -98,6 +98,10 @@ struct exec_counter {
     uint64_t duration_buckets[EXECUTOR_DURATION_BUCKETS];
     double duration_sum;
     uint64_t duration_count;
+    /* the last agent report of this environment: modules it could not preload */
+    char *preload_error; /* "MODULE: why; ..." or NULL */
+    int64_t preload_version;
+    int64_t preload_at_ms;
     struct exec_counter *next;
 };
 
@@ -208,6 +212,11 @@ bool exec_stopping(struct executor *x);
 void exec_count(struct executor *x, const char *environment, enum exec_status status,
                 double seconds);
 void exec_count_engine_error(struct executor *x);
+/* A container of @environment (NULL: the default image) version @version
+ * reported the modules it could not preload (@errors, "MODULE: why" strv;
+ * NULL or empty: it preloaded them all): /health shows the last report. */
+void exec_note_preload(struct executor *x, const char *environment, int64_t version,
+                       char *const *errors);
 /* The default image's id as last seen (a copy, or NULL). */
 char *exec_default_image_id(struct executor *x);
 void exec_set_default_image_id(struct executor *x, const char *id);
@@ -373,7 +382,9 @@ struct job_outcome {
     bool engine_failed;
     bool unclean; /* recycled and could not be cleaned: nothing ran */
     struct err engine_err;
-    char *image_id; /* when learnt from the container */
+    char *image_id;        /* when learnt from the container */
+    char **preload_errors; /* the agent's report: "MODULE: why" (strv), NULL when none */
+    bool reported;         /* the agent's report came (preload_errors is its say) */
 };
 
 /* What a run captures of a job's output: the first output_limit bytes of

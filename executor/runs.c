@@ -181,6 +181,10 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
     if (sandbox_limits_lower(&env.limits, req->overrides, &pj->limits, err) < 0)
         return -1;
     pj->pool_ok = sandbox_limits_equal(&env.limits, &pj->limits);
+    /* lowered limits: a container of its own, which imports only what the
+     * job does (a preload could not fit in less memory) */
+    if (!pj->pool_ok)
+        pj->limits.n_preload = 0;
     int64_t timeout = req->timeout_given ? req->timeout_s : pj->limits.timeout_default;
     if (timeout > pj->limits.timeout_max)
         return err_set(err, ERR_INVALID,
@@ -354,6 +358,18 @@ static void container_done(struct executor *x, struct prepared_job *pj, struct r
     free(steal_ptr(st->cid));
 }
 
+/* The answer says which modules of policy.preload its container could not
+ * import (the job ran without them), after the deprecation warning if any. */
+static void preload_warning(struct job_result *res, char *const *errors)
+{
+    _cleanup_free_ char *old = steal_ptr(res->warning);
+    size_t n = strv_length(errors);
+    res->warning = xasprintf("%s%spolicy.preload: this job's container could not import %.200s%s; "
+                             "the code ran without %s",
+                             old ? old : "", old ? "; " : "", errors[0],
+                             n > 1 ? " (and more: see /health)" : "", n > 1 ? "them" : "it");
+}
+
 /* Step 5: the row is final (then followers see the end); the answer. */
 static int run_end(struct executor *x, struct prepared_job *pj, struct run_state *st,
                    struct job_result *ret, struct err *err)
@@ -362,6 +378,9 @@ static int run_end(struct executor *x, struct prepared_job *pj, struct run_state
 
     if (st->out.engine_failed)
         exec_count_engine_error(x);
+    if (st->out.reported)
+        exec_note_preload(x, rec->environment, rec->environment_version, st->out.preload_errors);
+    _cleanup_(strv_freep) char **preload_errors = steal_ptr(st->out.preload_errors);
     if (st->out.image_id) {
         free(rec->image_id);
         rec->image_id = steal_ptr(st->out.image_id);
@@ -382,6 +401,8 @@ static int run_end(struct executor *x, struct prepared_job *pj, struct run_state
         return -1;
     }
     st->res.warning = pj->warning ? xstrdup(pj->warning) : NULL;
+    if (preload_errors)
+        preload_warning(&st->res, preload_errors);
     *ret = st->res;
     return 0;
 }
@@ -412,6 +433,7 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_res
         if (!unclean)
             break;
         result_reset(&st.res, pj->rec.id);
+        strv_free(steal_ptr(st.out.preload_errors));
     }
     slot_release(x);
     return run_end(x, pj, &st, ret, err);

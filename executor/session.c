@@ -399,6 +399,7 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
         .started = true,
     };
     exec_job_run(x, s->container_id, &io, &res, &out);
+    strv_free(steal_ptr(out.preload_errors)); /* sessions' calls do not go through the agent */
     pthread_mutex_lock(&x->sessions.lock);
     s->calls++;
     pthread_mutex_unlock(&x->sessions.lock);

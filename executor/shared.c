@@ -79,17 +79,17 @@ void exec_stats_fini(struct executor *x)
         struct exec_counter *c = x->stats.counters;
         x->stats.counters = c->next;
         free(c->environment);
+        free(c->preload_error);
         free(c);
     }
     free(x->stats.default_image_id);
     pthread_mutex_destroy(&x->stats.lock);
 }
 
-void exec_count(struct executor *x, const char *environment, enum exec_status status,
-                double seconds)
+/* @environment's counters, made when missing; under stats.lock. */
+static struct exec_counter *counter_of(struct executor *x, const char *environment)
 {
     const char *env = environment ? environment : "";
-    pthread_mutex_lock(&x->stats.lock);
     struct exec_counter *c = x->stats.counters;
     while (c && strcmp(c->environment, env) != 0)
         c = c->next;
@@ -99,6 +99,14 @@ void exec_count(struct executor *x, const char *environment, enum exec_status st
         c->next = x->stats.counters;
         x->stats.counters = c;
     }
+    return c;
+}
+
+void exec_count(struct executor *x, const char *environment, enum exec_status status,
+                double seconds)
+{
+    pthread_mutex_lock(&x->stats.lock);
+    struct exec_counter *c = counter_of(x, environment);
     if ((unsigned)status <= EXEC_INTERRUPTED)
         c->by_status[status]++;
     if (seconds >= 0) {
@@ -109,6 +117,62 @@ void exec_count(struct executor *x, const char *environment, enum exec_status st
         c->duration_count++;
     }
     pthread_mutex_unlock(&x->stats.lock);
+}
+
+void exec_note_preload(struct executor *x, const char *environment, int64_t version,
+                       char *const *errors)
+{
+    /* a few lines of the first modules: enough to act on */
+    struct buf text = BUF_INIT(BUF_UNLIMITED);
+    size_t n = strv_length(errors);
+    for (size_t i = 0; i < n && i < 4; i++)
+        buf_putf(&text, "%s%.200s", i ? "; " : "", errors[i]);
+    if (n > 4)
+        buf_putf(&text, "; and %zu more", n - 4);
+    pthread_mutex_lock(&x->stats.lock);
+    struct exec_counter *c = counter_of(x, environment);
+    /* a report of an older version says nothing of the current one */
+    if (version >= c->preload_version) {
+        if (text.len && (!c->preload_error || strcmp(c->preload_error, buf_str(&text)) != 0))
+            log_warn("executor: containers of %s version %lld could not preload: %s",
+                     *c->environment ? c->environment : "the default image", (long long)version,
+                     buf_str(&text));
+        free(c->preload_error);
+        c->preload_error = text.len ? buf_detach(&text, NULL) : NULL;
+        c->preload_version = version;
+        c->preload_at_ms = time_now_ms();
+    }
+    pthread_mutex_unlock(&x->stats.lock);
+    buf_release(&text);
+}
+
+void executor_preload_failures(struct executor *x, struct executor_preload_failure **ret,
+                               size_t *ret_n)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    pthread_mutex_lock(&x->stats.lock);
+    for (struct exec_counter *c = x->stats.counters; c; c = c->next) {
+        if (!c->preload_error)
+            continue;
+        *ret = xrealloc(*ret, (*ret_n + 1) * sizeof(**ret));
+        (*ret)[(*ret_n)++] = (struct executor_preload_failure){
+            .environment = xstrdup(c->environment),
+            .version = c->preload_version,
+            .detail = xstrdup(c->preload_error),
+            .at_ms = c->preload_at_ms,
+        };
+    }
+    pthread_mutex_unlock(&x->stats.lock);
+}
+
+void executor_preload_failures_free(struct executor_preload_failure *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].environment);
+        free(f[i].detail);
+    }
+    free(f);
 }
 
 void exec_count_engine_error(struct executor *x)

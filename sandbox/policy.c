@@ -8,6 +8,7 @@
  *   network  "none" or "bridge"
  *   runtime  "runc" or "runsc" (gVisor; no network)
  *   pool_size  warm containers   recycle  jobs per container (1: fresh each)
+ *   preload  module names warm containers import before any job
  * Each is bounded by a server-wide maximum; a request may lower memory, cpu,
  * pids and output_limit, and choose a timeout, within them. */
 #include <jansson.h>
@@ -61,6 +62,65 @@ static int int_field(json_t *doc, const char *name, int64_t min, int64_t max, co
     return 0;
 }
 
+bool sandbox_preload_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > SANDBOX_PRELOAD_NAME_MAX)
+        return false;
+    /* dot-separated parts, each [A-Za-z_][A-Za-z0-9_]* */
+    bool part_start = true;
+    for (const char *p = name; *p; p++) {
+        char ch = *p;
+        bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+        bool digit = ch >= '0' && ch <= '9';
+        if (ch == '.') {
+            if (part_start)
+                return false;
+            part_start = true;
+        } else if (letter || (digit && !part_start)) {
+            part_start = false;
+        } else {
+            return false;
+        }
+    }
+    return !part_start;
+}
+
+/* policy.preload: a list of module names, kept in its order. */
+static int preload_field(json_t *doc, struct sandbox_limits *l, json_t *canon, struct err *err)
+{
+    json_t *list = json_object_get(doc, "preload");
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return err_set(err, ERR_INVALID, "policy.preload: must be a list of module names");
+    if (json_array_size(list) > SANDBOX_PRELOAD_MAX)
+        return err_set(err, ERR_INVALID, "policy.preload: %zu modules is over the maximum of %d",
+                       json_array_size(list), SANDBOX_PRELOAD_MAX);
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *name = json_string_value(item);
+        if (!name)
+            return err_set(err, ERR_INVALID,
+                           "policy.preload[%zu]: must be a module name (a string)", i);
+        if (!sandbox_preload_name_ok(name))
+            return err_set(err, ERR_INVALID,
+                           "policy.preload[%zu]: '%.40s' is not a module name (dotted Python "
+                           "names of ASCII letters, digits and '_', at most %d bytes)",
+                           i, name, SANDBOX_PRELOAD_NAME_MAX);
+        for (size_t j = 0; j < l->n_preload; j++)
+            if (strcmp(l->preload[j], name) == 0)
+                return err_set(err, ERR_INVALID, "policy.preload[%zu]: '%s' is listed twice", i,
+                               name);
+        snprintf(l->preload[l->n_preload++], sizeof(l->preload[0]), "%s", name);
+    }
+    if (l->n_preload)
+        json_object_set(canon, "preload", list);
+    return 0;
+}
+
 int sandbox_policy_parse(const struct config *cfg, const char *json, struct sandbox_limits *ret,
                          char **ret_canonical, struct err *err)
 {
@@ -85,8 +145,8 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
     json_auto_t *canon = json_object();
     struct sandbox_limits l;
     static const char *const known[] = {
-        "timeout_default", "timeout_max", "memory",    "cpu",     "pids",   "output_limit",
-        "workspace_size",  "network",     "pool_size", "recycle", "runtime"};
+        "timeout_default", "timeout_max", "memory",    "cpu",     "pids",    "output_limit",
+        "workspace_size",  "network",     "pool_size", "recycle", "runtime", "preload"};
 
     sandbox_limits_default(cfg, &l);
     if (!json_is_object(doc))
@@ -102,7 +162,7 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
             return err_set(err, ERR_INVALID,
                            "policy.%.40s: unknown field (known: timeout_default, timeout_max, "
                            "memory, cpu, pids, output_limit, workspace_size, network, runtime, "
-                           "pool_size, recycle)",
+                           "pool_size, recycle, preload)",
                            key);
     }
     if (int_field(doc, "timeout_max", 1, cfg->max_timeout, "ENVHUB_MAX_TIMEOUT", &l.timeout_max,
@@ -161,6 +221,8 @@ int sandbox_policy_parse(const struct config *cfg, const char *json, struct sand
                            "be \"none\"");
         json_object_set_new(canon, "runtime", json_string(r));
     }
+    if (preload_field(doc, &l, canon, err) < 0)
+        return -1;
     if (ret)
         *ret = l;
     if (ret_canonical)
@@ -222,6 +284,11 @@ char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s)
 
 bool sandbox_limits_equal(const struct sandbox_limits *a, const struct sandbox_limits *b)
 {
+    if (a->n_preload != b->n_preload)
+        return false;
+    for (size_t i = 0; i < a->n_preload; i++)
+        if (strcmp(a->preload[i], b->preload[i]) != 0)
+            return false;
     return a->memory == b->memory && a->cpu_millis == b->cpu_millis && a->pids == b->pids &&
            a->workspace_size == b->workspace_size && a->network == b->network &&
            a->gvisor == b->gvisor;

@@ -22,6 +22,12 @@
 
 /* ---- limits and policy ---- */
 
+/* policy.preload: at most this many modules, each a dotted Python name
+ * ("numpy", "matplotlib.pyplot") of ASCII letters, digits and '_' of at
+ * most SANDBOX_PRELOAD_NAME_MAX bytes. */
+#define SANDBOX_PRELOAD_MAX 32
+#define SANDBOX_PRELOAD_NAME_MAX 100
+
 /* The limits a sandbox runs with. */
 struct sandbox_limits {
     int64_t timeout_default, timeout_max; /* seconds */
@@ -33,6 +39,10 @@ struct sandbox_limits {
     bool network;           /* bridge; else none */
     bool gvisor;            /* runtime runsc (gVisor); else the engine's default, runc */
     int64_t pool_size, recycle;
+    /* modules the agent imports in a warm container before any job
+     * (policy.preload), in the policy's order */
+    size_t n_preload;
+    char preload[SANDBOX_PRELOAD_MAX][SANDBOX_PRELOAD_NAME_MAX + 1];
 };
 
 /* The server's defaults (no policy). */
@@ -44,7 +54,9 @@ void sandbox_limits_default(const struct config *cfg, struct sandbox_limits *ret
  * workspace_size, output_limit (bytes), cpu (CPUs, a number), pids, network
  * ("none" or "bridge"), runtime ("runc" or "runsc": gVisor, which has no
  * network, so it cannot go with "bridge"), pool_size (warm containers),
- * recycle (jobs per container, 1: a fresh one each). ERR_INVALID naming "policy.<field>" and
+ * recycle (jobs per container, 1: a fresh one each), preload (module names the
+ * warm containers import before any job: SANDBOX_PRELOAD_MAX dotted names, no
+ * repeats). ERR_INVALID naming "policy.<field>" and
  * the limit; a policy nested or sized past its bounds (core/json_shape) is
  * ERR_INVALID too. *ret (optional): the effective limits; *ret_canonical
  * (optional): the policy as stored (sorted, only the given fields), the
@@ -66,8 +78,12 @@ int sandbox_limits_lower(const struct sandbox_limits *env, const struct sandbox_
  * caller frees. */
 char *sandbox_limits_json(const struct sandbox_limits *l, int64_t timeout_s);
 
+/* Is @name a module name policy.preload accepts (see SANDBOX_PRELOAD_MAX)? */
+bool sandbox_preload_name_ok(const char *name);
+
 /* Do containers made for @a suit a job needing @b? (memory, CPU, pids,
- * workspace size, network and runtime: what the container is made with) */
+ * workspace size, network, runtime and preload: what the container is made
+ * with) */
 bool sandbox_limits_equal(const struct sandbox_limits *a, const struct sandbox_limits *b);
 
 /* ---- labels ---- */

@@ -1,31 +1,32 @@
 /* web/api_health.c - GET /health: the seed's {"status", "timestamp"} plus
  * whether the engine and the catalog answer; 503 "degraded" when one does not;
  * "warnings" lists what needs an operator while the service still works
- * (little free disk beside the catalog). */
+ * (little free disk beside the catalog, modules of a policy.preload that
+ * warm containers could not import). */
 #include <jansson.h>
 #include <stdio.h>
 
+#include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/xalloc.h"
 #include "web/web_internal.h"
 
 #include "core/banned.h"
 
-/* Conditions an operator should act on before they fail requests; they do
- * not make the service degraded: each a {"code", "detail"}. */
-static json_t *warnings(struct web_request *rq)
+/* Little free disk beside the catalog. */
+static void disk_warnings(struct web_request *rq, json_t *list)
 {
-    json_t *list = json_array();
     struct catalog_disk d;
     struct err err = ERR_INIT;
     int64_t min_free = rq->deps->cfg->min_free_disk;
 
     if (min_free <= 0)
-        return list;
+        return;
     if (catalog_disk_usage(rq->deps->catalog, &d, &err) < 0) {
         json_array_append_new(list,
                               json_pack("{s:s, s:s}", "code", "disk_unknown", "detail", err.msg));
-        return list;
+        return;
     }
     if (d.on_disk && d.free_bytes < min_free) {
         char detail[256];
@@ -39,6 +40,39 @@ static json_t *warnings(struct web_request *rq)
                                               "min_free_bytes", (json_int_t)min_free));
         log_warn("web: health: %s", detail);
     }
+}
+
+/* Environments whose warm containers could not import a module of their
+ * policy.preload (the last report of their containers). */
+static void preload_warnings(struct web_request *rq, json_t *list)
+{
+    struct executor_preload_failure *f;
+    size_t n;
+    char at[TIME_ISO_MAX];
+
+    executor_preload_failures(rq->deps->executor, &f, &n);
+    for (size_t i = 0; i < n; i++) {
+        time_format_iso(f[i].at_ms, at);
+        _cleanup_free_ char *detail = xasprintf(
+            "containers of %s%s%s version %lld could not import modules of policy.preload (jobs "
+            "run without them): %s",
+            *f[i].environment ? "environment '" : "the default image", f[i].environment,
+            *f[i].environment ? "'" : "", (long long)f[i].version, f[i].detail);
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "code",
+                                              "preload_failed", "detail", detail, "environment",
+                                              f[i].environment, "version", (json_int_t)f[i].version,
+                                              "modules", f[i].detail, "reported_at", at));
+    }
+    executor_preload_failures_free(f, n);
+}
+
+/* Conditions an operator should act on before they fail requests; they do
+ * not make the service degraded: each a {"code", "detail"}. */
+static json_t *warnings(struct web_request *rq)
+{
+    json_t *list = json_array();
+    disk_warnings(rq, list);
+    preload_warnings(rq, list);
     return list;
 }
 

@@ -397,6 +397,76 @@ static void an_unknown_field_is_named_on_one_line(void **state)
     assert_non_null(strstr(err.msg, "policy.a b: unknown field"));
 }
 
+static void preload_names_are_dotted_python_names(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"numpy", "matplotlib.pyplot", "_x1.y_2", "A"};
+    static const char *const bad[] = {"",
+                                      ".numpy",
+                                      "numpy.",
+                                      "a..b",
+                                      "1abc",
+                                      "a.1b",
+                                      "a b",
+                                      "a-b",
+                                      "a;b",
+                                      "os\n",
+                                      "\xc3\xa9t\xc3\xa9",
+                                      "a/b",
+                                      "__import__('os')"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!sandbox_preload_name_ok(good[i]))
+            fail_msg("'%s' refused", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (sandbox_preload_name_ok(bad[i]))
+            fail_msg("'%s' accepted", bad[i]);
+    char longest[SANDBOX_PRELOAD_NAME_MAX + 2];
+    memset(longest, 'a', sizeof(longest));
+    longest[SANDBOX_PRELOAD_NAME_MAX] = '\0';
+    assert_true(sandbox_preload_name_ok(longest));
+    longest[SANDBOX_PRELOAD_NAME_MAX] = 'a';
+    longest[SANDBOX_PRELOAD_NAME_MAX + 1] = '\0';
+    assert_false(sandbox_preload_name_ok(longest));
+}
+
+static void preload_is_kept_in_order_and_bounded(void **state)
+{
+    struct config *cfg = *state;
+    struct sandbox_limits a, b;
+    char *canon = NULL;
+    struct err err = ERR_INIT;
+
+    assert_int_equal(
+        sandbox_policy_parse(cfg, "{\"preload\": [\"pandas\", \"numpy\"]}", &a, &canon, &err), 0);
+    assert_string_equal(canon, "{\"preload\":[\"pandas\",\"numpy\"]}");
+    assert_int_equal(a.n_preload, 2);
+    assert_string_equal(a.preload[0], "pandas");
+    assert_string_equal(a.preload[1], "numpy");
+    free(canon);
+    /* an empty list is no preload; the order matters to the pool */
+    assert_int_equal(sandbox_policy_parse(cfg, "{\"preload\": []}", &b, &canon, &err), 0);
+    assert_string_equal(canon, "{}");
+    assert_int_equal(b.n_preload, 0);
+    assert_false(sandbox_limits_equal(&a, &b));
+    free(canon);
+    assert_int_equal(
+        sandbox_policy_parse(cfg, "{\"preload\": [\"numpy\", \"pandas\"]}", &b, NULL, &err), 0);
+    assert_false(sandbox_limits_equal(&a, &b));
+
+    expect_policy_refused(cfg, "{\"preload\": \"numpy\"}",
+                          "policy.preload: must be a list of module names");
+    expect_policy_refused(cfg, "{\"preload\": [1]}", "policy.preload[0]: must be a module name");
+    expect_policy_refused(cfg, "{\"preload\": [\"os\", \"os; import x\"]}",
+                          "policy.preload[1]: 'os; import x' is not a module name");
+    expect_policy_refused(cfg, "{\"preload\": [\"os\", \"sys\", \"os\"]}",
+                          "policy.preload[2]: 'os' is listed twice");
+    char many[1024] = "{\"preload\": [";
+    for (int i = 0; i <= SANDBOX_PRELOAD_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"m%d\"", i ? "," : "", i);
+    snprintf(many + strlen(many), sizeof(many) - strlen(many), "]}");
+    expect_policy_refused(cfg, many, "policy.preload: 33 modules is over the maximum of 32");
+}
+
 static void overrides_only_lower_the_limits(void **state)
 {
     struct sandbox_limits env = test_limits(false), l;
@@ -525,6 +595,8 @@ int main(void)
         cmocka_unit_test(policy_past_the_servers_maxima_is_refused),
         cmocka_unit_test(too_deep_a_policy_says_why),
         cmocka_unit_test(an_unknown_field_is_named_on_one_line),
+        cmocka_unit_test(preload_names_are_dotted_python_names),
+        cmocka_unit_test(preload_is_kept_in_order_and_bounded),
         cmocka_unit_test(overrides_only_lower_the_limits),
         cmocka_unit_test(recorded_limits_are_sorted_json),
         cmocka_unit_test(runsc_is_the_runtime_of_jobs_and_checks_when_asked),

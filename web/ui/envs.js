@@ -35,6 +35,7 @@ const POLICY = [
   { key: "network", label: "Network", choices: ["none", "bridge"] },
   { key: "pool_size", label: "Warm pool size", unit: "containers", min: 0 },
   { key: "recycle", label: "Jobs per container", unit: "", min: 1 },
+  { key: "preload", label: "Preload modules", unit: "comma-separated", list: true },
 ];
 
 function policyInputs(box, prefix) {
@@ -42,7 +43,9 @@ function policyInputs(box, prefix) {
     const id = `${prefix}-${f.key}`;
     const input = f.choices
       ? h("select", { id }, h("option", { value: "" }, "server's setting"), ...f.choices.map((c) => h("option", null, c)))
-      : h("input", { id, type: "number", min: f.min, step: f.step || (f.scale ? "any" : "1"), placeholder: "server's setting" });
+      : f.list
+        ? h("input", { id, type: "text", placeholder: "none (e.g. numpy, pandas)", spellcheck: "false" })
+        : h("input", { id, type: "number", min: f.min, step: f.step || (f.scale ? "any" : "1"), placeholder: "server's setting" });
     return h("div", null, h("label", { for: id }, f.label, f.unit ? ` (${f.unit})` : ""), input);
   }));
 }
@@ -52,7 +55,8 @@ function readPolicy(prefix) {
   for (const f of POLICY) {
     const v = $(`${prefix}-${f.key}`).value.trim();
     if (v === "") continue;
-    policy[f.key] = f.choices ? v : f.scale ? Math.round(Number(v) * f.scale) : Number(v);
+    policy[f.key] = f.list ? v.split(/[\s,]+/).filter(Boolean)
+      : f.choices ? v : f.scale ? Math.round(Number(v) * f.scale) : Number(v);
   }
   return policy;
 }
@@ -60,13 +64,15 @@ function readPolicy(prefix) {
 function fillPolicy(prefix, policy) {
   for (const f of POLICY) {
     const v = policy ? policy[f.key] : undefined;
-    $(`${prefix}-${f.key}`).value = v === undefined || v === null ? "" : f.scale ? +(v / f.scale).toFixed(3) : v;
+    $(`${prefix}-${f.key}`).value = v === undefined || v === null ? ""
+      : f.list ? v.join(", ") : f.scale ? +(v / f.scale).toFixed(3) : v;
   }
 }
 
 function policyText(policy) {
   const parts = POLICY.filter((f) => policy && policy[f.key] !== undefined && policy[f.key] !== null).map((f) => {
     const v = policy[f.key];
+    if (f.list) return `${f.label.toLowerCase()} ${v.join(", ")}`;
     const shown = f.scale ? +(v / f.scale).toFixed(2) : v;
     return `${f.label.toLowerCase()} ${shown}${f.unit ? ` ${f.unit}` : ""}`;
   });
