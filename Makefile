@@ -12,6 +12,7 @@
 #   make bench-hostile  /health and /execute beside trickling clients and 50 MB uploads
 #   make bench-agent  jobs through the in-container agent against exec and the raw baselines
 #   make bench-preload  warm pandas jobs with and without policy.preload (data-science image)
+#   make bench-session  100 calls of one stateful session, against a session by exec
 #   make bench-pool  live containers under a mixed c=10 load, removal backlog bounded and not
 #   make bench-history  the history API over 1,000,000 seeded executions
 #   make bench-history-load  /health and /execute while four clients search those rows
@@ -86,7 +87,7 @@ DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium 
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-pool bench-hostile bench-history bench-history-load lint clean \
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
 
@@ -292,11 +293,15 @@ bench: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_gvisor.py
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_pool.py
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_preload.py
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_session.py
 
 # /health and /execute beside 200 trickling connections and 60 uploaders of 50 MB bodies.
 # The agent transport against the exec one and the raw baselines (issue 14).
 bench-agent: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_agent.py
+
+bench-session: test-deps engine build base-image
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_session.py
 
 bench-preload: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_preload.py

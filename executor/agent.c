@@ -66,11 +66,13 @@ static int job_frame(struct executor *x, const struct job_io *io, struct buf *re
 {
     const struct config *cfg = x->cfg;
     json_auto_t *spec = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:b, s:s, s:s, s:s, s:s}", "timeout", (json_int_t)io->timeout_s,
-        "display", (json_int_t)cfg->max_display, "max_file_size", (json_int_t)cfg->max_file_size,
-        "max_total", (json_int_t)cfg->output_files_limit, "max_files",
-        (json_int_t)cfg->max_output_files, "recycled", io->recycled, "workdir", cfg->work_dir,
-        "code", EXEC_CODE_NAME, "private", EXEC_PRIVATE_DIR, "display_dir", EXEC_DISPLAY_DIR);
+        "{s:I, s:I, s:I, s:I, s:I, s:b, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:i}", "timeout",
+        (json_int_t)io->timeout_s, "display", (json_int_t)cfg->max_display, "max_file_size",
+        (json_int_t)cfg->max_file_size, "max_total", (json_int_t)cfg->output_files_limit,
+        "max_files", (json_int_t)cfg->max_output_files, "recycled", io->recycled, "workdir",
+        cfg->work_dir, "code", EXEC_CODE_NAME, "private", EXEC_PRIVATE_DIR, "display_dir",
+        EXEC_DISPLAY_DIR, "kernel", io->kernel, "keep_processes", io->keep_processes, "reset",
+        io->reset, "result_max", EXEC_RESULT_MAX);
     _cleanup_free_ char *line = json_dumps(spec, JSON_COMPACT);
     size_t n = strlen(line) + 1 + io->input_tar->len;
     if (n > UINT32_MAX)
@@ -161,6 +163,8 @@ static void judge_report(struct talk *t, const struct job_io *io, const char *no
         exec_result_exit(res, rep.rc, rep.oom_kills > 0, io->memory);
     out->preload_errors = steal_ptr(rep.preload_errors);
     out->reported = true;
+    res->result = steal_ptr(rep.result);
+    res->interpreter_lost = rep.interpreter_died;
     res->files_skipped = steal_ptr(rep.skipped);
     exec_tar_collected(rep.tar, rep.tar_len, rep.truncated, &limits, &res->files, &res->n_files,
                        &res->display, &res->n_display, &res->files_skipped, &err);

@@ -23,6 +23,21 @@
 #        timeout, OOM kills, files left out, preload failures), "\n", the
 #        tar of the output files
 #
+# A session's calls ("kernel" in the job's settings) run in one interpreter
+# kept between calls, forked from here at the session's first call: its
+# variables, imports and open files persist; the value of a call's final
+# expression comes back in the report as "result" (its repr, capped). Past a
+# call's timeout the interpreter gets SIGINT (KeyboardInterrupt), and
+# SIGKILL when it has not finished the call KERNEL_GRACE s later: the report
+# then says the interpreter is gone ("interpreter": "died") and the next
+# call starts a new one, as does a job with "reset". Other processes a call
+# started are killed when it returns, unless the session keeps them
+# ("keep_processes"). The interpreter tells this process that a call ended,
+# with its exit status and result, on a pipe of its own; the code it runs
+# shares its process and could write there too, so a session's code can
+# misstate its own exit status and result, never its files, its timeout,
+# an OOM kill, or anything of another job.
+#
 # The job runs in a forked child with stdin from /dev/null and its stdout
 # and stderr on pipes that only this process reads: a job's bytes reach
 # envhub inside 'o' and 'e' frames and can never make a frame of their own.
@@ -32,7 +47,9 @@
 # first process ends, or its timeout, every other process is killed and
 # reaped; only then does 'x' go out, and envhub sends C: the report carries
 # the nonce, which did not exist while any process of the job lived.
+import ast
 import ctypes
+import errno
 import io
 import json
 import os
@@ -64,6 +81,8 @@ ENV = {
 }
 WIPE = ["/tmp", "/dev/shm", "/dev/mqueue"]
 ZOMBIES_MAX = 16
+KERNEL_GRACE = 2.0  # s from a call's SIGINT to the interpreter's SIGKILL
+KERNEL_DONE_MAX = 1 << 20  # bytes of the interpreter's end-of-call line
 LIST_MAX = 1000  # files left out named in a report (AGENT_LIST_MAX)
 
 
@@ -108,14 +127,18 @@ for name in sys.argv[2:]:  # ["-c", "envhub-agent", MODULE...]
         preload_errors[name] = "%s: %s" % (type(exc).__name__, exc)
 
 
-def others():
-    """Processes but this one: (alive, zombies)."""
+def pids(spare=0):
+    """Processes but this one and `spare`."""
+    me = os.getpid()
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, spare)]
+
+
+def others(spare=0):
+    """Processes but this one and `spare`: (alive, zombies)."""
     alive = zombies = 0
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or p == "1" or int(p) == os.getpid():
-            continue
+    for p in pids(spare):
         try:
-            with open("/proc/%s/stat" % p, "rb") as f:
+            with open("/proc/%d/stat" % p, "rb") as f:
                 state = f.read().rsplit(b")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
@@ -136,17 +159,25 @@ def reap():
             return
 
 
-def kill_all():
-    """Kill every process but this one, again until none is left (a fork
-    while kill(-1) ran escapes one round, not the next)."""
+def kill_all(spare=0):
+    """Kill every process but this one (and `spare`, a session's interpreter),
+    again until none is left (a fork while a round ran escapes that round,
+    not the next)."""
     for _ in range(200):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if spare:
+            for pid in pids(spare):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        else:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         reap()
-        alive, zombies = others()
-        if alive == 0 and (os.getpid() == 1 or zombies == 0):
+        alive, zombies = others(spare)
+        if alive == 0 and (os.getpid() == 1 or zombies == 0 or spare):
             return True
         time.sleep(0.005)
     return False
@@ -215,60 +246,80 @@ def oom_kills():
     return 0
 
 
+def become_job(spec, out_w, err_w, keep=()):
+    """In a forked child: stdin from /dev/null, stdout and stderr on the
+    pipes, every other descriptor but `keep` closed, default signals, the
+    job's environment and sys.std*, a fresh __main__ (returned)."""
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the job's own /proc/self is its own
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")  # out of memory, the job goes before the agent
+    except OSError:
+        pass
+    workdir = spec["workdir"]
+    os.environ.update(ENV)
+    private = os.path.join(workdir, spec["private"])
+    if spec["display"] > 0 and os.path.isfile(os.path.join(private, "envhub_display.py")):
+        os.environ.update(
+            MPLBACKEND="module://envhub_display",
+            ENVHUB_DISPLAY_DIR=os.path.join(workdir, spec["display_dir"]),
+            ENVHUB_MAX_DISPLAY=str(spec["display"]),
+            PYTHONPATH=private,
+        )
+        sys.path.insert(0, private)
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True
+    )
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.path.insert(0, workdir)
+    main = types.ModuleType("__main__")
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    return main
+
+
+def print_job_exception(exc):
+    """The traceback from the job's own code down: Python prints the
+    exception's __traceback__, whose first frame is the agent's."""
+    tb = exc.__traceback__
+    exc = exc.with_traceback(tb.tb_next if tb else None)
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+
+
 def child(spec, out_w, err_w):
     """The job, in the forked child: never returns."""
     rc = 1
     try:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the job's own /proc/self is its own
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")  # out of memory, the job goes before the agent
-        except OSError:
-            pass
-        workdir, name = spec["workdir"], spec["code"]
-        path = os.path.join(workdir, name)
-        os.environ.update(ENV)
-        private = os.path.join(workdir, spec["private"])
-        if spec["display"] > 0 and os.path.isfile(os.path.join(private, "envhub_display.py")):
-            os.environ.update(
-                MPLBACKEND="module://envhub_display",
-                ENVHUB_DISPLAY_DIR=os.path.join(workdir, spec["display_dir"]),
-                ENVHUB_MAX_DISPLAY=str(spec["display"]),
-                PYTHONPATH=private,
-            )
-            sys.path.insert(0, private)
-        sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-            io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True
-        )
-        sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-            io.FileIO(2, "w", closefd=False),
-            encoding="utf-8",
-            errors="backslashreplace",
-            write_through=True,
-        )
-        sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
-        sys.argv = [name]
-        sys.path.insert(0, workdir)
-        main = types.ModuleType("__main__")
+        main = become_job(spec, out_w, err_w)
+        path = os.path.join(spec["workdir"], spec["code"])
         main.__file__ = path
-        main.__builtins__ = __builtins__
-        sys.modules["__main__"] = main
+        sys.argv = [spec["code"]]
         rc = 0
         try:
             with open(path, "rb") as f:
                 source = f.read()
             code = compile(source, path, "exec")
         except BaseException as exc:
-            sys.excepthook(type(exc), exc, None)
+            sys.excepthook(type(exc), exc.with_traceback(None), None)
             rc = 1
         else:
             try:
@@ -276,7 +327,7 @@ def child(spec, out_w, err_w):
             except SystemExit as exc:
                 rc = exit_status(exc)
             except BaseException as exc:
-                sys.excepthook(type(exc), exc, exc.__traceback__.tb_next)
+                print_job_exception(exc)
                 rc = 1
         import threading
 
@@ -371,6 +422,253 @@ def run(spec, workdir, wake_r):
     return rc, timed_out
 
 
+# ---------------------------------------------------------------- sessions
+
+kernel = None  # a session's interpreter, while it lives: Kernel
+
+
+class Kernel:
+    def __init__(self, pid, cmd_w, done_r, out_r, err_r):
+        self.pid, self.cmd_w, self.done_r = pid, cmd_w, done_r
+        self.out_r, self.err_r = out_r, err_r
+        self.done = b""
+
+    def close(self):
+        for fd in (self.cmd_w, self.done_r, self.out_r, self.err_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def kernel_call(main, call):
+    """One call in the interpreter: (exit status, repr of the final
+    expression's value or None). SIGINT interrupts only here."""
+    path, limit = call["path"], call["result_max"]
+    main.__file__ = path
+    sys.argv = [os.path.basename(path)]
+    if not call["keep_processes"]:
+        reap()  # the processes the last call left were killed: their zombies
+    rc, result = 0, None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        try:
+            with open(path, "rb") as f:
+                tree = ast.parse(f.read(), path)
+        except BaseException as exc:
+            sys.excepthook(type(exc), exc.with_traceback(None), None)
+            return 1, None
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        try:
+            exec(compile(tree, path, "exec"), main.__dict__)
+            if last is not None:
+                value = eval(compile(last, path, "eval"), main.__dict__)
+                if value is not None:
+                    result = repr(value)
+                    if len(result) > limit:
+                        result = "%s... (%d characters; the first %d shown)" % (
+                            result[:limit], len(result), limit)
+        except SystemExit as exc:
+            rc = exit_status(exc)
+        except BaseException as exc:
+            print_job_exception(exc)
+            rc = 1
+        shown = sys.modules.get("envhub_display")
+        if shown is not None:
+            try:
+                shown._show_all()  # figures left open come back, as at a job's end
+            except BaseException:
+                pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rc, result
+
+
+def kernel_main(spec, out_w, err_w, cmd_r, done_w):
+    """The session's interpreter, in the forked child: runs the calls it is
+    given on cmd_r, one JSON line each, and answers each on done_w. Never
+    returns."""
+    try:
+        main = become_job(spec, out_w, err_w, keep=(cmd_r, done_w))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # only a call is interrupted
+        pending = b""
+        while True:
+            while b"\n" not in pending:
+                data = os.read(cmd_r, 4096)
+                if not data:
+                    os._exit(0)
+                pending += data
+            line, _, pending = pending.partition(b"\n")
+            try:
+                rc, result = kernel_call(main, json.loads(line))
+            except BaseException:
+                rc, result = 1, None
+            for f in (sys.stdout, sys.stderr):
+                try:
+                    f.flush()
+                except BaseException:
+                    pass
+            write_all(done_w, json.dumps({"rc": rc, "result": result}).encode() + b"\n")
+    except BaseException:
+        pass
+    os._exit(1)
+
+
+def start_kernel(spec):
+    global kernel
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    cmd_r, cmd_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        kernel_main(spec, out_w, err_w, cmd_r, done_w)
+    for fd in (out_w, err_w, cmd_r, done_w):
+        os.close(fd)
+    for fd in (out_r, err_r, done_r):
+        os.set_blocking(fd, False)
+    kernel = Kernel(pid, cmd_w, done_r, out_r, err_r)
+
+
+def stop_kernel():
+    """Kill the interpreter and every other process: (its wait status or None)."""
+    global kernel
+    status = None
+    if kernel is not None:
+        try:
+            os.kill(kernel.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            status = os.waitpid(kernel.pid, 0)[1]
+        except ChildProcessError:
+            pass
+        kernel.close()
+        kernel = None
+    kill_all()
+    return status
+
+
+def relay_ready(fd, kind, budget=16):
+    """Send what the pipe holds now (at most `budget` reads): False at its end."""
+    for _ in range(budget):
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            return False
+        if not data:
+            return False
+        send(kind, data)
+    return True
+
+
+def wait_status(status, timed_out):
+    if timed_out or status is None:
+        return -1
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run_kernel(spec, workdir, wake_r):
+    """One call of a session in its interpreter: (exit status, timed out,
+    the interpreter's state: started / kept / died, the result)."""
+    global kernel
+    state = "kept"
+    if kernel is None:
+        start_kernel(spec)
+        state = "started"
+    k = kernel
+    shown = os.path.join(workdir, spec["display_dir"])
+    if os.path.isdir(shown) and not os.path.islink(shown):
+        remove_tree_content(shown)  # the last call's pictures went with its answer
+    call = {"path": os.path.join(workdir, spec["code"]), "result_max": spec["result_max"],
+            "keep_processes": bool(spec.get("keep_processes"))}
+    try:
+        write_all(k.cmd_w, json.dumps(call).encode() + b"\n")
+    except OSError:
+        pass  # it died: seen below
+    deadline = time.monotonic() + spec["timeout"] if spec["timeout"] > 0 else None
+    status, done, timed_out, broken = None, None, False, False
+    pipes = {k.out_r: b"o", k.err_r: b"e"}
+    while done is None and status is None and not broken:
+        while True:  # reap: the interpreter, and orphans (PID 1 gets them)
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if pid == 0:
+                break
+            if pid == k.pid:
+                status = st
+        if status is not None:
+            break
+        left = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if timed_out:
+                    break  # the interrupt did not end the call
+                timed_out = True
+                os.kill(k.pid, signal.SIGINT)
+                deadline = time.monotonic() + KERNEL_GRACE
+                continue
+        ready = select.select(list(pipes) + [k.done_r, wake_r], [], [], left)[0]
+        for fd in ready:
+            if fd == wake_r:
+                os.read(wake_r, 512)
+            elif fd in pipes:
+                if not relay_ready(fd, pipes[fd], 1):
+                    del pipes[fd]
+            elif fd == k.done_r:
+                try:
+                    data = os.read(fd, 4096)
+                except BlockingIOError:
+                    continue
+                k.done += data
+                if not data or len(k.done) > KERNEL_DONE_MAX:
+                    broken = True  # the call's code closed or flooded the pipe
+                elif b"\n" in k.done:
+                    line, _, k.done = k.done.partition(b"\n")
+                    try:
+                        done = json.loads(line)
+                        rc, result = int(done["rc"]) & 0xFF, done["result"]
+                        if result is not None and not isinstance(result, str):
+                            raise ValueError("result")
+                        if result is not None:  # text envhub's JSON takes
+                            result = result.encode("utf-8", "backslashreplace").decode()
+                            result = result.replace("\0", "\\x00")[: spec["result_max"] + 100]
+                    except (ValueError, KeyError, TypeError):
+                        done, broken = None, True
+    if done is None:  # it died, or did not end the call in time, or broke the pipe
+        if status is None:
+            try:
+                os.kill(k.pid, signal.SIGKILL)
+                status = os.waitpid(k.pid, 0)[1]
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        rc, result, state = wait_status(status, timed_out), None, "died"
+        kill_all()  # every writer of its pipes is gone: read them to the end
+        for fd, kind in pipes.items():
+            for _ in range(64):
+                if not relay_ready(fd, kind):
+                    break
+        k.close()
+        kernel = None
+    else:
+        if not spec.get("keep_processes"):
+            kill_all(spare=k.pid)
+        for fd, kind in pipes.items():
+            relay_ready(fd, kind)
+    return rc, timed_out, state, result
+
+
 def collect(spec, workdir):
     """The output files as a tar (cut where envhub stops reading one: it
     says what is past its limits), the ones over the size limit, and whether
@@ -419,6 +717,12 @@ def collect(spec, workdir):
     return buf.getvalue(), skipped, truncated
 
 
+def empty_tar():
+    buf = io.BytesIO()
+    tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT).close()
+    return buf.getvalue()
+
+
 def main():
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -441,20 +745,31 @@ def main():
                 send(b"u", why.encode())
                 continue
         oom0 = oom_kills()
-        try:
-            with tarfile.open(fileobj=io.BytesIO(tar), mode="r") as t:
-                t.extractall(workdir)
-        except (OSError, tarfile.TarError) as exc:
-            send(b"e", b"envhub: cannot unpack the input files into the workspace: %s\n" % str(exc).encode())
-            rc, timed_out = 125, False
+        extra = {}
+        if spec.get("reset"):
+            stop_kernel()
+            rc, timed_out, extra["interpreter"] = 0, False, "reset"
         else:
-            rc, timed_out = run(spec, workdir, wake_r)
+            try:
+                with tarfile.open(fileobj=io.BytesIO(tar), mode="r") as t:
+                    t.extractall(workdir)
+            except (OSError, tarfile.TarError) as exc:
+                send(b"e", b"envhub: cannot unpack the input files into the workspace: %s\n" % str(exc).encode())
+                rc, timed_out = 125, False
+            else:
+                if spec.get("kernel"):
+                    rc, timed_out, extra["interpreter"], extra["result"] = run_kernel(spec, workdir, wake_r)
+                else:
+                    rc, timed_out = run(spec, workdir, wake_r)
         oom = oom_kills() - oom0
         send(b"x")
         kind, nonce = read_frame()
         while kind != b"C":
             kind, nonce = read_frame()
-        files, skipped, truncated = collect(spec, workdir)
+        if spec.get("reset"):
+            files, skipped, truncated = empty_tar(), [], False
+        else:
+            files, skipped, truncated = collect(spec, workdir)
         report = {
             "rc": rc,
             "timed_out": timed_out,
@@ -463,6 +778,7 @@ def main():
             "truncated": truncated,
             "preload_errors": preload_errors,
         }
+        report.update(extra)
         send(b"r", nonce + b"\n" + json.dumps(report).encode() + b"\n" + files)
 
 

@@ -14,7 +14,9 @@
 
 #include "core/banned.h"
 
-#define AGENT_REPORT_JSON_MAX (256 * 1024)
+#define AGENT_REPORT_JSON_MAX (1024 * 1024)
+/* bytes of a session call's result: EXEC_RESULT_MAX characters of UTF-8 and the note past them */
+#define AGENT_RESULT_MAX (4 * (EXEC_RESULT_MAX + 100))
 #define AGENT_LIST_MAX 1000
 
 void agent_decoder_init(struct agent_decoder *d, size_t report_max, engine_output_fn output,
@@ -124,6 +126,7 @@ void agent_report_release(struct agent_report *r)
 {
     strv_free(r->skipped);
     strv_free(r->preload_errors);
+    free(r->result);
     memset(r, 0, sizeof(*r));
 }
 
@@ -157,12 +160,20 @@ static int report_fields(json_t *doc, size_t max_file_size, struct agent_report 
     json_t *rc = json_object_get(doc, "rc"), *timed_out = json_object_get(doc, "timed_out");
     json_t *oom = json_object_get(doc, "oom_kills"), *skipped = json_object_get(doc, "skipped");
     json_t *preload = json_object_get(doc, "preload_errors");
+    json_t *result = json_object_get(doc, "result");
+    json_t *interp = json_object_get(doc, "interpreter");
 
     if (!json_is_integer(rc) || json_integer_value(rc) < -1 || json_integer_value(rc) > 255 ||
         !json_is_boolean(timed_out) || !json_is_integer(oom) || json_integer_value(oom) < 0 ||
         !json_is_array(skipped) || json_array_size(skipped) > AGENT_LIST_MAX ||
-        (preload && (!json_is_object(preload) || json_object_size(preload) > AGENT_LIST_MAX)))
+        (preload && (!json_is_object(preload) || json_object_size(preload) > AGENT_LIST_MAX)) ||
+        (result && !json_is_null(result) &&
+         (!json_is_string(result) || json_string_length(result) > AGENT_RESULT_MAX)) ||
+        (interp && !json_is_string(interp)))
         return err_set(err, ERR_ENGINE, "the agent's report has a field missing or out of range");
+    if (json_is_string(result))
+        r->result = xstrndup(json_string_value(result), json_string_length(result));
+    r->interpreter_died = interp && strcmp(json_string_value(interp), "died") == 0;
     r->rc = (int)json_integer_value(rc);
     r->timed_out = json_is_true(timed_out);
     r->oom_kills = json_integer_value(oom);

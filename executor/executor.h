@@ -89,7 +89,15 @@ struct job_result {
     char **files_skipped; /* "path: reason", NULL-terminated; may be NULL */
     char *error;          /* NULL on success, else the seed's message */
     char *warning;        /* the environment is deprecated: says so; else NULL */
+    /* a session's call in its interpreter (agent transport): the repr of
+     * the final expression's value (capped at EXEC_RESULT_MAX characters),
+     * NULL when there was none; interpreter_lost: the interpreter died in
+     * this call (its variables are gone; the next call starts a new one) */
+    char *result;
+    bool interpreter_lost;
 };
+/* Characters of a session call's `result` kept (the rest cut, said so). */
+#define EXEC_RESULT_MAX 16384
 void job_result_release(struct job_result *r);
 
 /* Run one job to its end. Returns 0 when the job ran, whatever its outcome
@@ -119,6 +127,8 @@ struct session_info {
     int64_t idle_timeout_s;
     int64_t calls;
     bool busy;
+    bool stateful;       /* its calls share one interpreter (agent transport) */
+    bool keep_processes; /* processes a call starts outlive it */
 };
 void session_info_release(struct session_info *i);
 void session_infos_free(struct session_info *i, size_t n);
@@ -138,7 +148,8 @@ typedef int (*executor_session_admit_fn)(void *ctx, const char *id, struct err *
  * ERR_BUSY over the per-principal limit, @admit's error, ERR_ENGINE,
  * ERR_UNAVAILABLE (shutting down). */
 int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
-                          const char *principal, executor_session_admit_fn admit, void *admit_ctx,
+                          bool keep_processes, const char *principal,
+                          executor_session_admit_fn admit, void *admit_ctx,
                           struct session_info *ret, struct err *err);
 /* @fn is called (from the thread that ends it, with no executor lock held)
  * with the id of each admitted session when it ends: its open failed after
@@ -155,6 +166,11 @@ void executor_set_session_hook(struct executor *x, void (*fn)(void *ctx, const c
 int executor_session_execute(struct executor *x, const char *id, const char *principal,
                              const struct job_request *req, struct job_result *ret,
                              struct err *err);
+/* Start the session's interpreter afresh (its variables gone, its
+ * processes killed, its files kept); a no-op for a session that is not
+ * stateful (each call is a fresh process there). */
+int executor_session_reset(struct executor *x, const char *id, const char *principal,
+                           struct err *err);
 /* Write @path (safe relative) in the session's workspace. */
 int executor_session_put_file(struct executor *x, const char *id, const char *principal,
                               const char *path, const void *data, size_t len, struct err *err);

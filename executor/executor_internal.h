@@ -372,6 +372,10 @@ struct job_io {
     bool session;         /* timeout inside the container; the container survives it */
     bool started;         /* the container runs already (pool, session) */
     bool recycled;        /* it served a job before: clean it first (recycling) */
+    /* a session's call by agent: in the session's interpreter, whose
+     * background processes outlive the call when keep_processes; reset:
+     * no code, the interpreter and every process end */
+    bool kernel, keep_processes, reset;
     /* live output, besides the capture (may be NULL) */
     engine_output_fn live;
     void *live_ctx;
@@ -498,6 +502,8 @@ struct agent_report {
     char **skipped;        /* "NAME: larger than ..." (strv) */
     char **preload_errors; /* "MODULE: why" (strv) */
     bool truncated;        /* the tar was cut at the collect cap */
+    char *result;          /* a session call's result (kernel), or NULL */
+    bool interpreter_died; /* a session call's interpreter died in it */
     const char *tar;       /* into the payload */
     size_t tar_len;
 };

@@ -496,7 +496,7 @@ void exec_job_run(struct executor *x, const char *cid, const struct job_io *io,
         .t_start = time_mono_ms(),
     };
 
-    if (strcmp(x->cfg->job_transport, "agent") == 0 && !io->session) {
+    if (strcmp(x->cfg->job_transport, "agent") == 0 && (!io->session || io->kernel)) {
         exec_agent_run(x, cid, io, res, out);
         return;
     }

@@ -1,8 +1,13 @@
 /* executor/session.c - sessions: one sandbox container kept for a
  * conversation, its /workspace shared by the calls, one call at a time.
  *
- * A call's timeout is enforced inside the container (timeout(1) kills only
- * that call's process), so the session survives it. The reaper thread closes
+ * By agent (ENVHUB_JOB_TRANSPORT=agent) a session is stateful: its calls
+ * run in one interpreter the container's agent keeps (executor/agent.py),
+ * so variables and imports persist, a call's final expression comes back
+ * as its result, and reset starts a new interpreter. By exec each call is
+ * a process of its own. Either way a call's timeout is enforced inside the
+ * container (the agent interrupts the call, then kills the interpreter;
+ * timeout(1) kills the call's process), so the session survives it. The reaper thread closes
  * sessions idle longer than their idle timeout: it sleeps until the next one
  * is due, and never longer than ENVHUB_REAPER_INTERVAL seconds. Idle means no
  * call in progress and none finished within the timeout.
@@ -54,7 +59,9 @@ struct session {
     int64_t idle_timeout_s;
     int64_t calls;
     bool busy;
-    bool admitted; /* the hook hears of its end */
+    bool stateful;       /* its calls share the agent's interpreter */
+    bool keep_processes; /* a call's background processes outlive it */
+    bool admitted;       /* the hook hears of its end */
     struct session *next;
 };
 
@@ -100,6 +107,8 @@ static void info_of(const struct session *s, struct session_info *ret)
     ret->idle_timeout_s = s->idle_timeout_s;
     ret->calls = s->calls;
     ret->busy = s->busy;
+    ret->stateful = s->stateful;
+    ret->keep_processes = s->keep_processes;
 }
 
 /* Under the lock: the session @id that @principal may use (NULL: any). */
@@ -230,7 +239,8 @@ static void open_failed(struct executor *x, struct session *s)
 }
 
 int executor_session_open(struct executor *x, const char *environment, int64_t idle_timeout_s,
-                          const char *principal, executor_session_admit_fn admit, void *admit_ctx,
+                          bool keep_processes, const char *principal,
+                          executor_session_admit_fn admit, void *admit_ctx,
                           struct session_info *ret, struct err *err)
 {
     _cleanup_(exec_env_release) struct exec_env env = {0};
@@ -256,6 +266,8 @@ int executor_session_open(struct executor *x, const char *environment, int64_t i
     s->image_id = env.rec.image_id ? xstrdup(env.rec.image_id) : NULL;
     s->idle_timeout_s = idle_timeout_s;
     s->limits = env.limits;
+    s->stateful = strcmp(x->cfg->job_transport, "agent") == 0;
+    s->keep_processes = keep_processes;
     if (slot_reserve(x, s, err) < 0) {
         session_free(s);
         return -1;
@@ -397,9 +409,13 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
         .memory = s->limits.memory,
         .session = true,
         .started = true,
+        .kernel = s->stateful,
+        .keep_processes = s->keep_processes,
     };
     exec_job_run(x, s->container_id, &io, &res, &out);
-    strv_free(steal_ptr(out.preload_errors)); /* sessions' calls do not go through the agent */
+    if (out.reported)
+        exec_note_preload(x, s->environment, s->environment_version, out.preload_errors);
+    strv_free(steal_ptr(out.preload_errors));
     pthread_mutex_lock(&x->sessions.lock);
     s->calls++;
     pthread_mutex_unlock(&x->sessions.lock);
@@ -423,7 +439,58 @@ int executor_session_execute(struct executor *x, const char *id, const char *pri
         if (catalog_env_get(x->catalog, env_name, &env, &gerr) == 0 && env.warning)
             res.warning = steal_ptr(env.warning);
     }
+    if (res.interpreter_lost) {
+        _cleanup_free_ char *deprecated = steal_ptr(res.warning);
+        res.warning = xasprintf(
+            "%s%sthe session's interpreter ended in this call (%s); its variables are gone and "
+            "the next call starts a new interpreter",
+            deprecated ? deprecated : "", deprecated ? "; " : "",
+            res.status == EXEC_TIMEOUT ? "it did not stop when interrupted at the timeout"
+            : res.status == EXEC_OOM   ? "out of memory"
+                                       : "the process exited");
+    }
     *ret = res;
+    return 0;
+}
+
+int executor_session_reset(struct executor *x, const char *id, const char *principal,
+                           struct err *err)
+{
+    _cleanup_(buf_release) struct buf input_tar = BUF_INIT(0);
+    _cleanup_(job_result_release) struct job_result res = {0};
+    struct job_outcome out = {0};
+    struct session *s = session_acquire(x, id, principal, err);
+
+    if (!s)
+        return -1;
+    if (!s->stateful) {
+        session_release(x, s, false, NULL);
+        return 0;
+    }
+    snprintf(res.id, sizeof(res.id), "%s", s->id);
+    struct job_io io = {
+        .input_tar = &input_tar,
+        .timeout_s = 10,
+        .output_limit = 4096,
+        .memory = s->limits.memory,
+        .session = true,
+        .started = true,
+        .kernel = true,
+        .reset = true,
+    };
+    exec_job_run(x, s->container_id, &io, &res, &out);
+    strv_free(steal_ptr(out.preload_errors));
+    bool broken = res.status != EXEC_SUCCEEDED || out.engine_failed;
+    session_release(x, s, broken, "its container stopped answering");
+    if (broken) {
+        if (out.engine_failed) {
+            err_copy(err, &out.engine_err);
+            return -1;
+        }
+        return err_set(err, ERR_ENGINE, "session '%s': the interpreter could not be reset: %s", id,
+                       res.error ? res.error : exec_status_name(res.status));
+    }
+    log_info("executor: session %s: interpreter reset", id);
     return 0;
 }
 

@@ -36,6 +36,7 @@ void job_result_release(struct job_result *r)
     strv_free(r->files_skipped);
     free(r->error);
     free(r->warning);
+    free(r->result);
     memset(r, 0, sizeof(*r));
 }
 

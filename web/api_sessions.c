@@ -18,13 +18,13 @@
 
 static json_t *session_json(const struct session_info *s)
 {
-    return json_pack("{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b}", "id", s->id, "principal",
-                     s->principal, "environment",
-                     s->environment ? json_string(s->environment) : json_null(),
-                     "environment_version", (json_int_t)s->environment_version, "image", s->image,
-                     "created_at", web_json_time(s->created_at), "last_activity",
-                     web_json_time(s->last_activity), "idle_timeout", (json_int_t)s->idle_timeout_s,
-                     "calls", (json_int_t)s->calls, "busy", s->busy);
+    return json_pack(
+        "{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:I, s:I, s:b, s:b, s:b}", "id", s->id, "principal",
+        s->principal, "environment", s->environment ? json_string(s->environment) : json_null(),
+        "environment_version", (json_int_t)s->environment_version, "image", s->image, "created_at",
+        web_json_time(s->created_at), "last_activity", web_json_time(s->last_activity),
+        "idle_timeout", (json_int_t)s->idle_timeout_s, "calls", (json_int_t)s->calls, "busy",
+        s->busy, "stateful", s->stateful, "keep_processes", s->keep_processes);
 }
 
 /* Administrators may use every session; anyone else only their own. */
@@ -68,7 +68,8 @@ void api_session_open(struct web_request *rq)
     struct err err = ERR_INIT;
     const char *env = NULL;
     int64_t idle = 0;
-    json_auto_t *doc = web_read_object(rq, 0, "{environment?, idle_timeout?}", &err);
+    json_auto_t *doc =
+        web_read_object(rq, 0, "{environment?, idle_timeout?, keep_processes?}", &err);
 
     if (!doc) {
         web_reply_err(rq, &err);
@@ -87,8 +88,13 @@ void api_session_open(struct web_request *rq)
         }
         idle = json_integer_value(t);
     }
-    if (executor_session_open(rq->deps->executor, env, idle, rq->principal, admit, rq, &info,
-                              &err) < 0) {
+    json_t *k = json_object_get(doc, "keep_processes");
+    if (k && !json_is_null(k) && !json_is_boolean(k)) {
+        web_reply_detail(rq, 422, "keep_processes: must be true or false");
+        return;
+    }
+    if (executor_session_open(rq->deps->executor, env, idle, json_is_true(k), rq->principal, admit,
+                              rq, &info, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -179,7 +185,23 @@ void api_session_execute(struct web_request *rq)
     }
     json_t *doc = web_result_json(&res);
     json_object_set_new(doc, "session_id", json_string(rq->params[0]));
+    /* the final expression's value (stateful sessions) and whether the
+     * interpreter survived the call */
+    json_object_set_new(doc, "result", res.result ? json_string(res.result) : json_null());
+    json_object_set_new(doc, "interpreter_lost", json_boolean(res.interpreter_lost));
     web_reply_json(rq, 200, doc);
+}
+
+void api_session_reset(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+
+    if (executor_session_reset(rq->deps->executor, rq->params[0], scope(rq), &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    _cleanup_free_ char *msg = xasprintf("session '%s': a new interpreter", rq->params[0]);
+    web_reply_json(rq, 200, json_pack("{s:s}", "message", msg));
 }
 
 void api_session_put_file(struct web_request *rq)

@@ -479,6 +479,7 @@ static const struct route routes[] = {
     {"GET", "/sessions/{}", PERM_RUN, api_session_get, false},
     {"DELETE", "/sessions/{}", PERM_RUN, api_session_close, false},
     {"POST", "/sessions/{}/execute", PERM_RUN, api_session_execute, true},
+    {"POST", "/sessions/{}/reset", PERM_RUN, api_session_reset, false},
     {"PUT", "/sessions/{}/files/{*}", PERM_RUN, api_session_put_file, false},
     {"GET", "/sessions/{}/files/{*}", PERM_RUN, api_session_get_file, false},
     {"GET", "/", PERM_PUBLIC, api_ui_index, false},

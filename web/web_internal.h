@@ -311,6 +311,7 @@ void api_session_list(struct web_request *rq);
 void api_session_get(struct web_request *rq);
 void api_session_close(struct web_request *rq);
 void api_session_execute(struct web_request *rq);
+void api_session_reset(struct web_request *rq);
 void api_session_put_file(struct web_request *rq);
 void api_session_get_file(struct web_request *rq);
 /* api_ui.c: the UI, the API documentation, the setup-script templates */

@@ -539,7 +539,8 @@ def _processes(cid):
 
 
 def _start_background(server, sid):
-    """A background loop in session `sid`; returns its container, with the loop running."""
+    """A background loop in session `sid` (opened with keep_processes: else the loop ends
+    with its call); returns its container, with the loop running."""
     cid = container_of(server, sid)
     res = call(server, sid, BACKGROUND, timeout=20)
     assert res["success"], short(res)
@@ -552,7 +553,7 @@ def test_closing_a_session_ends_its_processes_before_the_answer(ses):
     """A session's call leaves a background loop; when DELETE answers, the loop and its
     container run no more (the close kills the container; its removal comes later). Three
     sessions, each checked the moment its close is answered."""
-    sids = [open_session(ses, {"idle_timeout": 600})["id"] for _ in range(3)]
+    sids = [open_session(ses, {"idle_timeout": 600, "keep_processes": True})["id"] for _ in range(3)]
     try:
         cids = [_start_background(ses, sid) for sid in sids]
         for sid, cid in zip(sids, cids):
@@ -565,7 +566,7 @@ def test_closing_a_session_ends_its_processes_before_the_answer(ses):
 
 
 def test_a_reaped_session_leaves_no_process_running(ses):
-    s = open_session(ses, {"idle_timeout": 2})
+    s = open_session(ses, {"idle_timeout": 2, "keep_processes": True})
     sid = s["id"]
     cid = _start_background(ses, sid)
     assert wait_until(lambda: requests.get(f"{ses.url}/sessions/{sid}", timeout=30).status_code == 404,

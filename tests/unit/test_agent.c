@@ -234,12 +234,48 @@ static void report_must_carry_the_nonce_and_its_fields(void **state)
     agent_report_release(&rep);
 }
 
+static void report_carries_a_session_calls_result(void **state)
+{
+    (void)state;
+    struct agent_report rep;
+    struct err err = ERR_INIT;
+    const char *base = NONCE "\n{\"rc\":0,\"timed_out\":false,\"oom_kills\":0,\"skipped\":[]";
+
+    _cleanup_free_ char *with =
+        xasprintf("%s,\"result\":\"'\\u00e9'\",\"interpreter\":\"kept\"}\n", base);
+    assert_int_equal(agent_report_parse(with, strlen(with), NONCE, 1000, &rep, &err), 0);
+    assert_string_equal(rep.result, "'\xc3\xa9'");
+    assert_false(rep.interpreter_died);
+    agent_report_release(&rep);
+
+    _cleanup_free_ char *died = xasprintf("%s,\"result\":null,\"interpreter\":\"died\"}\n", base);
+    assert_int_equal(agent_report_parse(died, strlen(died), NONCE, 1000, &rep, &err), 0);
+    assert_null(rep.result);
+    assert_true(rep.interpreter_died);
+    agent_report_release(&rep);
+
+    /* a result past its bound, or not text, breaks the protocol */
+    struct buf big = BUF_INIT(BUF_UNLIMITED);
+    buf_putf(&big, "%s,\"result\":\"", base);
+    for (size_t i = 0; i < 4 * (EXEC_RESULT_MAX + 100) + 1; i++)
+        buf_put(&big, "a", 1);
+    buf_putf(&big, "\"}\n");
+    assert_int_equal(agent_report_parse(big.data, big.len, NONCE, 1000, &rep, &err), -1);
+    assert_non_null(strstr(err.msg, "out of range"));
+    buf_release(&big);
+    _cleanup_free_ char *number = xasprintf("%s,\"result\":42}\n", base);
+    report_parse_fails(number, "out of range");
+    _cleanup_free_ char *interp = xasprintf("%s,\"interpreter\":1}\n", base);
+    report_parse_fails(interp, "out of range");
+}
+
 static void agent_is_compiled_in(void **state)
 {
     (void)state;
     const char *src = exec_agent_script();
     assert_non_null(strstr(src, "PR_SET_DUMPABLE"));
     assert_non_null(strstr(src, "def collect("));
+    assert_non_null(strstr(src, "def run_kernel("));
 }
 
 int main(void)
@@ -250,6 +286,7 @@ int main(void)
         cmocka_unit_test(decoder_refuses_what_breaks_the_order),
         cmocka_unit_test(decoder_bounds_every_frame),
         cmocka_unit_test(report_must_carry_the_nonce_and_its_fields),
+        cmocka_unit_test(report_carries_a_session_calls_result),
         cmocka_unit_test(agent_is_compiled_in),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
