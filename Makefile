@@ -47,15 +47,17 @@ GEN_SRC    := $(BUILD)/gen/migrations_embedded.c $(BUILD)/gen/ui_embedded.c $(BU
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_SRC:.c=.o)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 
-# The web UI, compiled in: our pages, the OpenAPI document, and Swagger UI and
-# ReDoc from npm (versions pinned by web/ui/vendor/package-lock.json, fetched by
-# `npm ci` at build time; the running server needs no network). Templates: the
+# The web UI, compiled in: our pages, the OpenAPI document, and Swagger UI,
+# ReDoc and the code editor (CodeMirror 6, bundled by esbuild from
+# web/ui/vendor/editor-entry.mjs) from npm (versions pinned by
+# web/ui/vendor/package-lock.json, fetched by `npm ci` at build time; the
+# running server needs no network). Templates: the
 # example setup scripts, for the UI's create form.
 UI_VENDOR_DIR := web/ui/vendor
 UI_NODE    := $(UI_VENDOR_DIR)/node_modules
 UI_STAMP   := $(UI_NODE)/.envhub-installed
 UI_VENDOR  := $(UI_NODE)/swagger-ui-dist/swagger-ui-bundle.js $(UI_NODE)/swagger-ui-dist/swagger-ui.css \
-              $(BUILD)/ui/redoc.standalone.js
+              $(BUILD)/ui/redoc.standalone.js $(BUILD)/ui/editor.js
 UI_OWN     := $(sort $(wildcard web/ui/*.html web/ui/*.css web/ui/*.js web/ui/*.svg)) web/openapi.json
 TEMPLATES  := $(filter-out environments/bootstrap-base.sh,\
               $(sort $(wildcard environments/*.sh)))
@@ -135,6 +137,12 @@ $(BUILD)/ui/redoc.standalone.js: $(UI_STAMP)
 	sed 's#https://cdn.redoc.ly/redoc/logo-mini.svg#data:,#g' $(UI_NODE)/redoc/bundles/redoc.standalone.js > $@.tmp
 	@! grep -q 'cdn.redoc.ly' $@.tmp || { echo "ui: redoc.standalone.js still names its CDN" >&2; exit 1; }
 	mv $@.tmp $@
+
+# The code editor: CodeMirror 6 and its Python mode in one ES module, /ui/editor.js.
+$(BUILD)/ui/editor.js: $(UI_VENDOR_DIR)/editor-entry.mjs $(UI_STAMP)
+	@mkdir -p $(dir $@)
+	cd $(UI_VENDOR_DIR) && ./node_modules/.bin/esbuild editor-entry.mjs --bundle --format=esm --minify \
+	    --legal-comments=eof --log-level=warning --outfile=$(abspath $@)
 
 $(BUILD)/gen/ui_embedded.c: $(UI_OWN) $(UI_VENDOR) core/embed.sh
 	@mkdir -p $(dir $@)

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import {
-  closeBrowser, engineAnswers, Envhub, launchBrowser, removeLabelled, RUN_ID, screenshot, until, watchPage,
+  closeBrowser, engineAnswers, Envhub, fillCode, launchBrowser, removeLabelled, RUN_ID, screenshot, until, watchPage,
 } from "./lib/envhub.mjs";
 
 const PLOT = `plot-${RUN_ID}`;
@@ -64,7 +64,7 @@ describe("pictures in the UI", { skip }, () => {
       await until(async () => (await page.locator(`#run-env option[value="${PLOT}"]`).count()) === 1, 15000,
         "the environment choice");
       await page.selectOption("#run-env", PLOT);
-      await page.fill("#run-code", CODE);
+      await fillCode(page, "run-code", CODE);
       await page.click("#run-submit");
       await page.locator("#run-result").waitFor({ state: "visible", timeout: 120000 });
       assert.match(await page.textContent("#run-stdout"), /two figures/);
@@ -101,7 +101,7 @@ describe("pictures in the UI", { skip }, () => {
 
       // a run without pictures hides the box again
       await page.goto(`${server.url}/#/run`);
-      await page.fill("#run-code", "print('no plot')");
+      await fillCode(page, "run-code", "print('no plot')");
       await page.click("#run-submit");
       await until(async () => /no plot/.test((await page.textContent("#run-stdout")) || ""), 60000, "the second run");
       assert.equal(await page.isVisible("#run-display-box"), false);

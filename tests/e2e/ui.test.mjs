@@ -9,7 +9,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import {
-  closeBrowser, engineAnswers, Envhub, launchBrowser, removeLabelled, RUN_ID, screenshot, script, stepImagesOf, until, watchPage,
+  closeBrowser, engineAnswers, Envhub, fillCode, launchBrowser, removeLabelled, RUN_ID, screenshot, script, stepImagesOf, until,
+  watchPage,
 } from "./lib/envhub.mjs";
 
 const DS = `ds-${RUN_ID}`;
@@ -232,7 +233,7 @@ describe("envhub UI", { skip }, () => {
       await until(async () => (await page.locator(`#run-env option[value="${BASIC}"]`).count()) === 1, 10000, "the choice");
       assert.match(await page.textContent(`#run-env option[value="${BASIC}"]`), /deprecated/);
       await page.selectOption("#run-env", BASIC);
-      await page.fill("#run-code", code);
+      await fillCode(page, "run-code", code);
       await page.click("#run-submit");
       await until(async () => /still runs/.test((await page.textContent("#run-stdout")) || ""), 60000, "the output");
       const warning = `environment '${BASIC}' is deprecated; use '${POLICY}' instead`;
@@ -297,8 +298,8 @@ describe("envhub UI", { skip }, () => {
       // only ready environments are offered
       assert.equal(await page.locator(`#run-env option[value="${BROKEN}"]`).count(), 0);
       await page.selectOption("#run-env", DS);
-      await page.fill("#run-code", PLOT_CODE);
-      await page.focus("#run-code");
+      await fillCode(page, "run-code", PLOT_CODE);
+      await page.focus("#run-code-editor .cm-content");
       await page.keyboard.press("Control+Enter");
       await page.locator("#run-progress").waitFor({ state: "visible", timeout: 5000 });
       await page.locator("#run-result").waitFor({ state: "visible", timeout: 120000 });
@@ -327,7 +328,7 @@ describe("envhub UI", { skip }, () => {
       document.getElementById("run-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
     });
     await until(async () => (await page.locator("#run-file-list li").count()) === 2, 5000, "two input files listed");
-    await page.fill("#run-code", [
+    await fillCode(page, "run-code", [
       "text = open('input.txt').read()",
       "print(text.upper(), end='')",
       "rows = open('data.csv').read().splitlines()",

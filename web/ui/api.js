@@ -1,6 +1,7 @@
 // envhub UI: the API client and small DOM helpers shared by the pages.
 // Every call sends the key kept in this tab's sessionStorage; every error keeps the API's
 // {"detail"} so that the pages can show it as it is.
+import { createEditor } from "./editor.js";
 
 const KEY_NAME = "envhub.key";
 
@@ -233,6 +234,21 @@ export function codeEditor(ta, onRun) {
     const spaces = " ".repeat(4 - ((s - lineStart) % 4));
     ta.setRangeText(spaces, s, end, "end");
   });
+}
+
+// A Python editor (CodeMirror, /ui/editor.js) in place of textarea @ta, which stays in the
+// form, hidden, holding the code as it is edited: pages read ta.value as before. Its label
+// focuses the editor; @onRun for Ctrl/Cmd+Enter and Shift+Enter. Returns the editor.
+export function pythonEditor(ta, onRun) {
+  const box = h("div", { class: "code-editor", id: `${ta.id}-editor` });
+  ta.after(box);
+  ta.hidden = true;
+  ta.required = false;
+  const label = document.querySelector(`label[for="${ta.id}"]`);
+  const editor = createEditor(box, { doc: ta.value, onRun, label: label ? label.textContent : "Code (Python)",
+    onChange: (text) => { ta.value = text; } });
+  if (label) label.addEventListener("click", () => editor.focus());
+  return editor;
 }
 
 export function base64FromBytes(bytes) {

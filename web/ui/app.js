@@ -1,11 +1,13 @@
-// envhub UI: start-up, sign-in, roles and the router (#/environments, #/run, #/history).
-// The pages live in envs.js, run.js and history.js; the API client in api.js.
+// envhub UI: start-up, sign-in, roles and the router (#/environments, #/run, #/notebook,
+// #/history). The pages live in envs.js, run.js, notebook.js and history.js; the API client
+// in api.js.
 import { $, ApiError, get, getKey, h, onUnauthorized, setKey, showError } from "./api.js";
 import * as envs from "./envs.js";
 import * as run from "./run.js";
+import * as notebook from "./notebook.js";
 import * as history from "./history.js";
 
-const pages = { environments: envs, run, history };
+const pages = { environments: envs, run, notebook, history };
 const ctx = {
   me: null,
   notify(err) {
@@ -60,7 +62,7 @@ function route() {
   let page = parts[0] || "environments";
   if (!pages[page]) page = "environments";
   const arg = parts.slice(1).map(decodeURIComponent).join("/") || null;
-  if (page === "run" && !ctx.can("run")) {
+  if ((page === "run" || page === "notebook") && !ctx.can("run")) {
     ctx.notify(`Your role (${ctx.me.role}) may not run code.`);
     page = "environments";
   }

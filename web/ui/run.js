@@ -1,10 +1,10 @@
-// envhub UI: the Run page. Pick a ready environment, write code (Ctrl/Cmd+Enter runs), add
-// input files (picker or drag and drop), run with POST /execute, and see stdout, stderr, the
+// envhub UI: the Run page. Pick a ready environment, write code (a Python editor; Ctrl/Cmd+Enter
+// or Shift+Enter runs), add input files (picker or drag and drop), run with POST /execute, and see stdout, stderr, the
 // exit status, the duration, the pictures the code showed (matplotlib figures, the answer's
 // `display`) and the output files: downloads, and images shown inline. A deprecated
 // environment's warning is shown above the result; retired ones are listed but not offered.
-import { $, api, badge, base64FromBytes, bytesFromBase64, codeEditor, fact, fmtBytes, fmtDuration, get, h, pictureFigures,
-  rememberPictures, showError } from "./api.js";
+import { $, api, badge, base64FromBytes, bytesFromBase64, fact, fmtBytes, fmtDuration, get, h, pictureFigures,
+  pythonEditor, rememberPictures, showError } from "./api.js";
 
 const SAMPLE = `import platform
 
@@ -22,7 +22,7 @@ let objectUrls = [];
 export function init(c) {
   ctx = c;
   $("run-code").value = SAMPLE;
-  codeEditor($("run-code"), () => $("run-form").requestSubmit());
+  pythonEditor($("run-code"), () => $("run-form").requestSubmit());
   $("run-form").addEventListener("submit", runCode);
   $("run-files").addEventListener("change", () => {
     addFiles($("run-files").files);

@@ -266,3 +266,40 @@ export async function screenshot(page, name, { fullPage = true } = {}) {
 export function script(name) {
   return fs.readFileSync(path.join(ROOT, "environments", `${name}.sh`), "utf8");
 }
+
+// Replace the code in the editor that stands in for textarea #@id (the UI's Python editor).
+export async function fillCode(page, id, text) {
+  await setEditor(page, page.locator(`#${id}-editor .cm-content`), text);
+}
+
+// Replace the text of the code editor @content (its .cm-content): select all, Delete (the
+// editor's own command), then insert the text into the empty editor. (Replacing a selection of
+// several lines natively, as Playwright's fill() does, makes the browser merge the lines with
+// styled elements, which the UI's Content-Security-Policy refuses; the editor redraws them.)
+export async function setEditor(page, content, text) {
+  await content.focus();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.press("Delete");
+  if (text) await page.keyboard.insertText(text);
+  await page.waitForTimeout(60);
+}
+
+// The text of a code editor (CodeMirror) inside @locator, line by line.
+export async function editorText(locator) {
+  return (await locator.locator(".cm-line").allTextContents()).join("\n");
+}
+
+// Type @text into the focused code editor as a person would: line by line, Enter between the
+// lines (the editor indents), with a pause before each Enter so that the editor has read what
+// was typed (CodeMirror reads typed text from the page a moment after it lands).
+export async function typeCode(page, text) {
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]) await page.keyboard.type(lines[i], { delay: 5 });
+    if (i < lines.length - 1) {
+      await page.waitForTimeout(60);
+      await page.keyboard.press("Enter");
+    }
+  }
+  await page.waitForTimeout(60);
+}
