@@ -12,6 +12,7 @@
 #   make bench-hostile  /health and /execute beside trickling clients and 50 MB uploads
 #   make bench-agent  jobs through the in-container agent against exec and the raw baselines
 #   make bench-preload  warm pandas jobs with and without policy.preload (data-science image)
+#   make soak       30 minutes of mixed jobs at c=10, per minute: answers, RSS, live containers
 #   make bench-session  100 calls of one stateful session, against a session by exec
 #   make bench-pool  live containers under a mixed c=10 load, removal backlog bounded and not
 #   make bench-history  the history API over 1,000,000 seeded executions
@@ -89,7 +90,7 @@ DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium 
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool bench-hostile bench-history bench-history-load lint clean \
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool soak bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
 
@@ -307,6 +308,10 @@ bench: test-deps engine build base-image
 # The agent transport against the exec one and the raw baselines (issue 14).
 bench-agent: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_agent.py
+
+# 30 minutes of the mixed load at c=10 (SOAK_MINUTES, SOAK_CLIENTS): per-minute figures.
+soak: test-deps engine build base-image
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/soak.py
 
 bench-session: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_session.py

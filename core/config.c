@@ -125,6 +125,10 @@ static const struct opt opts[] = {
     {"pool-recycle", "ENVHUB_POOL_RECYCLE", OPT_INT, OFF(pool_recycle), "1", 1, 100000,
      "jobs one container of the default image may serve (1: a fresh one each; more is weaker "
      "isolation)"},
+    {"pool-burst-recycle", "ENVHUB_POOL_BURST_RECYCLE", OPT_INT, OFF(pool_burst_recycle), "20", 1,
+     100000,
+     "jobs one container may serve for one key while its pool has no fresh container to offer "
+     "(a burst that outruns container creation; 1: never)"},
     {"session-idle-timeout", "ENVHUB_SESSION_IDLE_TIMEOUT", OPT_INT, OFF(session_idle_timeout),
      "3600", 1, 7 * 86400, "seconds a session may stay idle before it is closed"},
     {"session-max-idle-timeout", "ENVHUB_SESSION_MAX_IDLE_TIMEOUT", OPT_INT,

@@ -62,6 +62,7 @@ struct config {
     int64_t query_budget_ms;      /* ENVHUB_QUERY_BUDGET_MS: ms per history query */
     int64_t pool_size;            /* ENVHUB_POOL_SIZE: warm containers of the default image */
     int64_t pool_recycle;         /* ENVHUB_POOL_RECYCLE: jobs per container of the default image */
+    int64_t pool_burst_recycle;   /* ENVHUB_POOL_BURST_RECYCLE: jobs per container in a burst */
     int64_t session_idle_timeout; /* ENVHUB_SESSION_IDLE_TIMEOUT: seconds */
     int64_t session_max_idle_timeout; /* ENVHUB_SESSION_MAX_IDLE_TIMEOUT: seconds */
     int64_t sessions_per_principal;   /* ENVHUB_SESSIONS_PER_PRINCIPAL */

@@ -230,9 +230,10 @@ struct executor_pool_stat {
     int64_t floor;             /* the configured size */
     int64_t ready, starting;
     uint64_t hits, misses;
-    double rate;           /* takes per second, recent (exponentially weighted) */
-    double refill_seconds; /* moving average of the time to make and start one */
-    double refill_sum;     /* seconds, all refills */
+    uint64_t burst_returns; /* used containers kept for their key in a burst */
+    double rate;            /* takes per second, recent (exponentially weighted) */
+    double refill_seconds;  /* moving average of the time to make and start one */
+    double refill_sum;      /* seconds, all refills */
     uint64_t refills;
 };
 /* A snapshot of every pool; the caller frees with executor_pool_stats_free. */

@@ -87,6 +87,7 @@ struct container_ref {
     int64_t uses;        /* jobs it has served (recycling mode) */
     char *principal;     /* recycling: who its last job was for (it serves nobody else) */
     int64_t env_version; /* recycling: the environment version of its last job */
+    int64_t burst_until; /* kept for its key in a burst: goes unless taken by then (mono ms) */
     struct container_ref *next;
 };
 void exec_ref_free(struct container_ref *c); /* and its strings; NULL is fine */

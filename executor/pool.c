@@ -15,7 +15,16 @@
  * empties /workspace, /tmp and /dev/shm, and checks that it did (a container it cannot verify clean
  * goes away and the job gets a fresh one, see wrapper.sh). Under runsc nothing is recycled: gVisor
  * shows neither /proc/sysvipc nor /dev/mqueue, so no clean-up could be verified. Sessions only take
- * containers that never served a job. Targets are read again when environments change
+ * containers that never served a job. Bursts: a pool that does not recycle
+ * still gives a used container back to its key (the same binding) when, at
+ * the job's end, the pool has no fresh container ready for a next job:
+ * arrivals outrun container creation (a client that sends its next job as
+ * soon as the last one answered), and the key's next job would otherwise
+ * wait for a container to be made. Such a container serves at most
+ * ENVHUB_POOL_BURST_RECYCLE jobs, cleaned before each like any recycled
+ * one; once fresh ones are ready again, used ones go as before, and one its
+ * key does not take within POOL_BURST_IDLE_MS goes too (the burst is over).
+ * Targets are read again when environments change
  * (executor_pool_refresh): a new version gets its pool, the old version's drains. Invariant: a
  * container is in at most one of active (containers.c), ready and removals (containers.c).
  * pool.lock guards the pools; it is never held while calling containers.c:
@@ -35,8 +44,9 @@
 
 #include "core/banned.h"
 
-#define POOL_RETRY_MS 2000    /* after a failure to start a container */
-#define POOL_RETARGET_MS 5000 /* how often a pool above its floor looks at its demand again */
+#define POOL_RETRY_MS 2000      /* after a failure to start a container */
+#define POOL_RETARGET_MS 5000   /* how often a pool above its floor looks at its demand again */
+#define POOL_BURST_IDLE_MS 3000 /* a container kept in a burst goes when its key sends nothing */
 #define POOL_TRIM_IDLE_MS                                                                          \
     60000 /* ready containers past the target go after this long without a take */
 
@@ -54,7 +64,8 @@ struct pool {
     int64_t n_ready;
     struct container_ref *ready;
     uint64_t hits, misses;
-    bool wanted; /* still in the targets after the last refresh */
+    uint64_t burst_returns; /* used containers kept for their key in a burst */
+    bool wanted;            /* still in the targets after the last refresh */
     struct pool *next;
 };
 
@@ -175,6 +186,12 @@ static void drop_ready_locked(struct pool *p, struct container_ref **gone)
     *gone = c;
 }
 
+/* The most ready containers @p may hold while demand lasts. */
+static int64_t ceiling(const struct executor *x, const struct pool *p)
+{
+    return p->floor > x->cfg->max_pool_size ? p->floor : x->cfg->max_pool_size;
+}
+
 /* Under pool.lock: @p's target from its demand as of @now_ms. */
 static void retarget_locked(struct executor *x, struct pool *p, int64_t now_ms)
 {
@@ -191,14 +208,29 @@ static void retarget_locked(struct executor *x, struct pool *p, int64_t now_ms)
  * demand, they go only once the pool has had no take for POOL_TRIM_IDLE_MS
  * (a lull between bursts costs no removal, and a take consumes them
  * first); until then only those past the ceiling go. */
-static void trim_locked(struct executor *x, struct pool *p, int64_t now_ms,
+static bool trim_locked(struct executor *x, struct pool *p, int64_t now_ms,
                         struct container_ref **gone)
 {
+    /* containers kept in a burst that is over */
+    bool bursting = false;
+    for (struct container_ref **at = &p->ready; *at;) {
+        struct container_ref *c = *at;
+        if (c->burst_until && now_ms >= c->burst_until) {
+            *at = c->next;
+            p->n_ready--;
+            c->next = *gone;
+            *gone = c;
+            continue;
+        }
+        bursting |= c->burst_until != 0;
+        at = &c->next;
+    }
     int64_t keep = p->want;
     if (p->wanted && p->demand.at_ms != 0 && now_ms - p->demand.at_ms < POOL_TRIM_IDLE_MS)
-        keep = p->floor > x->cfg->max_pool_size ? p->floor : x->cfg->max_pool_size;
+        keep = ceiling(x, p);
     while (p->n_ready > keep && p->ready)
         drop_ready_locked(p, gone);
+    return bursting;
 }
 
 /* Without pool.lock: each of @gone to removal. */
@@ -251,6 +283,27 @@ char *exec_pool_take(struct executor *x, const char *image, const struct sandbox
     return id;
 }
 
+/* Under pool.lock: ready containers of @p that never served a job. */
+static int64_t fresh_ready_locked(const struct pool *p)
+{
+    int64_t n = 0;
+    for (const struct container_ref *c = p->ready; c; c = c->next)
+        n += c->uses == 0;
+    return n;
+}
+
+/* Under pool.lock: the jobs a container of @p may serve now: its recycle
+ * setting, or in a burst (no fresh container ready) ENVHUB_POOL_BURST_RECYCLE. */
+static int64_t reuse_limit_locked(struct executor *x, const struct pool *p, bool *ret_burst)
+{
+    *ret_burst = false;
+    if (p->recycle > 1 || x->cfg->pool_burst_recycle <= 1 || p->want <= 0 ||
+        fresh_ready_locked(p) > 0)
+        return p->recycle;
+    *ret_burst = true;
+    return x->cfg->pool_burst_recycle;
+}
+
 /* Under pool.lock: containers of @p ready, starting, or serving a job they come back from. */
 static int64_t circulation(const struct pool *p)
 {
@@ -270,13 +323,23 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
     struct pool *p = pool_find(x, image);
     if (p && from_pool && p->n_out > 0)
         p->n_out--;
-    if (usable && principal && p && p->wanted && p->recycle > 1 && !p->limits.gvisor &&
-        uses < p->recycle && !exec_stopping(x) && circulation(p) < p->want) {
+    bool burst = false;
+    int64_t limit = p ? reuse_limit_locked(x, p, &burst) : 1;
+    /* a recycling pool keeps to its target; a burst, to the ceiling a pool
+     * may hold while demand lasts (ENVHUB_MAX_POOL_SIZE, as trim_locked):
+     * the fillers are making fresh ones up to the target meanwhile */
+    bool room = p && (burst ? p->n_ready + p->starting < ceiling(x, p) : circulation(p) < p->want);
+    if (usable && principal && p && p->wanted && limit > 1 && !p->limits.gvisor && uses < limit &&
+        !exec_stopping(x) && room) {
         /* back to the pool as it is, for @principal alone: its next job's
          * wrapper cleans it first */
         c->next = p->ready;
         p->ready = c;
         p->n_ready++;
+        p->burst_returns += burst;
+        c->burst_until = burst ? time_mono_ms() + POOL_BURST_IDLE_MS : 0;
+        if (burst)
+            pthread_cond_signal(&x->pool.wake); /* a filler watches its deadline */
         kept = true;
     } else if (p && from_pool) {
         pthread_cond_signal(&x->pool.wake); /* its replacement, if the pool is short */
@@ -442,9 +505,8 @@ static bool retarget_all_locked(struct executor *x, struct container_ref **gone)
     bool above = false;
     for (struct pool *p = x->pool.list; p; p = p->next) {
         retarget_locked(x, p, now);
-        trim_locked(x, p, now, gone);
-        if (p->want > p->floor || p->n_ready > p->want)
-            above = true;
+        if (trim_locked(x, p, now, gone) || p->want > p->floor || p->n_ready > p->want)
+            above = true; /* look again later */
     }
     return above;
 }
@@ -593,6 +655,7 @@ void executor_pool_stats(struct executor *x, struct executor_pool_stat **ret, si
         s[i].starting = p->starting;
         s[i].hits = p->hits;
         s[i].misses = p->misses;
+        s[i].burst_returns = p->burst_returns;
         s[i].rate = exec_demand_rate(&p->demand, now);
         s[i].refill_seconds = p->demand.refill_s;
         s[i].refill_sum = p->demand.refill_sum;

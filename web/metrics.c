@@ -103,6 +103,9 @@ static void pools(struct buf *out, const struct executor_metrics *m)
         {"envhub_pool_starting", "gauge", "Warm containers being made and started now."},
         {"envhub_pool_hits_total", "counter", "Jobs that got a warm container."},
         {"envhub_pool_misses_total", "counter", "Jobs that had to make their container."},
+        {"envhub_pool_burst_returns_total", "counter",
+         "Used containers given back to their key because the pool had no fresh one ready "
+         "(ENVHUB_POOL_BURST_RECYCLE)."},
     };
     for (size_t k = 0; k < sizeof(metric) / sizeof(metric[0]); k++) {
         help(out, metric[k][0], metric[k][1], metric[k][2]);
@@ -113,7 +116,8 @@ static void pools(struct buf *out, const struct executor_metrics *m)
                                    : k == 2 ? (unsigned long long)p->floor
                                    : k == 3 ? (unsigned long long)p->starting
                                    : k == 4 ? (unsigned long long)p->hits
-                                            : (unsigned long long)p->misses;
+                                   : k == 5 ? (unsigned long long)p->misses
+                                            : (unsigned long long)p->burst_returns;
             pool_sample(out, metric[k][0], p);
             buf_putf(out, "%llu\n", v);
         }
