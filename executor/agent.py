@@ -149,14 +149,19 @@ def others(spare=0):
     return alive, zombies
 
 
-def reap():
+def reap_watching(pid=0):
+    """Reap every child that ended (@pid, and orphans: PID 1 gets them): the
+    wait status of @pid when it was among them, else None."""
+    status = None
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            done, st = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            return status
+        if done == 0:
+            return status
+        if done == pid:
+            status = st
 
 
 def kill_all(spare=0):
@@ -175,7 +180,7 @@ def kill_all(spare=0):
                 os.kill(-1, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        reap()
+        reap_watching()
         alive, zombies = others(spare)
         if alive == 0 and (os.getpid() == 1 or zombies == 0 or spare):
             return True
@@ -386,15 +391,7 @@ def run(spec, workdir, wake_r):
             del open_fds[fd]
 
     while status is None:
-        while True:  # reap: the job's first process, and orphans (PID 1 gets them)
-            try:
-                done, st = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                done = 0
-            if done == 0:
-                break
-            if done == pid:
-                status = st
+        status = reap_watching(pid)
         if status is not None:
             break
         left = None
@@ -448,7 +445,7 @@ def kernel_call(main, call):
     main.__file__ = path
     sys.argv = [os.path.basename(path)]
     if not call["keep_processes"]:
-        reap()  # the processes the last call left were killed: their zombies
+        reap_watching()  # the processes the last call left were killed: their zombies
     rc, result = 0, None
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -598,15 +595,7 @@ def run_kernel(spec, workdir, wake_r):
     status, done, timed_out, broken = None, None, False, False
     pipes = {k.out_r: b"o", k.err_r: b"e"}
     while done is None and status is None and not broken:
-        while True:  # reap: the interpreter, and orphans (PID 1 gets them)
-            try:
-                pid, st = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pid = 0
-            if pid == 0:
-                break
-            if pid == k.pid:
-                status = st
+        status = reap_watching(k.pid)
         if status is not None:
             break
         left = None

@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +408,33 @@ bool web_guard_unwatch(struct guard *g, struct watch *w)
     pthread_mutex_unlock(&g->lock);
     free(w);
     return fired;
+}
+
+void web_guard_linger(struct guard *g, const struct mg_connection *conn, int64_t max_ms,
+                      int64_t max_bytes)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    int64_t deadline = time_mono_ms() + max_ms;
+    char sink[8192];
+
+    pthread_mutex_lock(&g->lock);
+    /* the worker serving this connection calls: the fd stays its own */
+    int fd = sock_find(g, ri->remote_addr, ri->remote_port, false);
+    pthread_mutex_unlock(&g->lock);
+    if (fd < 0 || shutdown(fd, SHUT_WR) < 0)
+        return;
+    while (max_bytes > 0) {
+        int64_t left = deadline - time_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0)
+            break;
+        max_bytes -= n;
+    }
 }
 
 /* ---- body memory ---- */

@@ -96,13 +96,18 @@ static const char *status_text(int status)
     return t ? t : "";
 }
 
+/* How long a connection that ends with its body unread takes what still
+ * arrives, so that its close is not a reset (web_guard_linger). */
+#define WEB_LINGER_MS 2000
+
 /* ---- replies ---- */
 
 void web_reply_head(struct web_request *rq, int status, const char *content_type, int64_t length,
                     const char *headers)
 {
     char length_line[48] = "", cors[600] = "";
-    /* a body left unread is not drained: the connection ends with this answer */
+    /* a body left unread is not waited for: the connection ends with this
+     * answer (web_guard_linger() after it) */
     bool close = length == WEB_STREAM || (rq->has_body && !rq->body_read);
 
     rq->status = status;
@@ -686,6 +691,8 @@ static int handle(struct mg_connection *conn, void *cbdata)
     } else {
         web_reply_detail(&rq, 404, "not found: %s", rq.path);
     }
+    if (rq.has_body && !rq.body_read)
+        web_guard_linger(w->guard, conn, WEB_LINGER_MS, w->deps.cfg->max_body);
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
     web_guard_body_give(w->guard, rq.body_reserved);

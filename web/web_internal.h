@@ -202,6 +202,13 @@ void web_guard_request_done(struct web_conn *wc);
 struct watch;
 struct watch *web_guard_watch(struct guard *g, const struct mg_connection *conn, int64_t deadline);
 bool web_guard_unwatch(struct guard *g, struct watch *w);
+/* The answer is whole and the connection ends with a body left unread: the
+ * sending side is shut (the client reads the answer, then end of stream) and
+ * what still arrives is read and dropped, at most @max_bytes for at most
+ * @max_ms, so that the close is not a reset, which could destroy the answer
+ * in the client's buffers before it is read. */
+void web_guard_linger(struct guard *g, const struct mg_connection *conn, int64_t max_ms,
+                      int64_t max_bytes);
 /* Take @n bytes of ENVHUB_BODY_MEMORY; false (nothing taken) when they are
  * not free, with *ret_held the bytes held by others. */
 bool web_guard_body_take(struct guard *g, size_t n, size_t *ret_held);

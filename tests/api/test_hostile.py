@@ -332,6 +332,22 @@ def test_an_answer_before_the_body_closes_the_connection_instead_of_draining(hos
     healthy(hostile)
 
 
+@pytest.mark.parametrize("route", [("GET", "/openapi.json"), ("GET", "/ui/app.js"),
+                                   ("DELETE", "/keys/nope")], ids=route_id)
+def test_a_body_the_route_does_not_read_does_not_cost_the_client_its_answer(hostile, route):
+    """The whole body sent, then the answer read: closing with the body unread must not
+    reset the connection before the client has the answer (a reset drops it)."""
+    body = deep(100000)
+    for attempt in range(20):
+        status, headers, answer, closed = raw(
+            hostile, request_bytes(hostile, route[0], route[1], body=body), within=8)
+        assert status is not None and status < 500, (attempt, answer[:300])
+        assert len(answer) == int(headers["content-length"]), \
+            f"attempt {attempt}: {len(answer)} of {headers['content-length']} bytes arrived"
+        assert headers.get("connection", "").lower() == "close" and closed
+    healthy(hostile)
+
+
 def test_expect_100_continue_gets_its_go_ahead_only_when_accepted(hostile):
     sock = socket.create_connection(("127.0.0.1", hostile.port), timeout=5)
     try:

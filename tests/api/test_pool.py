@@ -462,20 +462,25 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def tenants(envhub_module_factory, envhub_bin):
-    """Recycling on (--pool-recycle 10) with a pool of 2, and keys: runners `a` and `b`, and
-    `admin` (for /metrics)."""
+def keyed_server(envhub_module_factory, envhub_bin, *flags):
+    """A server with `flags` and keys: runners `a` and `b`, and `admin` (for /metrics), in
+    server.keys."""
     keys = {}
 
     def make_keys(server):
         for name, role in (("a", "runner"), ("b", "runner"), ("admin", "admin")):
             keys[name] = create_key(envhub_bin, server.db_path, name, role, max_per_minute=0)
 
-    server = envhub_module_factory("--pool-size", "2", "--pool-recycle", "10", before_start=make_keys)
+    server = envhub_module_factory(*flags, before_start=make_keys)
     server.keys = keys
     server.instance = instance_label(server)
     return server
+
+
+@pytest.fixture(scope="module")
+def tenants(envhub_module_factory, envhub_bin):
+    """Recycling on (--pool-recycle 10) with a pool of 2, and keys (keyed_server)."""
+    return keyed_server(envhub_module_factory, envhub_bin, "--pool-size", "2", "--pool-recycle", "10")
 
 
 def _run_as(server, key, code):
@@ -638,18 +643,8 @@ BURST = 4  # ENVHUB_POOL_BURST_RECYCLE of the server below
 
 @pytest.fixture(scope="module")
 def bursts(envhub_module_factory, envhub_bin):
-    """Default settings but a small --pool-burst-recycle, and keys: runners `a` and `b`, and
-    `admin` (for /metrics)."""
-    keys = {}
-
-    def make_keys(server):
-        for name, role in (("a", "runner"), ("b", "runner"), ("admin", "admin")):
-            keys[name] = create_key(envhub_bin, server.db_path, name, role, max_per_minute=0)
-
-    server = envhub_module_factory("--pool-burst-recycle", str(BURST), before_start=make_keys)
-    server.keys = keys
-    server.instance = instance_label(server)
-    return server
+    """Default settings but a small --pool-burst-recycle, and keys (keyed_server)."""
+    return keyed_server(envhub_module_factory, envhub_bin, "--pool-burst-recycle", str(BURST))
 
 
 def test_a_burst_reuses_a_keys_own_containers_cleaned_and_never_anothers(bursts):
