@@ -86,10 +86,11 @@ FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recove
 # Debian packages: to build and run, and to test.
 DEB_BUILD  := build-essential pkg-config curl ca-certificates openssl libsqlite3-dev libcurl4-openssl-dev \
               libjansson-dev libarchive-dev libcivetweb-dev libssl-dev libcmocka-dev docker.io debootstrap
-DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium runsc
+DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium runsc docker-registry
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
+.PHONY: registry registry-down cluster-up cluster-down cluster-check
 .PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool soak bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
@@ -235,6 +236,27 @@ engine: deps
 	@# environments' policies may ask for ({"runtime": "runsc"})
 	@if command -v runsc >/dev/null && [ "$$(id -u)" -eq 0 ]; then \
 	    SOCKET=$(SOCKET) bash engine/register-runsc.sh; fi
+
+# Debian's docker-registry on 127.0.0.1:5000 (REGISTRY_ADDR) for ENVHUB_REGISTRY;
+# its data stays in $(STATE)/registry.
+registry: test-deps
+	@STATE=$(STATE) bash engine/registry.sh up
+
+registry-down:
+	@STATE=$(STATE) bash engine/registry.sh down
+
+# A Docker Swarm of three engines on this machine, all on loopback, with the
+# registry (engine/cluster.sh says what each step does); cluster-down undoes
+# every part of it, also after a failed cluster-up.
+cluster-up: test-deps engine base-image
+	$(call apt_install,iproute2)
+	@STATE=$(STATE) SOCKET=$(SOCKET) IMAGE=$(IMAGE) bash engine/cluster.sh up
+
+cluster-down:
+	@STATE=$(STATE) SOCKET=$(SOCKET) bash engine/cluster.sh down
+
+cluster-check:
+	@STATE=$(STATE) SOCKET=$(SOCKET) IMAGE=$(IMAGE) bash engine/cluster.sh check
 
 # The default image, bootstrapped from the Debian mirror when it is not in the engine.
 base-image: engine $(BIN)

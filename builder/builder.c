@@ -985,6 +985,58 @@ out:
     return rc;
 }
 
+/* With ENVHUB_REGISTRY the version's image is pushed as REGISTRY/<its tag>
+ * and recorded by digest (the reference nodes pull it by). The registry tag is
+ * taken off the local image after the push: the version keeps its own tag. */
+static int push_version(struct build_ctx *c, struct err *err)
+{
+    struct builder *b = c->b;
+    _cleanup_free_ char *digest = NULL;
+
+    if (!b->cfg->registry[0])
+        return 0;
+    _cleanup_free_ char *ref = xasprintf("%s/%s", b->cfg->registry, c->rec.image);
+    build_log(c, "envhub: pushing %s to ENVHUB_REGISTRY", ref);
+    int64_t t0 = time_mono_ms();
+    if (engine_image_tag(b->engine, c->rec.image_id, ref, err) < 0)
+        return err_prefix(err, "registry");
+    int rc = engine_image_push(b->engine, ref, on_build_line, c, &digest, err);
+    struct err rerr = ERR_INIT;
+    if (engine_image_remove(b->engine, ref, false, &rerr) < 0)
+        log_warn("builder: cannot untag '%s' after its push: %s", ref, rerr.msg);
+    if (rc < 0)
+        return err_prefix(err, "registry %s (ENVHUB_REGISTRY)", b->cfg->registry);
+    const char *colon = strrchr(c->rec.image, ':');
+    int repo_len = (int)(colon ? (size_t)(colon - c->rec.image) : strlen(c->rec.image));
+    c->rec.registry_image =
+        xasprintf("%s/%.*s@%s", b->cfg->registry, repo_len, c->rec.image, digest);
+    build_log(c, "envhub: pushed as %s in %.1f s", c->rec.registry_image,
+              (double)(time_mono_ms() - t0) / 1000);
+    return 0;
+}
+
+void builder_registry_forget(const struct build_record *build)
+{
+    const char *ref = build->registry_image;
+    struct err err = ERR_INIT;
+
+    if (!ref)
+        return;
+    /* "host:port/repo@sha256:..." */
+    const char *slash = strchr(ref, '/'), *at = strrchr(ref, '@');
+    if (!slash || !at || at < slash) {
+        log_warn("builder: '%s' of build %lld is not a registry reference", ref,
+                 (long long)build->id);
+        return;
+    }
+    _cleanup_free_ char *registry = xstrndup(ref, (size_t)(slash - ref));
+    _cleanup_free_ char *repo = xstrndup(slash + 1, (size_t)(at - slash - 1));
+    if (engine_registry_delete(registry, repo, at + 1, &err) < 0)
+        log_warn("builder: cannot remove %s from its registry: %s", ref, err.msg);
+    else
+        log_info("builder: %s removed from its registry", ref);
+}
+
 static void run_build(struct builder *b, int64_t id)
 {
     struct build_ctx c = {.b = b};
@@ -1010,7 +1062,8 @@ static void run_build(struct builder *b, int64_t id)
 
     int reused = try_reuse(&c, &pkgs, &n_pkgs, &err);
     int built = reused < 0 ? -1 : reused == 0 ? build_image(&c, &pkgs, &n_pkgs, &err) : 0;
-    if (built == 0 && acceptance_check(&c, pkgs, n_pkgs, &err) < 0) {
+    if (built == 0 &&
+        (acceptance_check(&c, pkgs, n_pkgs, &err) < 0 || push_version(&c, &err) < 0)) {
         /* not in service: a new image goes, a reused one loses this version's tag */
         struct err rerr = ERR_INIT;
         if (engine_image_remove(b->engine, c.rec.image, reused == 0, &rerr) < 0)
@@ -1054,6 +1107,7 @@ static void run_build(struct builder *b, int64_t id)
                  (long long)id, err.msg);
         struct err rerr = ERR_INIT;
         engine_image_remove(b->engine, c.rec.image, true, &rerr);
+        builder_registry_forget(&c.rec);
         goto done;
     }
     log_info("builder: build %lld of '%s' version %lld ready in %lld ms%s", (long long)id,
@@ -1331,6 +1385,7 @@ int builder_delete(struct builder *b, const char *name, const char *by, struct e
             log_warn("builder: cannot remove image '%s' of deleted '%s', ignoring: %s",
                      builds[i].image, name, rerr.msg);
         builder_image_orphaned(b, &builds[i]); /* a running job's container kept it */
+        builder_registry_forget(&builds[i]);
     }
     builder_notify_listener(b);
     log_info("builder: environment '%s' deleted with %zu builds", name, n);

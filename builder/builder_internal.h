@@ -94,5 +94,8 @@ void builder_maintenance_stop(struct builder *b);
  * job's or a session's container used it) and no other ready build shares it,
  * the maintenance thread removes it by id once nothing uses it. */
 void builder_image_orphaned(struct builder *b, const struct build_record *build);
+/* Remove @build's image from ENVHUB_REGISTRY when it was pushed (its
+ * registry_image); failures are logged. */
+void builder_registry_forget(const struct build_record *build);
 
 #endif

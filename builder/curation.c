@@ -120,6 +120,7 @@ static int remove_retired_images(struct builder *b, const struct env_record *env
             failed = -1;
         }
         builder_image_orphaned(b, &builds[i]); /* a session's container may hold it */
+        builder_registry_forget(&builds[i]);
     }
     build_records_free(builds, n);
     if (failed)

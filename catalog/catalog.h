@@ -204,6 +204,7 @@ struct env_record {
     char *base_image_id;       /* the base image id the version in service was built on */
     int64_t drift_checked_at;  /* the last drift check; 0: never */
     char *drift_image_id;      /* what base_image resolved to then; NULL: not in the engine */
+    char *registry_image;      /* the version in service in ENVHUB_REGISTRY; NULL: not pushed */
 };
 /* Free the strings and zero *env; NULL and a zeroed record are fine. */
 void env_record_release(struct env_record *env);
@@ -236,6 +237,8 @@ struct build_record {
     int64_t log_lines; /* filled by the get/list calls: lines in its log */
     char *policy;      /* JSON object: limits, network, pool, recycling of this version */
     char *test_script; /* the acceptance check (python); NULL: the default import check */
+    /* pushed to ENVHUB_REGISTRY: "host:port/repo@sha256:..."; NULL: not pushed */
+    char *registry_image;
 };
 /* Free the strings and zero *b; NULL and a zeroed record are fine. */
 void build_record_release(struct build_record *b);

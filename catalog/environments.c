@@ -92,6 +92,7 @@ void env_record_release(struct env_record *env)
     free(env->warning);
     free(env->base_image_id);
     free(env->drift_image_id);
+    free(env->registry_image);
     memset(env, 0, sizeof(*env));
 }
 
@@ -117,6 +118,7 @@ void build_record_release(struct build_record *b)
     free(b->created_by);
     free(b->policy);
     free(b->test_script);
+    free(b->registry_image);
     memset(b, 0, sizeof(*b));
 }
 
@@ -197,7 +199,8 @@ static void package_array_release(struct package_array *a)
     " e.last_used, e.created_by, b.version, b.status, e.policy, e.test_script, e.lifecycle,"       \
     " e.replacement, e.lifecycle_at, e.lifecycle_by, e.warning, e.images_removed_at,"              \
     " (SELECT base_image_id FROM builds WHERE environment = e.name AND version = e.version),"      \
-    " e.drift_checked_at, e.drift_image_id"                                                        \
+    " e.drift_checked_at, e.drift_image_id,"                                                       \
+    " (SELECT registry_image FROM builds WHERE environment = e.name AND version = e.version)"      \
     " FROM environments e LEFT JOIN builds b ON b.environment = e.name"                            \
     " AND b.version = (SELECT max(version) FROM builds WHERE environment = e.name)"
 
@@ -230,6 +233,7 @@ enum {
     ENV_COL_BASE_IMAGE_ID,
     ENV_COL_DRIFT_CHECKED_AT,
     ENV_COL_DRIFT_IMAGE_ID,
+    ENV_COL_REGISTRY_IMAGE,
 };
 
 static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *err)
@@ -269,6 +273,7 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     env->base_image_id = column_strdup(st, ENV_COL_BASE_IMAGE_ID);
     env->drift_checked_at = sqlite3_column_int64(st, ENV_COL_DRIFT_CHECKED_AT);
     env->drift_image_id = column_strdup(st, ENV_COL_DRIFT_IMAGE_ID);
+    env->registry_image = column_strdup(st, ENV_COL_REGISTRY_IMAGE);
     return 0;
 }
 
@@ -279,7 +284,7 @@ static int env_from_row(sqlite3_stmt *st, struct env_record *env, struct err *er
     " b.python_version, b.definition, b.image, b.image_id, b.base_image_id, b.python_found,"       \
     " b.cache_hit, b.error, b.queued_at, b.started_at, b.finished_at, b.created_by,"               \
     " coalesce((SELECT max(seq) FROM build_logs WHERE build_id = b.id), 0), b.policy,"             \
-    " b.test_script"                                                                               \
+    " b.test_script, b.registry_image"                                                             \
     " FROM builds b"
 
 enum {
@@ -304,6 +309,7 @@ enum {
     BUILD_COL_LOG_LINES,
     BUILD_COL_POLICY,
     BUILD_COL_TEST_SCRIPT,
+    BUILD_COL_REGISTRY_IMAGE,
 };
 
 static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *err)
@@ -335,6 +341,7 @@ static int build_from_row(sqlite3_stmt *st, struct build_record *b, struct err *
     b->log_lines = sqlite3_column_int64(st, BUILD_COL_LOG_LINES);
     b->policy = column_strdup(st, BUILD_COL_POLICY);
     b->test_script = column_strdup(st, BUILD_COL_TEST_SCRIPT);
+    b->registry_image = column_strdup(st, BUILD_COL_REGISTRY_IMAGE);
     return 0;
 }
 
@@ -976,7 +983,8 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
 
     rc = sqlite3_prepare_v2(cat->db,
                             "UPDATE builds SET status = 'ready', image_id = ?, base_image_id = ?,"
-                            " python_found = ?, cache_hit = ?, finished_at = ?, error = NULL"
+                            " python_found = ?, cache_hit = ?, finished_at = ?, error = NULL,"
+                            " registry_image = ?"
                             " WHERE id = ? AND status IN ('queued', 'building')",
                             -1, &upd, NULL);
     b = binder_of(upd);
@@ -986,6 +994,7 @@ static int build_succeed_tx(struct catalog *cat, const struct build_record *rec,
         bind_text(&b, rec->python_found);
         bind_int64(&b, rec->cache_hit);
         bind_int64_or_null(&b, rec->finished_at, rec->finished_at == 0);
+        bind_text(&b, rec->registry_image);
     }
     if (build_change(cat, upd, &b, rc, rec->id, "finish", err) < 0)
         return -1;

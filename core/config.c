@@ -48,6 +48,9 @@ static const struct opt opts[] = {
     {"allowed-hosts", "ENVHUB_ALLOWED_HOSTS", OPT_STR, OFF(allowed_hosts), "", 0, 0,
      "Host names the server answers to besides localhost, 127.0.0.1, [::1] and the listen "
      "address (comma-separated)"},
+    {"registry", "ENVHUB_REGISTRY", OPT_STR, OFF(registry), "", 0, 0,
+     "registry (host:port) every environment version is pushed to after its build and "
+     "recorded by digest; none by default"},
     {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
      "extra labels on every container envhub creates (k=v,k=v)"},
     {"callback-hosts", "ENVHUB_CALLBACK_HOSTS", OPT_STR, OFF(callback_hosts), "", 0, 0,
@@ -236,6 +239,21 @@ static const struct opt *opt_by_flag(const char *name, size_t len)
     return NULL;
 }
 
+/* "host:port": a name or IPv4 address, a port 1..65535; nothing else (no
+ * scheme, no path: the engine pushes to it by that name). */
+static bool registry_ok(const char *r)
+{
+    size_t host = strspn(r, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+    if (host == 0 || host > 253 || r[host] != ':')
+        return false;
+    const char *port = r + host + 1;
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0')
+        return false;
+    long p = strtol(port, NULL, 10);
+    return p >= 1 && p <= 65535;
+}
+
 static int config_check(const struct config *cfg, struct err *err)
 {
     if (strcmp(cfg->network_mode, "none") != 0 && strcmp(cfg->network_mode, "bridge") != 0)
@@ -255,6 +273,11 @@ static int config_check(const struct config *cfg, struct err *err)
     if (strncmp(cfg->docker_host, "unix://", 7) != 0)
         return err_set(err, ERR_INVALID, "DOCKER_HOST '%s' must be unix:///path/to/docker.sock",
                        cfg->docker_host);
+    if (cfg->registry[0] && !registry_ok(cfg->registry))
+        return err_set(err, ERR_INVALID,
+                       "ENVHUB_REGISTRY '%.200s' must be host:port (a name or an address and a "
+                       "port, no scheme or path), e.g. 127.0.0.1:5000",
+                       cfg->registry);
     if (cfg->body_memory < cfg->max_body)
         return err_set(err, ERR_INVALID,
                        "ENVHUB_BODY_MEMORY %lld is less than ENVHUB_MAX_BODY %lld: a body of the "

@@ -23,6 +23,7 @@ struct config {
     char *cors_origins;         /* ENVHUB_CORS_ORIGINS: comma-separated allowed origins */
     char *allowed_hosts;        /* ENVHUB_ALLOWED_HOSTS: Host names answered besides loopback */
     char *labels;               /* ENVHUB_LABELS: extra container labels k=v,k=v */
+    char *registry;             /* ENVHUB_REGISTRY: host:port versions are pushed to; "": none */
     char *log_level;            /* ENVHUB_LOG_LEVEL */
     char *tls_cert;             /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
     char *tls_key;              /* ENVHUB_TLS_KEY: PEM key when not in the certificate file */

@@ -111,6 +111,7 @@ struct request {
     size_t body_bin_len;
     int body_fd; /* streamed body from a file, or -1 */
     const char *content_type;
+    const char *header; /* one more header line ("Name: value"), or NULL */
     long timeout_ms;
     /* streamed answer: called for each piece; NULL: collected into resp */
     size_t (*on_data)(char *data, size_t size, size_t n, void *ctx);
@@ -182,6 +183,8 @@ static int engine_call(struct engine *e, const struct request *rq, long *ret_sta
         _cleanup_free_ char *ct = xasprintf("Content-Type: %s", rq->content_type);
         headers = curl_slist_append(headers, ct);
     }
+    if (rq->header)
+        headers = curl_slist_append(headers, rq->header);
     /* no "Expect: 100-continue" round trip on large bodies */
     headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
@@ -1124,6 +1127,45 @@ int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line,
     return 0;
 }
 
+int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      char **ret_digest, struct err *err)
+{
+    _cleanup_free_ char *repo = NULL, *tag = NULL;
+    struct engine_progress prog;
+    long status = 0;
+
+    split_ref(ref, &repo, &tag);
+    char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
+    _cleanup_free_ char *path = xasprintf("/images/%s/push?tag=%s", r, t);
+    curl_free(r);
+    curl_free(t);
+    engine_progress_init(&prog, on_line, ctx);
+    struct request rq = {
+        .method = "POST",
+        .path = path,
+        .body_fd = -1,
+        /* no credentials: base64 of "{}" (the engine refuses a push without the header) */
+        .header = "X-Registry-Auth: e30=",
+        .timeout_ms = 30 * 60 * 1000,
+        .on_data = progress_data,
+        .on_data_ctx = &prog,
+    };
+    _cleanup_(buf_release) struct buf unused = BUF_INIT(ENGINE_MAX_BODY);
+    int rc = engine_call(e, &rq, &status, &unused, err);
+    engine_progress_finish(&prog);
+    engine_progress_release(&prog);
+    if (rc < 0)
+        return err_prefix(err, "cannot push image '%s'", ref);
+    if (status >= 400 || prog.error[0])
+        return err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_ENGINE,
+                       "cannot push image '%s': %s", ref,
+                       prog.error[0] ? prog.error : "the engine refused it");
+    if (!prog.digest[0])
+        return err_set(err, ERR_ENGINE, "cannot push image '%s': the engine named no digest", ref);
+    *ret_digest = xstrdup(prog.digest);
+    return 0;
+}
+
 int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err)
 {
     _cleanup_free_ char *repo = NULL, *tag = NULL;
@@ -1156,4 +1198,39 @@ int engine_info(struct engine *e, struct engine_info *ret, struct err *err)
     snprintf(ret->cgroup_driver, sizeof(ret->cgroup_driver), "%s", driver ? driver : "");
     snprintf(ret->cgroup_version, sizeof(ret->cgroup_version), "%s", version ? version : "1");
     return 0;
+}
+
+/* ---- the registry ---- */
+
+int engine_registry_delete(const char *registry, const char *repo, const char *digest,
+                           struct err *err)
+{
+    if (!engine_digest_valid(digest))
+        return err_set(err, ERR_INVALID, "registry: '%.100s' is not a digest", digest);
+    _cleanup_free_ char *url = xasprintf("http://%s/v2/%s/manifests/%s", registry, repo, digest);
+    _cleanup_(curl_cleanup) CURL *h = curl_easy_init();
+    _cleanup_(buf_release) struct buf resp = BUF_INIT(64 * 1024);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    long status = 0;
+
+    if (!h)
+        return err_set(err, ERR_INTERNAL, "cannot create a curl handle");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_to_buf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK)
+        return err_set(err, ERR_UNAVAILABLE, "registry %s: cannot delete %s@%s: %s", registry, repo,
+                       digest, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status == 202 || status == 404)
+        return 0;
+    return err_set(err, ERR_ENGINE, "registry %s: deleting %s@%s answered HTTP %ld%s%.200s",
+                   registry, repo, digest, status, resp.len ? ": " : "", buf_str(&resp));
 }

@@ -235,6 +235,18 @@ int engine_image_build(struct engine *e, const struct engine_build_spec *spec, c
  * on_line (may be NULL). */
 int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
                       struct err *err);
+/* POST /images/{repo}/push?tag=: push @ref ("registry:port/repo:tag") to its
+ * registry, progress to on_line (may be NULL); *ret_digest ("sha256:<64
+ * hex>", the manifest's digest the registry answered) belongs to the caller. */
+int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      char **ret_digest, struct err *err);
+/* DELETE http://@registry/v2/@repo/manifests/@digest on a registry served
+ * over plain HTTP (a loopback one): the manifest and its tags go; a manifest
+ * already gone is not an error. */
+int engine_registry_delete(const char *registry, const char *repo, const char *digest,
+                           struct err *err);
+/* "sha256:" and 64 lower-case hex digits. */
+bool engine_digest_valid(const char *digest);
 /* Give image @source (id or reference) the reference @ref ("repo:tag"). */
 int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err);
 
@@ -253,6 +265,7 @@ struct engine_progress {
     struct buf partial; /* an unfinished JSON line */
     struct buf text;    /* "stream" text not yet ended by a newline */
     char image_id[80];
+    char digest[80]; /* {"aux": {"Digest"}} of a push */
     char error[ERR_MSG_MAX];
     engine_line_fn on_line;
     void *ctx;

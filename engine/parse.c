@@ -267,8 +267,11 @@ static void progress_object(struct engine_progress *p, const char *json, size_t 
         progress_text(p, json_string_value(v), json_string_length(v));
     if ((v = json_object_get(doc, "aux")) && json_is_object(v)) {
         const char *id = json_string_value(json_object_get(v, "ID"));
+        const char *digest = json_string_value(json_object_get(v, "Digest"));
         if (id)
             snprintf(p->image_id, sizeof(p->image_id), "%s", id);
+        if (digest && engine_digest_valid(digest))
+            snprintf(p->digest, sizeof(p->digest), "%s", digest);
     }
     if ((v = json_object_get(doc, "error")) && json_is_string(v)) {
         snprintf(p->error, sizeof(p->error), "%s", json_string_value(v));
@@ -301,4 +304,12 @@ void engine_progress_finish(struct engine_progress *p)
     if (p->text.len)
         progress_emit(p, buf_str(&p->text), p->text.len);
     buf_reset(&p->text);
+}
+
+bool engine_digest_valid(const char *digest)
+{
+    if (strncmp(digest, "sha256:", 7) != 0)
+        return false;
+    const char *hex = digest + 7;
+    return strlen(hex) == 64 && strspn(hex, "0123456789abcdef") == 64;
 }

@@ -39,6 +39,7 @@ static json_t *build_json(const struct build_record *b)
         (json_int_t)b->log_lines);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
     json_object_set_new(doc, "test_script", web_json_str(b->test_script));
+    json_object_set_new(doc, "registry_image", web_json_str(b->registry_image));
     /* the log itself: GET it (or follow it with ?follow=1) */
     _cleanup_free_ char *log =
         xasprintf("/environments/%s/builds/%lld/log", b->environment, (long long)b->version);

@@ -79,6 +79,8 @@ json_t *web_env_json(const struct env_record *env)
     json_error_t jerr;
     json_t *policy = json_loads(env->policy ? env->policy : "{}", 0, &jerr);
     json_object_set_new(doc, "policy", policy ? policy : json_object());
+    /* the version in service in ENVHUB_REGISTRY, by digest; null: not pushed */
+    json_object_set_new(doc, "registry_image", web_json_str(env->registry_image));
     curation_json(env, doc);
     return doc;
 }

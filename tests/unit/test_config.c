@@ -34,6 +34,7 @@ static const char *const config_vars[] = {
     "WORK_DIR",
     "ENVHUB_CORS_ORIGINS",
     "ENVHUB_LABELS",
+    "ENVHUB_REGISTRY",
     "ENVHUB_LOG_LEVEL",
     "SANDBOX_TIMEOUT",
     "ENVHUB_MAX_TIMEOUT",
@@ -484,6 +485,42 @@ static void network_mode_must_be_none_or_bridge(void **state)
     args_release(&a);
 }
 
+static void registry_must_be_host_and_port(void **state)
+{
+    static const char *const bad[] = {
+        "http://127.0.0.1:5000",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:5000/envhub",
+        ":5000",
+        "reg istry:5000",
+        "127.0.0.1:50000x",
+        "[::1]:5000",
+    };
+    static const char *const good[] = {"127.0.0.1:5000", "registry.example.test:443", "r:1",
+                                       "localhost:65535"};
+    struct config cfg;
+    struct args a;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        env_fails("ENVHUB_REGISTRY", bad[i], "host:port", NULL);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        args_init(&a, "--registry", good[i], NULL);
+        load_ok(&cfg, &a);
+        assert_string_equal(cfg.registry, good[i]);
+        config_release(&cfg);
+        args_release(&a);
+    }
+    args_init(&a, NULL);
+    load_ok(&cfg, &a);
+    assert_string_equal(cfg.registry, ""); /* none by default */
+    config_release(&cfg);
+    args_release(&a);
+}
+
 static void default_timeout_may_not_exceed_max_timeout(void **state)
 {
     struct config cfg;
@@ -598,6 +635,7 @@ int main(void)
         T(bad_variables_name_the_variable_and_range),
         T(cpu_limit_rejects_nan),
         T(network_mode_must_be_none_or_bridge),
+        T(registry_must_be_host_and_port),
         T(default_timeout_may_not_exceed_max_timeout),
         T(a_flag_without_its_value_is_an_error),
         T(a_bad_variable_fails_even_when_a_flag_overrides_it),

@@ -923,6 +923,46 @@ static void progress_pull_keeps_milestones_not_progress_bars(void **state)
     strv_free(l.v);
 }
 
+static void progress_push_gives_the_digest_only_when_it_is_one(void **state)
+{
+    const char *s =
+        "{\"status\":\"The push refers to repository [127.0.0.1:5000/envhub/x]\"}\n"
+        "{\"status\":\"Pushing\",\"progressDetail\":{\"current\":512,\"total\":1024},"
+        "\"id\":\"a1b2c3\"}\n"
+        "{\"status\":\"Pushed\",\"progressDetail\":{},\"id\":\"a1b2c3\"}\n"
+        "{\"progressDetail\":{},\"aux\":{\"Tag\":\"v1\",\"Digest\":\"sha256:"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"Size\":527}}\n";
+    static const char *const forged[] = {
+        "{\"aux\":{\"Digest\":\"sha256:0123\"}}\n",
+        "{\"aux\":{\"Digest\":\"sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789"
+        "abcdef\"}}\n",
+        "{\"aux\":{\"Digest\":\"md5:0123456789abcdef0123456789abcdef\"}}\n",
+        "{\"aux\":{\"Digest\":\"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+        "abcdef/../x\"}}\n",
+        "{\"aux\":{\"Digest\":42}}\n",
+    };
+    struct engine_progress p;
+    struct lines l = {0};
+    (void)state;
+
+    engine_progress_init(&p, lines_fn, &l);
+    assert_int_equal(engine_progress_feed(&p, s, strlen(s)), 0);
+    engine_progress_finish(&p);
+    assert_string_equal(p.digest,
+                        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.v[1], "a1b2c3: Pushed");
+    engine_progress_release(&p);
+    strv_free(l.v);
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        engine_progress_init(&p, NULL, NULL);
+        assert_int_equal(engine_progress_feed(&p, forged[i], strlen(forged[i])), 0);
+        engine_progress_finish(&p);
+        assert_string_equal(p.digest, "");
+        engine_progress_release(&p);
+    }
+}
+
 static void progress_callback_minus_one_cancels(void **state)
 {
     struct engine_progress p;
@@ -1052,6 +1092,7 @@ int main(void)
         cmocka_unit_test(progress_error_is_kept_and_shown),
         cmocka_unit_test(progress_multiline_error_comes_out_a_line_at_a_time),
         cmocka_unit_test(progress_pull_keeps_milestones_not_progress_bars),
+        cmocka_unit_test(progress_push_gives_the_digest_only_when_it_is_one),
         cmocka_unit_test(progress_callback_minus_one_cancels),
         cmocka_unit_test(progress_finish_flushes_what_has_no_newline),
         cmocka_unit_test(progress_ignores_lines_that_are_not_objects),
