@@ -155,6 +155,28 @@ def test_retiring_removes_the_versions_from_the_registry_and_reinstating_pushes_
     assert registry.manifest(repo, digest2).status_code == 404
 
 
+def test_a_registry_that_hangs_does_not_hold_a_deletion(pushing, registry, run_id):
+    """The registry frozen (SIGSTOP: connections are accepted, nothing answers): deleting
+    the environment still ends within the bound, and the log names the manifest envhub
+    could not remove."""
+    name = f"reg-hang-{run_id}"
+    create_env(pushing, name, f"# {run_id} hang\necho h > /opt/h\n")
+    repo, digest = split_registry_image(wait_env(pushing, name)["registry_image"], registry)
+    registry.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        delete_env(pushing, name)
+        took = time.monotonic() - t0
+    finally:
+        registry.proc.send_signal(signal.SIGCONT)
+    assert took < 20, f"the deletion waited {took:.1f} s for a registry that hangs"
+    r = requests.get(f"{pushing.url}/environments/{name}", timeout=30)
+    assert r.status_code == 404, r.text
+    # (the frozen registry may still carry out the delete it had received once it resumes)
+    assert f"cannot remove {registry.addr}/{repo}@{digest} from its registry" in \
+        pushing.log_text(), "no log line names the manifest left behind"
+
+
 def test_a_registry_that_does_not_answer_fails_the_build_and_leaves_no_image(
         envhub_module_factory, run_id):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
