@@ -1093,50 +1093,21 @@ int engine_image_build(struct engine *e, const struct engine_build_spec *spec, c
     return 0;
 }
 
-int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
-                      struct err *err)
+/* A pull or a push of @ref (POST /images/create or /images/{repo}/push),
+ * the progress stream to on_line; the digest a push reports in *ret_digest
+ * (NULL: not wanted). */
+static int image_transfer(struct engine *e, const char *ref, bool push, engine_line_fn on_line,
+                          void *ctx, char **ret_digest, struct err *err)
 {
     _cleanup_free_ char *repo = NULL, *tag = NULL;
     struct engine_progress prog;
     long status = 0;
+    const char *verb = push ? "push" : "pull";
 
     split_ref(ref, &repo, &tag);
     char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
-    _cleanup_free_ char *path = xasprintf("/images/create?fromImage=%s&tag=%s", r, t);
-    curl_free(r);
-    curl_free(t);
-    engine_progress_init(&prog, on_line, ctx);
-    struct request rq = {
-        .method = "POST",
-        .path = path,
-        .body_fd = -1,
-        .timeout_ms = 30 * 60 * 1000,
-        .on_data = progress_data,
-        .on_data_ctx = &prog,
-    };
-    _cleanup_(buf_release) struct buf unused = BUF_INIT(ENGINE_MAX_BODY);
-    int rc = engine_call(e, &rq, &status, &unused, err);
-    engine_progress_finish(&prog);
-    engine_progress_release(&prog);
-    if (rc < 0)
-        return err_prefix(err, "cannot pull image '%s'", ref);
-    if (status >= 400 || prog.error[0])
-        return err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_ENGINE,
-                       "cannot pull image '%s': %s", ref,
-                       prog.error[0] ? prog.error : "the engine refused it");
-    return 0;
-}
-
-int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
-                      char **ret_digest, struct err *err)
-{
-    _cleanup_free_ char *repo = NULL, *tag = NULL;
-    struct engine_progress prog;
-    long status = 0;
-
-    split_ref(ref, &repo, &tag);
-    char *r = curl_easy_escape(NULL, repo, 0), *t = curl_easy_escape(NULL, tag, 0);
-    _cleanup_free_ char *path = xasprintf("/images/%s/push?tag=%s", r, t);
+    _cleanup_free_ char *path = push ? xasprintf("/images/%s/push?tag=%s", r, t)
+                                     : xasprintf("/images/create?fromImage=%s&tag=%s", r, t);
     curl_free(r);
     curl_free(t);
     engine_progress_init(&prog, on_line, ctx);
@@ -1145,7 +1116,7 @@ int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line,
         .path = path,
         .body_fd = -1,
         /* no credentials: base64 of "{}" (the engine refuses a push without the header) */
-        .header = "X-Registry-Auth: e30=",
+        .header = push ? "X-Registry-Auth: e30=" : NULL,
         .timeout_ms = 30 * 60 * 1000,
         .on_data = progress_data,
         .on_data_ctx = &prog,
@@ -1155,15 +1126,29 @@ int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line,
     engine_progress_finish(&prog);
     engine_progress_release(&prog);
     if (rc < 0)
-        return err_prefix(err, "cannot push image '%s'", ref);
+        return err_prefix(err, "cannot %s image '%s'", verb, ref);
     if (status >= 400 || prog.error[0])
-        return err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_ENGINE,
-                       "cannot push image '%s': %s", ref,
-                       prog.error[0] ? prog.error : "the engine refused it");
-    if (!prog.digest[0])
-        return err_set(err, ERR_ENGINE, "cannot push image '%s': the engine named no digest", ref);
-    *ret_digest = xstrdup(prog.digest);
+        return err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_ENGINE, "cannot %s image '%s': %s",
+                       verb, ref, prog.error[0] ? prog.error : "the engine refused it");
+    if (ret_digest) {
+        if (!prog.digest[0])
+            return err_set(err, ERR_ENGINE, "cannot %s image '%s': the engine named no digest",
+                           verb, ref);
+        *ret_digest = xstrdup(prog.digest);
+    }
     return 0;
+}
+
+int engine_image_pull(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      struct err *err)
+{
+    return image_transfer(e, ref, false, on_line, ctx, NULL, err);
+}
+
+int engine_image_push(struct engine *e, const char *ref, engine_line_fn on_line, void *ctx,
+                      char **ret_digest, struct err *err)
+{
+    return image_transfer(e, ref, true, on_line, ctx, ret_digest, err);
 }
 
 int engine_image_tag(struct engine *e, const char *source, const char *ref, struct err *err)
