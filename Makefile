@@ -40,7 +40,7 @@ SOCKET     ?= /var/run/docker.sock
 PYTHON     := /usr/bin/python3
 export ENVHUB_BIN := $(abspath $(BIN))
 
-MODULES    := core engine sandbox catalog builder executor web cli
+MODULES    := core engine sandbox catalog cluster builder executor web cli
 LIB_SRC    := $(filter-out cli/main.c web/tls_compat.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 TLS_SHIM   := $(BUILD)/libenvhub-tls.so
 GEN_SRC    := $(BUILD)/gen/migrations_embedded.c $(BUILD)/gen/ui_embedded.c $(BUILD)/gen/templates_embedded.c \

@@ -88,9 +88,10 @@ struct execution_record {
     char *image;                 /* the image reference used */
     char *image_id;              /* "sha256:..." or NULL when not known */
     char *session_id;            /* the session the call belongs to, NULL when none */
-    char *limits;                /* JSON: the limits it ran with; NULL when unknown */
-    char *warning;               /* the deprecation notice it got (read back only); NULL: none */
-    char *principal;             /* who ran it */
+    char *node;      /* cluster mode: the node it was leased to; NULL: this server's engine */
+    char *limits;    /* JSON: the limits it ran with; NULL when unknown */
+    char *warning;   /* the deprecation notice it got (read back only); NULL: none */
+    char *principal; /* who ran it */
     char *client_addr;
     char *code;
     char code_sha256[65];
@@ -474,6 +475,7 @@ struct history_filter {
     int status;                  /* an enum exec_status, -1: any */
     const char *principal;       /* NULL: any */
     const char *code_sha256;     /* NULL: any; 64 lower-case hex */
+    const char *node;            /* NULL: any; the node it was leased to (cluster mode) */
     const char *text;            /* NULL: any; whitespace-separated words that must all
                                   * occur in the code (letters and digits; '.', '_' and
                                   * other punctuation separate words) */

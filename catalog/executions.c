@@ -73,6 +73,7 @@ void execution_record_release(struct execution_record *rec)
     free(rec->image_id);
     free(rec->principal);
     free(rec->session_id);
+    free(rec->node);
     free(rec->limits);
     free(rec->warning);
     free(rec->client_addr);
@@ -91,7 +92,7 @@ void execution_record_release(struct execution_record *rec)
 #define EXEC_COLUMNS                                                                               \
     "id, environment, environment_version, image, image_id, principal, client_addr, code,"         \
     " code_sha256, timeout_s, status, exit_code, error, queued_at, started_at, finished_at,"       \
-    " duration_ms, stdout, stdout_truncated, stderr, stderr_truncated"
+    " duration_ms, stdout, stdout_truncated, stderr, stderr_truncated, node"
 
 /* Column numbers of EXEC_COLUMNS, then seq in SELECTs. */
 enum {
@@ -116,6 +117,7 @@ enum {
     COL_STDOUT_TRUNCATED,
     COL_STDERR,
     COL_STDERR_TRUNCATED,
+    COL_NODE,
     COL_SEQ,
 };
 
@@ -143,6 +145,7 @@ static void execution_bind(struct binder *b, const struct execution_record *rec)
     bind_int64(b, rec->stdout_truncated);
     bind_output(b, rec->stderr_text, rec->stderr_len);
     bind_int64(b, rec->stderr_truncated);
+    bind_text(b, rec->node);
 }
 
 static int execution_from_row(sqlite3_stmt *st, struct execution_record *rec, struct err *err)
@@ -178,6 +181,7 @@ static int execution_from_row(sqlite3_stmt *st, struct execution_record *rec, st
     rec->stdout_truncated = sqlite3_column_int(st, COL_STDOUT_TRUNCATED) != 0;
     rec->stderr_text = column_bytesdup(st, COL_STDERR, &rec->stderr_len);
     rec->stderr_truncated = sqlite3_column_int(st, COL_STDERR_TRUNCATED) != 0;
+    rec->node = column_strdup(st, COL_NODE);
     return 0;
 }
 
@@ -296,7 +300,7 @@ static int execution_insert_tx(struct catalog *cat, const struct execution_recor
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO executions (" EXEC_COLUMNS ", session_id, limits) VALUES"
                             " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                            " ?)",
+                            " ?, ?)",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
         b = binder_of(st);
@@ -405,6 +409,7 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
                             " started_at = coalesce(?, started_at), finished_at = ?,"
                             " duration_ms = ?, stdout = ?, stdout_truncated = ?, stderr = ?,"
                             " stderr_truncated = ?, image_id = coalesce(?, image_id),"
+                            " node = coalesce(?, node),"
                             " output_pruned_at = NULL, stdout_sha256 = NULL,"
                             " stderr_sha256 = NULL, stdout_size = NULL, stderr_size = NULL"
                             " WHERE seq = ?",
@@ -422,6 +427,7 @@ static int execution_finish_tx(struct catalog *cat, const struct execution_recor
         bind_output(&b, rec->stderr_text, rec->stderr_len);
         bind_int64(&b, rec->stderr_truncated);
         bind_text(&b, rec->image_id);
+        bind_text(&b, rec->node);
         bind_int64(&b, seq);
         rc = b.rc;
     }
@@ -616,7 +622,8 @@ static int seed_tx(struct catalog *cat, const struct execution_record *recs, siz
 
     rc = sqlite3_prepare_v2(cat->db,
                             "INSERT INTO executions (" EXEC_COLUMNS ", recorded_at) VALUES"
-                            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                            " ?)",
                             -1, &ins, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(cat->db, FILES_INSERT_SQL, -1, &files, NULL);

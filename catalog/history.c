@@ -52,6 +52,7 @@ enum {
     P_UNTIL,
     P_CURSOR,
     P_LIMIT,
+    P_NODE,
 };
 
 #define ITEM_COLUMNS                                                                               \
@@ -61,7 +62,7 @@ enum {
     " executions.error, executions.queued_at, executions.started_at, executions.finished_at,"      \
     " executions.recorded_at, executions.duration_ms, executions.stdout_truncated,"                \
     " executions.stderr_truncated, executions.chain_seq, executions.chain_hash,"                   \
-    " executions.session_id, executions.limits, executions.warning"
+    " executions.session_id, executions.limits, executions.warning, executions.node"
 
 enum {
     IC_SEQ,
@@ -89,6 +90,7 @@ enum {
     IC_SESSION_ID,
     IC_LIMITS,
     IC_WARNING,
+    IC_NODE,
     IC_CODE, /* catalog_history_get only */
     IC_STDOUT,
     IC_STDERR,
@@ -169,6 +171,8 @@ void history_sql(const struct history_filter *f, int group, enum history_sql_kin
         buf_puts(out, " AND executions.principal = ?5");
     if (f->code_sha256)
         buf_puts(out, " AND executions.code_sha256 = ?6");
+    if (f->node)
+        buf_puts(out, " AND executions.node = ?11");
     if (f->has_since) {
         buf_puts(out, " AND ");
         buf_puts(out, seqcol);
@@ -267,6 +271,8 @@ int history_query_prepare(sqlite3 *db, const struct history_filter *f, int64_t b
         rc = sqlite3_bind_text(st, P_PRINCIPAL, f->principal, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK && f->code_sha256 && P_CODE <= n)
         rc = sqlite3_bind_text(st, P_CODE, f->code_sha256, -1, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK && f->node && P_NODE <= n)
+        rc = sqlite3_bind_text(st, P_NODE, f->node, -1, SQLITE_TRANSIENT);
     if (rc == SQLITE_OK && f->has_since && P_SINCE <= n)
         rc = sqlite3_bind_int64(st, P_SINCE, f->since);
     if (rc == SQLITE_OK && f->has_until && P_UNTIL <= n)
@@ -298,6 +304,7 @@ static int item_from_row(sqlite3_stmt *st, struct history_item *it, struct err *
     rec->image = column_strdup(st, IC_IMAGE);
     rec->image_id = column_strdup(st, IC_IMAGE_ID);
     rec->principal = column_strdup(st, IC_PRINCIPAL);
+    rec->node = column_strdup(st, IC_NODE);
     rec->client_addr = column_strdup(st, IC_CLIENT_ADDR);
     column_hex(st, IC_CODE_SHA256, rec->code_sha256);
     rec->timeout_s = sqlite3_column_int64(st, IC_TIMEOUT_S);
@@ -429,7 +436,7 @@ struct history_export {
     struct catalog *cat;
     struct catalog_read rd; /* begun at open (a file), or for each batch (in memory) */
     struct history_filter f;
-    char *strings[5];
+    char *strings[5 + 1];
     int64_t before_seq;
     bool done;
 };
@@ -457,6 +464,7 @@ int catalog_history_export_open(struct catalog *cat, const struct history_filter
     x->f = *f;
     x->f.environment = keep(x, 0, f->environment);
     x->f.principal = keep(x, 1, f->principal);
+    x->f.node = keep(x, 5, f->node);
     x->f.code_sha256 = keep(x, 2, f->code_sha256);
     x->f.text = keep(x, 3, f->text);
     *ret = x;

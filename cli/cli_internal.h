@@ -143,5 +143,7 @@ extern const struct cli_command cli_cmd_packages; /* env.c */
 extern const struct cli_command cli_cmd_run;      /* run.c */
 extern const struct cli_command cli_cmd_history;  /* history.c */
 extern const struct cli_command cli_cmd_audit;    /* history.c */
+extern const struct cli_command cli_cmd_node;     /* node.c */
+extern const struct cli_command cli_cmd_cluster;  /* node.c */
 
 #endif

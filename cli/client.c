@@ -69,9 +69,9 @@ int client_open(const struct client *c, const char *method, const char *path, co
     _cleanup_free_ char *auth =
         c->key && *c->key ? xasprintf("Authorization: Bearer %s\r\n", c->key) : xstrdup("");
     mg_printf(conn,
-              "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\n%s%s"
+              "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: %s\r\n%s%s%s"
               "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-              method, path, c->authority, accept, auth,
+              method, path, c->authority, accept, auth, c->headers ? c->headers : "",
               body ? "Content-Type: application/json\r\n" : "", len);
     if (len)
         mg_write(conn, body, len);

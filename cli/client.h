@@ -20,8 +20,9 @@ struct client {
     char host[256];      /* to connect to */
     char authority[300]; /* for the Host header */
     int port;
-    const char *key; /* ENVHUB_KEY, borrowed from the environment; NULL: none */
-    bool library;    /* civetweb's library was initialised: client_release() ends it */
+    const char *key;     /* ENVHUB_KEY, borrowed from the environment; NULL: none */
+    const char *headers; /* more header lines, each ending CRLF (borrowed); NULL: none */
+    bool library;        /* civetweb's library was initialised: client_release() ends it */
 };
 
 /* An answer read whole. */

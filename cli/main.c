@@ -48,9 +48,9 @@ static const struct cli_command help_cmd = {
 };
 
 static const struct cli_command *const commands[] = {
-    &cli_cmd_serve, &cli_cmd_migrate,  &cli_cmd_config,  &cli_cmd_image, &cli_cmd_key, &cli_cmd_env,
-    &cli_cmd_run,   &cli_cmd_packages, &cli_cmd_history, &cli_cmd_audit, &version_cmd, &help_cmd,
-    NULL,
+    &cli_cmd_serve, &cli_cmd_migrate, &cli_cmd_config,   &cli_cmd_image,   &cli_cmd_key,
+    &cli_cmd_env,   &cli_cmd_run,     &cli_cmd_packages, &cli_cmd_history, &cli_cmd_audit,
+    &cli_cmd_node,  &cli_cmd_cluster, &version_cmd,      &help_cmd,        NULL,
 };
 
 static const struct cli_option root_options[] = {

@@ -12,6 +12,7 @@
 #include "builder/builder.h"
 #include "catalog/catalog.h"
 #include "cli/cli_internal.h"
+#include "cluster/cluster.h"
 #include "core/cleanup.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -37,6 +38,7 @@ static int cmd_serve(const struct cli_ctx *ctx)
     struct executor *x = NULL;
     struct builder *b = NULL;
     struct web *w = NULL;
+    struct cluster *cl = NULL;
     sigset_t stop_signals;
     int sig = 0, rc = CLI_EXIT_FAILED;
 
@@ -65,9 +67,23 @@ static int cmd_serve(const struct cli_ctx *ctx)
         cli_fail(&err);
         goto out;
     }
+    if (cfg->cluster[0]) {
+        _cleanup_free_ char *key = NULL;
+        size_t key_len = 0;
+        if (cluster_key_read(cfg->node_key_file, &key, &key_len, &err) < 0 ||
+            cluster_open(key, key_len, cfg->node_timeout * 1000, &cl, &err) < 0) {
+            cli_fail(&err);
+            goto out;
+        }
+        executor_use_cluster(x, cl);
+        log_info("envhub: cluster mode (%s): jobs run on the nodes that report here; a node is "
+                 "lost after %lld s of silence",
+                 cfg->cluster, (long long)cfg->node_timeout);
+    }
     /* the warm pools follow environments' versions */
     builder_set_listener(b, refresh_pools, x);
-    struct web_deps deps = {.cfg = cfg, .catalog = cat, .engine = e, .executor = x, .builder = b};
+    struct web_deps deps = {
+        .cfg = cfg, .catalog = cat, .engine = e, .executor = x, .builder = b, .cluster = cl};
     if (web_start(&deps, &w, &err) < 0) {
         cli_fail(&err);
         goto out;
@@ -80,6 +96,8 @@ static int cmd_serve(const struct cli_ctx *ctx)
     log_info("envhub: %s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = CLI_EXIT_OK;
 out:
+    if (cl)
+        cluster_shutdown(cl); /* jobs on nodes end interrupted; node polls return */
     if (x)
         executor_shutdown(x); /* ends running jobs so the server can stop */
     if (b)
@@ -87,6 +105,7 @@ out:
     web_stop(w);
     builder_close(b);
     executor_close(x);
+    cluster_close(cl);
     engine_close(e);
     catalog_close(cat);
     if (rc == CLI_EXIT_OK)

@@ -51,6 +51,15 @@ static const struct opt opts[] = {
     {"registry", "ENVHUB_REGISTRY", OPT_STR, OFF(registry), "", 0, 0,
      "registry (host:port) every environment version is pushed to after its build and "
      "recorded by digest; none by default"},
+    {"cluster", "ENVHUB_CLUSTER", OPT_STR, OFF(cluster), "", 0, 0,
+     "swarm: jobs run on the nodes (`envhub node` beside each engine) that report to this "
+     "server; empty: on DOCKER_HOST's engine"},
+    {"node-key-file", "ENVHUB_NODE_KEY_FILE", OPT_STR, OFF(node_key_file), "", 0, 0,
+     "file holding the cluster's node key (at least 16 bytes): nodes prove who they are with "
+     "tokens made from it; needed with ENVHUB_CLUSTER"},
+    {"node-timeout", "ENVHUB_NODE_TIMEOUT", OPT_INT, OFF(node_timeout), "10", 2, 3600,
+     "seconds of silence after which a node is lost: its running jobs end interrupted, its "
+     "unstarted ones go to other nodes"},
     {"labels", "ENVHUB_LABELS", OPT_STR, OFF(labels), "", 0, 0,
      "extra labels on every container envhub creates (k=v,k=v)"},
     {"callback-hosts", "ENVHUB_CALLBACK_HOSTS", OPT_STR, OFF(callback_hosts), "", 0, 0,
@@ -273,6 +282,13 @@ static int config_check(const struct config *cfg, struct err *err)
     if (strncmp(cfg->docker_host, "unix://", 7) != 0)
         return err_set(err, ERR_INVALID, "DOCKER_HOST '%s' must be unix:///path/to/docker.sock",
                        cfg->docker_host);
+    if (cfg->cluster[0] && strcmp(cfg->cluster, "swarm") != 0)
+        return err_set(err, ERR_INVALID,
+                       "ENVHUB_CLUSTER '%.100s' must be swarm or empty (one engine)", cfg->cluster);
+    if (cfg->cluster[0] && !cfg->node_key_file[0])
+        return err_set(err, ERR_INVALID,
+                       "ENVHUB_CLUSTER=swarm needs ENVHUB_NODE_KEY_FILE: a file with the node key "
+                       "(e.g. head -c 32 /dev/urandom | base64 > node.key)");
     if (cfg->registry[0] && !registry_ok(cfg->registry))
         return err_set(err, ERR_INVALID,
                        "ENVHUB_REGISTRY '%.200s' must be host:port (a name or an address and a "

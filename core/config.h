@@ -24,6 +24,8 @@ struct config {
     char *allowed_hosts;        /* ENVHUB_ALLOWED_HOSTS: Host names answered besides loopback */
     char *labels;               /* ENVHUB_LABELS: extra container labels k=v,k=v */
     char *registry;             /* ENVHUB_REGISTRY: host:port versions are pushed to; "": none */
+    char *cluster;              /* ENVHUB_CLUSTER: "swarm", or "" (one engine) */
+    char *node_key_file;        /* ENVHUB_NODE_KEY_FILE: the cluster's node key */
     char *log_level;            /* ENVHUB_LOG_LEVEL */
     char *tls_cert;             /* ENVHUB_TLS_CERT: PEM certificate (and key) for HTTPS */
     char *tls_key;              /* ENVHUB_TLS_KEY: PEM key when not in the certificate file */
@@ -85,6 +87,7 @@ struct config {
                              * UTC day (0: no limit) */
     int64_t retention_days; /* ENVHUB_RETENTION_DAYS: days output is kept (0: forever) */
     int64_t min_free_disk;  /* ENVHUB_MIN_FREE_DISK: /health warns below it (0: never) */
+    int64_t node_timeout;   /* ENVHUB_NODE_TIMEOUT: seconds of silence before a node is lost */
 };
 
 /* Fill *cfg from defaults, then the environment, then argv's --flag VALUE or

@@ -269,8 +269,7 @@ static void reap_leftovers(struct executor *x)
     struct err err = ERR_INIT;
     int removed = 0;
 
-    if (engine_container_list(x->engine, "envhub.instance", catalog_instance_id(x->catalog), &ids,
-                              &err) < 0) {
+    if (engine_container_list(x->engine, "envhub.instance", x->instance, &ids, &err) < 0) {
         log_warn("executor: cannot list leftover containers, ignoring: %s", err.msg);
         return;
     }

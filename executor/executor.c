@@ -31,7 +31,8 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
     exec_runs_init(x);
     exec_sessions_init(x);
     exec_async_init(x);
-    if (sandbox_labels_parse(cfg->labels, catalog_instance_id(cat), &x->labels, err) < 0)
+    x->instance = xstrdup(catalog_instance_id(cat));
+    if (sandbox_labels_parse(cfg->labels, x->instance, &x->labels, err) < 0)
         goto fail;
     if (exec_containers_start(x, err) < 0) /* what a previous run left behind goes first */
         goto fail;
@@ -50,6 +51,36 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
 fail:
     executor_close(x);
     return -1;
+}
+
+int executor_open_node(const struct config *cfg, struct engine *e, const char *node,
+                       struct executor **ret, struct err *err)
+{
+    struct executor *x = xcalloc(1, sizeof(*x));
+
+    x->cfg = cfg;
+    x->engine = e;
+    atomic_init(&x->stopping, false);
+    exec_stats_init(x);
+    exec_containers_init(x);
+    exec_live_init(x);
+    exec_pool_init(x);
+    exec_runs_init(x);
+    exec_sessions_init(x);
+    exec_async_init(x);
+    x->instance = xasprintf("node-%s", node);
+    if (sandbox_labels_parse(cfg->labels, x->instance, &x->labels, err) < 0 ||
+        exec_containers_start(x, err) < 0 || exec_pool_start(x, err) < 0) {
+        executor_close(x);
+        return -1;
+    }
+    *ret = x;
+    return 0;
+}
+
+void executor_use_cluster(struct executor *x, struct cluster *c)
+{
+    x->cluster = c;
 }
 
 void executor_shutdown(struct executor *x)
@@ -84,6 +115,7 @@ void executor_close(struct executor *x)
     exec_containers_fini(x);
     exec_stats_fini(x);
     sandbox_labels_free(x->labels);
+    free(x->instance);
     free(x);
 }
 

@@ -274,4 +274,29 @@ void executor_metrics_release(struct executor_metrics *m);
  * created or deleted): new versions get their pool, old ones drain. */
 void executor_pool_refresh(struct executor *x);
 
+/* ---- cluster mode ---- */
+
+struct cluster;
+/* The server's side: from now on jobs run on the cluster's nodes (@c,
+ * borrowed, must outlive the executor; call before serving). Sessions and
+ * builds stay on this server's engine. */
+void executor_use_cluster(struct executor *x, struct cluster *c);
+
+/* A node's side (`envhub node`): an executor without a catalog, for the
+ * jobs node @node leases; its containers carry envhub.instance=node-NAME
+ * (those a previous run left are removed at open), its pool is the default
+ * image's (ENVHUB_POOL_SIZE). Only executor_node_run, executor_cancel,
+ * executor_node_warm, executor_stats, executor_shutdown and executor_close
+ * apply to it. */
+int executor_open_node(const struct config *cfg, struct engine *e, const char *node,
+                       struct executor **ret, struct err *err);
+/* Run the job of @spec (exec_remote_spec's text) to its end: 0 with its
+ * result text in *ret_result (the caller frees), whatever came of it: a
+ * spec it cannot read, or a job the node's stop cut off, is a result too
+ * (status error or interrupted, with the reason). */
+int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
+                      size_t *ret_len, struct err *err);
+/* Images with a warm container ready (strv; the caller frees). */
+char **executor_node_warm(struct executor *x);
+
 #endif

@@ -123,6 +123,9 @@ struct executor {
     struct engine *engine;
     struct catalog *catalog;
     struct sandbox_labels *labels; /* on every container it makes */
+    char *instance;                /* envhub.instance of its containers: the catalog's id, or
+                                    * "node-NAME" for a node (executor_open_node) */
+    struct cluster *cluster;       /* cluster mode: jobs go to nodes (executor_use_cluster) */
     atomic_bool stopping;
 
     struct {
@@ -521,10 +524,12 @@ struct prepared_job {
     struct sandbox_limits limits; /* the environment's, lowered by the request */
     bool pool_ok;                 /* the environment's own limits: a warm container fits */
     char *warning;                /* the environment's deprecation notice, for the result */
+    char *node;                   /* cluster mode: the node it was leased to */
     struct live *live;            /* opened at submission for asynchronous jobs */
     bool recorded;                /* its row was inserted when it was queued (asynchronous) */
     /* in the registry, under runs.lock */
     char *cid;          /* its container, while it runs in one */
+    bool remote;        /* handed to the cluster: a cancel goes there */
     char *cancelled_by; /* set by a cancel */
     struct prepared_job *run_next;
 };
@@ -617,5 +622,23 @@ int exec_tar_collected(const char *data, size_t len, bool truncated,
                        const struct tar_out_limits *limits, struct job_file **ret_files,
                        size_t *ret_n, struct job_file **ret_display, size_t *ret_n_display,
                        char ***skipped, struct err *err);
+
+/* ---- remote.c: a job between the server and a node (pure) ---- */
+
+/* The spec of @pj for a node (JSON text); the caller frees. */
+char *exec_remote_spec(const struct prepared_job *pj, size_t *ret_len);
+/* A node reads a spec into @pj (zeroed first; exec_job_release() it in any
+ * case): ERR_ENGINE naming the field that is wrong. */
+int exec_remote_spec_parse(const char *text, size_t len, struct prepared_job *pj, struct err *err);
+/* A node writes what came of a job (JSON text); the caller frees. */
+char *exec_remote_result_text(const struct job_result *res, const struct job_outcome *out,
+                              size_t *ret_len);
+/* The server reads a node's result into @res (its id kept, the rest
+ * replaced) and @out, within @lim and @output_limit (bytes of stdout and of
+ * stderr); ERR_ENGINE naming the field when the result breaks a rule (then
+ * @res and @out are as they were). */
+int exec_remote_result_parse(const struct tar_out_limits *lim, int64_t output_limit,
+                             const char *text, size_t len, struct job_result *res,
+                             struct job_outcome *out, struct err *err);
 
 #endif

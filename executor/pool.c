@@ -366,7 +366,7 @@ static size_t read_targets(struct executor *x, struct target **ret)
     struct err err = ERR_INIT;
     struct target *t;
 
-    if (catalog_env_list(x->catalog, &envs, &n, &err) < 0) {
+    if (x->catalog && catalog_env_list(x->catalog, &envs, &n, &err) < 0) {
         log_warn("executor: cannot read the environments for the warm pools: %s", err.msg);
         n = 0;
     }
@@ -594,6 +594,17 @@ int64_t exec_pool_live(struct executor *x)
         n += p->n_ready + p->starting;
     pthread_mutex_unlock(&x->pool.lock);
     return n;
+}
+
+char **executor_node_warm(struct executor *x)
+{
+    char **images = NULL;
+    pthread_mutex_lock(&x->pool.lock);
+    for (struct pool *p = x->pool.list; p; p = p->next)
+        if (p->n_ready > 0)
+            strv_push(&images, xstrdup(p->image));
+    pthread_mutex_unlock(&x->pool.lock);
+    return images;
 }
 
 void exec_pool_wake(struct executor *x)

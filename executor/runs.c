@@ -9,12 +9,16 @@
  * (job.c), gives the container back, and records its outcome. While it
  * runs it is in the registry, where a cancel finds it. A job's row is final
  * before exec_job_execute() returns. runs.lock guards the slots, the wait
- * totals and the registry. Calls job.c, pool.c, containers.c, live.c,
- * shared.c, tar.c. */
+ * totals and the registry. In cluster mode the container part happens on
+ * a node instead (run_remote: the cluster places the job, remote.c carries
+ * it); a node runs the jobs it leases through executor_node_run(), the same
+ * steps without the catalog. Calls job.c, pool.c, containers.c, live.c,
+ * shared.c, tar.c, remote.c and the cluster. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -81,13 +85,18 @@ void exec_runs_unregister(struct executor *x, struct prepared_job *pj)
 int exec_runs_cancel(struct executor *x, const char *id, const char *by, struct err *err)
 {
     _cleanup_free_ char *kill_id = NULL;
-    bool marked = false;
+    bool marked = false, remote = false;
 
     pthread_mutex_lock(&x->runs.lock);
     for (struct prepared_job *pj = x->runs.registry; pj; pj = pj->run_next) {
         if (strcmp(pj->rec.id, id) != 0)
             continue;
-        if (pj->cid) {
+        if (pj->remote) {
+            /* on a node: the cluster tells it (or takes it off its queue) */
+            free(pj->cancelled_by);
+            pj->cancelled_by = xstrdup(by ? by : "?");
+            remote = true;
+        } else if (pj->cid) {
             /* running in its container: killing it ends the run, which records the cancel */
             free(pj->cancelled_by);
             pj->cancelled_by = xstrdup(by ? by : "");
@@ -105,6 +114,13 @@ int exec_runs_cancel(struct executor *x, const char *id, const char *by, struct 
     pthread_mutex_unlock(&x->runs.lock);
     if (marked)
         return 0;
+    if (remote) {
+        /* not found there: it ended meanwhile, and records the cancel or its end */
+        if (cluster_cancel(x->cluster, id, by ? by : "?", err) < 0 && err->code != ERR_NOT_FOUND)
+            return -1;
+        err_clear(err);
+        return 0;
+    }
     if (kill_id) {
         if (engine_container_kill(x->engine, kill_id, err) < 0)
             return err_prefix(err, "cannot cancel execution '%s'", id);
@@ -220,6 +236,7 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
 void exec_job_release(struct prepared_job *pj)
 {
     execution_record_release(&pj->rec);
+    free(pj->node);
     buf_release(&pj->input_tar);
     free(pj->warning);
     free(pj->cid);
@@ -407,6 +424,87 @@ static int run_end(struct executor *x, struct prepared_job *pj, struct run_state
     return 0;
 }
 
+/* Steps 2 to 4: a container (warm or fresh), the run, the container back;
+ * a recycled container that could not be cleaned gives way to a fresh one. */
+static void run_in_container(struct executor *x, struct prepared_job *pj, struct run_state *st)
+{
+    if (pj->pool_ok)
+        st->cid = exec_pool_take(x, pj->rec.image, &pj->limits, pj->rec.principal,
+                                 pj->rec.environment_version, &st->uses, true);
+    st->warm = st->cid != NULL;
+    while (container_get(x, pj, st)) {
+        container_run(x, pj, st);
+        bool unclean = st->out.unclean;
+        if (unclean)
+            /* a recycled container kept something of its last job: nothing
+             * ran; a fresh container runs the job */
+            log_warn("executor: %s (container '%.12s'); removing it", st->res.error, st->cid);
+        container_done(x, pj, st);
+        if (!unclean)
+            break;
+        result_reset(&st->res, pj->rec.id);
+        strv_free(steal_ptr(st->out.preload_errors));
+    }
+}
+
+/* Steps 2 to 4 in cluster mode: on the node the cluster places it on. A
+ * node lost or restarted while the job ran ends it interrupted, naming the
+ * node; with no node up it does not run (ERR_UNAVAILABLE). */
+static void run_remote(struct executor *x, struct prepared_job *pj, struct run_state *st)
+{
+    const struct config *cfg = x->cfg;
+    struct cluster_outcome co = {0};
+    struct err e = ERR_INIT;
+    size_t len = 0;
+
+    pthread_mutex_lock(&x->runs.lock);
+    pj->remote = true;
+    _cleanup_free_ char *early = pj->cancelled_by ? xstrdup(pj->cancelled_by) : NULL;
+    pthread_mutex_unlock(&x->runs.lock);
+    int rc = -1;
+    if (early)
+        err_set(&e, ERR_CANCELLED, "cancelled by %s before it ran", early);
+    else {
+        char *spec = exec_remote_spec(pj, &len);
+        rc = cluster_run(x->cluster, pj->rec.id, pj->rec.image, spec, len, &co, &e);
+    }
+    pthread_mutex_lock(&x->runs.lock);
+    pj->remote = false;
+    _cleanup_free_ char *cancelled_by = steal_ptr(pj->cancelled_by);
+    pthread_mutex_unlock(&x->runs.lock);
+    free(pj->node);
+    pj->node = steal_ptr(co.node);
+    if (rc == 0) {
+        struct tar_out_limits lim = {.max_file_size = (size_t)cfg->max_file_size,
+                                     .max_total = (size_t)cfg->output_files_limit,
+                                     .max_files = (size_t)cfg->max_output_files,
+                                     .max_display = (size_t)cfg->max_display};
+        if (exec_remote_result_parse(&lim, pj->limits.output_limit, co.result, co.result_len,
+                                     &st->res, &st->out, &e) < 0) {
+            log_warn("executor: node '%s' sent a result for '%s' that envhub refuses: %s", pj->node,
+                     pj->rec.id, e.msg);
+            err_prefix(&e, "node '%s' sent a result envhub refuses", pj->node);
+            result_unrun(&st->res, EXEC_ERROR, xstrdup(e.msg));
+            st->out.engine_failed = true;
+            err_copy(&st->out.engine_err, &e);
+        } else if (cancelled_by && st->res.status != EXEC_SUCCEEDED) {
+            st->res.status = EXEC_INTERRUPTED;
+            free(st->res.error);
+            st->res.error = xasprintf("cancelled by %s while it ran", cancelled_by);
+        }
+    } else if (e.code == ERR_CANCELLED) {
+        result_unrun(&st->res, EXEC_INTERRUPTED, xstrdup(e.msg));
+    } else if (pj->node) {
+        result_unrun(&st->res, EXEC_INTERRUPTED, xasprintf("the job was interrupted: %s", e.msg));
+    } else {
+        st->out.engine_failed = true;
+        err_copy(&st->out.engine_err, &e);
+        result_unrun(&st->res, exec_stopping(x) ? EXEC_INTERRUPTED : EXEC_ERROR,
+                     xasprintf("envhub could not run the job: %s", e.msg));
+    }
+    cluster_outcome_release(&co);
+}
+
 int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_result *ret,
                      struct err *err)
 {
@@ -418,25 +516,57 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_res
     /* an asynchronous job's live output, closed once the row is final; a
      * synchronous job's caller gets it all in the answer */
     st.tap.live = steal_ptr(pj->live);
-    if (pj->pool_ok)
-        st.cid = exec_pool_take(x, pj->rec.image, &pj->limits, pj->rec.principal,
-                                pj->rec.environment_version, &st.uses, true);
-    st.warm = st.cid != NULL;
-    while (container_get(x, pj, &st)) {
-        container_run(x, pj, &st);
-        bool unclean = st.out.unclean;
-        if (unclean)
-            /* a recycled container kept something of its last job: nothing
-             * ran; a fresh container runs the job */
-            log_warn("executor: %s (container '%.12s'); removing it", st.res.error, st.cid);
-        container_done(x, pj, &st);
-        if (!unclean)
-            break;
-        result_reset(&st.res, pj->rec.id);
-        strv_free(steal_ptr(st.out.preload_errors));
-    }
+    if (x->cluster)
+        run_remote(x, pj, &st);
+    else
+        run_in_container(x, pj, &st);
     slot_release(x);
+    if (pj->node)
+        pj->rec.node = xstrdup(pj->node);
     return run_end(x, pj, &st, ret, err);
+}
+
+int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
+                      size_t *ret_len, struct err *err)
+{
+    struct prepared_job pj;
+    struct run_state st = {.tap = {.x = x}};
+    struct err jerr = ERR_INIT;
+
+    (void)err;
+    if (exec_remote_spec_parse(spec, len, &pj, &jerr) < 0) {
+        /* the server hears why, rather than waiting for a result */
+        result_unrun(&st.res, EXEC_ERROR, xasprintf("the node cannot run it: %s", jerr.msg));
+        st.out.engine_failed = true;
+        err_copy(&st.out.engine_err, &jerr);
+    } else {
+        pj.recorded = true; /* it waits for a slot rather than being refused; cancels find it */
+        result_reset(&st.res, pj.rec.id);
+        exec_runs_register(x, &pj);
+        int rc = slot_acquire(x, &pj, &jerr);
+        if (rc == 0) {
+            int64_t backlog_ms = pj.rec.timeout_s * 1000;
+            rc = exec_containers_backlog_wait(
+                x, backlog_ms < BACKLOG_WAIT_MIN_MS ? BACKLOG_WAIT_MIN_MS : backlog_ms, &jerr);
+            if (rc == 0)
+                run_in_container(x, &pj, &st);
+            slot_release(x);
+        }
+        if (rc < 0) /* cancelled before it ran, the node stopping, no room */
+            result_unrun(&st.res,
+                         jerr.code == ERR_CANCELLED || exec_stopping(x) ? EXEC_INTERRUPTED
+                                                                        : EXEC_ERROR,
+                         xasprintf("the job did not run on the node: %s", jerr.msg));
+        exec_runs_unregister(x, &pj);
+    }
+    if (st.out.engine_failed)
+        exec_count_engine_error(x);
+    *ret_result = exec_remote_result_text(&st.res, &st.out, ret_len);
+    job_result_release(&st.res);
+    free(st.out.image_id);
+    strv_free(st.out.preload_errors);
+    exec_job_release(&pj);
+    return 0;
 }
 
 int executor_run(struct executor *x, const struct job_request *req, struct job_result *ret,

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "cluster/cluster.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -117,13 +118,13 @@ static const char *accepted(unsigned allowed)
 {
     if (allowed & QP_PAGE)
         return "environment, environment_version, status, principal, since, until, code_sha256, "
-               "q, cursor, limit";
+               "q, cursor, limit, node";
     if (allowed & QP_FORMAT)
         return "format, environment, environment_version, status, principal, since, until, "
-               "code_sha256, q, limit";
+               "code_sha256, q, limit, node";
     if (allowed & QP_GROUP)
         return "group, environment, environment_version, status, principal, since, until, "
-               "code_sha256, q";
+               "code_sha256, q, node";
     return "none";
 }
 
@@ -137,10 +138,11 @@ static int query_set(struct history_query *q, unsigned allowed, const char *name
                                         "code_sha256", "q",
                                         "cursor",      "limit",
                                         "format",      "group",
-                                        "user"};
-    static const unsigned needs[] = {
-        QP_FILTERS, QP_FILTERS, QP_FILTERS,          QP_FILTERS, QP_FILTERS, QP_FILTERS, QP_FILTERS,
-        QP_FILTERS, QP_PAGE,    QP_PAGE | QP_FORMAT, QP_FORMAT,  QP_GROUP,   QP_FILTERS};
+                                        "user",        "node"};
+    static const unsigned needs[] = {QP_FILTERS, QP_FILTERS,          QP_FILTERS, QP_FILTERS,
+                                     QP_FILTERS, QP_FILTERS,          QP_FILTERS, QP_FILTERS,
+                                     QP_PAGE,    QP_PAGE | QP_FORMAT, QP_FORMAT,  QP_GROUP,
+                                     QP_FILTERS, QP_FILTERS};
     size_t k;
 
     for (k = 0; k < ARRAY_SIZE(names); k++)
@@ -222,6 +224,13 @@ static int query_set(struct history_query *q, unsigned allowed, const char *name
                                value, HISTORY_MAX_LIMIT);
             return err_set(err, ERR_INVALID, "limit: '%.40s' must be a positive integer", value);
         }
+        return 0;
+    case 13:
+        if (!cluster_node_name_ok(value))
+            return err_set(err, ERR_INVALID,
+                           "node: must be a node name (1 to %d letters, digits, '.', '_' or '-')",
+                           CLUSTER_NAME_MAX);
+        q->f.node = value;
         return 0;
     case 10:
         if (strcmp(value, "csv") == 0)
@@ -363,6 +372,7 @@ static json_t *item_json(const struct history_item *it)
     json_t *limits = limits_valid(r->limits) ? json_loads(r->limits, 0, NULL) : NULL;
     json_object_set_new(o, "limits", limits ? limits : json_null());
     json_object_set_new(o, "warning", web_json_str(r->warning));
+    json_object_set_new(o, "node", web_json_str(r->node));
     return o;
 }
 
@@ -482,6 +492,7 @@ static const char *const csv_columns[] = {
     "session_id",
     "limits",
     "warning",
+    "node",
 };
 
 /* time_format_iso()'s text without gmtime and strftime per call: an export
@@ -604,6 +615,8 @@ static void csv_row(struct buf *b, struct iso_cache *c, const struct history_ite
     csv_field(b, limits_valid(r->limits) ? r->limits : NULL);
     SEP;
     csv_field(b, r->warning);
+    SEP;
+    csv_field(b, r->node);
     buf_put(b, "\r\n", 2);
 #undef SEP
 }
@@ -782,6 +795,8 @@ static void jsonl_row(struct buf *b, struct iso_cache *c, const struct history_i
         LIT(b, "null");
     LIT(b, ",\"warning\":");
     jl_str(b, r->warning);
+    LIT(b, ",\"node\":");
+    jl_str(b, r->node);
     LIT(b, "}\n");
 }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cluster/cluster.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -75,6 +76,8 @@ bool web_role_allows(enum role role, enum perm perm)
         return role == ROLE_ADMIN || role == ROLE_AUDITOR;
     case PERM_KEYS:
         return role == ROLE_ADMIN;
+    case PERM_NODE: /* a node's token, never a role (web_authorize) */
+        return false;
     }
     return false;
 }
@@ -223,6 +226,30 @@ static int authenticate(struct auth *a, const char *header, struct key_record *r
     return 0;
 }
 
+/* A node's call: its name is the route's first parameter, its token the
+ * bearer; open mode or not, nothing else is let in. */
+static bool node_authorize(struct web_request *rq, const char *header)
+{
+    struct cluster *c = rq->deps->cluster;
+    if (!c) {
+        web_reply_detail(rq, 404, "not found: %s (cluster mode is off: ENVHUB_CLUSTER is empty)",
+                         rq->path);
+        return false;
+    }
+    const char *token = header && strncasecmp(header, "Bearer ", 7) == 0 ? header + 7 : NULL;
+    if (!cluster_token_ok(c, rq->params[0], token)) {
+        rq->extra_headers = "WWW-Authenticate: Bearer\r\n";
+        web_reply_detail(rq, 401,
+                         "node '%.64s': a node's calls need Authorization: Bearer <its token> "
+                         "(envhub cluster token NAME, from ENVHUB_NODE_KEY_FILE)",
+                         rq->params[0] ? rq->params[0] : "");
+        return false;
+    }
+    snprintf(rq->principal_buf, sizeof(rq->principal_buf), "node:%.60s", rq->params[0]);
+    rq->principal = rq->principal_buf;
+    return true;
+}
+
 bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
 {
     struct err err = ERR_INIT;
@@ -231,6 +258,8 @@ bool web_authorize(struct auth *a, struct web_request *rq, enum perm perm)
 
     if (perm == PERM_PUBLIC)
         return true;
+    if (perm == PERM_NODE)
+        return node_authorize(rq, header);
     /* open mode lasts until the first key is made; revoking keys never reopens it */
     if (catalog_key_count_all(a->catalog, &created, &err) < 0) {
         web_reply_err(rq, &err);

@@ -279,11 +279,10 @@ static int body_late(struct web_request *rq, size_t got, struct err *err)
                    (long long)rq->deps->cfg->request_deadline, got);
 }
 
-static int read_body(struct web_request *rq, int64_t deadline, char **ret, size_t *ret_len,
-                     struct err *err)
+static int read_body(struct web_request *rq, int64_t deadline, int64_t max, const char *limit_name,
+                     char **ret, size_t *ret_len, struct err *err)
 {
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
-    int64_t max = rq->deps->cfg->max_body;
 
     if (ri->content_length >= 0) {
         /* the size is known: take it from the budget, read into place */
@@ -320,8 +319,8 @@ static int read_body(struct web_request *rq, int64_t deadline, char **ret, size_
             body_take(rq, body.len + (size_t)n - rq->body_reserved + 65536, err) < 0)
             return -1;
         if (buf_append(&body, chunk, (size_t)n) < 0)
-            return err_set(err, ERR_TOO_LARGE,
-                           "body: over the limit of %lld bytes (ENVHUB_MAX_BODY)", (long long)max);
+            return err_set(err, ERR_TOO_LARGE, "body: over the limit of %lld bytes (%s)",
+                           (long long)max, limit_name);
     }
     *ret = buf_detach(&body, ret_len);
     return 0;
@@ -329,14 +328,18 @@ static int read_body(struct web_request *rq, int64_t deadline, char **ret, size_
 
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err)
 {
+    return web_read_body_upto(rq, rq->deps->cfg->max_body, "ENVHUB_MAX_BODY", ret, ret_len, err);
+}
+
+int web_read_body_upto(struct web_request *rq, int64_t max, const char *limit_name, char **ret,
+                       size_t *ret_len, struct err *err)
+{
     const struct mg_request_info *ri = mg_get_request_info(rq->conn);
-    int64_t max = rq->deps->cfg->max_body;
     int64_t deadline = web_guard_deadline(rq->web->guard, rq->wc);
 
     if (ri->content_length > max)
-        return err_set(err, ERR_TOO_LARGE,
-                       "body: %lld bytes is over the limit of %lld bytes (ENVHUB_MAX_BODY)",
-                       ri->content_length, (long long)max);
+        return err_set(err, ERR_TOO_LARGE, "body: %lld bytes is over the limit of %lld bytes (%s)",
+                       ri->content_length, (long long)max, limit_name);
     if (!rq->has_body) {
         rq->body_read = true;
         *ret = xstrdup("");
@@ -348,7 +351,7 @@ int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct er
     if (expect && strcasecmp(expect, "100-continue") == 0)
         mg_printf(rq->conn, "HTTP/1.1 100 Continue\r\n\r\n");
     struct watch *w = web_guard_watch(rq->web->guard, rq->conn, deadline);
-    int rc = read_body(rq, deadline, ret, ret_len, err);
+    int rc = read_body(rq, deadline, max, limit_name, ret, ret_len, err);
     web_guard_unwatch(rq->web->guard, w);
     if (rc == 0)
         rq->body_read = true;
@@ -493,6 +496,12 @@ static const struct route routes[] = {
     {"GET", "/redoc", PERM_PUBLIC, api_ui_redoc, false},
     {"GET", "/openapi.json", PERM_PUBLIC, api_openapi, false},
     {"GET", "/templates", PERM_ENV_READ, api_templates, false},
+    {"POST", "/cluster/nodes/{}/heartbeat", PERM_NODE, api_node_heartbeat, false},
+    {"POST", "/cluster/nodes/{}/lease", PERM_NODE, api_node_lease, false},
+    {"POST", "/cluster/nodes/{}/results/{}", PERM_NODE, api_node_result, false},
+    {"GET", "/cluster/nodes", PERM_KEYS, api_cluster_nodes, false},
+    {"POST", "/cluster/nodes/{}/drain", PERM_KEYS, api_cluster_drain, false},
+    {"POST", "/cluster/nodes/{}/resume", PERM_KEYS, api_cluster_resume, false},
 };
 
 #define WEB_MAX_PARAMS 4
@@ -582,6 +591,7 @@ void api_metrics(struct web_request *rq)
     pthread_mutex_unlock(&w->count_lock);
     web_metrics_render(&out, rq->deps->executor, rq->deps->builder, rq->deps->catalog);
     web_callbacks_metrics(w->callbacks, &out);
+    web_cluster_metrics(&out, rq->deps->cluster);
     send_bytes(rq, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, out.data, out.len);
 }
 

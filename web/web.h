@@ -20,6 +20,7 @@ struct web_deps {
     struct engine *engine;
     struct executor *executor;
     struct builder *builder;
+    struct cluster *cluster; /* cluster mode (ENVHUB_CLUSTER); NULL: one engine */
 };
 
 /* Listen on cfg->listen and serve until web_stop(). *ret belongs to the caller. */

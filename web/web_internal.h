@@ -16,6 +16,7 @@
 #include "web/web.h"
 
 struct mg_connection;
+struct cluster;
 struct auth;
 struct callbacks;
 struct web;
@@ -28,7 +29,8 @@ enum perm {
     PERM_ENV_WRITE,  /* create, rebuild, delete environments */
     PERM_HISTORY,    /* executions: all for admin/auditor, their own for the others */
     PERM_AUDIT,      /* export, statistics, chain verification, events */
-    PERM_KEYS,       /* API keys */
+    PERM_KEYS,       /* API keys; the cluster's nodes (status, drain, resume) */
+    PERM_NODE,       /* a node of the cluster: its token (cluster_token_ok), never a key */
 };
 
 /* One request being served. */
@@ -146,6 +148,9 @@ void web_reply_detail(struct web_request *rq, int status, const char *fmt, ...)
 /* Read the whole body within cfg->max_body; refuses from Content-Length
  * before reading. ERR_TOO_LARGE / ERR_INVALID. The caller frees *ret. */
 int web_read_body(struct web_request *rq, char **ret, size_t *ret_len, struct err *err);
+/* The same within @max bytes, the limit named @limit_name in errors. */
+int web_read_body_upto(struct web_request *rq, int64_t max, const char *limit_name, char **ret,
+                       size_t *ret_len, struct err *err);
 /* Read the body and parse it as a JSON object (web_json_object with the
  * configured bounds). NULL with @err filled on failure. */
 json_t *web_read_object(struct web_request *rq, size_t flags, const char *shape, struct err *err);
@@ -328,6 +333,15 @@ void api_ui_docs(struct web_request *rq);
 void api_ui_redoc(struct web_request *rq);
 void api_openapi(struct web_request *rq);
 void api_templates(struct web_request *rq);
+/* ---- the cluster (api_cluster.c) ---- */
+void api_node_heartbeat(struct web_request *rq);
+void api_node_lease(struct web_request *rq);
+void api_node_result(struct web_request *rq);
+void api_cluster_nodes(struct web_request *rq);
+void api_cluster_drain(struct web_request *rq);
+void api_cluster_resume(struct web_request *rq);
+/* The nodes on /metrics (nothing outside cluster mode). */
+void web_cluster_metrics(struct buf *out, struct cluster *c);
 
 /* Compiled in by core/embed.sh (Makefile: UI_OWN, UI_VENDOR, TEMPLATES):
  * the UI's files, Swagger UI, ReDoc and openapi.json; the example setup

@@ -35,6 +35,9 @@ static const char *const config_vars[] = {
     "ENVHUB_CORS_ORIGINS",
     "ENVHUB_LABELS",
     "ENVHUB_REGISTRY",
+    "ENVHUB_CLUSTER",
+    "ENVHUB_NODE_KEY_FILE",
+    "ENVHUB_NODE_TIMEOUT",
     "ENVHUB_LOG_LEVEL",
     "SANDBOX_TIMEOUT",
     "ENVHUB_MAX_TIMEOUT",
@@ -485,6 +488,30 @@ static void network_mode_must_be_none_or_bridge(void **state)
     args_release(&a);
 }
 
+static void cluster_is_swarm_with_a_node_key_or_nothing(void **state)
+{
+    struct config cfg;
+    struct args a;
+    (void)state;
+
+    env_fails("ENVHUB_CLUSTER", "kubernetes", "swarm", NULL);
+    env_fails("ENVHUB_CLUSTER", "swarm", "ENVHUB_NODE_KEY_FILE", NULL); /* no key file */
+    env_fails("ENVHUB_NODE_TIMEOUT", "1", "2", "3600", NULL);
+    args_init(&a, "--cluster", "swarm", "--node-key-file", "/k", "--node-timeout", "7", NULL);
+    load_ok(&cfg, &a);
+    assert_string_equal(cfg.cluster, "swarm");
+    assert_string_equal(cfg.node_key_file, "/k");
+    assert_int_equal(cfg.node_timeout, 7);
+    config_release(&cfg);
+    args_release(&a);
+    args_init(&a, NULL);
+    load_ok(&cfg, &a);
+    assert_string_equal(cfg.cluster, "");
+    assert_int_equal(cfg.node_timeout, 10);
+    config_release(&cfg);
+    args_release(&a);
+}
+
 static void registry_must_be_host_and_port(void **state)
 {
     static const char *const bad[] = {
@@ -636,6 +663,7 @@ int main(void)
         T(cpu_limit_rejects_nan),
         T(network_mode_must_be_none_or_bridge),
         T(registry_must_be_host_and_port),
+        T(cluster_is_swarm_with_a_node_key_or_nothing),
         T(default_timeout_may_not_exceed_max_timeout),
         T(a_flag_without_its_value_is_an_error),
         T(a_bad_variable_fails_even_when_a_flag_overrides_it),

@@ -1,0 +1,413 @@
+"""Cluster mode (ENVHUB_CLUSTER=swarm): the server keeps the queue and the catalog, the
+nodes (`envhub node`) lease its jobs, run them on their engine and send the results back.
+
+Here the three nodes are three `envhub node` processes on this machine's one engine (the
+engines of a real swarm are `make cluster-up`'s business); each is a node of its own to
+the server: its own name, token, boot, slots, warm pool and leftovers. What is checked:
+jobs spread over the nodes and their rows name the node; a node killed while it runs jobs
+loses them (interrupted, naming it) and the others go on; it rejoins when it starts again;
+drain and resume; cancel on a node; the nodes' calls need their token and a result the
+node does not hold a lease for is refused; a node that sends a forged result does not get
+it recorded; no node up is a 503."""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from helpers import docker_api, execute, labelled_containers, server_env
+
+NODE_TIMEOUT = 3  # seconds of silence before the server gives a node up
+
+
+class Node:
+    """One `envhub node` process."""
+
+    def __init__(self, binary, name, server, key_file, label, tmpdir, slots=3):
+        self.binary, self.name, self.server = binary, name, server
+        self.key_file, self.label, self.slots = key_file, label, slots
+        self.log_path = os.path.join(tmpdir, f"node-{name}.log")
+        self.proc = None
+
+    def start(self):
+        env = server_env()
+        env["ENVHUB_URL"] = self.server.url
+        args = [self.binary, "node", "--name", self.name, "--node-key-file", self.key_file,
+                "--labels", self.label, "--concurrent-limit", str(self.slots), "--pool-size", "1"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=env, start_new_session=True)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, within=20):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=within)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else None
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+def nodes_doc(server):
+    r = requests.get(f"{server.url}/cluster/nodes", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def node_states(server):
+    return {n["name"]: n["state"] for n in nodes_doc(server)["nodes"]}
+
+
+def wait_nodes(server, names, state="ready", within=30):
+    deadline = time.monotonic() + within
+    states = {}
+    while time.monotonic() < deadline:
+        states = node_states(server)
+        if all(states.get(n) == state for n in names):
+            return states
+        time.sleep(0.2)
+    raise AssertionError(f"nodes {names} not {state} within {within} s: {states}")
+
+
+def row(server, execution_id):
+    r = requests.get(f"{server.url}/executions/{execution_id}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def run_many(server, codes, concurrency):
+    """POST /execute for each code, @concurrency at once; the answers in order."""
+    out = [None] * len(codes)
+    lock = threading.Lock()
+    next_i = [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= len(codes):
+                return
+            out[i] = requests.post(f"{server.url}/execute", json={"code": codes[i]}, timeout=120)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cluster") / "node.key"
+    path.write_bytes(os.urandom(32).hex().encode() + b"\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cluster(envhub_module_factory, envhub_bin, key_file, run_id):
+    """A cluster-mode server and three nodes n1..n3 (names unique to this run)."""
+    server = envhub_module_factory("--cluster", "swarm", "--node-key-file", key_file,
+                                   "--node-timeout", str(NODE_TIMEOUT), "--pool-size", "0")
+    names = [f"t{run_id[:6]}-n{i}" for i in (1, 2, 3)]
+    nodes = {n: Node(envhub_bin, n, server, key_file, server.label, server.tmpdir).start()
+             for n in names}
+    try:
+        wait_nodes(server, names)
+        yield server, nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        for node in nodes.values():
+            assert "AddressSanitizer" not in node.log(), node.log()[-3000:]
+
+
+def test_no_node_up_is_a_503_that_says_so(envhub_factory, key_file):
+    server = envhub_factory("--cluster", "swarm", "--node-key-file", key_file)
+    r = requests.post(f"{server.url}/execute", json={"code": "print(1)"}, timeout=30)
+    assert r.status_code == 503, r.text
+    assert "no node is up" in r.json()["detail"], r.text
+
+
+def test_cluster_mode_needs_a_node_key(envhub_bin, tmp_path):
+    env = server_env()
+    p = subprocess.run([envhub_bin, "serve", "--listen", "127.0.0.1:1", "--db",
+                        str(tmp_path / "x.db"), "--cluster", "swarm"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode != 0 and "ENVHUB_NODE_KEY_FILE" in p.stderr, p.stderr
+    short = tmp_path / "short.key"
+    short.write_text("tiny\n")
+    p = subprocess.run([envhub_bin, "serve", "--listen", "127.0.0.1:1", "--db",
+                        str(tmp_path / "x.db"), "--cluster", "swarm", "--node-key-file",
+                        str(short)], capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode != 0 and "at least 16" in p.stderr, p.stderr
+    p = subprocess.run([envhub_bin, "serve", "--listen", "127.0.0.1:1", "--db",
+                        str(tmp_path / "x.db"), "--cluster", "kubernetes"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    assert p.returncode != 0 and "ENVHUB_CLUSTER" in p.stderr, p.stderr
+
+
+def test_sixty_jobs_spread_over_the_nodes_and_their_rows_name_them(cluster):
+    server, nodes = cluster
+    codes = [f"import os\nprint({i}, os.getuid())" for i in range(60)]
+    answers = run_many(server, codes, concurrency=6)
+    ids = []
+    for i, r in enumerate(answers):
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["status"] == "succeeded" and doc["stdout"] == f"{i} 1000\n", doc
+        ids.append(doc["id"])
+    per_node = {}
+    for eid in ids:
+        node = row(server, eid)["node"]
+        assert node in nodes, node
+        per_node[node] = per_node.get(node, 0) + 1
+    assert set(per_node) == set(nodes), per_node  # every node ran some
+    assert sum(per_node.values()) == 60
+    # the history filters by node, and the export has the column
+    some = next(iter(nodes))
+    r = requests.get(f"{server.url}/executions", params={"node": some, "limit": 200}, timeout=30)
+    assert r.status_code == 200, r.text
+    items = [it for it in r.json()["items"] if it["id"] in ids]
+    assert len(items) == per_node[some] and all(it["node"] == some for it in items)
+    r = requests.get(f"{server.url}/executions", params={"node": "../x"}, timeout=30)
+    assert r.status_code == 400 and r.json()["detail"].startswith("node:"), r.text
+    r = requests.get(f"{server.url}/executions/export", params={"format": "csv"}, timeout=60)
+    assert r.status_code == 200, r.text
+    rows = {x["id"]: x for x in csv.DictReader(io.StringIO(r.text))}
+    assert all(rows[eid]["node"] in nodes for eid in ids)
+    # the status shows the work done per node
+    doc = nodes_doc(server)
+    done = {n["name"]: n["jobs_done"] for n in doc["nodes"]}
+    assert all(done[n] >= per_node[n] for n in nodes), (done, per_node)
+    assert doc["placed"] >= 60 and doc["queued"] == 0 and doc["leased"] == 0, doc
+
+
+def test_files_and_failures_come_back_from_a_node(cluster):
+    server, nodes = cluster
+    code = ("open('out.txt','w').write(open('in.txt').read().upper())\n"
+            "import sys; print('err', file=sys.stderr); sys.exit(3)")
+    doc = execute(server, code, files={"in.txt": "aGVsbG8="})
+    assert doc["status"] == "failed" and doc["exit_code"] == 3, doc
+    assert doc["stderr"] == "err\n" and doc["files"]["out.txt"] == "SEVMTE8=", doc
+    doc = execute(server, "import time; time.sleep(5)", timeout=1)
+    assert doc["status"] == "timeout", doc
+    assert row(server, doc["id"])["node"] in nodes
+
+
+def test_the_nodes_calls_need_their_token(cluster, key_file, envhub_bin):
+    server, nodes = cluster
+    name = next(iter(nodes))
+    url = f"{server.url}/cluster/nodes/{name}/heartbeat"
+    body = {"slots": 1}
+    r = requests.post(url, json=body, headers={"X-Envhub-Boot": "abc"}, timeout=10)
+    assert r.status_code == 401 and "token" in r.json()["detail"], r.text
+    other = subprocess.run([envhub_bin, "cluster", "token", "someone-else", "--node-key-file",
+                            key_file], capture_output=True, text=True, timeout=10)
+    assert other.returncode == 0, other.stderr
+    r = requests.post(url, json=body, timeout=10,
+                      headers={"X-Envhub-Boot": "abc", "Authorization": f"Bearer {other.stdout.strip()}"})
+    assert r.status_code == 401, r.text  # another node's token
+    # with its own token: the boot id and the fields are checked before anything changes
+    mine = subprocess.run([envhub_bin, "cluster", "token", "fake-node", "--node-key-file",
+                           key_file], capture_output=True, text=True, timeout=10).stdout.strip()
+    auth = {"Authorization": f"Bearer {mine}"}
+    fake = f"{server.url}/cluster/nodes/fake-node"
+    r = requests.post(f"{fake}/heartbeat", json=body, headers=auth, timeout=10)
+    assert r.status_code == 400 and r.json()["detail"].startswith("X-Envhub-Boot"), r.text
+    hdr = dict(auth, **{"X-Envhub-Boot": "boot1"})
+    for bad, field in (({"slots": -1}, "slots"), ({"slots": 1, "running": [1]}, "running"),
+                       ({"slots": 1, "warm": ["x"] * 300}, "warm"), ({}, "slots")):
+        r = requests.post(f"{fake}/heartbeat", json=bad, headers=hdr, timeout=10)
+        assert r.status_code == 422 and r.json()["detail"].startswith(field), (bad, r.text)
+    assert "fake-node" not in node_states(server)
+    # a lease before any heartbeat, and a result for a lease it does not hold
+    r = requests.post(f"{fake}/lease", json={}, headers=hdr, timeout=10)
+    assert r.status_code == 409, r.text
+    r = requests.post(f"{fake}/results/ex_000000000000000000000000", data="{}",
+                      headers=dict(hdr, **{"Content-Type": "application/json"}), timeout=10)
+    assert r.status_code == 409 and "holds no lease" in r.json()["detail"], r.text
+
+
+def test_a_forged_result_from_a_node_is_refused(cluster, key_file, envhub_bin):
+    """A node of its own (this test) leases a job and sends back a result that breaks the
+    rules: a path out of the workspace. The row ends in error saying so; nothing of it is
+    kept."""
+    server, nodes = cluster
+    for n in nodes:
+        requests.post(f"{server.url}/cluster/nodes/{n}/drain", timeout=10)
+    token = subprocess.run([envhub_bin, "cluster", "token", "forger", "--node-key-file", key_file],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    hdr = {"Authorization": f"Bearer {token}", "X-Envhub-Boot": "forger1",
+           "Content-Type": "application/json"}
+    base = f"{server.url}/cluster/nodes/forger"
+    try:
+        r = requests.post(f"{base}/heartbeat", json={"slots": 1}, headers=hdr, timeout=10)
+        assert r.status_code == 200, r.text
+        answer = {}
+
+        def submit():
+            answer["r"] = requests.post(f"{server.url}/execute", json={"code": "print(1)"},
+                                        timeout=60)
+
+        t = threading.Thread(target=submit)
+        t.start()
+        r = requests.post(f"{base}/lease", json={"wait_ms": 5000}, headers=hdr, timeout=20)
+        assert r.status_code == 200, r.text
+        spec = r.json()
+        assert spec["image"] and spec["limits"]["memory"] > 0 and spec["input_tar"], spec
+        forged = {"status": "succeeded", "exit_code": 0, "stdout": "", "stdout_truncated": False,
+                  "stderr": "", "stderr_truncated": False, "execution_time": 0.1,
+                  "files": [{"path": "../../etc/passwd", "data": "eA=="}], "display": [],
+                  "files_skipped": []}
+        import json as _json
+        r = requests.post(f"{base}/results/{spec['id']}", data=_json.dumps(forged), headers=hdr,
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        t.join(60)
+        res = answer["r"]
+        assert res.status_code == 502, res.text
+        assert "forger" in res.json()["detail"] and "unsafe path" in res.json()["detail"], res.text
+        doc = row(server, spec["id"])
+        assert doc["status"] == "error" and doc["node"] == "forger", doc
+        assert doc["files"] == [] or not doc.get("files"), doc
+        # a second result for the same job is refused: nothing is recorded twice
+        r = requests.post(f"{base}/results/{spec['id']}", data=_json.dumps(forged), headers=hdr,
+                          timeout=10)
+        assert r.status_code == 409, r.text
+    finally:
+        requests.post(f"{server.url}/cluster/nodes/forger/drain", timeout=10)
+        for n in nodes:
+            requests.post(f"{server.url}/cluster/nodes/{n}/resume", timeout=10)
+
+
+def test_drain_keeps_new_jobs_off_a_node_and_resume_brings_them_back(cluster, envhub_bin):
+    server, nodes = cluster
+    drained = sorted(nodes)[0]
+    env = dict(server_env(), ENVHUB_URL=server.url)
+    p = subprocess.run([envhub_bin, "cluster", "drain", drained], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert p.returncode == 0 and "drained" in p.stdout, (p.stdout, p.stderr)
+    p = subprocess.run([envhub_bin, "cluster", "status"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    line = next(x for x in p.stdout.splitlines() if x.startswith(drained))
+    assert " drained " in line, p.stdout
+    answers = run_many(server, ["print(1)"] * 15, concurrency=5)
+    assert all(r.status_code == 200 and r.json()["stdout"] == "1\n" for r in answers)
+    used = {row(server, r.json()["id"])["node"] for r in answers}
+    assert drained not in used and used, used
+    p = subprocess.run([envhub_bin, "cluster", "resume", drained], capture_output=True, text=True,
+                       timeout=30, env=env)
+    assert p.returncode == 0, p.stderr
+    deadline = time.monotonic() + 60
+    seen = set()
+    while drained not in seen and time.monotonic() < deadline:
+        for r in run_many(server, ["print(2)"] * 6, concurrency=6):
+            assert r.status_code == 200, r.text
+            seen.add(row(server, r.json()["id"])["node"])
+    assert drained in seen, seen
+    r = requests.post(f"{server.url}/cluster/nodes/no-such-node/drain", timeout=10)
+    assert r.status_code == 404, r.text
+
+
+def test_a_cancel_reaches_the_job_on_its_node(cluster):
+    server, nodes = cluster
+    r = requests.post(f"{server.url}/executions", json={"code": "import time; time.sleep(60)"},
+                      timeout=30)
+    assert r.status_code == 202, r.text
+    eid = r.json()["id"]
+    deadline = time.monotonic() + 30
+    while row(server, eid)["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # a heartbeat lists it: the lease is started
+    t0 = time.monotonic()
+    r = requests.post(f"{server.url}/executions/{eid}/cancel", timeout=30)
+    assert r.status_code in (200, 202), r.text
+    while row(server, eid)["status"] == "running" and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    doc = row(server, eid)
+    assert doc["status"] == "interrupted" and "cancelled by" in (doc["error"] or ""), doc
+    assert doc["node"] in nodes
+
+
+def test_a_node_killed_mid_jobs_loses_them_and_rejoins(cluster, envhub_bin, key_file):
+    server, nodes = cluster
+    victim_name = sorted(nodes)[1]
+    victim = nodes[victim_name]
+    out = {}
+
+    def job(i):
+        out[i] = requests.post(f"{server.url}/execute",
+                               json={"code": f"import time; time.sleep(4); print({i})"}, timeout=120)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    # every node has leased some: the victim's are started once its heartbeat listed them
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc = nodes_doc(server)
+        if sum(n["leased"] for n in doc["nodes"]) == 9:
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)
+    victim.stop(sig=signal.SIGKILL)
+    t_kill = time.monotonic()
+    orphans = {c["Id"] for c in labelled_containers(server.label)
+               if c["Labels"].get("envhub.instance") == f"node-{victim_name}"}
+    assert orphans  # its jobs' containers (and its warm one) outlive it
+    for t in threads:
+        t.join(120)
+    lost = [i for i, r in out.items() if r.json()["status"] == "interrupted"]
+    ok = [i for i, r in out.items() if r.json()["status"] == "succeeded"]
+    assert lost and len(lost) + len(ok) == 9, {i: r.text[:200] for i, r in out.items()}
+    for i in lost:
+        doc = out[i].json()
+        assert victim_name in doc["error"] and "stopped answering" in doc["error"], doc
+        assert row(server, doc["id"])["node"] == victim_name
+    for i in ok:
+        assert out[i].json()["stdout"] == f"{i}\n"
+        assert row(server, out[i].json()["id"])["node"] != victim_name
+    assert time.monotonic() - t_kill < 4 + NODE_TIMEOUT + 10
+    assert node_states(server)[victim_name] == "lost"
+    # new jobs go to the others
+    answers = run_many(server, ["print('after')"] * 6, concurrency=3)
+    assert all(r.status_code == 200 and r.json()["stdout"] == "after\n" for r in answers)
+    assert victim_name not in {row(server, r.json()["id"])["node"] for r in answers}
+    doc = nodes_doc(server)
+    assert next(n for n in doc["nodes"] if n["name"] == victim_name)["jobs_lost"] == len(lost)
+    # its containers outlived it: the node removes them when it starts again, and rejoins
+    nodes[victim_name] = Node(envhub_bin, victim_name, server, key_file, server.label,
+                              server.tmpdir).start()
+    wait_nodes(server, [victim_name])
+    left = {c["Id"] for c in labelled_containers(server.label)} & orphans
+    assert not left, left  # removed at its start, before it reported
+    seen = set()
+    deadline = time.monotonic() + 60
+    while victim_name not in seen and time.monotonic() < deadline:
+        for r in run_many(server, ["print(3)"] * 6, concurrency=6):
+            assert r.status_code == 200 and r.json()["stdout"] == "3\n", r.text
+            seen.add(row(server, r.json()["id"])["node"])
+    assert victim_name in seen, seen
+
+
+def test_metrics_have_a_line_per_node(cluster):
+    server, nodes = cluster
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    for n in nodes:
+        assert f'envhub_cluster_node_up{{node="{n}"}} 1' in text, text[-2000:]
+        assert f'envhub_cluster_node_jobs_total{{node="{n}"}}' in text
+    assert "envhub_cluster_queued 0" in text
