@@ -117,6 +117,12 @@ static void heartbeat_once(struct node *n, const char *path, bool *was_up)
     n->drained = drained;
     pthread_cond_broadcast(&n->changed);
     pthread_mutex_unlock(&n->lock);
+    json_t *pools = json_object_get(reply, "pools");
+    if (json_is_array(pools)) {
+        _cleanup_free_ char *text = json_dumps(pools, JSON_COMPACT);
+        if (text)
+            executor_node_set_pools(n->x, text);
+    }
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(reply, "cancel"), i, v)

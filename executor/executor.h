@@ -296,6 +296,15 @@ int executor_open_node(const struct config *cfg, struct engine *e, const char *n
  * (status error or interrupted, with the reason). */
 int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
                       size_t *ret_len, struct err *err);
+/* The server's side: the warm pools node @index of @count ready nodes
+ * (sorted by name) keeps: each environment's policy.pool_size shared out
+ * among the nodes (JSON text for the heartbeat's answer; the caller frees). */
+char *executor_cluster_pools(struct executor *x, size_t index, size_t count);
+/* A node's side: keep the pools of @text (executor_cluster_pools); a text
+ * like the last one changes nothing. */
+void executor_node_set_pools(struct executor *x, const char *text);
+/* Pulls under way: "IMAGE: latest progress line" (strv; the caller frees). */
+char **executor_node_pulls(struct executor *x);
 /* Images with a warm container ready (strv; the caller frees). */
 char **executor_node_warm(struct executor *x);
 

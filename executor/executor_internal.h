@@ -133,6 +133,7 @@ struct executor {
         struct exec_counter *counters;
         uint64_t engine_errors;
         char *default_image_id; /* refreshed by a pool filler */
+        char **pulling;         /* a node's pulls under way: "IMAGE: progress" (strv) */
     } stats;
 
     struct {
@@ -161,7 +162,11 @@ struct executor {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         struct pool *list;
-        bool refresh;    /* read the targets again */
+        bool refresh; /* read the targets again */
+        /* a node: the server's pools for it (executor_node_set_pools) */
+        struct exec_pool_target *node_targets;
+        size_t n_node_targets;
+        char *node_targets_text;
         bool refreshing; /* a filler is reading them (one at a time) */
         pthread_t threads[EXEC_POOL_FILLERS];
         size_t n_threads;
@@ -221,6 +226,8 @@ void exec_count_engine_error(struct executor *x);
  * NULL or empty: it preloaded them all): /health shows the last report. */
 void exec_note_preload(struct executor *x, const char *environment, int64_t version,
                        char *const *errors);
+/* A node pulls @image: @line is its latest progress; NULL: the pull ended. */
+void exec_note_pull(struct executor *x, const char *image, const char *line);
 /* The default image's id as last seen (a copy, or NULL). */
 char *exec_default_image_id(struct executor *x);
 void exec_set_default_image_id(struct executor *x, const char *id);
@@ -339,6 +346,15 @@ void exec_demand_refill(struct pool_demand *d, double seconds);
  * size) nor above @ceiling (ENVHUB_MAX_POOL_SIZE, or the floor when that is
  * larger); 0 when the floor is 0 (the pool is off). */
 int64_t exec_pool_target(int64_t floor, int64_t ceiling, double rate, double refill_s);
+
+/* What a pool should hold. */
+struct exec_pool_target {
+    char *image;
+    char *environment; /* NULL: the default image */
+    int64_t want, recycle;
+    struct sandbox_limits limits;
+};
+void exec_pool_targets_free(struct exec_pool_target *t, size_t n);
 
 void exec_pool_init(struct executor *x);
 /* Ready and starting containers of every pool. */
@@ -525,6 +541,8 @@ struct prepared_job {
     bool pool_ok;                 /* the environment's own limits: a warm container fits */
     char *warning;                /* the environment's deprecation notice, for the result */
     char *node;                   /* cluster mode: the node it was leased to */
+    char *node_image;             /* cluster mode: what a node runs (the registry's digest
+                                   * reference when the version was pushed); NULL: rec.image */
     struct live *live;            /* opened at submission for asynchronous jobs */
     bool recorded;                /* its row was inserted when it was queued (asynchronous) */
     /* in the registry, under runs.lock */
@@ -624,6 +642,13 @@ int exec_tar_collected(const char *data, size_t len, bool truncated,
                        char ***skipped, struct err *err);
 
 /* ---- remote.c: a job between the server and a node (pure) ---- */
+
+/* The pools a node keeps for the server: a JSON array of {image,
+ * environment, size, recycle, limits}; the caller frees. */
+char *exec_remote_pools_text(const struct exec_pool_target *t, size_t n);
+/* A node reads them (at most SANDBOX_POOLS_MAX); ERR_ENGINE naming what is wrong. */
+int exec_remote_pools_parse(const char *text, size_t len, struct exec_pool_target **ret,
+                            size_t *ret_n, struct err *err);
 
 /* The spec of @pj for a node (JSON text); the caller frees. */
 char *exec_remote_spec(const struct prepared_job *pj, size_t *ret_len);

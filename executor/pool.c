@@ -351,12 +351,7 @@ void exec_pool_return(struct executor *x, const char *image, const char *cid, in
 
 /* ---- targets ---- */
 
-struct target {
-    char *image;
-    char *environment;
-    int64_t want, recycle;
-    struct sandbox_limits limits;
-};
+#define target exec_pool_target
 
 /* What the pools should hold: the default image and each ready environment's image. */
 static size_t read_targets(struct executor *x, struct target **ret)
@@ -366,7 +361,27 @@ static size_t read_targets(struct executor *x, struct target **ret)
     struct err err = ERR_INIT;
     struct target *t;
 
-    if (x->catalog && catalog_env_list(x->catalog, &envs, &n, &err) < 0) {
+    if (x->cluster) { /* jobs run on the nodes: no pool here (sessions make their own) */
+        *ret = xcalloc(1, sizeof(**ret));
+        return 0;
+    }
+    if (!x->catalog) { /* a node: its default pool and the server's share for it */
+        pthread_mutex_lock(&x->pool.lock);
+        t = xcalloc(x->pool.n_node_targets + 1, sizeof(*t));
+        t[k] = (struct target){
+            xstrdup(x->cfg->default_image), NULL, x->cfg->pool_size, x->cfg->pool_recycle, {0}};
+        sandbox_limits_default(x->cfg, &t[k++].limits);
+        for (size_t i = 0; i < x->pool.n_node_targets; i++) {
+            const struct target *o = &x->pool.node_targets[i];
+            t[k++] =
+                (struct target){xstrdup(o->image), o->environment ? xstrdup(o->environment) : NULL,
+                                o->want, o->recycle, o->limits};
+        }
+        pthread_mutex_unlock(&x->pool.lock);
+        *ret = t;
+        return k;
+    }
+    if (catalog_env_list(x->catalog, &envs, &n, &err) < 0) {
         log_warn("executor: cannot read the environments for the warm pools: %s", err.msg);
         n = 0;
     }
@@ -561,6 +576,70 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
+void exec_pool_targets_free(struct exec_pool_target *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].image);
+        free(t[i].environment);
+    }
+    free(t);
+}
+
+char *executor_cluster_pools(struct executor *x, size_t index, size_t count)
+{
+    struct env_record *envs = NULL;
+    size_t n = 0, k = 0;
+    struct err err = ERR_INIT;
+
+    if (count == 0 || index >= count || catalog_env_list(x->catalog, &envs, &n, &err) < 0)
+        return xstrdup("[]");
+    struct target *t = xcalloc(n + 1, sizeof(*t));
+    for (size_t i = 0; i < n; i++) {
+        struct sandbox_limits l;
+        if (envs[i].version == 0 || !envs[i].image || envs[i].lifecycle == ENV_RETIRED ||
+            sandbox_policy_parse(x->cfg, envs[i].policy, &l, NULL, &err) < 0 || l.pool_size <= 0)
+            continue;
+        /* the pool's size shared out: node i of count gets its part */
+        int64_t share =
+            l.pool_size / (int64_t)count + ((int64_t)index < l.pool_size % (int64_t)count);
+        if (share <= 0)
+            continue;
+        t[k++] = (struct target){
+            xstrdup(envs[i].registry_image ? envs[i].registry_image : envs[i].image),
+            xstrdup(envs[i].name), share, l.recycle, l};
+    }
+    env_records_free(envs, n);
+    char *text = exec_remote_pools_text(t, k);
+    exec_pool_targets_free(t, k);
+    return text;
+}
+
+void executor_node_set_pools(struct executor *x, const char *text)
+{
+    struct exec_pool_target *t = NULL;
+    size_t n = 0;
+    struct err err = ERR_INIT;
+
+    pthread_mutex_lock(&x->pool.lock);
+    bool same = x->pool.node_targets_text && strcmp(x->pool.node_targets_text, text) == 0;
+    pthread_mutex_unlock(&x->pool.lock);
+    if (same)
+        return;
+    if (exec_remote_pools_parse(text, strlen(text), &t, &n, &err) < 0) {
+        log_warn("executor: the server's pools for this node are refused: %s", err.msg);
+        return;
+    }
+    pthread_mutex_lock(&x->pool.lock);
+    exec_pool_targets_free(x->pool.node_targets, x->pool.n_node_targets);
+    x->pool.node_targets = t;
+    x->pool.n_node_targets = n;
+    free(x->pool.node_targets_text);
+    x->pool.node_targets_text = xstrdup(text);
+    x->pool.refresh = true;
+    pthread_cond_signal(&x->pool.wake);
+    pthread_mutex_unlock(&x->pool.lock);
+}
+
 void executor_pool_refresh(struct executor *x)
 {
     pthread_mutex_lock(&x->pool.lock);
@@ -632,6 +711,8 @@ void exec_pool_stop(struct executor *x)
 
 void exec_pool_fini(struct executor *x)
 {
+    exec_pool_targets_free(x->pool.node_targets, x->pool.n_node_targets);
+    free(x->pool.node_targets_text);
     while (x->pool.list) {
         struct pool *p = x->pool.list;
         x->pool.list = p->next;

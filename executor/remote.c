@@ -214,7 +214,7 @@ static int get_strv(const json_t *doc, const char *key, size_t max_items, char *
 
 static int get_limits(const json_t *doc, struct sandbox_limits *l, struct err *err)
 {
-    const char *what = "job spec: limits";
+    const char *what = "limits";
     const json_t *o = json_object_get(doc, "limits");
     if (!json_is_object(o))
         return err_set(err, ERR_ENGINE, "%s: must be an object", what);
@@ -263,7 +263,7 @@ int exec_remote_spec_parse(const char *text, size_t len, struct prepared_job *pj
         get_str(doc, "principal", 256, false, &rec->principal, what, err) < 0 ||
         get_int(doc, "timeout_s", 1, INT32_MAX, &rec->timeout_s, what, err) < 0 ||
         get_int(doc, "environment_version", 0, INT64_MAX, &version, what, err) < 0 ||
-        get_limits(doc, &pj->limits, err) < 0)
+        (get_limits(doc, &pj->limits, err) < 0 && err_prefix(err, "%s", what)))
         return -1;
     rec->environment_version = version;
     pj->pool_ok = get_bool(doc, "pool_ok");
@@ -381,5 +381,54 @@ int exec_remote_result_parse(const struct tar_out_limits *lim, int64_t output_li
     }
     job_result_release(res);
     *res = r;
+    return 0;
+}
+
+/* ---- the pools a node keeps ---- */
+
+#define POOLS_MAX 256
+
+char *exec_remote_pools_text(const struct exec_pool_target *t, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("{s:s,s:s?,s:I,s:I,s:o}", "image", t[i].image, "environment",
+                         t[i].environment, "size", (json_int_t)t[i].want, "recycle",
+                         (json_int_t)t[i].recycle, "limits", limits_json(&t[i].limits)));
+    size_t len;
+    return dump(a, &len);
+}
+
+int exec_remote_pools_parse(const char *text, size_t len, struct exec_pool_target **ret,
+                            size_t *ret_n, struct err *err)
+{
+    const char *what = "pools";
+    json_error_t jerr;
+    *ret = NULL;
+    *ret_n = 0;
+    if (json_shape_check(text, len, &remote_shape, what, err) < 0)
+        return -1;
+    _cleanup_(json_decrefp) json_t *a = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_array(a) || json_array_size(a) > POOLS_MAX)
+        return err_set(err, ERR_ENGINE, "%s: must be an array of at most %d pools", what,
+                       POOLS_MAX);
+    size_t n = json_array_size(a);
+    struct exec_pool_target *t = xcalloc(n ? n : 1, sizeof(*t));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *o = json_array_get(a, i);
+        if (!json_is_object(o) || get_str(o, "image", 1024, false, &t[i].image, what, err) < 0 ||
+            get_str(o, "environment", 256, true, &t[i].environment, what, err) < 0 ||
+            get_int(o, "size", 1, 1000, &t[i].want, what, err) < 0 ||
+            get_int(o, "recycle", 0, INT32_MAX, &t[i].recycle, what, err) < 0 ||
+            get_limits(o, &t[i].limits, err) < 0) {
+            if (!err->code)
+                err_set(err, ERR_ENGINE, "%s[%zu]: not an object", what, i);
+            exec_pool_targets_free(t, i + 1);
+            return -1;
+        }
+    }
+    *ret = t;
+    *ret_n = n;
     return 0;
 }

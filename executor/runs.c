@@ -230,6 +230,8 @@ int exec_job_prepare(struct executor *x, const struct job_request *req, struct p
     }
     /* deprecated: the result says so (the row by trigger) */
     pj->warning = steal_ptr(env.rec.warning);
+    if (env.name && env.rec.registry_image)
+        pj->node_image = xstrdup(env.rec.registry_image);
     return 0;
 }
 
@@ -237,6 +239,7 @@ void exec_job_release(struct prepared_job *pj)
 {
     execution_record_release(&pj->rec);
     free(pj->node);
+    free(pj->node_image);
     buf_release(&pj->input_tar);
     free(pj->warning);
     free(pj->cid);
@@ -466,7 +469,8 @@ static void run_remote(struct executor *x, struct prepared_job *pj, struct run_s
         err_set(&e, ERR_CANCELLED, "cancelled by %s before it ran", early);
     else {
         char *spec = exec_remote_spec(pj, &len);
-        rc = cluster_run(x->cluster, pj->rec.id, pj->rec.image, spec, len, &co, &e);
+        rc = cluster_run(x->cluster, pj->rec.id, pj->node_image ? pj->node_image : pj->rec.image,
+                         spec, len, &co, &e);
     }
     pthread_mutex_lock(&x->runs.lock);
     pj->remote = false;
@@ -526,6 +530,42 @@ int exec_job_execute(struct executor *x, struct prepared_job *pj, struct job_res
     return run_end(x, pj, &st, ret, err);
 }
 
+struct pull_tap {
+    struct executor *x;
+    const char *image;
+};
+
+static int on_pull_line(void *ctx, const char *line)
+{
+    struct pull_tap *t = ctx;
+    exec_note_pull(t->x, t->image, line);
+    return 0;
+}
+
+/* A node has @image, or pulls it (its registry reference, by digest);
+ * /health and /metrics of the server see the pull through the heartbeat. */
+static int node_image(struct executor *x, const char *image, struct err *err)
+{
+    struct engine_image_info info = {0};
+    if (engine_image_inspect(x->engine, image, &info, err) == 0) {
+        engine_image_info_release(&info);
+        return 0;
+    }
+    if (err->code != ERR_NOT_FOUND)
+        return -1;
+    err_clear(err);
+    int64_t t0 = time_mono_ms();
+    struct pull_tap tap = {x, image};
+    exec_note_pull(x, image, "starting");
+    log_info("executor: pulling %s for a job", image);
+    int rc = engine_image_pull(x->engine, image, on_pull_line, &tap, err);
+    exec_note_pull(x, image, NULL);
+    if (rc < 0)
+        return err_prefix(err, "image '%s' is not on this node and cannot be pulled", image);
+    log_info("executor: pulled %s in %.1f s", image, (double)(time_mono_ms() - t0) / 1000.0);
+    return 0;
+}
+
 int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
                       size_t *ret_len, struct err *err)
 {
@@ -543,8 +583,8 @@ int executor_node_run(struct executor *x, const char *spec, size_t len, char **r
         pj.recorded = true; /* it waits for a slot rather than being refused; cancels find it */
         result_reset(&st.res, pj.rec.id);
         exec_runs_register(x, &pj);
-        int rc = slot_acquire(x, &pj, &jerr);
-        if (rc == 0) {
+        int rc = node_image(x, pj.rec.image, &jerr);
+        if (rc == 0 && (rc = slot_acquire(x, &pj, &jerr)) == 0) {
             int64_t backlog_ms = pj.rec.timeout_s * 1000;
             rc = exec_containers_backlog_wait(
                 x, backlog_ms < BACKLOG_WAIT_MIN_MS ? BACKLOG_WAIT_MIN_MS : backlog_ms, &jerr);

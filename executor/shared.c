@@ -74,6 +74,36 @@ void exec_stats_init(struct executor *x)
     pthread_mutex_init(&x->stats.lock, NULL);
 }
 
+void exec_note_pull(struct executor *x, const char *image, const char *line)
+{
+    size_t n = strlen(image);
+    pthread_mutex_lock(&x->stats.lock);
+    size_t k = 0;
+    for (size_t i = 0; x->stats.pulling && x->stats.pulling[i]; i++) {
+        char *e = x->stats.pulling[i];
+        if (strncmp(e, image, n) == 0 && e[n] == ':' && e[n + 1] == ' ') {
+            free(e);
+            continue;
+        }
+        x->stats.pulling[k++] = e;
+    }
+    if (x->stats.pulling)
+        x->stats.pulling[k] = NULL;
+    if (line)
+        strv_push(&x->stats.pulling, xasprintf("%s: %.200s", image, line));
+    pthread_mutex_unlock(&x->stats.lock);
+}
+
+char **executor_node_pulls(struct executor *x)
+{
+    char **out = NULL;
+    pthread_mutex_lock(&x->stats.lock);
+    for (size_t i = 0; x->stats.pulling && x->stats.pulling[i]; i++)
+        strv_push(&out, xstrdup(x->stats.pulling[i]));
+    pthread_mutex_unlock(&x->stats.lock);
+    return out;
+}
+
 void exec_stats_fini(struct executor *x)
 {
     while (x->stats.counters) {
@@ -84,6 +114,7 @@ void exec_stats_fini(struct executor *x)
         free(c);
     }
     free(x->stats.default_image_id);
+    strv_free(x->stats.pulling);
     pthread_mutex_destroy(&x->stats.lock);
 }
 

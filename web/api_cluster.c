@@ -75,6 +75,33 @@ static int report_list(const json_t *doc, const char *key, char ***ret, struct e
     return 0;
 }
 
+/* The warm pools this node keeps: its share of each environment's
+ * pool_size, by its place among the nodes that take jobs (sorted by name);
+ * none while it is drained. */
+static json_t *node_pools(struct web_request *rq)
+{
+    struct cluster_node_info *nodes = NULL;
+    size_t n = 0, count = 0, index = 0;
+    bool found = false;
+
+    cluster_nodes(rq->deps->cluster, &nodes, &n, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (!nodes[i].up || nodes[i].drained)
+            continue;
+        if (strcmp(nodes[i].name, rq->params[0]) == 0) {
+            index = count;
+            found = true;
+        }
+        count++;
+    }
+    cluster_node_infos_free(nodes, n);
+    if (!found)
+        return json_array();
+    _cleanup_free_ char *text = executor_cluster_pools(rq->deps->executor, index, count);
+    json_t *pools = json_loads(text, 0, NULL);
+    return pools ? pools : json_array();
+}
+
 void api_node_heartbeat(struct web_request *rq)
 {
     struct err err = ERR_INIT;
@@ -127,9 +154,10 @@ void api_node_heartbeat(struct web_request *rq)
         json_array_append_new(cancel, json_string(reply.cancel[i]));
     bool drained = reply.drained;
     cluster_reply_release(&reply);
-    web_reply_json(rq, 200,
-                   json_pack("{s:b,s:o,s:I}", "drained", drained, "cancel", cancel,
-                             "node_timeout_ms", (json_int_t)rq->deps->cfg->node_timeout * 1000));
+    json_t *answer = json_pack("{s:b,s:o,s:I}", "drained", drained, "cancel", cancel,
+                               "node_timeout_ms", (json_int_t)rq->deps->cfg->node_timeout * 1000);
+    json_object_set_new(answer, "pools", node_pools(rq));
+    web_reply_json(rq, 200, answer);
 }
 
 void api_node_lease(struct web_request *rq)

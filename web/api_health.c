@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "cluster/cluster.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -66,6 +67,29 @@ static void preload_warnings(struct web_request *rq, json_t *list)
     executor_preload_failures_free(f, n);
 }
 
+/* Cluster mode: how many nodes answer, what waits for one, and the image
+ * pulls under way on each ("NODE: IMAGE: progress"). */
+static json_t *cluster_health(struct cluster *c)
+{
+    struct cluster_node_info *nodes = NULL;
+    size_t n = 0, up = 0;
+    struct cluster_stats st;
+    json_t *pulls = json_array();
+
+    cluster_nodes(c, &nodes, &n, &st);
+    for (size_t i = 0; i < n; i++) {
+        up += nodes[i].up;
+        for (size_t k = 0; nodes[i].pulling && nodes[i].pulling[k]; k++) {
+            _cleanup_free_ char *line = xasprintf("%s: %s", nodes[i].name, nodes[i].pulling[k]);
+            json_array_append_new(pulls, web_json_str(line));
+        }
+    }
+    cluster_node_infos_free(nodes, n);
+    return json_pack("{s:I, s:I, s:I, s:I, s:o}", "nodes", (json_int_t)n, "nodes_up",
+                     (json_int_t)up, "queued", (json_int_t)st.queued, "leased",
+                     (json_int_t)st.leased, "pulling", pulls);
+}
+
 /* Conditions an operator should act on before they fail requests; they do
  * not make the service degraded: each a {"code", "detail"}. */
 static json_t *warnings(struct web_request *rq)
@@ -96,5 +120,7 @@ void api_health(struct web_request *rq)
                   version, "error", catalog_ok ? NULL : catalog_err.msg, "jobs", "running",
                   (json_int_t)stats.running, "waiting", (json_int_t)stats.waiting);
     json_object_set_new(doc, "warnings", warnings(rq));
+    if (rq->deps->cluster)
+        json_object_set_new(doc, "cluster", cluster_health(rq->deps->cluster));
     web_reply_json(rq, engine_ok && catalog_ok ? 200 : 503, doc);
 }

@@ -21,7 +21,8 @@ import time
 import pytest
 import requests
 
-from helpers import docker_api, execute, labelled_containers, server_env
+from helpers import (create_env, delete_env, docker_api, execute, labelled_containers,
+                     server_env, wait_env)
 
 NODE_TIMEOUT = 3  # seconds of silence before the server gives a node up
 
@@ -402,6 +403,44 @@ def test_a_node_killed_mid_jobs_loses_them_and_rejoins(cluster, envhub_bin, key_
             assert r.status_code == 200 and r.json()["stdout"] == "3\n", r.text
             seen.add(row(server, r.json()["id"])["node"])
     assert victim_name in seen, seen
+
+
+def test_an_environment_built_on_the_server_runs_on_every_node_with_its_pool_shared(cluster,
+                                                                                   run_id):
+    server, nodes = cluster
+    name = f"cl-env-{run_id}"
+    create_env(server, name, "echo built > /opt/marker\n", policy={"pool_size": 3})
+    wait_env(server, name)
+    try:
+        # its pool of 3 is shared out: one warm container on each node
+        deadline = time.monotonic() + 60
+        warm = {}
+        while time.monotonic() < deadline:
+            warm = {n["name"]: n["warm"] for n in nodes_doc(server)["nodes"] if n["name"] in nodes}
+            if all(any(name in image for image in w) for w in warm.values()):
+                break
+            time.sleep(0.5)
+        assert all(any(name in image for image in w) for w in warm.values()), (name, warm)
+        # and each node runs its jobs: the others drained in turn
+        for target in nodes:
+            for n in nodes:
+                requests.post(f"{server.url}/cluster/nodes/{n}/{'resume' if n == target else 'drain'}",
+                              timeout=10)
+            doc = execute(server, "print(open('/opt/marker').read().strip())", environment=name)
+            assert doc["status"] == "succeeded" and doc["stdout"] == "built\n", doc
+            r = row(server, doc["id"])
+            assert r["node"] == target and r["environment"] == name, r
+    finally:
+        for n in nodes:
+            requests.post(f"{server.url}/cluster/nodes/{n}/resume", timeout=10)
+        delete_env(server, name)
+
+
+def test_health_tells_the_nodes(cluster):
+    server, nodes = cluster
+    doc = requests.get(f"{server.url}/health", timeout=10).json()
+    c = doc["cluster"]
+    assert c["nodes_up"] >= len(nodes) and c["queued"] == 0 and c["pulling"] == [], c
 
 
 def test_metrics_have_a_line_per_node(cluster):

@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_node_result.c - exec_remote_result_parse and
  * exec_remote_spec_parse (executor/remote.c): the server's reader of what a
  * node sends back about a job (another machine's word, checked like what
- * comes out of a sandbox), and a node's reader of a job's spec.
+ * comes out of a sandbox), a node's reader of a job's spec, and of the
+ * pools the server asks it to keep (exec_remote_pools_parse).
  *
  * Input: the text. Properties: a refusal says why and leaves the result as
  * it was; an accepted result stays inside the limits it was read with
@@ -59,5 +60,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(pj.rec.id && pj.rec.image &&
                    pj.input_tar.len <= (size_t)pj.limits.workspace_size);
     exec_job_release(&pj);
+
+    struct exec_pool_target *t = NULL;
+    size_t n = 0;
+    err_clear(&err);
+    if (exec_remote_pools_parse(text, size, &t, &n, &err) < 0) {
+        fuzz_check_err(&err);
+        FUZZ_CHECK(!t && n == 0);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            FUZZ_CHECK(t[i].image && t[i].want >= 1 && t[i].want <= 1000 &&
+                       t[i].limits.n_preload <= SANDBOX_PRELOAD_MAX);
+    }
+    exec_pool_targets_free(t, n);
     return 0;
 }
