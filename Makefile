@@ -18,6 +18,11 @@
 #   make bench-history  the history API over 1,000,000 seeded executions
 #   make bench-history-load  /health and /execute while four clients search those rows
 #   make lint       clang-format check, headers compiled alone, cppcheck
+#   make cluster-up / cluster-down  three engines in one swarm on loopback, the registry, and
+#                   envhub in cluster mode on 127.0.0.1:8100 with a node beside each engine
+#   make cluster-test  cluster-up, the cluster-mode tests on those engines, cluster-down
+#   make bench-cluster  warm /execute in cluster mode against one engine, and the server's
+#                   cost per job placed
 
 CFLAGS     ?= -O2 -g
 WARNINGS   := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
@@ -90,7 +95,7 @@ DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium 
 # make fuzz: clang and its libFuzzer runtime (bookworm's clang 14 leaves it to a Recommends).
 DEB_FUZZ   := clang libclang-rt-14-dev
 
-.PHONY: registry registry-down cluster-up cluster-down cluster-check
+.PHONY: registry registry-down cluster-up cluster-down cluster-check cluster-test
 .PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool soak bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
@@ -248,15 +253,27 @@ registry-down:
 # A Docker Swarm of three engines on this machine, all on loopback, with the
 # registry (engine/cluster.sh says what each step does); cluster-down undoes
 # every part of it, also after a failed cluster-up.
-cluster-up: test-deps engine base-image
+cluster-up: test-deps engine base-image $(BIN)
 	$(call apt_install,iproute2)
-	@STATE=$(STATE) SOCKET=$(SOCKET) IMAGE=$(IMAGE) bash engine/cluster.sh up
+	@STATE=$(STATE) SOCKET=$(SOCKET) IMAGE=$(IMAGE) BIN=$(BIN) CLUSTER_PORT=$(CLUSTER_PORT) \
+	    bash engine/cluster.sh up
 
 cluster-down:
-	@STATE=$(STATE) SOCKET=$(SOCKET) bash engine/cluster.sh down
+	@STATE=$(STATE) SOCKET=$(SOCKET) BIN=$(BIN) bash engine/cluster.sh down
 
 cluster-check:
 	@STATE=$(STATE) SOCKET=$(SOCKET) IMAGE=$(IMAGE) bash engine/cluster.sh check
+
+# envhub's cluster mode on the three engines of cluster-up: jobs spread over them, a
+# version built on the manager runs on each, an engine killed under 20 jobs
+# (tests/api/test_cluster_engines.py); the cluster goes down afterwards, also on a failure.
+CLUSTER_PORT ?= 8100
+cluster-test: $(BIN)
+	@trap '$(MAKE) --no-print-directory -C $(CURDIR) cluster-down' EXIT; \
+	$(MAKE) --no-print-directory cluster-up CLUSTER_PORT=$(CLUSTER_PORT) && \
+	cd tests/api && ENVHUB_CLUSTER_URL=http://127.0.0.1:$(CLUSTER_PORT) \
+	    ENVHUB_CLUSTER_STATE=$(abspath $(STATE)) $(PYTHON) -m pytest -q -s -p no:cacheprovider \
+	    test_cluster_engines.py
 
 # The default image, bootstrapped from the Debian mirror when it is not in the engine.
 base-image: engine $(BIN)

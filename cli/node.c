@@ -11,6 +11,7 @@
  * SIGINT or SIGTERM: no new leases, running jobs are killed and reported
  * interrupted, then it stops. */
 #include <civetweb.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -34,6 +35,7 @@
 #define NODE_HEARTBEAT_MS 1000
 #define NODE_LEASE_WAIT_MS 4000
 #define NODE_RESULT_TRIES 5
+#define NODE_STOP_WAIT_MS 30000 /* for the last results at a stop */
 
 struct node {
     const struct config *cfg;
@@ -49,7 +51,10 @@ struct node {
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a job ended, or stop */
     int64_t in_flight;      /* leased and not yet reported */
-    char **ids;             /* their ids, for the heartbeat */
+    struct engine *engine;
+    bool engine_down;  /* it does not answer: no leases; when it answers again, a new start */
+    atomic_bool again; /* start again once stopped (the engine came back, its containers gone) */
+    char **ids;        /* their ids, for the heartbeat */
     bool drained;
 };
 
@@ -79,19 +84,43 @@ static json_t *strv_json(char *const *v)
 
 /* ---- heartbeat ---- */
 
+/* Its engine: down, no leases (the heartbeat says why, the server ends what
+ * this node ran); back, the node starts again, fresh (its executor's warm
+ * containers and running jobs went with the engine). */
+static void engine_watch(struct node *n, struct err *ping)
+{
+    bool ok = engine_ping(n->engine, ping) == 0;
+    pthread_mutex_lock(&n->lock);
+    bool was_down = n->engine_down;
+    n->engine_down = !ok;
+    pthread_cond_broadcast(&n->changed);
+    pthread_mutex_unlock(&n->lock);
+    if (!ok && !was_down)
+        log_warn("node: the engine does not answer (%s): no new jobs until it does", ping->msg);
+    if (ok && was_down) {
+        log_warn("node: the engine answers again; starting again (its containers are gone)");
+        atomic_store(&n->again, true);
+        kill(getpid(), SIGTERM);
+    }
+}
+
 static void heartbeat_once(struct node *n, const char *path, bool *was_up)
 {
-    struct err err = ERR_INIT;
+    struct err err = ERR_INIT, ping = ERR_INIT;
     struct answer a = {0};
+    engine_watch(n, &ping);
     pthread_mutex_lock(&n->lock);
     _cleanup_(strv_freep) char **running = NULL;
     for (size_t i = 0; n->ids && n->ids[i]; i++)
         strv_push(&running, xstrdup(n->ids[i]));
     pthread_mutex_unlock(&n->lock);
     _cleanup_(strv_freep) char **warm = executor_node_warm(n->x);
-    json_t *doc =
-        json_pack("{s:I,s:s,s:o,s:o,s:[]}", "slots", (json_int_t)n->slots, "engine", n->engine_desc,
-                  "running", strv_json(running), "warm", strv_json(warm), "pulling");
+    _cleanup_(strv_freep) char **pulling = executor_node_pulls(n->x);
+    json_t *doc = json_pack("{s:I,s:s,s:o,s:o,s:o}", "slots", (json_int_t)n->slots, "engine",
+                            n->engine_desc, "running", strv_json(running), "warm", strv_json(warm),
+                            "pulling", strv_json(pulling));
+    if (ping.code != ERR_OK)
+        json_object_set_new(doc, "engine_error", json_string(ping.msg));
     _cleanup_free_ char *body = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (node_call(n, path, body, 5000, &a, &err) < 0 || a.status != 200) {
@@ -184,8 +213,19 @@ static void *job_main(void *arg)
     _cleanup_free_ char *result = NULL;
     size_t len = 0;
 
-    if (executor_node_run(n->x, j->spec, j->len, &result, &len, &err) < 0) {
+    bool unrun = false;
+    if (executor_node_run(n->x, j->spec, j->len, &result, &len, &unrun, &err) < 0) {
         log_warn("node: job '%s' did not run: %s", j->id, err.msg); /* cannot happen */
+    } else if (unrun) {
+        _cleanup_free_ char *path = xasprintf("/cluster/nodes/%s/giveback/%s", n->name, j->id);
+        struct answer a = {0};
+        log_warn("node: '%s' gets no container here (the engine does not answer): giving it "
+                 "back",
+                 j->id);
+        if (node_call(n, path, "{}", 10000, &a, &err) < 0 || a.status != 200)
+            log_warn("node: the server did not take '%s' back: %s", j->id,
+                     err.msg[0] ? err.msg : buf_str(&a.body));
+        answer_release(&a);
     } else {
         _cleanup_free_ char *path = xasprintf("/cluster/nodes/%s/results/%s", n->name, j->id);
         for (int t = 0; t < NODE_RESULT_TRIES; t++) {
@@ -246,7 +286,8 @@ static void *lease_main(void *arg)
 
     while (!atomic_load(&n->stop)) {
         pthread_mutex_lock(&n->lock);
-        while (!atomic_load(&n->stop) && (n->in_flight >= n->slots || n->drained)) {
+        while (!atomic_load(&n->stop) &&
+               (n->in_flight >= n->slots || n->drained || n->engine_down)) {
             struct timespec until = time_deadline_in(NODE_HEARTBEAT_MS);
             pthread_cond_timedwait(&n->changed, &n->lock, &until);
         }
@@ -273,6 +314,29 @@ static void *lease_main(void *arg)
 }
 
 /* ---- the command ---- */
+
+/* The same command line again, in this process: a fresh node (new boot id,
+ * executor, pools), as a supervisor would restart it. Returns only when
+ * that fails. */
+static void start_again(void)
+{
+    char buf[65536];
+    char *argv[256];
+    size_t argc = 0;
+    FILE *f = fopen("/proc/self/cmdline", "re");
+    size_t len = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[len] = '\0';
+    for (size_t i = 0; i < len && argc < ARRAY_SIZE(argv) - 1; i += strlen(buf + i) + 1)
+        argv[argc++] = buf + i;
+    argv[argc] = NULL;
+    if (argc == 0)
+        return;
+    log_info("node: starting again");
+    execv("/proc/self/exe", argv);
+    log_error("node: cannot start again: %s", strerror(errno));
+}
 
 static int node_token(const struct cli_ctx *ctx, const char *name, char out[CLUSTER_TOKEN_LEN + 1])
 {
@@ -363,6 +427,7 @@ static int cmd_node(const struct cli_ctx *ctx)
         fprintf(stderr, "envhub: %s\nenvhub: is dockerd running beside this node?\n", err.msg);
         goto out;
     }
+    n.engine = e;
     n.engine_desc = xasprintf("%s (API %s)", cfg->docker_host, engine_api_version(e));
     if (executor_open_node(cfg, e, n.name, &n.x, &err) < 0) {
         cli_fail(&err);
@@ -389,12 +454,21 @@ out:
     if (lease_started)
         pthread_join(lease, NULL);
     /* the job threads report and end (bounded by their tries) */
+    int64_t give_up = time_mono_ms() + NODE_STOP_WAIT_MS;
     pthread_mutex_lock(&n.lock);
-    while (n.in_flight > 0) {
+    while (n.in_flight > 0 && time_mono_ms() < give_up) {
         struct timespec until = time_deadline_in(1000);
         pthread_cond_timedwait(&n.changed, &n.lock, &until);
     }
+    int64_t left = n.in_flight;
     pthread_mutex_unlock(&n.lock);
+    if (left > 0) {
+        /* their threads still use the executor: leave it to the exit */
+        log_warn("node: %lld results not sent within %d s; stopping without them (the server "
+                 "ends those jobs when it gives this node up)",
+                 (long long)left, NODE_STOP_WAIT_MS / 1000);
+        return rc;
+    }
     if (hb_started)
         pthread_join(hb, NULL);
     executor_close(n.x);
@@ -405,6 +479,8 @@ out:
     strv_free(n.ids);
     pthread_cond_destroy(&n.changed);
     pthread_mutex_destroy(&n.lock);
+    if (atomic_load(&n.again))
+        start_again();
     return rc;
 }
 

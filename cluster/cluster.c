@@ -26,6 +26,7 @@ enum job_state { JOB_QUEUED, JOB_LEASED, JOB_DONE };
 
 struct node {
     char *name, *boot, *engine;
+    char *engine_error; /* its engine does not answer: it takes nothing */
     bool up, drained;
     int64_t slots, running, leased;
     uint64_t done, lost;
@@ -299,7 +300,7 @@ static bool place(struct cluster *c, struct job *j)
         by_index[i] = n;
         cand[i] = (struct cluster_candidate){
             .asking = n->asking && !n->given,
-            .up = n->up,
+            .up = n->up && !n->engine_error,
             .drained = n->drained,
             .slots = n->slots,
             .leased = n->leased,
@@ -437,6 +438,7 @@ void cluster_close(struct cluster *c)
         free(n->name);
         free(n->boot);
         free(n->engine);
+        free(n->engine_error);
         strv_free(n->warm);
         strv_free(n->pulling);
         strv_free(n->cancel);
@@ -474,7 +476,7 @@ static bool any_node_ready(struct cluster *c, bool *ret_drained)
 {
     *ret_drained = false;
     for (struct node *n = c->nodes; n; n = n->next) {
-        if (n->up && !n->drained)
+        if (n->up && !n->drained && !n->engine_error)
             return true;
         if (n->up)
             *ret_drained = true;
@@ -603,6 +605,18 @@ int cluster_heartbeat(struct cluster *c, const struct cluster_report *r, struct 
     n->boot = xstrdup(r->boot);
     free(n->engine);
     n->engine = r->engine ? xstrdup(r->engine) : NULL;
+    if (r->engine_error && !n->engine_error) {
+        char why[200];
+        snprintf(why, sizeof(why), "lost its engine (%.150s)", r->engine_error);
+        log_warn("cluster: node '%s' %s; its started jobs end interrupted, the others go to other "
+                 "nodes",
+                 n->name, why);
+        node_drop_leases(c, n, why);
+    } else if (!r->engine_error && n->engine_error) {
+        log_info("cluster: node '%s': its engine answers again", n->name);
+    }
+    free(n->engine_error);
+    n->engine_error = r->engine_error ? xstrndup(r->engine_error, 200) : NULL;
     n->slots = r->slots;
     n->running = (int64_t)strv_length(r->running);
     strv_free(n->warm);
@@ -667,7 +681,7 @@ int cluster_lease(struct cluster *c, const char *name, const char *boot, int64_t
     node_touch(n);
     n->up = true;
     struct job *j = NULL;
-    if (!c->stopping && !n->drained && n->leased < n->slots && c->qhead) {
+    if (!c->stopping && !n->drained && !n->engine_error && n->leased < n->slots && c->qhead) {
         j = queue_pop(c);
         job_lease(n, j);
         c->stats.placed++;
@@ -724,6 +738,23 @@ int cluster_complete(struct cluster *c, const char *name, const char *boot, cons
     return 0;
 }
 
+int cluster_giveback(struct cluster *c, const char *name, const char *boot, const char *id,
+                     struct err *err)
+{
+    pthread_mutex_lock(&c->lock);
+    struct node *n = node_find(c, name);
+    struct job *j = job_find(c, id);
+    if (!n || !j || j->state != JOB_LEASED || j->node != n || strcmp(j->boot, boot) != 0) {
+        pthread_mutex_unlock(&c->lock);
+        return err_set(err, ERR_CONFLICT, "node '%s' holds no lease on execution '%s'", name, id);
+    }
+    node_touch(n);
+    log_info("cluster: node '%s' gave '%s' back unrun; it goes to another node", name, id);
+    requeue(c, j);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 /* ---- operation ---- */
 
 void cluster_node_infos_free(struct cluster_node_info *n, size_t count)
@@ -732,6 +763,7 @@ void cluster_node_infos_free(struct cluster_node_info *n, size_t count)
         free(n[i].name);
         free(n[i].boot);
         free(n[i].engine);
+        free(n[i].engine_error);
         strv_free(n[i].warm);
         strv_free(n[i].pulling);
     }
@@ -758,6 +790,7 @@ void cluster_nodes(struct cluster *c, struct cluster_node_info **ret, size_t *re
             .name = xstrdup(n->name),
             .boot = n->boot ? xstrdup(n->boot) : NULL,
             .engine = n->engine ? xstrdup(n->engine) : NULL,
+            .engine_error = n->engine_error ? xstrdup(n->engine_error) : NULL,
             .up = n->up,
             .drained = n->drained,
             .slots = n->slots,

@@ -15,7 +15,9 @@
  * is not heard from for node_timeout_ms is lost: the jobs it had started end
  * interrupted with the node named; those it never confirmed go back to the
  * front of the queue, for another node. A node that comes back with another
- * boot id was restarted: its old leases end the same way. A result for a
+ * boot id was restarted, and one whose engine stopped answering (it says
+ * so in its heartbeat) cannot run what it holds: their leases end the same
+ * way, and the node takes nothing until its engine answers again. A result for a
  * lease the node no longer holds is refused (ERR_CONFLICT): nothing is
  * recorded twice.
  *
@@ -90,12 +92,13 @@ int cluster_cancel(struct cluster *c, const char *id, const char *by, struct err
 
 /* What a node says of itself. */
 struct cluster_report {
-    const char *name, *boot; /* boot: random per start of `envhub node` */
-    int64_t slots;           /* jobs it runs at once */
-    char **running;          /* ids of the jobs it runs (NULL-terminated or NULL) */
-    char **warm;             /* images it has a warm container of */
-    char **pulling;          /* "IMAGE: progress" lines of pulls under way */
-    const char *engine;      /* its engine's name and version, for the status */
+    const char *name, *boot;  /* boot: random per start of `envhub node` */
+    int64_t slots;            /* jobs it runs at once */
+    char **running;           /* ids of the jobs it runs (NULL-terminated or NULL) */
+    char **warm;              /* images it has a warm container of */
+    char **pulling;           /* "IMAGE: progress" lines of pulls under way */
+    const char *engine;       /* its engine's name and version, for the status */
+    const char *engine_error; /* its engine does not answer: why (NULL: it answers) */
 };
 /* What the server tells it back. */
 struct cluster_reply {
@@ -122,10 +125,17 @@ void cluster_unlease(struct cluster *c, const char *name, const char *id);
 int cluster_complete(struct cluster *c, const char *name, const char *boot, const char *id,
                      char *result, size_t len, struct err *err);
 
+/* Node @name, boot @boot, gives job @id back unrun (its engine went before
+ * the job got a container): it goes to the front of the queue, for another
+ * node. ERR_CONFLICT when the node does not hold its lease. */
+int cluster_giveback(struct cluster *c, const char *name, const char *boot, const char *id,
+                     struct err *err);
+
 /* ---- operation ---- */
 
 struct cluster_node_info {
     char *name, *boot, *engine;
+    char *engine_error; /* its engine does not answer (the node says why); NULL: it does */
     bool up, drained;
     int64_t slots, running, leased;
     uint64_t jobs_done, jobs_lost;

@@ -17,6 +17,12 @@
 #   check  the base image goes to the registry; every node pulls it by digest
 #          and runs one python3 job in a container with no network; prints
 #          each node's answer and time.
+#   envhub (the last step of up) envhub in cluster mode: the server on
+#          127.0.0.1:$CLUSTER_PORT (catalog, node key and logs in var/cluster/)
+#          with the registry, and an `envhub node` beside each engine (main,
+#          node2, node3), each given the base image under its usual name.
+#          down stops them first.
+#   engine-up N  start extra node N's engine again (a test killed it).
 #
 # Nothing listens beyond loopback: every engine speaks on its unix socket,
 # the swarm and the registry on 127.0.0.1.
@@ -27,6 +33,9 @@ MAIN_SOCKET=${SOCKET:-/var/run/docker.sock}
 IMAGE=${IMAGE:-envhub/python:bookworm}
 REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5000}
 NODES=(2 3)
+BIN=${BIN:-build/envhub}
+CLUSTER_PORT=${CLUSTER_PORT:-8100}
+NODE_SLOTS=${NODE_SLOTS:-4}
 DIR="$STATE/cluster"
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -159,6 +168,74 @@ check() {
     say "a global service ran one task on each of the $running nodes within $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 }
 
+# A process of ours, by its pid file: stopped with SIGTERM, then SIGKILL.
+stop_pid() {
+    local file=$1 pid
+    [ -f "$file" ] || return 0
+    pid=$(cat "$file")
+    if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+}
+
+# An `envhub node` named $1 beside the engine on socket $2.
+start_agent() {
+    local name=$1 sock=$2
+    ENVHUB_URL="http://127.0.0.1:$CLUSTER_PORT" DOCKER_HOST="unix://$sock" \
+        nohup "$BIN" node --name "$name" --node-key-file "$DIR/node.key" \
+        --concurrent-limit "$NODE_SLOTS" --pool-size 1 --labels envhub.cluster=1 \
+        >"$DIR/node-$name.log" 2>&1 </dev/null &
+    echo $! >"$DIR/node-$name.pid"
+}
+
+start_envhub() {
+    local ref digest
+    [ -x "$BIN" ] || { say "no envhub binary at $BIN (make build)" >&2; return 1; }
+    # every engine has the base image under its usual name (pulled by digest)
+    ref="$REGISTRY_ADDR/$IMAGE"
+    main tag "$IMAGE" "$ref"
+    digest=$(main push "$ref" | awk '/digest: sha256:/ { for (i = 1; i <= NF; i++) if ($i == "digest:") print $(i + 1) }')
+    main rmi "$ref" >/dev/null
+    for n in "${NODES[@]}"; do
+        node "$n" pull -q "${ref%:*}@$digest" >/dev/null
+        node "$n" tag "${ref%:*}@$digest" "$IMAGE"
+    done
+    [ -f "$DIR/node.key" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$DIR/node.key")
+    nohup "$BIN" serve --listen "127.0.0.1:$CLUSTER_PORT" --db "$DIR/envhub.db" \
+        --cluster swarm --node-key-file "$DIR/node.key" --registry "$REGISTRY_ADDR" \
+        --labels envhub.cluster=1 >"$DIR/server.log" 2>&1 </dev/null &
+    echo $! >"$DIR/server.pid"
+    for _ in $(seq 1 50); do
+        curl -sf --max-time 1 "http://127.0.0.1:$CLUSTER_PORT/health" >/dev/null && break
+        sleep 0.2
+    done
+    start_agent main "$MAIN_SOCKET"
+    for n in "${NODES[@]}"; do start_agent "node$n" "$(node_sock "$n")"; done
+    for _ in $(seq 1 50); do
+        [ "$(curl -sf --max-time 1 "http://127.0.0.1:$CLUSTER_PORT/cluster/nodes" |
+            grep -o '"state":"ready"' | wc -l)" -ge $((1 + ${#NODES[@]})) ] && break
+        sleep 0.2
+    done
+    ENVHUB_URL="http://127.0.0.1:$CLUSTER_PORT" "$BIN" cluster status
+    say "envhub in cluster mode on http://127.0.0.1:$CLUSTER_PORT (nodes: main$(printf ', node%s' "${NODES[@]}"))"
+}
+
+stop_envhub() {
+    local f
+    for f in "$DIR"/node-*.pid; do [ -e "$f" ] && stop_pid "$f"; done
+    stop_pid "$DIR/server.pid"
+    # what the nodes' jobs and pools left on the engines that still answer
+    main ps -aq --filter label=envhub.cluster=1 | xargs -r docker -H "unix://$MAIN_SOCKET" rm -f >/dev/null 2>&1 || true
+    for n in "${NODES[@]}"; do
+        answers "$(node_sock "$n")" || continue
+        node "$n" ps -aq --filter label=envhub.cluster=1 | xargs -r docker -H "unix://$(node_sock "$n")" rm -f >/dev/null 2>&1 || true
+    done
+    main images -q --filter label=envhub.cluster=1 | sort -u | xargs -r docker -H "unix://$MAIN_SOCKET" rmi -f >/dev/null 2>&1 || true
+    rm -f "$DIR/node.key" "$DIR"/envhub.db* "$DIR"/*.log
+}
+
 case "${1:-}" in
 up)
     [ "$(id -u)" -eq 0 ] || { say "run as root (it starts engines and creates bridges)" >&2; exit 1; }
@@ -169,10 +246,12 @@ up)
     form_swarm
     STATE="$STATE" REGISTRY_ADDR="$REGISTRY_ADDR" bash "$HERE/registry.sh" up
     check
+    start_envhub
     trap - ERR
-    say "up: 3 engines in one swarm, registry on $REGISTRY_ADDR; make cluster-down undoes it"
+    say "up: 3 engines in one swarm, registry on $REGISTRY_ADDR, envhub on 127.0.0.1:$CLUSTER_PORT; make cluster-down undoes it"
     ;;
 down)
+    stop_envhub
     for n in "${NODES[@]}"; do stop_node "$n"; done
     if [ -f "$DIR/manager-created" ]; then
         main swarm leave --force >/dev/null 2>&1 && say "main engine: left the swarm" || true
@@ -187,6 +266,10 @@ down)
     ;;
 check)
     check
+    ;;
+engine-up)
+    # the engine of extra node $2 again (after a test killed it); its node rejoins by itself
+    start_node "${2:?which node: 2 or 3}"
     ;;
 *)
     echo "usage: $0 up|down|check" >&2

@@ -938,9 +938,17 @@ static size_t progress_data(char *data, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
-/* Split "repo:tag" (a ':' after the last '/'), "latest" when no tag. */
+/* Split "repo:tag" (a ':' after the last '/'), "latest" when no tag; and
+ * "repo@sha256:..." into the repository and the digest, which the API
+ * takes as the tag. */
 static void split_ref(const char *ref, char **ret_repo, char **ret_tag)
 {
+    const char *at = strchr(ref, '@');
+    if (at) {
+        *ret_repo = xstrndup(ref, (size_t)(at - ref));
+        *ret_tag = xstrdup(at + 1);
+        return;
+    }
     const char *colon = strrchr(ref, ':');
     const char *slash = strrchr(ref, '/');
     if (colon && (!slash || colon > slash)) {

@@ -293,9 +293,11 @@ int executor_open_node(const struct config *cfg, struct engine *e, const char *n
 /* Run the job of @spec (exec_remote_spec's text) to its end: 0 with its
  * result text in *ret_result (the caller frees), whatever came of it: a
  * spec it cannot read, or a job the node's stop cut off, is a result too
- * (status error or interrupted, with the reason). */
+ * (status error or interrupted, with the reason). *ret_unrun: the job got
+ * no container because the engine does not answer: give it back
+ * (another node runs it) rather than send the result. */
 int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
-                      size_t *ret_len, struct err *err);
+                      size_t *ret_len, bool *ret_unrun, struct err *err);
 /* The server's side: the warm pools node @index of @count ready nodes
  * (sorted by name) keeps: each environment's policy.pool_size shared out
  * among the nodes (JSON text for the heartbeat's answer; the caller frees). */

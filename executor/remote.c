@@ -68,12 +68,12 @@ static json_t *limits_json(const struct sandbox_limits *l)
 char *exec_remote_spec(const struct prepared_job *pj, size_t *ret_len)
 {
     const struct execution_record *rec = &pj->rec;
-    json_t *doc = json_pack("{s:s,s:s,s:I,s:s,s:I,s:b,s:o,s:o}", "id", rec->id, "image", rec->image,
-                            "timeout_s", (json_int_t)rec->timeout_s, "principal",
-                            rec->principal ? rec->principal : "", "environment_version",
-                            (json_int_t)rec->environment_version, "pool_ok", pj->pool_ok, "limits",
-                            limits_json(&pj->limits), "input_tar",
-                            b64(pj->input_tar.data, pj->input_tar.len));
+    json_t *doc = json_pack(
+        "{s:s,s:s,s:I,s:s,s:I,s:b,s:o,s:o}", "id", rec->id, "image",
+        pj->node_image ? pj->node_image : rec->image, "timeout_s", (json_int_t)rec->timeout_s,
+        "principal", rec->principal ? rec->principal : "", "environment_version",
+        (json_int_t)rec->environment_version, "pool_ok", pj->pool_ok, "limits",
+        limits_json(&pj->limits), "input_tar", b64(pj->input_tar.data, pj->input_tar.len));
     return dump(doc, ret_len);
 }
 

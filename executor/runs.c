@@ -567,13 +567,14 @@ static int node_image(struct executor *x, const char *image, struct err *err)
 }
 
 int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
-                      size_t *ret_len, struct err *err)
+                      size_t *ret_len, bool *ret_unrun, struct err *err)
 {
     struct prepared_job pj;
     struct run_state st = {.tap = {.x = x}};
     struct err jerr = ERR_INIT;
 
     (void)err;
+    *ret_unrun = false;
     if (exec_remote_spec_parse(spec, len, &pj, &jerr) < 0) {
         /* the server hears why, rather than waiting for a result */
         result_unrun(&st.res, EXEC_ERROR, xasprintf("the node cannot run it: %s", jerr.msg));
@@ -598,6 +599,21 @@ int executor_node_run(struct executor *x, const char *spec, size_t len, char **r
                                                                         : EXEC_ERROR,
                          xasprintf("the job did not run on the node: %s", jerr.msg));
         exec_runs_unregister(x, &pj);
+        struct err ping = ERR_INIT;
+        if (rc < 0 && jerr.code != ERR_CANCELLED && !exec_stopping(x) &&
+            engine_ping(x->engine, &ping) < 0) {
+            *ret_unrun = true; /* no container: another node may run it */
+        } else if (st.res.status != EXEC_SUCCEEDED && st.res.status != EXEC_INTERRUPTED &&
+                   engine_ping(x->engine, &ping) < 0) {
+            /* not the job's doing: the node lost its engine (killed, stopped), which took
+             * the job's container with it */
+            free(st.res.error);
+            st.res.status = EXEC_INTERRUPTED;
+            st.res.exit_code = -1;
+            st.res.error = xasprintf("the job was interrupted: node '%s' lost its engine while "
+                                     "the job ran (%.150s)",
+                                     x->instance + strlen("node-"), ping.msg);
+        }
     }
     if (st.out.engine_failed)
         exec_count_engine_error(x);

@@ -114,13 +114,14 @@ void api_node_heartbeat(struct web_request *rq)
     if (!need_boot(rq, &boot))
         return;
     _cleanup_(json_decrefp) json_t *doc =
-        web_read_object(rq, 0, "{slots, engine, running, warm, pulling}", &err);
+        web_read_object(rq, 0, "{slots, engine, engine_error, running, warm, pulling}", &err);
     if (!doc) {
         web_reply_err(rq, &err);
         return;
     }
     const json_t *slots = json_object_get(doc, "slots");
     const json_t *engine = json_object_get(doc, "engine");
+    const json_t *engine_error = json_object_get(doc, "engine_error");
     if (!json_is_integer(slots) || json_integer_value(slots) < 0 ||
         json_integer_value(slots) > NODE_SLOTS_MAX) {
         web_reply_detail(rq, 422, "slots: must be an integer from 0 to %d", NODE_SLOTS_MAX);
@@ -128,6 +129,12 @@ void api_node_heartbeat(struct web_request *rq)
     }
     if (engine && (!json_is_string(engine) || json_string_length(engine) > NODE_TEXT_MAX)) {
         web_reply_detail(rq, 422, "engine: must be a string of at most %d bytes", NODE_TEXT_MAX);
+        return;
+    }
+    if (engine_error &&
+        (!json_is_string(engine_error) || json_string_length(engine_error) > NODE_TEXT_MAX)) {
+        web_reply_detail(rq, 422, "engine_error: must be a string of at most %d bytes",
+                         NODE_TEXT_MAX);
         return;
     }
     if (report_list(doc, "running", &running, &err) < 0 ||
@@ -144,6 +151,7 @@ void api_node_heartbeat(struct web_request *rq)
         .warm = warm,
         .pulling = pulling,
         .engine = json_string_value(engine),
+        .engine_error = json_string_value(engine_error),
     };
     if (cluster_heartbeat(rq->deps->cluster, &r, &reply, &err) < 0) {
         web_reply_err(rq, &err);
@@ -231,6 +239,20 @@ void api_node_result(struct web_request *rq)
     web_reply_json(rq, 200, json_pack("{s:b}", "recorded", 1));
 }
 
+void api_node_giveback(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+    const char *boot;
+
+    if (!need_boot(rq, &boot))
+        return;
+    if (cluster_giveback(rq->deps->cluster, rq->params[0], boot, rq->params[1], &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    web_reply_json(rq, 200, json_pack("{s:b}", "requeued", 1));
+}
+
 /* ---- the admins' view ---- */
 
 static json_t *strv_array(char *const *v)
@@ -260,15 +282,18 @@ void api_cluster_nodes(struct web_request *rq)
             list,
             json_pack("{s:s,s:s,s:o,s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "name", x->name,
                       "state",
-                      !x->up       ? "lost"
-                      : x->drained ? "drained"
-                                   : "ready",
+                      !x->up            ? "lost"
+                      : x->engine_error ? "engine_down"
+                      : x->drained      ? "drained"
+                                        : "ready",
                       "engine", web_json_str(x->engine), "drained", x->drained, "slots",
                       (json_int_t)x->slots, "running", (json_int_t)x->running, "leased",
                       (json_int_t)x->leased, "jobs_done", (json_int_t)x->jobs_done, "jobs_lost",
                       (json_int_t)x->jobs_lost, "first_seen", web_json_time(x->first_seen_ms),
                       "last_seen", web_json_time(x->last_seen_ms), "warm", strv_array(x->warm),
                       "pulling", strv_array(x->pulling), "boot", web_json_str(x->boot)));
+        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "engine_error",
+                            web_json_str(x->engine_error));
     }
     cluster_node_infos_free(nodes, n);
     web_reply_json(rq, 200,

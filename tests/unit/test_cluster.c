@@ -393,6 +393,71 @@ static void a_restarted_node_or_a_dropped_job_ends_the_lease(void **state)
     cluster_close(c);
 }
 
+static void a_node_without_its_engine_takes_nothing_and_gives_back_what_it_cannot_run(void **state)
+{
+    struct cluster *c = NULL;
+    struct err err = ERR_INIT;
+    struct runner ran, unrun;
+    struct cluster_reply reply;
+    (void)state;
+
+    assert_int_equal(cluster_open(KEY, strlen(KEY), 5000, &c, &err), 0);
+    beat(c, "n1", "b1", NULL, NULL);
+    beat(c, "n2", "b2", NULL, NULL);
+    submit(&ran, c, "ex_ran");
+    char *a = lease(c, "n1", "b1", 1000);
+    submit(&unrun, c, "ex_unrun");
+    char *b = lease(c, "n1", "b1", 1000);
+    assert_string_equal(b, "ex_unrun");
+    LIST1(running, "ex_ran");
+    beat(c, "n1", "b1", running, NULL);
+    /* its engine is gone: what it started ends, naming the node and why */
+    struct cluster_report down = {.name = "n1",
+                                  .boot = "b1",
+                                  .slots = 2,
+                                  .running = running,
+                                  .engine_error = "connection refused"};
+    assert_int_equal(cluster_heartbeat(c, &down, &reply, &err), 0);
+    cluster_reply_release(&reply);
+    wait_done(&ran);
+    assert_int_equal(ran.err.code, ERR_GONE);
+    assert_non_null(strstr(ran.err.msg, "node 'n1' lost its engine (connection refused)"));
+    cluster_outcome_release(&ran.out);
+    /* the unconfirmed one went back: n2 takes it; n1 is offered nothing */
+    char *c2 = lease(c, "n2", "b2", 1000);
+    assert_string_equal(c2, "ex_unrun");
+    assert_int_equal(cluster_giveback(c, "n1", "b1", "ex_unrun", &err), -1); /* not n1's now */
+    assert_int_equal(err.code, ERR_CONFLICT);
+    err_clear(&err);
+    /* n2 gives it back in turn (no container there): a third node can have it */
+    assert_int_equal(cluster_giveback(c, "n2", "b2", "ex_unrun", &err), 0);
+    assert_null(lease(c, "n1", "b1", 300)); /* engine still down */
+    beat(c, "n3", "b3", NULL, NULL);
+    char *d = lease(c, "n3", "b3", 1000);
+    assert_string_equal(d, "ex_unrun");
+    assert_int_equal(cluster_complete(c, "n3", "b3", "ex_unrun", xstrdup("{}"), 2, &err), 0);
+    wait_done(&unrun);
+    assert_int_equal(unrun.rc, 0);
+    assert_string_equal(unrun.out.node, "n3");
+    cluster_outcome_release(&unrun.out);
+    struct cluster_node_info *nodes;
+    size_t n;
+    cluster_nodes(c, &nodes, &n, NULL);
+    assert_string_equal(nodes[0].name, "n1");
+    assert_string_equal(nodes[0].engine_error, "connection refused");
+    cluster_node_infos_free(nodes, n);
+    /* its engine back: it takes jobs again */
+    beat(c, "n1", "b1", NULL, NULL);
+    cluster_nodes(c, &nodes, &n, NULL);
+    assert_null(nodes[0].engine_error);
+    cluster_node_infos_free(nodes, n);
+    free(a);
+    free(b);
+    free(c2);
+    free(d);
+    cluster_close(c);
+}
+
 static void cancels_and_shutdown_end_the_waiting(void **state)
 {
     struct cluster *c = NULL;
@@ -618,6 +683,7 @@ int main(void)
         cmocka_unit_test(a_job_goes_to_the_warm_node_among_those_that_ask),
         cmocka_unit_test(a_lost_node_loses_what_it_started_and_gives_back_the_rest),
         cmocka_unit_test(a_restarted_node_or_a_dropped_job_ends_the_lease),
+        cmocka_unit_test(a_node_without_its_engine_takes_nothing_and_gives_back_what_it_cannot_run),
         cmocka_unit_test(cancels_and_shutdown_end_the_waiting),
         cmocka_unit_test(a_spec_reads_back_as_it_was_written),
         cmocka_unit_test(a_result_reads_back_and_a_forged_one_is_refused),
