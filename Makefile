@@ -96,7 +96,7 @@ DEB_TEST   := valgrind sqlite3 python3 python3-pytest python3-requests chromium 
 DEB_FUZZ   := clang libclang-rt-14-dev
 
 .PHONY: registry registry-down cluster-up cluster-down cluster-check cluster-test
-.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-preload bench-session bench-pool soak bench-hostile bench-history bench-history-load lint clean \
+.PHONY: all build run serve test unit unit-valgrind integration api sanitize bench bench-agent bench-cluster bench-preload bench-session bench-pool soak bench-hostile bench-history bench-history-load lint clean \
         deps test-deps engine base-image check-engine ui e2e node-deps apt-node \
         fuzz fuzz-deps apt-fuzz fuzz-bins fuzz-replay fuzz-replay-run fuzz-merge
 
@@ -347,6 +347,10 @@ bench: test-deps engine build base-image
 # The agent transport against the exec one and the raw baselines (issue 14).
 bench-agent: test-deps engine build base-image
 	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_agent.py
+
+# Cluster mode (three nodes on this engine) against one engine: warm p50, overhead, CPU.
+bench-cluster: test-deps engine build base-image
+	ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) tests/bench/bench_cluster.py
 
 # 30 minutes of the mixed load at c=10 (SOAK_MINUTES, SOAK_CLIENTS): per-minute figures.
 soak: test-deps engine build base-image

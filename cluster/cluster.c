@@ -137,7 +137,9 @@ int cluster_pick(const struct cluster_candidate *c, size_t n)
                 best = (int)i;
             continue;
         }
-        if (c[i].last_given_ms < b->last_given_ms)
+        /* the one that got a job last: the container its last job gave back is warm
+         * for the next (a burst reuses it), and a closed loop stays on one node */
+        if (c[i].last_given_ms > b->last_given_ms)
             best = (int)i;
     }
     return best;

@@ -91,7 +91,7 @@ static void a_token_is_bound_to_its_node_and_key(void **state)
 
 /* ---- placement ---- */
 
-static void placement_prefers_warm_then_least_loaded_then_longest_idle(void **state)
+static void placement_prefers_warm_then_least_loaded_then_the_last_given(void **state)
 {
     (void)state;
     struct cluster_candidate c[4] = {
@@ -102,10 +102,10 @@ static void placement_prefers_warm_then_least_loaded_then_longest_idle(void **st
     };
     assert_int_equal(cluster_pick(c, 4), 1); /* warm wins over idle */
     c[1].warm = false;
-    /* 0/2 and 0/8 tie on load: the one given a job longest ago */
-    assert_int_equal(cluster_pick(c, 4), 3);
-    c[3].last_given_ms = 8;
+    /* 0/2 and 0/8 tie on load: the one given a job last (its container is warm) */
     assert_int_equal(cluster_pick(c, 4), 2);
+    c[3].last_given_ms = 8;
+    assert_int_equal(cluster_pick(c, 4), 3);
     c[2].drained = true;
     c[3].up = false;
     assert_int_equal(cluster_pick(c, 4), 0); /* 1/4 before 2/4 */
@@ -678,7 +678,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(node_names_are_plain),
         cmocka_unit_test(a_token_is_bound_to_its_node_and_key),
-        cmocka_unit_test(placement_prefers_warm_then_least_loaded_then_longest_idle),
+        cmocka_unit_test(placement_prefers_warm_then_least_loaded_then_the_last_given),
         cmocka_unit_test(a_job_goes_to_a_node_and_its_result_comes_back),
         cmocka_unit_test(a_job_goes_to_the_warm_node_among_those_that_ask),
         cmocka_unit_test(a_lost_node_loses_what_it_started_and_gives_back_the_rest),
