@@ -165,7 +165,7 @@ export function h(tag, attrs, ...children) {
 
 export function badge(status) {
   const known = ["ready", "building", "failed", "queued", "running", "succeeded", "timeout", "oom", "error",
-    "interrupted", "cancelled", "active", "deprecated", "retired"];
+    "interrupted", "cancelled", "active", "deprecated", "retired", "drained", "lost", "engine_down"];
   return h("span", { class: `badge ${known.includes(status) ? status : "unknown"}` }, status || "unknown");
 }
 

@@ -1,13 +1,14 @@
 // envhub UI: start-up, sign-in, roles and the router (#/environments, #/run, #/notebook,
-// #/history). The pages live in envs.js, run.js, notebook.js and history.js; the API client
+// #/history, #/nodes). The pages live in envs.js, run.js, notebook.js, history.js and nodes.js; the API client
 // in api.js.
 import { $, ApiError, get, getKey, h, onUnauthorized, setKey, showError } from "./api.js";
 import * as envs from "./envs.js";
 import * as run from "./run.js";
 import * as notebook from "./notebook.js";
 import * as history from "./history.js";
+import * as nodes from "./nodes.js";
 
-const pages = { environments: envs, run, notebook, history };
+const pages = { environments: envs, run, notebook, history, nodes };
 const ctx = {
   me: null,
   notify(err) {
@@ -64,6 +65,10 @@ function route() {
   const arg = parts.slice(1).map(decodeURIComponent).join("/") || null;
   if ((page === "run" || page === "notebook") && !ctx.can("run")) {
     ctx.notify(`Your role (${ctx.me.role}) may not run code.`);
+    page = "environments";
+  }
+  if (page === "nodes" && !ctx.can("keys")) {
+    ctx.notify(`Your role (${ctx.me.role}) may not see the nodes: admins only.`);
     page = "environments";
   }
   for (const a of document.querySelectorAll("#nav a[data-page]")) {

@@ -181,6 +181,7 @@ async function openDetail(id) {
   if (ex.warning) fact(dl, "Warning", ex.warning);
   if (field(ex, "image")) fact(dl, "Image", h("span", { class: "mono" }, ex.image));
   if (field(ex, "image_id")) fact(dl, "Image id", h("span", { class: "mono" }, ex.image_id));
+  if (ex.node) fact(dl, "Node", ex.node);
   fact(dl, "Principal", field(ex, "principal") || "—");
   if (field(ex, "client_addr", "client")) fact(dl, "Client", field(ex, "client_addr", "client"));
   fact(dl, "Queued", fmtTime(field(ex, "queued_at")));

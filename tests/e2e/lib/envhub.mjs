@@ -100,7 +100,7 @@ export function freePort() {
 }
 
 // The test process's environment less every setting the server reads: the flags alone decide.
-function serverEnv() {
+export function serverEnv() {
   const drop = new Set(["SANDBOX_TIMEOUT", "MAX_CODE_LENGTH", "MAX_FILE_SIZE", "DOCKER_IMAGE", "MEMORY_LIMIT",
     "CPU_LIMIT", "NETWORK_MODE", "WORK_DIR", "CONCURRENT_LIMIT"]);
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !drop.has(k) && !k.startsWith("ENVHUB_")));
