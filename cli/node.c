@@ -146,6 +146,15 @@ static void heartbeat_once(struct node *n, const char *path, bool *was_up)
     n->drained = drained;
     pthread_cond_broadcast(&n->changed);
     pthread_mutex_unlock(&n->lock);
+    json_t *images = json_object_get(reply, "images");
+    if (json_is_array(images)) {
+        _cleanup_(strv_freep) char **keep = NULL;
+        size_t k;
+        json_t *im;
+        json_array_foreach(images, k, im) if (json_is_string(im))
+            strv_push(&keep, xstrdup(json_string_value(im)));
+        executor_node_prune(n->x, keep);
+    }
     json_t *pools = json_object_get(reply, "pools");
     if (json_is_array(pools)) {
         _cleanup_free_ char *text = json_dumps(pools, JSON_COMPACT);

@@ -305,6 +305,14 @@ char *executor_cluster_pools(struct executor *x, size_t index, size_t count);
 /* A node's side: keep the pools of @text (executor_cluster_pools); a text
  * like the last one changes nothing. */
 void executor_node_set_pools(struct executor *x, const char *text);
+/* The server's side: the registry references of every version in service
+ * (ready, not retired), which nodes keep (strv in *ret; the caller frees);
+ * -1 when the catalog cannot say. */
+int executor_cluster_images(struct executor *x, char ***ret);
+/* A node's side: remove the images it pulled that are not in @keep (a
+ * deleted, retired or replaced version's); one still used stays for the
+ * next call. */
+void executor_node_prune(struct executor *x, char *const *keep);
 /* Pulls under way: "IMAGE: latest progress line" (strv; the caller frees). */
 char **executor_node_pulls(struct executor *x);
 /* Images with a warm container ready (strv; the caller frees). */

@@ -134,6 +134,8 @@ struct executor {
         uint64_t engine_errors;
         char *default_image_id; /* refreshed by a pool filler */
         char **pulling;         /* a node's pulls under way: "IMAGE: progress" (strv) */
+        char **pulled;          /* images a node pulled itself (it removes them once out of
+                                 * service: executor_node_prune) */
     } stats;
 
     struct {

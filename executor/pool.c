@@ -614,6 +614,26 @@ char *executor_cluster_pools(struct executor *x, size_t index, size_t count)
     return text;
 }
 
+int executor_cluster_images(struct executor *x, char ***ret)
+{
+    struct env_record *envs = NULL;
+    size_t n = 0;
+    struct err err = ERR_INIT;
+    char **keep = NULL;
+
+    *ret = NULL;
+    if (catalog_env_list(x->catalog, &envs, &n, &err) < 0) {
+        log_warn("executor: cannot list the environments for the nodes: %s", err.msg);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (envs[i].version > 0 && envs[i].registry_image && envs[i].lifecycle != ENV_RETIRED)
+            strv_push(&keep, xstrdup(envs[i].registry_image));
+    env_records_free(envs, n);
+    *ret = keep;
+    return 0;
+}
+
 void executor_node_set_pools(struct executor *x, const char *text)
 {
     struct exec_pool_target *t = NULL;

@@ -562,6 +562,13 @@ static int node_image(struct executor *x, const char *image, struct err *err)
     exec_note_pull(x, image, NULL);
     if (rc < 0)
         return err_prefix(err, "image '%s' is not on this node and cannot be pulled", image);
+    pthread_mutex_lock(&x->stats.lock);
+    bool known = false;
+    for (size_t i = 0; x->stats.pulled && x->stats.pulled[i] && !known; i++)
+        known = strcmp(x->stats.pulled[i], image) == 0;
+    if (!known)
+        strv_push(&x->stats.pulled, xstrdup(image));
+    pthread_mutex_unlock(&x->stats.lock);
     log_info("executor: pulled %s in %.1f s", image, (double)(time_mono_ms() - t0) / 1000.0);
     return 0;
 }

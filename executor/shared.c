@@ -94,6 +94,41 @@ void exec_note_pull(struct executor *x, const char *image, const char *line)
     pthread_mutex_unlock(&x->stats.lock);
 }
 
+void executor_node_prune(struct executor *x, char *const *keep)
+{
+    char **gone = NULL;
+    pthread_mutex_lock(&x->stats.lock);
+    for (size_t i = 0; x->stats.pulled && x->stats.pulled[i]; i++) {
+        bool kept = false;
+        for (size_t k = 0; keep && keep[k] && !kept; k++)
+            kept = strcmp(keep[k], x->stats.pulled[i]) == 0;
+        if (!kept)
+            strv_push(&gone, xstrdup(x->stats.pulled[i]));
+    }
+    pthread_mutex_unlock(&x->stats.lock);
+    for (size_t i = 0; gone && gone[i]; i++) {
+        struct err err = ERR_INIT;
+        /* not forced: a container of it (a job still running, a pool container on its way
+         * out) keeps it until the next try */
+        if (engine_image_remove(x->engine, gone[i], false, &err) < 0 && err.code != ERR_NOT_FOUND)
+            continue;
+        log_info("executor: removed %s: its version is out of service", gone[i]);
+        pthread_mutex_lock(&x->stats.lock);
+        size_t k = 0;
+        for (size_t j = 0; x->stats.pulled && x->stats.pulled[j]; j++) {
+            if (strcmp(x->stats.pulled[j], gone[i]) == 0) {
+                free(x->stats.pulled[j]);
+                continue;
+            }
+            x->stats.pulled[k++] = x->stats.pulled[j];
+        }
+        if (x->stats.pulled)
+            x->stats.pulled[k] = NULL;
+        pthread_mutex_unlock(&x->stats.lock);
+    }
+    strv_free(gone);
+}
+
 char **executor_node_pulls(struct executor *x)
 {
     char **out = NULL;
@@ -115,6 +150,7 @@ void exec_stats_fini(struct executor *x)
     }
     free(x->stats.default_image_id);
     strv_free(x->stats.pulling);
+    strv_free(x->stats.pulled);
     pthread_mutex_destroy(&x->stats.lock);
 }
 

@@ -165,6 +165,16 @@ void api_node_heartbeat(struct web_request *rq)
     json_t *answer = json_pack("{s:b,s:o,s:I}", "drained", drained, "cancel", cancel,
                                "node_timeout_ms", (json_int_t)rq->deps->cfg->node_timeout * 1000);
     json_object_set_new(answer, "pools", node_pools(rq));
+    /* the versions in service: the node removes what else it pulled; nothing said when
+     * the catalog cannot say, so that a failure removes nothing */
+    char **keep = NULL;
+    if (executor_cluster_images(rq->deps->executor, &keep) == 0) {
+        json_t *images = json_array();
+        for (size_t i = 0; keep && keep[i]; i++)
+            json_array_append_new(images, json_string(keep[i]));
+        json_object_set_new(answer, "images", images);
+    }
+    strv_free(keep);
     web_reply_json(rq, 200, answer);
 }
 

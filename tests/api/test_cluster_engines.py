@@ -120,6 +120,19 @@ def test_a_version_built_on_the_manager_runs_on_every_node():
     finally:
         set_drain(set(ALL))
         requests.delete(f"{URL}/environments/{name}", timeout=60)
+    # the extra nodes pulled it; deleted, it leaves them too (and the registry)
+    ref = env["registry_image"]
+    deadline = time.monotonic() + 30
+    left = []
+    while time.monotonic() < deadline:
+        left = [n for n in (2, 3) if subprocess.run(
+            ["docker", "-H", f"unix:///run/envhub-node{n}.sock", "image", "inspect", ref],
+            capture_output=True, timeout=30).returncode == 0]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"{ref} still on node(s) {left}"
+    print(f"deleted: its image left the extra nodes within {30 - (deadline - time.monotonic()):.1f} s")
 
 
 def test_killing_an_extra_engine_during_20_jobs():
