@@ -25,9 +25,8 @@
  * and has a free slot; among those, one that keeps a warm container of the
  * job's image first, then the least loaded (leases / slots), then the one
  * that got a job last (its last job's container, given back, is warm: a
- * burst of one client's jobs stays where its container is). With none asking, the job waits in the queue
- * and the next node to ask takes the oldest. cluster_pick() is that choice,
- * pure.
+ * burst of one client's jobs stays where its container is). With none asking, the job waits in the
+ * queue and the next node to ask takes the oldest. cluster_pick() is that choice, pure.
  *
  * One struct cluster serves all threads (one lock). */
 #ifndef ENVHUB_CLUSTER_H
