@@ -650,6 +650,14 @@ int catalog_session_insert(struct catalog *cat, const struct session_record *s, 
 /* Close session @id at @at for @reason ("deleted", "idle", ...). */
 int catalog_session_close(struct catalog *cat, const char *id, int64_t at, const char *reason,
                           struct err *err);
+/* ---- cluster mode's drained nodes (nodes.c) ---- */
+
+/* Node @name drained (by @by at @at) or resumed; draining twice keeps the first. */
+int catalog_node_drain_set(struct catalog *cat, const char *name, bool drained, const char *by,
+                           int64_t at, struct err *err);
+/* The names of the drained nodes (strv in *ret, NULL when none; the caller frees). */
+int catalog_node_drains(struct catalog *cat, char ***ret, struct err *err);
+
 /* Start-up: every session still open was cut off; close them. */
 int catalog_sessions_close_all(struct catalog *cat, int64_t at, const char *reason, int *ret_count,
                                struct err *err);

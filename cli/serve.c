@@ -16,6 +16,7 @@
 #include "core/cleanup.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/xalloc.h"
 #include "engine/engine.h"
 #include "executor/executor.h"
 #include "web/web.h"
@@ -76,6 +77,16 @@ static int cmd_serve(const struct cli_ctx *ctx)
             goto out;
         }
         executor_use_cluster(x, cl);
+        _cleanup_(strv_freep) char **drained = NULL;
+        if (catalog_node_drains(cat, &drained, &err) < 0) {
+            cli_fail(&err);
+            goto out;
+        }
+        for (size_t i = 0; drained && drained[i]; i++) {
+            cluster_drain_known(cl, drained[i]);
+            log_info("envhub: node '%s' stays drained (envhub cluster resume %s)", drained[i],
+                     drained[i]);
+        }
         log_info("envhub: cluster mode (%s): jobs run on the nodes that report here; a node is "
                  "lost after %lld s of silence",
                  cfg->cluster, (long long)cfg->node_timeout);

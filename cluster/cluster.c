@@ -352,6 +352,8 @@ static void node_drop_leases(struct cluster *c, struct node *n, const char *why)
     }
 }
 
+static bool any_node_ready(struct cluster *c, bool *ret_drained);
+
 static void *reaper_main(void *arg)
 {
     struct cluster *c = arg;
@@ -369,6 +371,17 @@ static void *reaper_main(void *arg)
                      "to other nodes",
                      n->name, why);
             node_drop_leases(c, n, why);
+        }
+        /* with no node left to take them, what waits in the queue fails rather than hang */
+        bool drained = false;
+        if (c->qhead && !any_node_ready(c, &drained)) {
+            log_warn("cluster: no node takes jobs now; the %lld waiting for one end",
+                     (long long)c->queued);
+            struct job *j;
+            while ((j = queue_pop(c)))
+                job_end(j, -1, ERR_UNAVAILABLE,
+                        drained ? "every node is drained: no node takes new jobs"
+                                : "no node is up to run the job (the last ones were lost)");
         }
         struct timespec until = time_deadline_in(200);
         pthread_cond_timedwait(&c->reaper_wake, &c->lock, &until);
@@ -603,6 +616,8 @@ int cluster_heartbeat(struct cluster *c, const struct cluster_report *r, struct 
     } else if (!n->up) {
         log_info("cluster: node '%s' answers again", n->name);
     }
+    if (!n->first_seen_ms)
+        n->first_seen_ms = time_now_ms(); /* known as drained before it first reported */
     free(n->boot);
     n->boot = xstrdup(r->boot);
     free(n->engine);
@@ -816,6 +831,23 @@ void cluster_nodes(struct cluster *c, struct cluster_node_info **ret, size_t *re
     qsort(out, count, sizeof(*out), info_cmp);
     *ret = out;
     *ret_n = count;
+}
+
+void cluster_drain_known(struct cluster *c, const char *name)
+{
+    if (!cluster_node_name_ok(name))
+        return;
+    pthread_mutex_lock(&c->lock);
+    struct node *n = node_find(c, name);
+    if (!n) {
+        n = xcalloc(1, sizeof(*n));
+        n->name = xstrdup(name);
+        pthread_cond_init(&n->wake, NULL);
+        n->next = c->nodes;
+        c->nodes = n;
+    }
+    n->drained = true;
+    pthread_mutex_unlock(&c->lock);
 }
 
 int cluster_drain(struct cluster *c, const char *name, bool drained, struct err *err)

@@ -153,6 +153,9 @@ void cluster_nodes(struct cluster *c, struct cluster_node_info **ret, size_t *re
 /* Drain (@drained true: it finishes its jobs and takes no new ones) or
  * resume node @name. ERR_NOT_FOUND when it never reported. */
 int cluster_drain(struct cluster *c, const char *name, bool drained, struct err *err);
+/* At start: node @name was drained before (the catalog says so); it is
+ * drained when it reports. */
+void cluster_drain_known(struct cluster *c, const char *name);
 
 /* ---- placement (pure) ---- */
 

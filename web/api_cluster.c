@@ -321,7 +321,9 @@ static void drain(struct web_request *rq, bool drained)
         web_reply_detail(rq, 409, "cluster mode is off (ENVHUB_CLUSTER is empty): no nodes");
         return;
     }
-    if (cluster_drain(rq->deps->cluster, rq->params[0], drained, &err) < 0) {
+    if (cluster_drain(rq->deps->cluster, rq->params[0], drained, &err) < 0 ||
+        catalog_node_drain_set(rq->deps->catalog, rq->params[0], drained, rq->principal,
+                               time_now_ms(), &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }

@@ -450,3 +450,34 @@ def test_metrics_have_a_line_per_node(cluster):
         assert f'envhub_cluster_node_up{{node="{n}"}} 1' in text, text[-2000:]
         assert f'envhub_cluster_node_jobs_total{{node="{n}"}}' in text
     assert "envhub_cluster_queued 0" in text
+
+
+def test_a_drain_outlives_a_restart_of_the_server(envhub_factory, key_file, envhub_bin):
+    server = envhub_factory("--cluster", "swarm", "--node-key-file", key_file, "--node-timeout", "3")
+    token = subprocess.run([envhub_bin, "cluster", "token", "keeper", "--node-key-file", key_file],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    hdr = {"Authorization": f"Bearer {token}", "X-Envhub-Boot": "k1"}
+
+    def beat(s):
+        r = requests.post(f"{s.url}/cluster/nodes/keeper/heartbeat", json={"slots": 1}, headers=hdr,
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert beat(server)["drained"] is False
+    assert requests.post(f"{server.url}/cluster/nodes/keeper/drain", timeout=10).status_code == 200
+    assert beat(server)["drained"] is True
+    server.stop()
+    again = envhub_factory("--cluster", "swarm", "--node-key-file", key_file, "--node-timeout", "3",
+                           db_path=server.db_path)
+    assert node_states(again) == {"keeper": "lost"}  # known, drained, not heard from yet
+    assert beat(again)["drained"] is True
+    assert node_states(again) == {"keeper": "drained"}
+    assert requests.post(f"{again.url}/cluster/nodes/keeper/resume", timeout=10).status_code == 200
+    assert beat(again)["drained"] is False
+    # a job for it waits in the queue (it never asks for work); once it is lost, the job
+    # ends rather than hang: no node is left
+    t0 = time.monotonic()
+    r = requests.post(f"{again.url}/execute", json={"code": "print(1)"}, timeout=30)
+    assert r.status_code == 503 and "no node is up" in r.json()["detail"], r.text
+    assert time.monotonic() - t0 < 3 + 5

@@ -311,8 +311,11 @@ static void a_lost_node_loses_what_it_started_and_gives_back_the_rest(void **sta
     submit(&unstarted, c, "ex_unstarted");
     char *id2 = lease(c, "n1", "b1", 1000);
     assert_string_equal(id2, "ex_unstarted");
-    /* n1 goes silent; n2 is there */
-    beat(c, "n2", "b9", NULL, NULL);
+    /* n1 goes silent; n2 is there (and keeps reporting) */
+    for (int i = 0; i < 500 && !started.done; i++) {
+        beat(c, "n2", "b9", NULL, NULL);
+        usleep(20000);
+    }
     wait_done(&started);
     assert_int_equal(started.rc, -1);
     assert_int_equal(started.err.code, ERR_GONE);
@@ -455,6 +458,24 @@ static void a_node_without_its_engine_takes_nothing_and_gives_back_what_it_canno
     free(b);
     free(c2);
     free(d);
+    cluster_close(c);
+}
+
+static void jobs_waiting_for_a_node_end_when_the_last_node_is_lost(void **state)
+{
+    struct cluster *c = NULL;
+    struct err err = ERR_INIT;
+    struct runner r;
+    (void)state;
+
+    assert_int_equal(cluster_open(KEY, strlen(KEY), 300, &c, &err), 0);
+    beat(c, "n1", "b1", NULL, NULL);
+    submit(&r, c, "ex_waits"); /* n1 never asks: the job waits in the queue */
+    wait_done(&r);             /* until n1 is lost: then it ends, saying why */
+    assert_int_equal(r.rc, -1);
+    assert_int_equal(r.err.code, ERR_UNAVAILABLE);
+    assert_non_null(strstr(r.err.msg, "no node is up"));
+    assert_null(r.out.node);
     cluster_close(c);
 }
 
@@ -684,6 +705,7 @@ int main(void)
         cmocka_unit_test(a_lost_node_loses_what_it_started_and_gives_back_the_rest),
         cmocka_unit_test(a_restarted_node_or_a_dropped_job_ends_the_lease),
         cmocka_unit_test(a_node_without_its_engine_takes_nothing_and_gives_back_what_it_cannot_run),
+        cmocka_unit_test(jobs_waiting_for_a_node_end_when_the_last_node_is_lost),
         cmocka_unit_test(cancels_and_shutdown_end_the_waiting),
         cmocka_unit_test(a_spec_reads_back_as_it_was_written),
         cmocka_unit_test(a_result_reads_back_and_a_forged_one_is_refused),
