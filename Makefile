@@ -320,6 +320,12 @@ integration: $(INTEG_BIN)
 api: $(BIN) $(SEED_BIN)
 	cd tests/api && ENVHUB_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -x -p no:cacheprovider .
 
+# The acceptance tests of /execute and of environments, unchanged, against a server in
+# cluster mode whose jobs run on 3 nodes (envhub node processes on this engine).
+api-cluster: $(BIN)
+	cd tests/api && ENVHUB_BIN=$(abspath $(BIN)) ENVHUB_TEST_CLUSTER=3 $(PYTHON) -m pytest -q \
+	    -p no:cacheprovider test_execute.py test_environments.py test_seed_client.py test_files.py
+
 # The UI in Debian's chromium, driven by playwright-core (pinned in tests/e2e; it never
 # downloads a browser), against a real envhub; screenshots land in tests/e2e/screenshots/.
 $(E2E_STAMP): $(E2E_DIR)/package.json $(E2E_DIR)/package-lock.json

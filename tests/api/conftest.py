@@ -9,6 +9,7 @@ Without a Docker engine the tests are skipped with the reason (a failure under C
 import os
 import secrets
 import shutil
+import tempfile
 import time
 
 import pytest
@@ -84,14 +85,38 @@ def _stop(server):
 
 @pytest.fixture(scope="session")
 def envhub(envhub_bin, run_id, run_label, request):
-    """The shared server (default limits): .url, .db_path, .pid, .log_path."""
-    server = helpers.EnvhubServer(envhub_bin, run_id)
+    """The shared server (default limits): .url, .db_path, .pid, .log_path. With
+    ENVHUB_TEST_CLUSTER=N (make api-cluster) it runs in cluster mode with N nodes
+    (`envhub node` processes on this engine, a warm pool of 1 each): the same tests
+    then pass through the nodes."""
+    nodes = int(os.environ.get("ENVHUB_TEST_CLUSTER") or 0)
+    flags = []
+    if nodes:
+        key = os.path.join(tempfile.mkdtemp(prefix="envhub-api-key-"), "node.key")
+        with open(key, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        flags = ["--cluster", "swarm", "--node-key-file", key]
+    server = helpers.EnvhubServer(envhub_bin, run_id, flags)
     _tmpdirs.append(server.tmpdir)
+    agents = []
     try:
         server.start()
+        for i in range(nodes):
+            agents.append(helpers.start_node(envhub_bin, f"api{run_id[:6]}-{i + 1}", server, key))
+        if nodes:
+            helpers.wait_nodes_ready(server, nodes)
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield server
+    if nodes and server.alive():
+        done = sum(n["jobs_done"] for n in helpers.wait_nodes_ready(server, 0))
+        if done == 0:
+            _late_problems.append("cluster mode: the nodes ran no job at all")
+        print(f"\ncluster mode: the {nodes} nodes ran {done} jobs")
+    for agent in agents:
+        helpers.stop_process(agent)
+    if nodes:
+        shutil.rmtree(os.path.dirname(key), ignore_errors=True)
     problem = _stop(server)
     if problem:
         if request.session.shouldfail or request.session.shouldstop:

@@ -793,3 +793,42 @@ def seed(seed_bin, db_path, count, *args):
     r = subprocess.run([seed_bin, db_path, str(count), "--quiet", *args], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, f"seed_history failed: {r.stdout}{r.stderr}"
+
+
+def start_node(binary, name, server, key_file, pool_size=1):
+    """An `envhub node` named `name` for `server` (cluster mode) on this engine; its
+    containers carry the server's label. Its log: node-NAME.log in the server's folder."""
+    env = server_env()
+    env["ENVHUB_URL"] = server.url
+    log = open(os.path.join(server.tmpdir, f"node-{name}.log"), "ab")
+    try:
+        return subprocess.Popen([binary, "node", "--name", name, "--node-key-file", key_file,
+                                 "--labels", server.label, "--pool-size", str(pool_size)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True)
+    finally:
+        log.close()
+
+
+def wait_nodes_ready(server, count, within=30.0):
+    """Until `count` nodes report ready to the cluster-mode `server`."""
+    deadline = time.monotonic() + within
+    nodes = []
+    while time.monotonic() < deadline:
+        nodes = requests.get(f"{server.url}/cluster/nodes", timeout=10).json()["nodes"]
+        if sum(n["state"] == "ready" for n in nodes) >= count:
+            return nodes
+        time.sleep(0.2)
+    raise RuntimeError(f"{count} nodes not ready within {within:.0f} s: {nodes}")
+
+
+def stop_process(proc, grace=20.0):
+    """SIGTERM by PID, then SIGKILL after `grace` s."""
+    if proc.poll() is not None:
+        return proc.returncode
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=10)
