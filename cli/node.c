@@ -116,9 +116,13 @@ static void heartbeat_once(struct node *n, const char *path, bool *was_up)
     pthread_mutex_unlock(&n->lock);
     _cleanup_(strv_freep) char **warm = executor_node_warm(n->x);
     _cleanup_(strv_freep) char **pulling = executor_node_pulls(n->x);
+    _cleanup_(strv_freep) char **pools = executor_node_pool_lines(n->x);
+    _cleanup_(strv_freep) char **images = executor_node_images(n->x);
     json_t *doc = json_pack("{s:I,s:s,s:o,s:o,s:o}", "slots", (json_int_t)n->slots, "engine",
                             n->engine_desc, "running", strv_json(running), "warm", strv_json(warm),
                             "pulling", strv_json(pulling));
+    json_object_set_new(doc, "pools", strv_json(pools));
+    json_object_set_new(doc, "images", strv_json(images));
     if (ping.code != ERR_OK)
         json_object_set_new(doc, "engine_error", json_string(ping.msg));
     _cleanup_free_ char *body = json_dumps(doc, JSON_COMPACT);
@@ -146,18 +150,18 @@ static void heartbeat_once(struct node *n, const char *path, bool *was_up)
     n->drained = drained;
     pthread_cond_broadcast(&n->changed);
     pthread_mutex_unlock(&n->lock);
-    json_t *images = json_object_get(reply, "images");
-    if (json_is_array(images)) {
+    json_t *in_service = json_object_get(reply, "images");
+    if (json_is_array(in_service)) {
         _cleanup_(strv_freep) char **keep = NULL;
         size_t k;
         json_t *im;
-        json_array_foreach(images, k, im) if (json_is_string(im))
+        json_array_foreach(in_service, k, im) if (json_is_string(im))
             strv_push(&keep, xstrdup(json_string_value(im)));
         executor_node_prune(n->x, keep);
     }
-    json_t *pools = json_object_get(reply, "pools");
-    if (json_is_array(pools)) {
-        _cleanup_free_ char *text = json_dumps(pools, JSON_COMPACT);
+    json_t *wanted = json_object_get(reply, "pools");
+    if (json_is_array(wanted)) {
+        _cleanup_free_ char *text = json_dumps(wanted, JSON_COMPACT);
         if (text)
             executor_node_set_pools(n->x, text);
     }
@@ -566,6 +570,13 @@ static int cluster_status(const struct cli_ctx *ctx)
         json_array_foreach(json_object_get(nd, "warm"), k, w)
             printf("%s%s", k ? ", " : "", json_string_value(w));
         printf("\n");
+        json_array_foreach(json_object_get(nd, "pools"), k, w)
+            printf("%-20s   pool %s\n", "", json_string_value(w));
+        json_array_foreach(json_object_get(nd, "images"), k, w)
+            printf("%-20s   version %s\n", "", json_string_value(w));
+        const char *why = json_string_value(json_object_get(nd, "engine_error"));
+        if (why)
+            printf("%-20s   engine: %s\n", "", why);
     }
     printf("queued %lld, leased %lld, placed %lld, requeued %lld, interrupted %lld\n",
            (long long)json_integer_value(json_object_get(doc, "queued")),

@@ -32,7 +32,7 @@ struct node {
     uint64_t done, lost;
     int64_t first_seen_ms, last_seen_ms; /* wall clock */
     int64_t last_seen_mono, last_given_mono;
-    char **warm, **pulling;
+    char **warm, **pulling, **pools, **images;
     char **cancel; /* ids to name in its next heartbeat's answer */
     bool asking;   /* a lease poll waits */
     struct job *given;
@@ -456,6 +456,8 @@ void cluster_close(struct cluster *c)
         free(n->engine_error);
         strv_free(n->warm);
         strv_free(n->pulling);
+        strv_free(n->pools);
+        strv_free(n->images);
         strv_free(n->cancel);
         pthread_cond_destroy(&n->wake);
         free(n);
@@ -640,6 +642,10 @@ int cluster_heartbeat(struct cluster *c, const struct cluster_report *r, struct 
     n->warm = strv_copy(r->warm);
     strv_free(n->pulling);
     n->pulling = strv_copy(r->pulling);
+    strv_free(n->pools);
+    n->pools = strv_copy(r->pools);
+    strv_free(n->images);
+    n->images = strv_copy(r->images);
     n->up = true;
     node_touch(n);
     /* what it runs: started if leased to it, else to be killed */
@@ -783,6 +789,8 @@ void cluster_node_infos_free(struct cluster_node_info *n, size_t count)
         free(n[i].engine_error);
         strv_free(n[i].warm);
         strv_free(n[i].pulling);
+        strv_free(n[i].pools);
+        strv_free(n[i].images);
     }
     free(n);
 }
@@ -819,6 +827,8 @@ void cluster_nodes(struct cluster *c, struct cluster_node_info **ret, size_t *re
             .last_seen_ms = n->last_seen_ms,
             .warm = strv_copy(n->warm),
             .pulling = strv_copy(n->pulling),
+            .pools = strv_copy(n->pools),
+            .images = strv_copy(n->images),
         };
     if (ret_stats) {
         *ret_stats = c->stats;

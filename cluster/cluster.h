@@ -97,6 +97,8 @@ struct cluster_report {
     char **running;           /* ids of the jobs it runs (NULL-terminated or NULL) */
     char **warm;              /* images it has a warm container of */
     char **pulling;           /* "IMAGE: progress" lines of pulls under way */
+    char **pools;             /* "IMAGE: N ready of M" of its warm pools */
+    char **images;            /* versions it pulled and keeps (registry references) */
     const char *engine;       /* its engine's name and version, for the status */
     const char *engine_error; /* its engine does not answer: why (NULL: it answers) */
 };
@@ -140,7 +142,7 @@ struct cluster_node_info {
     int64_t slots, running, leased;
     uint64_t jobs_done, jobs_lost;
     int64_t first_seen_ms, last_seen_ms; /* wall clock */
-    char **warm, **pulling;
+    char **warm, **pulling, **pools, **images;
 };
 void cluster_node_infos_free(struct cluster_node_info *n, size_t count);
 struct cluster_stats {

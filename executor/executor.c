@@ -14,15 +14,17 @@
 
 #include "core/banned.h"
 
-int executor_open(const struct config *cfg, struct engine *e, struct catalog *cat,
-                  struct executor **ret, struct err *err)
+/* An executor of @cfg on @e, every layer initialised, none started; its
+ * containers carry envhub.instance=@instance. */
+static struct executor *executor_new(const struct config *cfg, struct engine *e,
+                                     struct catalog *cat, char *instance, struct err *err)
 {
     struct executor *x = xcalloc(1, sizeof(*x));
-    int interrupted = 0;
 
     x->cfg = cfg;
     x->engine = e;
     x->catalog = cat;
+    x->instance = instance;
     atomic_init(&x->stopping, false);
     exec_stats_init(x);
     exec_containers_init(x);
@@ -31,9 +33,21 @@ int executor_open(const struct config *cfg, struct engine *e, struct catalog *ca
     exec_runs_init(x);
     exec_sessions_init(x);
     exec_async_init(x);
-    x->instance = xstrdup(catalog_instance_id(cat));
-    if (sandbox_labels_parse(cfg->labels, x->instance, &x->labels, err) < 0)
-        goto fail;
+    if (sandbox_labels_parse(cfg->labels, x->instance, &x->labels, err) < 0) {
+        executor_close(x);
+        return NULL;
+    }
+    return x;
+}
+
+int executor_open(const struct config *cfg, struct engine *e, struct catalog *cat,
+                  struct executor **ret, struct err *err)
+{
+    int interrupted = 0;
+    struct executor *x = executor_new(cfg, e, cat, xstrdup(catalog_instance_id(cat)), err);
+
+    if (!x)
+        return -1;
     if (exec_containers_start(x, err) < 0) /* what a previous run left behind goes first */
         goto fail;
     if (catalog_recover_executions(cat, time_now_ms(), &interrupted, err) < 0) {
@@ -56,21 +70,11 @@ fail:
 int executor_open_node(const struct config *cfg, struct engine *e, const char *node,
                        struct executor **ret, struct err *err)
 {
-    struct executor *x = xcalloc(1, sizeof(*x));
+    struct executor *x = executor_new(cfg, e, NULL, xasprintf("node-%s", node), err);
 
-    x->cfg = cfg;
-    x->engine = e;
-    atomic_init(&x->stopping, false);
-    exec_stats_init(x);
-    exec_containers_init(x);
-    exec_live_init(x);
-    exec_pool_init(x);
-    exec_runs_init(x);
-    exec_sessions_init(x);
-    exec_async_init(x);
-    x->instance = xasprintf("node-%s", node);
-    if (sandbox_labels_parse(cfg->labels, x->instance, &x->labels, err) < 0 ||
-        exec_containers_start(x, err) < 0 || exec_pool_start(x, err) < 0) {
+    if (!x)
+        return -1;
+    if (exec_containers_start(x, err) < 0 || exec_pool_start(x, err) < 0) {
         executor_close(x);
         return -1;
     }

@@ -315,6 +315,10 @@ int executor_cluster_images(struct executor *x, char ***ret);
 void executor_node_prune(struct executor *x, char *const *keep);
 /* Pulls under way: "IMAGE: latest progress line" (strv; the caller frees). */
 char **executor_node_pulls(struct executor *x);
+/* Its pools: "IMAGE: N ready of M" (strv; the caller frees). */
+char **executor_node_pool_lines(struct executor *x);
+/* The images it pulled and keeps (strv; the caller frees). */
+char **executor_node_images(struct executor *x);
 /* Images with a warm container ready (strv; the caller frees). */
 char **executor_node_warm(struct executor *x);
 

@@ -695,6 +695,18 @@ int64_t exec_pool_live(struct executor *x)
     return n;
 }
 
+char **executor_node_pool_lines(struct executor *x)
+{
+    char **lines = NULL;
+    pthread_mutex_lock(&x->pool.lock);
+    for (struct pool *p = x->pool.list; p; p = p->next)
+        if (p->want > 0 || p->n_ready > 0)
+            strv_push(&lines, xasprintf("%s: %lld ready of %lld", p->image, (long long)p->n_ready,
+                                        (long long)p->want));
+    pthread_mutex_unlock(&x->pool.lock);
+    return lines;
+}
+
 char **executor_node_warm(struct executor *x)
 {
     char **images = NULL;

@@ -129,6 +129,16 @@ void executor_node_prune(struct executor *x, char *const *keep)
     strv_free(gone);
 }
 
+char **executor_node_images(struct executor *x)
+{
+    char **out = NULL;
+    pthread_mutex_lock(&x->stats.lock);
+    for (size_t i = 0; x->stats.pulled && x->stats.pulled[i]; i++)
+        strv_push(&out, xstrdup(x->stats.pulled[i]));
+    pthread_mutex_unlock(&x->stats.lock);
+    return out;
+}
+
 char **executor_node_pulls(struct executor *x)
 {
     char **out = NULL;

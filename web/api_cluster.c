@@ -109,12 +109,14 @@ void api_node_heartbeat(struct web_request *rq)
     _cleanup_(strv_freep) char **running = NULL;
     _cleanup_(strv_freep) char **warm = NULL;
     _cleanup_(strv_freep) char **pulling = NULL;
+    _cleanup_(strv_freep) char **pools = NULL;
+    _cleanup_(strv_freep) char **images = NULL;
     struct cluster_reply reply = {0};
 
     if (!need_boot(rq, &boot))
         return;
-    _cleanup_(json_decrefp) json_t *doc =
-        web_read_object(rq, 0, "{slots, engine, engine_error, running, warm, pulling}", &err);
+    _cleanup_(json_decrefp) json_t *doc = web_read_object(
+        rq, 0, "{slots, engine, engine_error, running, warm, pulling, pools, images}", &err);
     if (!doc) {
         web_reply_err(rq, &err);
         return;
@@ -139,7 +141,9 @@ void api_node_heartbeat(struct web_request *rq)
     }
     if (report_list(doc, "running", &running, &err) < 0 ||
         report_list(doc, "warm", &warm, &err) < 0 ||
-        report_list(doc, "pulling", &pulling, &err) < 0) {
+        report_list(doc, "pulling", &pulling, &err) < 0 ||
+        report_list(doc, "pools", &pools, &err) < 0 ||
+        report_list(doc, "images", &images, &err) < 0) {
         web_reply_err(rq, &err);
         return;
     }
@@ -150,6 +154,8 @@ void api_node_heartbeat(struct web_request *rq)
         .running = running,
         .warm = warm,
         .pulling = pulling,
+        .pools = pools,
+        .images = images,
         .engine = json_string_value(engine),
         .engine_error = json_string_value(engine_error),
     };
@@ -169,10 +175,10 @@ void api_node_heartbeat(struct web_request *rq)
      * the catalog cannot say, so that a failure removes nothing */
     char **keep = NULL;
     if (executor_cluster_images(rq->deps->executor, &keep) == 0) {
-        json_t *images = json_array();
+        json_t *in_service = json_array();
         for (size_t i = 0; keep && keep[i]; i++)
-            json_array_append_new(images, json_string(keep[i]));
-        json_object_set_new(answer, "images", images);
+            json_array_append_new(in_service, json_string(keep[i]));
+        json_object_set_new(answer, "images", in_service);
     }
     strv_free(keep);
     web_reply_json(rq, 200, answer);
@@ -302,8 +308,10 @@ void api_cluster_nodes(struct web_request *rq)
                       (json_int_t)x->jobs_lost, "first_seen", web_json_time(x->first_seen_ms),
                       "last_seen", web_json_time(x->last_seen_ms), "warm", strv_array(x->warm),
                       "pulling", strv_array(x->pulling), "boot", web_json_str(x->boot)));
-        json_object_set_new(json_array_get(list, json_array_size(list) - 1), "engine_error",
-                            web_json_str(x->engine_error));
+        json_t *item = json_array_get(list, json_array_size(list) - 1);
+        json_object_set_new(item, "engine_error", web_json_str(x->engine_error));
+        json_object_set_new(item, "pools", strv_array(x->pools));
+        json_object_set_new(item, "images", strv_array(x->images));
     }
     cluster_node_infos_free(nodes, n);
     web_reply_json(rq, 200,

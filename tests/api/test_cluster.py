@@ -421,6 +421,9 @@ def test_an_environment_built_on_the_server_runs_on_every_node_with_its_pool_sha
                 break
             time.sleep(0.5)
         assert all(any(name in image for image in w) for w in warm.values()), (name, warm)
+        # each node says so in its pools, and `envhub cluster status` shows them
+        pools = {n["name"]: n["pools"] for n in nodes_doc(server)["nodes"] if n["name"] in nodes}
+        assert all(any(name in p and "of 1" in p for p in ps) for ps in pools.values()), pools
         # and each node runs its jobs: the others drained in turn
         for target in nodes:
             for n in nodes:

@@ -1,6 +1,6 @@
 // envhub UI: the Nodes page (admins). Cluster mode's nodes from GET /cluster/nodes, refreshed
 // every 2 s while the page is shown: state, slots, running and leased jobs, jobs done and lost,
-// warm images, pulls under way, when each was last heard; Drain and Resume per node.
+// warm images, pools, pulls under way, when each was last heard; Drain and Resume per node.
 import { $, api, badge, fmtTime, get, h, showError } from "./api.js";
 
 let ctx;
@@ -63,6 +63,7 @@ async function load() {
     h("td", null, String(n.jobs_done)),
     h("td", null, String(n.jobs_lost)),
     h("td", null, list(n.warm)),
+    h("td", null, list(n.pools)),
     h("td", null, list(n.pulling)),
     h("td", null, fmtTime(n.last_seen)),
     h("td", null, n.drained
