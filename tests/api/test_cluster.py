@@ -446,6 +446,66 @@ def test_health_tells_the_nodes(cluster):
     assert c["nodes_up"] >= len(nodes) and c["queued"] == 0 and c["pulling"] == [], c
 
 
+def test_a_frozen_node_loses_its_jobs_and_its_late_results_are_refused(cluster):
+    """SIGSTOP a node while it runs jobs: past the node timeout the server gives it up (its
+    jobs end interrupted, naming it; new jobs go elsewhere). SIGCONT: its late results are
+    refused (nothing recorded twice), its containers of those jobs are killed at the
+    server's word, and it takes jobs again."""
+    server, nodes = cluster
+    victim = sorted(nodes)[2]
+    proc = nodes[victim].proc
+    for n in nodes:
+        requests.post(f"{server.url}/cluster/nodes/{n}/{'resume' if n == victim else 'drain'}",
+                      timeout=10)
+    out = {}
+
+    def job(i):
+        out[i] = requests.post(f"{server.url}/execute",
+                               json={"code": f"import time; time.sleep(3); print({i})"}, timeout=120)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            n = next(x for x in nodes_doc(server)["nodes"] if x["name"] == victim)
+            if n["running"] == 2:
+                break
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        for n in nodes:
+            if n != victim:
+                requests.post(f"{server.url}/cluster/nodes/{n}/resume", timeout=10)
+        for t in threads:
+            t.join(60)
+        waited = time.monotonic() - t0
+        for r in out.values():
+            doc = r.json()
+            assert doc["status"] == "interrupted" and victim in doc["error"], doc
+            assert "stopped answering" in doc["error"], doc
+        assert NODE_TIMEOUT <= waited < NODE_TIMEOUT + 5, waited
+        assert node_states(server)[victim] == "lost"
+        doc = execute(server, "print('elsewhere')")
+        assert doc["stdout"] == "elsewhere\n" and row(server, doc["id"])["node"] != victim
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    # thawed: it reports again, its late results are refused, the rows stay as they were
+    wait_nodes(server, [victim])
+    time.sleep(4)  # its jobs end (3 s of sleep) and their results are posted, refused
+    for r in out.values():
+        assert row(server, r.json()["id"])["status"] == "interrupted"
+    assert "holds no lease" in nodes[victim].log() or "refused the result" in nodes[victim].log()
+    seen = set()
+    deadline = time.monotonic() + 30
+    while victim not in seen and time.monotonic() < deadline:
+        for r in run_many(server, ["print(5)"] * 6, concurrency=6):
+            assert r.status_code == 200 and r.json()["stdout"] == "5\n", r.text
+            seen.add(row(server, r.json()["id"])["node"])
+    assert victim in seen, seen
+
+
 def test_metrics_have_a_line_per_node(cluster):
     server, nodes = cluster
     text = requests.get(f"{server.url}/metrics", timeout=30).text
