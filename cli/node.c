@@ -218,6 +218,52 @@ static void job_done(struct node *n, const char *id)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* A followed job's output on its way to the server: gathered, and sent when
+ * RELAY_MS passed since the last send, past RELAY_MAX bytes, on a change of
+ * stream, and at the end. A send that fails is dropped (the result carries
+ * the whole output anyway). */
+#define RELAY_MS 250
+#define RELAY_MAX (256 * 1024)
+struct relay {
+    struct node *n;
+    const char *id;
+    struct buf pending;
+    enum engine_stream stream;
+    int64_t last_ms;
+};
+
+static void relay_flush(struct relay *r)
+{
+    if (!r->pending.len)
+        return;
+    size_t b64_len = 0;
+    _cleanup_free_ char *b64 = base64_encode(r->pending.data, r->pending.len, &b64_len);
+    json_t *doc = json_pack("{s:s,s:s%}", "stream",
+                            r->stream == ENGINE_STDERR ? "stderr" : "stdout", "data", b64, b64_len);
+    _cleanup_free_ char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    _cleanup_free_ char *path = xasprintf("/cluster/nodes/%s/output/%s", r->n->name, r->id);
+    struct answer a = {0};
+    struct err err = ERR_INIT;
+    if (body)
+        (void)node_call(r->n, path, body, 10000, &a, &err);
+    answer_release(&a);
+    buf_reset(&r->pending);
+    r->last_ms = time_mono_ms();
+}
+
+static int relay_output(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct relay *r = ctx;
+    if (r->pending.len && stream != r->stream)
+        relay_flush(r);
+    r->stream = stream;
+    buf_put(&r->pending, data, len);
+    if (r->pending.len >= RELAY_MAX || time_mono_ms() - r->last_ms >= RELAY_MS)
+        relay_flush(r);
+    return 0;
+}
+
 static void *job_main(void *arg)
 {
     struct node_job *j = arg;
@@ -225,9 +271,14 @@ static void *job_main(void *arg)
     struct err err = ERR_INIT;
     _cleanup_free_ char *result = NULL;
     size_t len = 0;
+    struct relay relay = {.n = n, .id = j->id, .pending = BUF_INIT(BUF_UNLIMITED)};
 
     bool unrun = false;
-    if (executor_node_run(n->x, j->spec, j->len, &result, &len, &unrun, &err) < 0) {
+    int rc =
+        executor_node_run(n->x, j->spec, j->len, relay_output, &relay, &result, &len, &unrun, &err);
+    relay_flush(&relay); /* the rest, before the result ends the job */
+    buf_release(&relay.pending);
+    if (rc < 0) {
         log_warn("node: job '%s' did not run: %s", j->id, err.msg); /* cannot happen */
     } else if (unrun) {
         _cleanup_free_ char *path = xasprintf("/cluster/nodes/%s/giveback/%s", n->name, j->id);
@@ -244,13 +295,13 @@ static void *job_main(void *arg)
         for (int t = 0; t < NODE_RESULT_TRIES; t++) {
             struct answer a = {0};
             err_clear(&err);
-            int rc = node_call(n, path, result, 60000, &a, &err);
+            int sent = node_call(n, path, result, 60000, &a, &err);
             int status = a.status;
-            if (rc == 0 && status != 200)
+            if (sent == 0 && status != 200)
                 log_warn("node: the server refused the result of '%s': %.300s (HTTP %d)", j->id,
                          buf_str(&a.body), status);
             answer_release(&a);
-            if (rc == 0)
+            if (sent == 0)
                 break; /* answered: recorded, or refused for good (409) */
             log_warn("node: cannot send the result of '%s' (try %d of %d): %s", j->id, t + 1,
                      NODE_RESULT_TRIES, err.msg);

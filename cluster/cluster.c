@@ -761,6 +761,16 @@ int cluster_complete(struct cluster *c, const char *name, const char *boot, cons
     return 0;
 }
 
+bool cluster_holds(struct cluster *c, const char *name, const char *boot, const char *id)
+{
+    pthread_mutex_lock(&c->lock);
+    struct node *n = node_find(c, name);
+    struct job *j = job_find(c, id);
+    bool held = n && j && j->state == JOB_LEASED && j->node == n && strcmp(j->boot, boot) == 0;
+    pthread_mutex_unlock(&c->lock);
+    return held;
+}
+
 int cluster_giveback(struct cluster *c, const char *name, const char *boot, const char *id,
                      struct err *err)
 {

@@ -127,6 +127,8 @@ void cluster_unlease(struct cluster *c, const char *name, const char *id);
 int cluster_complete(struct cluster *c, const char *name, const char *boot, const char *id,
                      char *result, size_t len, struct err *err);
 
+/* Does node @name, boot @boot, hold the lease on job @id? */
+bool cluster_holds(struct cluster *c, const char *name, const char *boot, const char *id);
 /* Node @name, boot @boot, gives job @id back unrun (its engine went before
  * the job got a container): it goes to the front of the queue, for another
  * node. ERR_CONFLICT when the node does not hold its lease. */

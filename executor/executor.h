@@ -295,9 +295,12 @@ int executor_open_node(const struct config *cfg, struct engine *e, const char *n
  * spec it cannot read, or a job the node's stop cut off, is a result too
  * (status error or interrupted, with the reason). *ret_unrun: the job got
  * no container because the engine does not answer: give it back
- * (another node runs it) rather than send the result. */
-int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
-                      size_t *ret_len, bool *ret_unrun, struct err *err);
+ * (another node runs it) rather than send the result. @live (may be NULL)
+ * gets the job's output as it comes when the spec asks for it (someone may
+ * follow the job on the server: executor_remote_output). */
+int executor_node_run(struct executor *x, const char *spec, size_t len, engine_output_fn live,
+                      void *live_ctx, char **ret_result, size_t *ret_len, bool *ret_unrun,
+                      struct err *err);
 /* The server's side: the warm pools node @index of @count ready nodes
  * (sorted by name) keeps: each environment's policy.pool_size shared out
  * among the nodes (JSON text for the heartbeat's answer; the caller frees). */
@@ -313,6 +316,11 @@ int executor_cluster_images(struct executor *x, char ***ret);
  * deleted, retired or replaced version's); one still used stays for the
  * next call. */
 void executor_node_prune(struct executor *x, char *const *keep);
+/* The server's side: live output of job @id that its node relays (while
+ * someone may follow it: an asynchronous job); ERR_NOT_FOUND when the job
+ * has no live output (a synchronous one, or ended). */
+int executor_remote_output(struct executor *x, const char *id, bool is_stderr, const char *data,
+                           size_t len, struct err *err);
 /* Pulls under way: "IMAGE: latest progress line" (strv; the caller frees). */
 char **executor_node_pulls(struct executor *x);
 /* Its pools: "IMAGE: N ready of M" (strv; the caller frees). */

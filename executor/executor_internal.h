@@ -550,6 +550,7 @@ struct prepared_job {
     /* in the registry, under runs.lock */
     char *cid;          /* its container, while it runs in one */
     bool remote;        /* handed to the cluster: a cancel goes there */
+    bool follow;        /* its live output is followed: a node relays it as it comes */
     char *cancelled_by; /* set by a cancel */
     struct prepared_job *run_next;
 };

@@ -96,13 +96,9 @@ struct live *exec_live_open(struct executor *x, const char *id)
     return l;
 }
 
-int exec_live_append(void *ctx, enum engine_stream stream, const char *data, size_t len)
+static void append_locked(struct executor *x, struct live *l, enum engine_stream stream,
+                          const char *data, size_t len)
 {
-    struct live_tap *t = ctx;
-    struct executor *x = t->x;
-    struct live *l = t->live;
-
-    pthread_mutex_lock(&x->live.lock);
     size_t offset = l->data.len;
     size_t took = buf_append_upto(&l->data, data, len);
     if (took < len)
@@ -112,6 +108,29 @@ int exec_live_append(void *ctx, enum engine_stream stream, const char *data, siz
         l->chunks[l->n_chunks++] = (struct live_chunk){stream, offset, took};
         pthread_cond_broadcast(&x->live.grew);
     }
+}
+
+int exec_live_append(void *ctx, enum engine_stream stream, const char *data, size_t len)
+{
+    struct live_tap *t = ctx;
+    struct executor *x = t->x;
+
+    pthread_mutex_lock(&x->live.lock);
+    append_locked(x, t->live, stream, data, len);
+    pthread_mutex_unlock(&x->live.lock);
+    return 0;
+}
+
+int executor_remote_output(struct executor *x, const char *id, bool is_stderr, const char *data,
+                           size_t len, struct err *err)
+{
+    pthread_mutex_lock(&x->live.lock);
+    struct live *l = find_locked(x, id);
+    if (!l || l->done) {
+        pthread_mutex_unlock(&x->live.lock);
+        return err_set(err, ERR_NOT_FOUND, "execution '%s' has no live output to add to", id);
+    }
+    append_locked(x, l, is_stderr ? ENGINE_STDERR : ENGINE_STDOUT, data, len);
     pthread_mutex_unlock(&x->live.lock);
     return 0;
 }

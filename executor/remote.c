@@ -74,6 +74,8 @@ char *exec_remote_spec(const struct prepared_job *pj, size_t *ret_len)
         "principal", rec->principal ? rec->principal : "", "environment_version",
         (json_int_t)rec->environment_version, "pool_ok", pj->pool_ok, "limits",
         limits_json(&pj->limits), "input_tar", b64(pj->input_tar.data, pj->input_tar.len));
+    if (pj->follow)
+        json_object_set_new(doc, "live", json_true());
     return dump(doc, ret_len);
 }
 
@@ -267,6 +269,7 @@ int exec_remote_spec_parse(const char *text, size_t len, struct prepared_job *pj
         return -1;
     rec->environment_version = version;
     pj->pool_ok = get_bool(doc, "pool_ok");
+    pj->follow = get_bool(doc, "live");
     const json_t *tar = json_object_get(doc, "input_tar");
     bool too_large = false;
     pj->input_tar = (struct buf)BUF_INIT((size_t)pj->limits.workspace_size);

@@ -256,6 +256,8 @@ struct run_state {
     int64_t uses; /* jobs that container served before */
     bool warm;    /* it came from the pool */
     struct live_tap tap;
+    engine_output_fn relay; /* a node: the output goes to the server as it comes */
+    void *relay_ctx;
 };
 
 /* The result of a job that did not get to run in its container. */
@@ -352,8 +354,10 @@ static void container_run(struct executor *x, struct prepared_job *pj, struct ru
         .memory = pj->limits.memory,
         .started = st->warm,
         .recycled = st->warm && st->uses > 0,
-        .live = st->tap.live ? exec_live_append : NULL,
-        .live_ctx = &st->tap,
+        .live = st->relay      ? st->relay
+                : st->tap.live ? exec_live_append
+                               : NULL,
+        .live_ctx = st->relay ? st->relay_ctx : (void *)&st->tap,
     };
     exec_job_run(x, st->cid, &io, &st->res, &st->out);
 }
@@ -468,6 +472,7 @@ static void run_remote(struct executor *x, struct prepared_job *pj, struct run_s
     if (early)
         err_set(&e, ERR_CANCELLED, "cancelled by %s before it ran", early);
     else {
+        pj->follow = st->tap.live != NULL;
         char *spec = exec_remote_spec(pj, &len);
         rc = cluster_run(x->cluster, pj->rec.id, pj->node_image ? pj->node_image : pj->rec.image,
                          spec, len, &co, &e);
@@ -573,8 +578,9 @@ static int node_image(struct executor *x, const char *image, struct err *err)
     return 0;
 }
 
-int executor_node_run(struct executor *x, const char *spec, size_t len, char **ret_result,
-                      size_t *ret_len, bool *ret_unrun, struct err *err)
+int executor_node_run(struct executor *x, const char *spec, size_t len, engine_output_fn live,
+                      void *live_ctx, char **ret_result, size_t *ret_len, bool *ret_unrun,
+                      struct err *err)
 {
     struct prepared_job pj;
     struct run_state st = {.tap = {.x = x}};
@@ -589,6 +595,10 @@ int executor_node_run(struct executor *x, const char *spec, size_t len, char **r
         err_copy(&st.out.engine_err, &jerr);
     } else {
         pj.recorded = true; /* it waits for a slot rather than being refused; cancels find it */
+        if (pj.follow && live) {
+            st.relay = live;
+            st.relay_ctx = live_ctx;
+        }
         result_reset(&st.res, pj.rec.id);
         exec_runs_register(x, &pj);
         int rc = node_image(x, pj.rec.image, &jerr);

@@ -255,6 +255,49 @@ void api_node_result(struct web_request *rq)
     web_reply_json(rq, 200, json_pack("{s:b}", "recorded", 1));
 }
 
+#define NODE_OUTPUT_MAX (1024 * 1024) /* bytes of output one relay carries */
+
+void api_node_output(struct web_request *rq)
+{
+    struct err err = ERR_INIT;
+    const char *boot;
+
+    if (!need_boot(rq, &boot))
+        return;
+    _cleanup_(json_decrefp) json_t *doc = web_read_object(rq, 0, "{stream, data}", &err);
+    if (!doc) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    const char *stream = json_string_value(json_object_get(doc, "stream"));
+    const json_t *data = json_object_get(doc, "data");
+    if (!stream || (strcmp(stream, "stdout") != 0 && strcmp(stream, "stderr") != 0)) {
+        web_reply_detail(rq, 422, "stream: must be stdout or stderr");
+        return;
+    }
+    _cleanup_(buf_release) struct buf bytes = BUF_INIT(NODE_OUTPUT_MAX);
+    bool too_large = false;
+    if (!json_is_string(data) ||
+        base64_decode(json_string_value(data), json_string_length(data), &bytes, &too_large) < 0) {
+        web_reply_detail(rq, too_large ? 413 : 422,
+                         too_large ? "data: more than %d bytes of output at once"
+                                   : "data: must be base64 (at most %d bytes)",
+                         NODE_OUTPUT_MAX);
+        return;
+    }
+    if (!cluster_holds(rq->deps->cluster, rq->params[0], boot, rq->params[1])) {
+        web_reply_detail(rq, 409, "node '%s' holds no lease on execution '%s'", rq->params[0],
+                         rq->params[1]);
+        return;
+    }
+    if (executor_remote_output(rq->deps->executor, rq->params[1], strcmp(stream, "stderr") == 0,
+                               bytes.data ? bytes.data : "", bytes.len, &err) < 0) {
+        web_reply_err(rq, &err);
+        return;
+    }
+    web_reply_head(rq, 204, "application/json", WEB_NO_BODY, NULL);
+}
+
 void api_node_giveback(struct web_request *rq)
 {
     struct err err = ERR_INIT;

@@ -500,6 +500,7 @@ static const struct route routes[] = {
     {"POST", "/cluster/nodes/{}/lease", PERM_NODE, api_node_lease, false},
     {"POST", "/cluster/nodes/{}/results/{}", PERM_NODE, api_node_result, false},
     {"POST", "/cluster/nodes/{}/giveback/{}", PERM_NODE, api_node_giveback, false},
+    {"POST", "/cluster/nodes/{}/output/{}", PERM_NODE, api_node_output, false},
     {"GET", "/cluster/nodes", PERM_KEYS, api_cluster_nodes, false},
     {"POST", "/cluster/nodes/{}/drain", PERM_KEYS, api_cluster_drain, false},
     {"POST", "/cluster/nodes/{}/resume", PERM_KEYS, api_cluster_resume, false},

@@ -338,6 +338,7 @@ void api_node_heartbeat(struct web_request *rq);
 void api_node_lease(struct web_request *rq);
 void api_node_result(struct web_request *rq);
 void api_node_giveback(struct web_request *rq);
+void api_node_output(struct web_request *rq);
 void api_cluster_nodes(struct web_request *rq);
 void api_cluster_drain(struct web_request *rq);
 void api_cluster_resume(struct web_request *rq);

@@ -506,6 +506,50 @@ def test_a_frozen_node_loses_its_jobs_and_its_late_results_are_refused(cluster):
     assert victim in seen, seen
 
 
+def test_a_followed_job_on_a_node_streams_its_output_while_it_runs(cluster):
+    """An asynchronous job's output, relayed by its node as it comes, reaches a follower
+    of GET /executions/{id}/output while the job runs, whole and in order."""
+    import http.client
+    import json as _json
+    server, nodes = cluster
+    code = ("import sys, time\n"
+            "for i in range(6):\n"
+            "    print(f'tick {i}', flush=True)\n"
+            "    if i == 2:\n"
+            "        print('half way', file=sys.stderr, flush=True)\n"
+            "    time.sleep(0.5)\n")
+    r = requests.post(f"{server.url}/executions", json={"code": code, "timeout": 30}, timeout=30)
+    assert r.status_code == 202, r.text
+    eid = r.json()["id"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", f"/executions/{eid}/output?follow=1")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    events, event, data = [], None, []
+    try:
+        while True:
+            line = resp.readline()
+            if not line:
+                break
+            line = line.decode().rstrip("\r\n")
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+            elif line == "" and (event or data):
+                events.append((time.monotonic(), event, "\n".join(data)))
+                event, data = None, []
+    finally:
+        conn.close()
+    assert events and events[-1][1] == "end", events[-3:]
+    out = "".join(_json.loads(d) for _t, e, d in events if e == "stdout")
+    err = "".join(_json.loads(d) for _t, e, d in events if e == "stderr")
+    assert out == "".join(f"tick {i}\n" for i in range(6)) and err == "half way\n", events
+    first = next(t for t, e, _d in events if e == "stdout")
+    assert events[-1][0] - first >= 1.5, "the output came only at the end"
+    assert row(server, eid)["node"] in nodes
+
+
 def test_metrics_have_a_line_per_node(cluster):
     server, nodes = cluster
     text = requests.get(f"{server.url}/metrics", timeout=30).text
