@@ -65,13 +65,17 @@ def hist(envhub_bin, run_id, run_label, seed_bin):
         server.start()
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
-    seed(seed_bin, server.db_path, SEED_ROWS, "--days", str(SEED_DAYS), "--seed", "4242")
-    server.real = [
-        helpers.execute(server, "print('history real one')", timeout=20,
-                        files={"in.txt": helpers.b64("abc")}),
-        helpers.execute(server, "open('out.csv','w').write('a,b\\n')\nraise SystemExit(3)",
-                        timeout=20),
-    ]
+    try:
+        seed(seed_bin, server.db_path, SEED_ROWS, "--days", str(SEED_DAYS), "--seed", "4242")
+        server.real = [
+            helpers.execute(server, "print('history real one')", timeout=20,
+                            files={"in.txt": helpers.b64("abc")}),
+            helpers.execute(server, "open('out.csv','w').write('a,b\\n')\nraise SystemExit(3)",
+                            timeout=20),
+        ]
+    except BaseException:
+        server.stop()  # a failed set-up leaves no server running
+        raise
     yield server
     stop_clean(server)
 
