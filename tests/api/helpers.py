@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -832,3 +833,25 @@ def stop_process(proc, grace=20.0):
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         return proc.wait(timeout=10)
+
+
+def execute_many(url, codes, concurrency, http_timeout=300):
+    """POST {url}/execute for each code, `concurrency` at once; the answers in order."""
+    out = [None] * len(codes)
+    todo = iter(range(len(codes)))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            out[i] = requests.post(f"{url}/execute", json={"code": codes[i]}, timeout=http_timeout)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out

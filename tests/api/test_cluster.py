@@ -21,8 +21,8 @@ import time
 import pytest
 import requests
 
-from helpers import (create_env, delete_env, docker_api, execute, labelled_containers,
-                     server_env, wait_env)
+from helpers import (create_env, delete_env, docker_api, execute, execute_many,
+                     labelled_containers, server_env, wait_env)
 
 NODE_TIMEOUT = 3  # seconds of silence before the server gives a node up
 
@@ -90,25 +90,7 @@ def row(server, execution_id):
 
 def run_many(server, codes, concurrency):
     """POST /execute for each code, @concurrency at once; the answers in order."""
-    out = [None] * len(codes)
-    lock = threading.Lock()
-    next_i = [0]
-
-    def worker():
-        while True:
-            with lock:
-                i = next_i[0]
-                next_i[0] += 1
-            if i >= len(codes):
-                return
-            out[i] = requests.post(f"{server.url}/execute", json={"code": codes[i]}, timeout=120)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
+    return execute_many(server.url, codes, concurrency)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import time
 import pytest
 import requests
 
+from helpers import execute_many
+
 URL = os.environ.get("ENVHUB_CLUSTER_URL")
 STATE = os.environ.get("ENVHUB_CLUSTER_STATE", "")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -56,24 +58,7 @@ def node_of(execution_id):
 
 
 def many(codes, concurrency):
-    out = [None] * len(codes)
-    it = iter(range(len(codes)))
-    lock = threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                i = next(it, None)
-            if i is None:
-                return
-            out[i] = requests.post(f"{URL}/execute", json={"code": codes[i]}, timeout=300)
-
-    ts = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return out
+    return execute_many(URL, codes, concurrency)
 
 
 def set_drain(keep):
